@@ -1,0 +1,1 @@
+"""CRM adapters behind one interface (`base.CrmAdapter`), registered by name."""

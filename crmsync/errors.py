@@ -1,0 +1,88 @@
+"""One small hierarchy of errors; the CLI alone turns them into messages and exit codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class CrmsyncError(Exception):
+    """Base of every error crmsync reports to a user (never with a traceback unless --debug)."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem found in a config file, pointing at the line that caused it."""
+
+    path: str
+    line: int | None
+    column: int | None
+    field: str
+    message: str
+    severity: str = "error"  # error | warning | info
+    rule: str | None = None
+    hint: str | None = None
+
+    def location(self) -> str:
+        where = self.path
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        return where
+
+    def __str__(self) -> str:
+        text = f"{self.location()} {self.field}: {self.message}" if self.field else (
+            f"{self.location()} {self.message}"
+        )
+        if self.rule:
+            text += f" [{self.rule}]"
+        return text
+
+
+class ConfigError(CrmsyncError):
+    """A config file (blueprint) is unreadable or invalid; carries every finding at once."""
+
+    def __init__(self, findings: list[Finding] | None = None, message: str | None = None) -> None:
+        self.findings = list(findings or [])
+        text = message or "\n".join(str(f) for f in self.findings) or "invalid configuration"
+        super().__init__(text)
+
+
+class SettingsError(CrmsyncError):
+    """Runtime settings (environment, .env) are missing or invalid."""
+
+
+class UnknownAdapterError(CrmsyncError):
+    """A CRM name that no adapter is registered for."""
+
+
+class RemoteError(CrmsyncError):
+    """The CRM answered with an error (or did not answer)."""
+
+    def __init__(self, crm: str, message: str, *, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        self.crm = crm
+        self.status = status
+        self.retry_after = retry_after
+        prefix = f"{crm} answered {status}" if status else f"{crm} request failed"
+        super().__init__(f"{prefix}: {message}")
+
+
+class RetriableRemoteError(RemoteError):
+    """Rate limited, a 5xx, a timeout or a dropped connection: worth trying again."""
+
+
+class FatalRemoteError(RemoteError):
+    """Any other 4xx: the request itself is wrong; retrying cannot help."""
+
+
+class PlanBlocked(CrmsyncError):
+    """Some planned changes cannot be applied (reason given per change)."""
+
+    exit_code = 3
+
+
+class StoreError(CrmsyncError):
+    """The local store cannot be opened or migrated."""

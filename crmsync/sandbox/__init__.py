@@ -1,0 +1,1 @@
+"""A local emulator of the HubSpot and Pipedrive APIs (`crmsync sandbox`)."""

@@ -1,0 +1,108 @@
+"""The emulator's tiny HTTP toolkit: request and response objects and a route table.
+
+Kept dependency-free (the standard library's server underneath) so the sandbox starts
+anywhere crmsync installs. Each emulated CRM registers its routes on one `Router`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lower-cased names
+    body: bytes = b""
+    path_params: dict[str, str] = field(default_factory=dict)
+    route: str = ""  # the matched route template, for stats
+
+    @classmethod
+    def build(cls, method: str, target: str, headers: dict[str, str], body: bytes) -> Request:
+        path, _, query_string = target.partition("?")
+        return cls(
+            method=method.upper(),
+            path=path,
+            query=parse_qs(query_string, keep_blank_values=True),
+            headers={k.lower(): v for k, v in headers.items()},
+            body=body,
+        )
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else default
+
+    def args(self, name: str) -> list[str]:
+        """All values of a query parameter, CSV-split (`properties=a,b&properties=c`)."""
+        out: list[str] = []
+        for value in self.query.get(name, []):
+            out.extend(v for v in value.split(",") if v)
+        return out
+
+    def json(self) -> Any:
+        """The parsed JSON body; raises ValueError on malformed JSON."""
+        if not self.body:
+            return None
+        return json.loads(self.body)
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: Any = None  # JSON-able, bytes, or None for an empty body
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        if self.body is None:
+            return b""
+        if isinstance(self.body, bytes):
+            return self.body
+        return json.dumps(self.body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+Handler = Callable[[Request], Response]
+_PARAM = re.compile(r"\{(\w+)\}")
+
+
+@dataclass
+class Route:
+    method: str
+    template: str
+    handler: Handler
+    crm: str
+    pattern: re.Pattern[str]
+
+
+class Router:
+    """Maps (method, path) to a handler; templates use `{name}` segments."""
+
+    def __init__(self) -> None:
+        self._routes: list[Route] = []
+
+    def add(self, method: str, template: str, handler: Handler, *, crm: str) -> None:
+        regex = "^" + _PARAM.sub(r"(?P<\1>[^/]+)", re.escape(template).replace(r"\{", "{").replace(
+            r"\}", "}")) + "$"
+        self._routes.append(Route(method.upper(), template, handler, crm, re.compile(regex)))
+
+    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
+        """(route, path params, path_known). path_known without a route means 405."""
+        path_known = False
+        for route in self._routes:
+            found = route.pattern.match(path)
+            if found is None:
+                continue
+            path_known = True
+            if route.method == method:
+                return route, found.groupdict(), True
+        return None, {}, path_known
+
+    @property
+    def routes(self) -> list[Route]:
+        return list(self._routes)
