@@ -2,23 +2,47 @@
 
 Models are frozen and forbid unknown keys, so a typo in a config is an error that points at
 its line (see `loader.py`), not a silently ignored field.
+
+Besides field validation, a blueprint must be internally consistent (`reference_problems`):
+keys are the identity the store remembers, so they must be unique, and a retired stage must
+say which live stage takes over its deals.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import difflib
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal, NamedTuple, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    model_validator,
+)
+
+KEY_PATTERN = r"^[a-z][a-z0-9_]*$"
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+LANGUAGE_PATTERN = r"^[a-z]{2}$"
+ENV_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
 
 Key = Annotated[
     str,
-    StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64),
+    StringConstraints(pattern=KEY_PATTERN, max_length=64),
     Field(description="stable identifier: lowercase letters, digits and underscores"),
 ]
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 Outcome = Literal["won", "lost"]
 CrmName = Literal["hubspot", "pipedrive"]
 ConflictPolicy = Literal["remote_wins", "local_wins", "newest_wins"]
+
+# Validation context flag: the loader runs `reference_problems` itself so that each problem
+# points at its own line, instead of one model-level error for the whole file.
+SKIP_REFERENCE_CHECKS = "crmsync_skip_reference_checks"
 
 
 class _Frozen(BaseModel):
@@ -59,6 +83,7 @@ class Pipeline(_Frozen):
     previous_labels: tuple[Label, ...] = ()
     stages: tuple[Stage, ...] = Field(min_length=1)
     retired_stages: tuple[RetiredStage, ...] = ()
+    silence: tuple[Silence, ...] = ()
 
     @property
     def open_stages(self) -> tuple[Stage, ...]:
@@ -73,12 +98,120 @@ class Blueprint(_Frozen):
 
     client: Key
     crm: CrmName
-    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "EUR"
-    language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}$")] | None = None
-    token_env: Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$")] | None = None
+    currency: Annotated[str, StringConstraints(pattern=CURRENCY_PATTERN)] = "EUR"
+    language: Annotated[str, StringConstraints(pattern=LANGUAGE_PATTERN)] | None = None
+    token_env: Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)] | None = None
     conflict_policy: ConflictPolicy = "remote_wins"
     silence: tuple[Silence, ...] = ()
     pipelines: tuple[Pipeline, ...] = Field(min_length=1)
 
     def pipeline(self, key: str) -> Pipeline | None:
         return next((p for p in self.pipelines if p.key == key), None)
+
+    @model_validator(mode="after")
+    def _check_references(self, info: ValidationInfo) -> Self:
+        if info.context and info.context.get(SKIP_REFERENCE_CHECKS):
+            return self
+        problems = reference_problems(self.model_dump())
+        if problems:
+            raise ValueError("; ".join(f"{format_loc(p.loc)}: {p.message}" for p in problems))
+        return self
+
+
+Loc = tuple[str | int, ...]
+
+
+class Problem(NamedTuple):
+    """A consistency problem in blueprint data, located by its field path."""
+
+    loc: Loc
+    message: str
+    rule: str | None = None
+
+
+def format_loc(loc: Loc) -> str:
+    """`('pipelines', 0, 'stages', 2, 'key')` -> `pipelines[0].stages[2].key`."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def closest(word: str, candidates: Sequence[str]) -> str | None:
+    """The candidate most like `word` (for "did you mean …?"), or None if none is close."""
+    matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def to_key(text: str) -> str | None:
+    """A valid key made from free text ("Needs Assessed" -> "needs_assessed"), if possible."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    key = re.sub(r"[^a-z0-9]+", "_", ascii_text.lower()).strip("_")[:64]
+    return key if re.match(KEY_PATTERN, key) else None
+
+
+def _items(value: Any) -> list[tuple[int, Mapping[str, Any]]]:
+    if not isinstance(value, list | tuple):
+        return []
+    return [(i, item) for i, item in enumerate(value) if isinstance(item, Mapping)]
+
+
+def reference_problems(data: Mapping[str, Any]) -> list[Problem]:
+    """Consistency problems in (possibly partly invalid) blueprint data.
+
+    Works on plain dicts so that the loader can report these together with field errors.
+    Duplicate keys are errors, not lint: the key is the identity a stage is applied under.
+    """
+    problems: list[Problem] = []
+    seen_pipelines: dict[str, int] = {}
+    for p, pipeline in _items(data.get("pipelines")):
+        key = pipeline.get("key")
+        if isinstance(key, str):
+            if key in seen_pipelines:
+                problems.append(Problem(
+                    ("pipelines", p, "key"),
+                    f"pipeline key '{key}' is already used by pipelines[{seen_pipelines[key]}]; "
+                    "keys must be unique",
+                    "duplicate-key",
+                ))
+            seen_pipelines.setdefault(key, p)
+        stage_keys: dict[str, int] = {}
+        for s, stage in _items(pipeline.get("stages")):
+            skey = stage.get("key")
+            if not isinstance(skey, str):
+                continue
+            if skey in stage_keys:
+                problems.append(Problem(
+                    ("pipelines", p, "stages", s, "key"),
+                    f"stage key '{skey}' is already used by stages[{stage_keys[skey]}] of this "
+                    "pipeline; keys must be unique within a pipeline",
+                    "duplicate-key",
+                ))
+            stage_keys.setdefault(skey, s)
+        problems.extend(_retired_problems(p, pipeline, stage_keys))
+    return problems
+
+
+def _retired_problems(p: int, pipeline: Mapping[str, Any], stage_keys: Mapping[str, int]
+                      ) -> list[Problem]:
+    problems: list[Problem] = []
+    for r, retired in _items(pipeline.get("retired_stages")):
+        loc: Loc = ("pipelines", p, "retired_stages", r)
+        if retired.get("key") is None and retired.get("label") is None:
+            problems.append(Problem(
+                loc, "a retired stage needs a key or a label, so its deals can be found",
+            ))
+        rkey = retired.get("key")
+        if isinstance(rkey, str) and rkey in stage_keys:
+            problems.append(Problem(
+                (*loc, "key"),
+                f"stage '{rkey}' is retired but still listed under stages; remove it from one",
+            ))
+        target = retired.get("move_deals_to")
+        if isinstance(target, str) and target not in stage_keys:
+            message = f"must name a stage key of this pipeline ('{target}' is not one)"
+            suggestion = closest(target, list(stage_keys))
+            if suggestion:
+                message += f"; did you mean '{suggestion}'?"
+            problems.append(Problem((*loc, "move_deals_to"), message))
+    return problems
