@@ -1,1 +1,88 @@
-"""A local emulator of the HubSpot and Pipedrive APIs (`crmsync sandbox`)."""
+"""A local emulator of the HubSpot and Pipedrive APIs (`crmsync sandbox`).
+
+    server = start_sandbox(port=0)           # background thread, free port
+    server.base_url                          # http://127.0.0.1:PORT — both CRMs live here
+    server.stop()
+
+HubSpot is served under `/crm/v3/…` and `/crm/v4/…`, Pipedrive under `/api/…`, the control
+API under `/_sandbox/…` (contract in `crmsync.sandbox.control`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from crmsync.sandbox.clock import Clock, ManualClock
+from crmsync.sandbox.config import SandboxConfig
+from crmsync.sandbox.server import Emulator, Sandbox, SandboxServer
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+
+__all__ = [
+    "Clock",
+    "Emulator",
+    "ManualClock",
+    "Sandbox",
+    "SandboxConfig",
+    "SandboxServer",
+    "build_sandbox",
+    "start_sandbox",
+]
+
+
+def _pipedrive_emulator(token: str | None, clock: Clock | None) -> Emulator | None:
+    # The Pipedrive emulator is written alongside; run HubSpot alone until it lands.
+    try:
+        module = importlib.import_module("crmsync.sandbox.pipedrive")
+    except ModuleNotFoundError as exc:
+        if exc.name != "crmsync.sandbox.pipedrive":
+            raise
+        return None
+    emulator: Emulator = module.PipedriveEmulator(token=token, clock=clock)
+    return emulator
+
+
+def build_sandbox(
+    *,
+    token: str | None = None,
+    config: SandboxConfig | Mapping[str, Any] | None = None,
+    clock: Clock | None = None,
+) -> Sandbox:
+    """The sandbox application (both CRMs) without a socket — for tests and the server.
+
+    `token`: None accepts any non-empty token; a string accepts only that one.
+    `clock`: POSIX-seconds callable shared by the emulators and rate limits.
+    """
+    from crmsync.sandbox.hubspot import HubSpotEmulator
+
+    emulators: list[Emulator] = [HubSpotEmulator(token=token, clock=clock)]
+    pipedrive = _pipedrive_emulator(token, clock)
+    if pipedrive is not None:
+        emulators.append(pipedrive)
+    if config is not None and not isinstance(config, SandboxConfig):
+        config = SandboxConfig.model_validate(dict(config))
+    return Sandbox(emulators, config=config, clock=clock)
+
+
+def start_sandbox(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    token: str | None = None,
+    state_file: str | Path | None = None,
+    config: SandboxConfig | Mapping[str, Any] | None = None,
+    clock: Clock | None = None,
+) -> SandboxServer:
+    """Build the sandbox, load `state_file` if it exists, and serve it in a background thread.
+
+    `server.stop()` stops it and, with `state_file`, saves the state there.
+    """
+    from crmsync.sandbox.state import load_state
+
+    app = build_sandbox(token=token, config=config, clock=clock)
+    if state_file is not None:
+        load_state(app, state_file)
+    return SandboxServer(app, host, port, state_file=state_file).start()

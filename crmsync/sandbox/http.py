@@ -58,6 +58,9 @@ class Response:
     status: int = 200
     body: Any = None  # JSON-able, bytes, or None for an empty body
     headers: dict[str, str] = field(default_factory=dict)
+    # Set by the sandbox's realism knobs, acted on by the socket layer only:
+    delay: float = 0.0  # seconds to wait before replying (latency, slow responses)
+    drop: bool = False  # close the connection without any reply
 
     def encode(self) -> bytes:
         if self.body is None:

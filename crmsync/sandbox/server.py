@@ -1,15 +1,33 @@
-"""The sandbox server: one host:port serving every emulated CRM plus `/_sandbox/` controls."""
+"""The sandbox server: one host:port serving every emulated CRM plus `/_sandbox/` controls.
+
+Request pipeline for an emulated CRM (see `Sandbox.handle`):
+auth (the CRM's own 401) → rate limits (429 when enforced; headers always when enabled) →
+injected faults (decided before the handler, so a faulted request has no effect) → handler
+(serialised by one lock: emulator state needs no locking of its own) → stats.
+The pure part returns a `Response` whose `delay`/`drop` the socket layer acts on, so tests
+can drive `Sandbox.handle` directly without sleeping.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
+from crmsync.sandbox.clock import Clock, system_clock
+from crmsync.sandbox.config import SandboxConfig
+from crmsync.sandbox.faults import FaultDecision, FaultInjector
 from crmsync.sandbox.http import Request, Response, Router
+from crmsync.sandbox.limits import RateLimits, hubspot_limit_body, pipedrive_limit_body
+
+if TYPE_CHECKING:
+    from crmsync.sandbox.control import Stats
 
 log = logging.getLogger(__name__)
+
+CONTROL_PREFIX = "/_sandbox/"
 
 
 class Emulator(Protocol):
@@ -40,39 +58,123 @@ class Emulator(Protocol):
 class Sandbox:
     """The application: routes a `Request` to the right emulator and returns a `Response`."""
 
-    def __init__(self, emulators: list[Emulator]) -> None:
+    def __init__(
+        self,
+        emulators: list[Emulator],
+        *,
+        config: SandboxConfig | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        from crmsync.sandbox.control import ControlApi, Stats
+
         self.emulators = emulators
+        self.clock: Clock = clock or system_clock
         self.router = Router()
         for emulator in emulators:
             emulator.register(self.router)
+        self.lock = threading.RLock()  # serialises every emulator handler and control action
+        self.stats: Stats = Stats()
+        self.config = config or SandboxConfig()
+        self.limits = RateLimits(self.config)
+        self.faults = FaultInjector(self.config)
+        self.control = ControlApi(self)
+
+    # -- configuration -------------------------------------------------------------------
+    def configure(self, config: SandboxConfig) -> None:
+        """Swap latency, fault and rate-limit settings (windows and the fault RNG restart)."""
+        self.config = config
+        self.limits.configure(config)
+        self.faults = FaultInjector(config)
+
+    def emulator(self, crm: str) -> Emulator | None:
+        return next((e for e in self.emulators if e.crm == crm), None)
 
     def emulator_for(self, path: str) -> Emulator | None:
         return next(
             (e for e in self.emulators if any(path.startswith(p) for p in e.path_prefixes)), None
         )
 
+    def reset(self) -> None:
+        """Empty every CRM, switch realism off and zero the stats."""
+        with self.lock:
+            for emulator in self.emulators:
+                emulator.reset()
+            self.configure(SandboxConfig())
+            self.stats.clear()
+
+    # -- the pipeline --------------------------------------------------------------------
     def handle(self, request: Request) -> Response:
+        if request.path.startswith(CONTROL_PREFIX):
+            return self.control.handle(request)  # not counted: stats describe CRM traffic
         emulator = self.emulator_for(request.path)
         if emulator is None:
             return Response(404, {"error": f"no emulated API at {request.path}"})
+        route, params, path_known = self.router.match(request.method, request.path)
+        request.path_params = params
+        request.route = route.template if route is not None else "<unmatched>"
+        response, injected = self._dispatch(emulator, request, route, path_known)
+        self.stats.record(emulator.crm, request.method, request.route, response, injected)
+        return response
+
+    def _dispatch(
+        self, emulator: Emulator, request: Request, route: Any, path_known: bool
+    ) -> tuple[Response, str | None]:
         denied = emulator.authenticate(request)
         if denied is not None:
-            return denied
-        route, params, path_known = self.router.match(request.method, request.path)
+            return denied, None
+        limit = self.limits.check(emulator.crm, request, self.clock())
+        if limit.refused is not None:
+            headers = {**limit.headers, "Retry-After": str(limit.retry_after)}
+            return Response(429, limit.refused, headers), None
+        fault = self.faults.decide(emulator.crm, request.path)
+        if fault.short_circuits:
+            return self._faulted(emulator, fault, limit.headers), fault.kind
         if route is None:
-            if path_known:
-                return emulator.error(405, f"Method {request.method} not allowed")
-            return emulator.error(404, f"Unknown path {request.path}")
-        request.path_params = params
-        request.route = route.template
-        try:
-            return route.handler(request)
-        except ValueError as exc:  # malformed JSON bodies and bad numbers
-            return emulator.error(400, f"Invalid input: {exc}")
+            status = 405 if path_known else 404
+            message = (
+                f"Method {request.method} not allowed" if path_known
+                else f"Unknown path {request.path}"
+            )
+            response = emulator.error(status, message)
+        else:
+            with self.lock:
+                try:
+                    response = route.handler(request)
+                except ValueError as exc:  # malformed JSON bodies and bad numbers
+                    response = emulator.error(400, f"Invalid input: {exc}")
+        response.headers.update(limit.headers)
+        response.delay = fault.delay_s
+        return response, (fault.kind if fault.kind == "slow" else None)
+
+    def _faulted(
+        self, emulator: Emulator, fault: FaultDecision, headers: dict[str, str]
+    ) -> Response:
+        if fault.kind == "drop":
+            return Response(0, None, delay=fault.delay_s, drop=True)
+        if fault.kind == "429":
+            body = (
+                hubspot_limit_body(
+                    "You have reached your ten_secondly_rolling limit.", "TEN_SECONDLY_ROLLING",
+                    "publicapi:private-app:injected")
+                if emulator.crm == "hubspot" else pipedrive_limit_body("Request over limit")
+            )
+            return Response(429, body, {**headers, "Retry-After": "1"}, delay=fault.delay_s)
+        response = emulator.error(int(fault.kind), _FAULT_MESSAGES[fault.kind])
+        response.headers.update(headers)
+        response.delay = fault.delay_s
+        return response
+
+
+_FAULT_MESSAGES = {
+    "500": "Internal Server Error (injected by the sandbox)",
+    "502": "Bad Gateway (injected by the sandbox)",
+    "503": "Service Unavailable (injected by the sandbox)",
+}
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # small replies must not wait for delayed ACKs
     server: _Server
 
     def _serve(self) -> None:
@@ -80,6 +182,11 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         request = Request.build(self.command, self.path, dict(self.headers.items()), body)
         response = self.server.app.handle(request)
+        if response.delay > 0:
+            self.server.sleep(response.delay)
+        if response.drop:
+            self.close_connection = True  # the server closes the socket; no bytes sent
+            return
         payload = response.encode()
         self.send_response(response.status)
         if response.body is not None:
@@ -87,11 +194,17 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in response.headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        if payload:
-            self.wfile.write(payload)
+        # one write for head and body: fewer syscalls and no Nagle stall between them
+        self._headers_buffer.append(b"\r\n")
+        self._headers_buffer.append(payload)
+        self.wfile.write(b"".join(self._headers_buffer))
+        self._headers_buffer = []
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve  # noqa: N815
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            super().log_request(code, size)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         log.debug("sandbox %s", format % args)
@@ -100,19 +213,35 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], app: Sandbox) -> None:
+        import time
+
         self.app = app
+        self.sleep = time.sleep
         super().__init__(address, _Handler)
 
 
 class SandboxServer:
-    """Runs a `Sandbox` on a port in a background thread (tests) or the foreground (CLI)."""
+    """Runs a `Sandbox` on a port in a background thread (tests) or the foreground (CLI).
 
-    def __init__(self, app: Sandbox, host: str = "127.0.0.1", port: int = 0) -> None:
+    With `state_file`, `stop()` saves every emulator's state there (see `state.py`).
+    """
+
+    def __init__(
+        self,
+        app: Sandbox,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        state_file: str | Path | None = None,
+    ) -> None:
         self.app = app
+        self.state_file = Path(state_file) if state_file is not None else None
         self._server = _Server((host, port), app)
         self._thread: threading.Thread | None = None
+        self._stopped = False
 
     @property
     def base_url(self) -> str:
@@ -120,18 +249,32 @@ class SandboxServer:
         return f"http://{host!s}:{port}"
 
     def start(self) -> SandboxServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="crmsync-sandbox", daemon=True
+        )
         self._thread.start()
         return self
 
     def serve_forever(self) -> None:
         self._server.serve_forever()
 
-    def stop(self) -> None:
+    def shutdown(self) -> None:
+        """Stop serving (callable from another thread or a signal handler's thread)."""
         self._server.shutdown()
-        self._server.server_close()
+
+    def stop(self) -> None:
+        """Stop serving, close the socket and save the state file if one is set."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self._thread is not None:
+            self._server.shutdown()
             self._thread.join(timeout=5)
+        self._server.server_close()
+        if self.state_file is not None:
+            from crmsync.sandbox.state import save_state
+
+            save_state(self.app, self.state_file)
 
     def __enter__(self) -> SandboxServer:
         return self.start()
