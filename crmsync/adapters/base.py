@@ -7,9 +7,11 @@ whatever the CRM stores; ids are strings whatever the CRM uses.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 Outcome = Literal["won", "lost"]
 
@@ -80,7 +82,9 @@ class CrmAdapter(Protocol):
 
     def archive_pipeline(self, pipeline_id: str) -> None: ...
 
-    def create_stage(self, pipeline_id: str, stage: StageSpec) -> RemoteStage: ...
+    def create_stage(self, pipeline_id: str, stage: StageSpec) -> RemoteStage | None:
+        """Add one stage; None when the CRM has no such stage (an outcome on Pipedrive)."""
+        ...
 
     def update_stage(self, pipeline_id: str, stage_id: str, stage: StageSpec) -> RemoteStage: ...
 
