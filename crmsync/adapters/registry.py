@@ -1,0 +1,101 @@
+"""Adapters by CRM name: `create_adapter("hubspot", settings)`.
+
+The registry maps a name to a factory taking the resolved connection details, so the SDK of
+one CRM is only imported when that CRM is used (`crmsync --help` stays fast).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from crmsync.errors import UnknownAdapterError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from pydantic import SecretStr
+
+    from crmsync.adapters.base import CrmAdapter
+    from crmsync.adapters.http_policy import Clock, Sleep
+    from crmsync.settings import Settings
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Everything an adapter needs to talk to one CRM account."""
+
+    base_url: str
+    token: SecretStr
+    timeout: float
+    max_retries: int
+    sleep: Sleep
+    clock: Clock
+
+    def __repr__(self) -> str:  # SecretStr already hides the token; keep the repr short
+        return f"Connection({self.base_url!r}, timeout={self.timeout}, retries={self.max_retries})"
+
+
+
+def _hubspot(connection: Connection) -> CrmAdapter:
+    from crmsync.adapters.hubspot import HubSpotAdapter
+
+    return HubSpotAdapter(
+        connection.base_url, connection.token, timeout=connection.timeout,
+        max_retries=connection.max_retries, sleep=connection.sleep, clock=connection.clock,
+    )
+
+
+def _pipedrive(connection: Connection) -> CrmAdapter:
+    from crmsync.adapters.pipedrive import PipedriveAdapter
+
+    return PipedriveAdapter(
+        connection.base_url, connection.token, timeout=connection.timeout,
+        max_retries=connection.max_retries, sleep=connection.sleep, clock=connection.clock,
+    )
+
+
+_FACTORIES: dict[str, Callable[[Connection], CrmAdapter]] = {
+    "hubspot": _hubspot,
+    "pipedrive": _pipedrive,
+}
+
+
+def known_adapters() -> list[str]:
+    """The CRM names `create_adapter` accepts, sorted."""
+    return sorted(_FACTORIES)
+
+
+def register_adapter(crm: str, factory: Callable[[Connection], CrmAdapter]) -> None:
+    """Add (or replace) the factory for a CRM name, e.g. a fake in tests."""
+    _FACTORIES[crm] = factory
+
+
+def create_adapter(
+    crm: str,
+    settings: Settings,
+    *,
+    token_env: str | None = None,
+    sleep: Sleep = time.sleep,
+    clock: Clock = time.monotonic,
+) -> CrmAdapter:
+    """The adapter for `crm`, connected as `settings` say (base URL, token, timeout, retries).
+
+    `token_env` names a blueprint's own token variable (see `Settings.token`). Raises
+    `UnknownAdapterError` for a name with no adapter, `SettingsError` when the token is missing.
+    """
+    factory = _FACTORIES.get(crm)
+    if factory is None:
+        raise UnknownAdapterError(
+            f"no adapter for CRM {crm!r}; known: {', '.join(known_adapters())}"
+        )
+    connection = Connection(
+        base_url=settings.base_url(crm),
+        token=settings.token(crm, token_env),
+        timeout=settings.http_timeout_seconds,
+        max_retries=settings.max_retries,
+        sleep=sleep,
+        clock=clock,
+    )
+    return factory(connection)
