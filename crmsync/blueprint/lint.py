@@ -234,7 +234,7 @@ def _file_hits(blueprint: Blueprint, non_english: str | None) -> Iterator[_Hit]:
     if non_english is not None:
         english_rules = ", ".join(r.id for r in RULES.values() if r.english_only)
         if blueprint.language:
-            reason, loc = f"language: {blueprint.language} is declared", ("language",)
+            reason, loc = f"the labels are declared as '{blueprint.language}'", ("language",)
         else:
             reason = f"labels look non-English (e.g. '{non_english}')"
             loc = _label_loc(blueprint, non_english)
