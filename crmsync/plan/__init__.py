@@ -1,0 +1,1 @@
+"""Provisioning plans: `diff` a blueprint against the CRM, `render` the plan, `apply` it."""

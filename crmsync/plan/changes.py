@@ -1,0 +1,250 @@
+"""Change objects: what `diff` decides and what `render` and `apply` work from.
+
+Every change is a frozen dataclass naming its pipeline (and stage) by blueprint key and, where
+the object already exists, by remote id. Changes that write carry the complete desired value
+(`StageSpec`, or the pipeline's label and order) because the adapters write whole objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from crmsync.adapters.base import StageSpec
+
+PipelineField = Literal["label", "order"]
+StageField = Literal["label", "probability", "order", "rotting", "outcome"]
+
+
+@dataclass(frozen=True)
+class NewStage:
+    """A stage created together with its pipeline: its key and what to write."""
+
+    key: str
+    spec: StageSpec
+
+
+@dataclass(frozen=True)
+class CreatePipeline:
+    pipeline: str
+    label: str
+    order: int
+    stages: tuple[NewStage, ...]
+    action: ClassVar[str] = "create"
+
+
+@dataclass(frozen=True)
+class UpdatePipeline:
+    """One field of a pipeline differs; `label`/`order` are the full desired values to write."""
+
+    pipeline: str
+    pipeline_id: str
+    field: PipelineField
+    old: str | int
+    new: str | int
+    label: str
+    order: int
+    action: ClassVar[str] = "update"
+
+
+@dataclass(frozen=True)
+class ArchivePipeline:
+    pipeline: str
+    pipeline_id: str
+    label: str
+    stage_ids: tuple[str, ...] = ()  # re-checked for deals just before archiving
+    action: ClassVar[str] = "archive"
+
+
+@dataclass(frozen=True)
+class CreateStage:
+    pipeline: str
+    pipeline_id: str
+    stage: str
+    spec: StageSpec
+    action: ClassVar[str] = "create"
+
+
+@dataclass(frozen=True)
+class UpdateStage:
+    """One field of a stage differs; `spec` is the whole stage as it should be."""
+
+    pipeline: str
+    pipeline_id: str
+    stage: str
+    stage_id: str
+    field: StageField
+    old: str | float | int | None
+    new: str | float | int | None
+    spec: StageSpec
+    action: ClassVar[str] = "update"
+
+
+@dataclass(frozen=True)
+class MoveDeals:
+    """Move every deal of a retired stage to the stage the blueprint names, before archiving."""
+
+    pipeline: str
+    pipeline_id: str
+    from_label: str
+    from_stage_id: str
+    to_stage: str  # a stage key of the same pipeline
+    to_stage_id: str | None  # None: the target is created earlier in the same apply
+    count: int
+    action: ClassVar[str] = "move"
+
+
+@dataclass(frozen=True)
+class ArchiveStage:
+    pipeline: str
+    pipeline_id: str
+    stage_id: str
+    label: str
+    stage: str | None = None  # the key it was applied as, when the store knows it
+    deals: int = 0  # deals it held when planned (moved away first)
+    action: ClassVar[str] = "archive"
+
+
+@dataclass(frozen=True)
+class AdoptPipeline:
+    """An existing pipeline matched by label: only its id is recorded, nothing is sent."""
+
+    pipeline: str
+    pipeline_id: str
+    label: str
+    matched_by: str
+    action: ClassVar[str] = "adopt"
+
+
+@dataclass(frozen=True)
+class AdoptStage:
+    pipeline: str
+    pipeline_id: str
+    stage: str
+    stage_id: str
+    label: str
+    matched_by: str
+    action: ClassVar[str] = "adopt"
+
+
+Change = (
+    CreatePipeline | UpdatePipeline | ArchivePipeline | CreateStage | UpdateStage | MoveDeals
+    | ArchiveStage | AdoptPipeline | AdoptStage
+)
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """A change the plan wants but will not make, and why."""
+
+    pipeline: str | None
+    target: str  # what it is about, e.g. "stage 'Lost interest'" or "stage order"
+    reason: str
+    change: Change | None = None
+    action: ClassVar[str] = "blocked"
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something the user should know that is not a change (said once, plainly)."""
+
+    pipeline: str | None
+    text: str
+    action: ClassVar[str] = "note"
+
+
+Item = Change | Blocked | Note
+
+
+@dataclass(frozen=True)
+class PipelinePlan:
+    """The changes for one blueprint pipeline (or a remote one it no longer names)."""
+
+    key: str
+    label: str
+    pipeline_id: str | None
+    items: tuple[Item, ...] = ()
+
+    @property
+    def changes(self) -> tuple[Change, ...]:
+        return tuple(i for i in self.items if not isinstance(i, Blocked | Note))
+
+    @property
+    def blocked(self) -> tuple[Blocked, ...]:
+        return tuple(i for i in self.items if isinstance(i, Blocked))
+
+    @property
+    def notes(self) -> tuple[Note, ...]:
+        return tuple(i for i in self.items if isinstance(i, Note))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every change for one client's CRM, grouped by pipeline, in the order `diff` found them."""
+
+    client: str
+    crm: str
+    pipelines: tuple[PipelinePlan, ...] = ()
+    notes: tuple[Note, ...] = ()  # about the account as a whole (e.g. unmanaged pipelines)
+
+    def items(self) -> Iterator[Item]:
+        for pipeline in self.pipelines:
+            yield from pipeline.items
+
+    @property
+    def changes(self) -> tuple[Change, ...]:
+        return tuple(c for p in self.pipelines for c in p.changes)
+
+    @property
+    def blocked(self) -> tuple[Blocked, ...]:
+        return tuple(b for p in self.pipelines for b in p.blocked)
+
+    @property
+    def all_notes(self) -> tuple[Note, ...]:
+        return self.notes + tuple(n for p in self.pipelines for n in p.notes)
+
+    @property
+    def has_pending(self) -> bool:
+        """True when applying would do something (including recording adopted ids)."""
+        return bool(self.changes)
+
+    @property
+    def has_blocked(self) -> bool:
+        return bool(self.blocked)
+
+    @property
+    def is_clean(self) -> bool:
+        """The CRM matches the blueprint: nothing to apply and nothing blocked."""
+        return not self.changes and not self.blocked
+
+    def counts(self) -> PlanCounts:
+        counts = PlanCounts()
+        for change in self.changes:
+            counts = counts.add(change.action)
+        return counts.add("blocked", len(self.blocked))
+
+
+@dataclass(frozen=True)
+class PlanCounts:
+    create: int = 0
+    update: int = 0
+    archive: int = 0
+    move: int = 0
+    adopt: int = 0
+    blocked: int = 0
+
+    def add(self, action: str, n: int = 1) -> PlanCounts:
+        values = {name: getattr(self, name) for name in
+                  ("create", "update", "archive", "move", "adopt", "blocked")}
+        values[action] += n
+        return PlanCounts(**values)
+
+    def __add__(self, other: PlanCounts) -> PlanCounts:
+        return PlanCounts(
+            self.create + other.create, self.update + other.update,
+            self.archive + other.archive, self.move + other.move,
+            self.adopt + other.adopt, self.blocked + other.blocked,
+        )

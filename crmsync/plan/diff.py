@@ -1,0 +1,519 @@
+"""`diff`: compare a blueprint with a snapshot of the CRM and return a `Plan`. Pure: no I/O.
+
+Identity comes first from state (key -> remote id); without it, a pipeline or stage matches
+by label (case-insensitive, whitespace trimmed) and then by `previous_labels`. A matched object
+with another label is renamed, never deleted and created again.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING, TypeVar
+
+from crmsync.adapters.base import AdapterCapabilities, RemotePipeline, RemoteStage, StageSpec
+from crmsync.plan.changes import (
+    AdoptPipeline,
+    AdoptStage,
+    ArchivePipeline,
+    ArchiveStage,
+    Blocked,
+    CreatePipeline,
+    CreateStage,
+    Item,
+    MoveDeals,
+    NewStage,
+    Note,
+    PipelinePlan,
+    Plan,
+    UpdatePipeline,
+    UpdateStage,
+)
+from crmsync.plan.state import KnownIds
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from crmsync.blueprint.models import Blueprint, Pipeline, RetiredStage, Stage
+
+CRM_TITLES = {"hubspot": "HubSpot", "pipedrive": "Pipedrive"}
+
+R = TypeVar("R", RemotePipeline, RemoteStage)
+
+
+def crm_title(crm: str) -> str:
+    return CRM_TITLES.get(crm, crm)
+
+
+def normalize_label(label: str) -> str:
+    """Labels match case-insensitively, ignoring surrounding and repeated whitespace."""
+    return " ".join(label.split()).casefold()
+
+
+def quantize_probability(value: float, step: float) -> float:
+    """`value` rounded half-up to the CRM's step (HubSpot 0.1, Pipedrive 0.01)."""
+    if step <= 0:
+        return value
+    steps = (Decimal(str(value)) / Decimal(str(step))).quantize(Decimal(1), ROUND_HALF_UP)
+    return float(steps * Decimal(str(step)))
+
+
+def same_probability(a: float | None, b: float | None, step: float) -> bool:
+    if a is None or b is None:
+        return a is b
+    return abs(a - b) < max(step, 1e-9) / 2
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    key: str
+    label: str
+    previous_labels: tuple[str, ...]
+
+
+def _match(
+    wanted: Sequence[_Wanted], remote: Sequence[R], state_ids: Mapping[str, str]
+) -> dict[str, tuple[R, str]]:
+    """key -> (remote object, how it matched): by state, then label, then previous label."""
+    by_id = {r.id: r for r in remote}
+    matched: dict[str, tuple[R, str]] = {}
+    claimed: set[str] = set()
+
+    def claim(key: str, item: R, how: str) -> None:
+        matched[key] = (item, how)
+        claimed.add(item.id)
+
+    for w in wanted:
+        rid = state_ids.get(w.key)
+        if rid is not None and rid in by_id and rid not in claimed:
+            claim(w.key, by_id[rid], "state")
+
+    def by_label(label: str) -> R | None:
+        norm = normalize_label(label)
+        return next(
+            (r for r in remote if r.id not in claimed and normalize_label(r.label) == norm), None
+        )
+
+    # Current labels before previous ones, so an old name never steals a current one.
+    for w in wanted:
+        if w.key not in matched and (found := by_label(w.label)) is not None:
+            claim(w.key, found, "label")
+    for w in wanted:
+        for previous in w.previous_labels:
+            if w.key in matched:
+                break
+            if (found := by_label(previous)) is not None:
+                claim(w.key, found, f"previous label '{previous}'")
+    return matched
+
+
+def _final_orders(desired: Sequence[str], existing: Mapping[str, int]) -> dict[str, int]:
+    """The order value each key should end with, touching existing ones only if needed.
+
+    New objects slot in after their predecessor; if the result does not sort into the
+    blueprint's order (ties included, as HubSpot breaks them by label), renumber 0..n-1.
+    """
+    proposal: dict[str, int] = {}
+    previous: int | None = None
+    for key in desired:
+        value = existing[key] if key in existing else (0 if previous is None else previous + 1)
+        proposal[key] = value
+        previous = value
+    values = [proposal[k] for k in desired]
+    if all(a < b for a, b in itertools.pairwise(values)):
+        return proposal
+    return {key: index for index, key in enumerate(desired)}
+
+
+def _order_after_apply(desired: Sequence[str], existing: Mapping[str, int]) -> list[str]:
+    """Where order is read-only: existing keep their place, new ones are appended in order."""
+    kept = sorted((k for k in desired if k in existing), key=lambda k: existing[k])
+    return kept + [k for k in desired if k not in existing]
+
+
+def _quote_list(labels: Sequence[str]) -> str:
+    return ", ".join(f"'{label}'" for label in labels)
+
+
+def stage_candidates_for_removal(
+    blueprint: Blueprint,
+    remote: Sequence[RemotePipeline],
+    state: KnownIds,
+    capabilities: AdapterCapabilities,
+) -> list[tuple[str, str]]:
+    """(pipeline id, stage id) of every remote stage the plan would remove.
+
+    Count the deals in these (and only these) and pass the counts to `diff`.
+    """
+    found: list[tuple[str, str]] = []
+    pipelines = _match(_wanted_pipelines(blueprint), remote, state.pipelines)
+    for pipeline in blueprint.pipelines:
+        if pipeline.key not in pipelines:
+            continue
+        rp = pipelines[pipeline.key][0]
+        stages = _match_stages(pipeline, rp, state, capabilities)
+        claimed = {r.id for r, _ in stages.values()}
+        found.extend((rp.id, s.id) for s in rp.stages if s.id not in claimed)
+    for rp in _pipelines_to_archive(blueprint, remote, state, pipelines):
+        found.extend((rp.id, s.id) for s in rp.stages)
+    return found
+
+
+def _wanted_pipelines(blueprint: Blueprint) -> list[_Wanted]:
+    return [_Wanted(p.key, p.label, p.previous_labels) for p in blueprint.pipelines]
+
+
+def _eligible_stages(pipeline: Pipeline, capabilities: AdapterCapabilities) -> tuple[Stage, ...]:
+    return pipeline.stages if capabilities.outcome_stages else pipeline.open_stages
+
+
+def _match_stages(
+    pipeline: Pipeline, remote: RemotePipeline, state: KnownIds,
+    capabilities: AdapterCapabilities,
+) -> dict[str, tuple[RemoteStage, str]]:
+    wanted = [_Wanted(s.key, s.label, s.previous_labels)
+              for s in _eligible_stages(pipeline, capabilities)]
+    state_ids = {key: sid for (pkey, key), sid in state.stages.items() if pkey == pipeline.key}
+    return _match(wanted, remote.stages, state_ids)
+
+
+def _pipelines_to_archive(
+    blueprint: Blueprint, remote: Sequence[RemotePipeline], state: KnownIds,
+    matched: Mapping[str, tuple[RemotePipeline, str]],
+) -> list[RemotePipeline]:
+    """Remote pipelines the store says we applied, under keys the blueprint no longer has."""
+    claimed = {r.id for r, _ in matched.values()}
+    retired_ids = {rid for key, rid in state.pipelines.items() if blueprint.pipeline(key) is None}
+    return [rp for rp in remote if rp.id in retired_ids and rp.id not in claimed]
+
+
+def diff(
+    blueprint: Blueprint,
+    remote: Sequence[RemotePipeline],
+    state: KnownIds | None = None,
+    capabilities: AdapterCapabilities | None = None,
+    deal_counts: Mapping[str, int] | None = None,
+) -> Plan:
+    """The changes that make the CRM match `blueprint`.
+
+    `remote` is the CRM's live pipelines; `state` the ids earlier applies recorded;
+    `deal_counts` maps stage id -> live deals for the stages that would be removed (see
+    `stage_candidates_for_removal`); a stage missing from it counts as unknown, and `apply`
+    then checks it before archiving.
+    """
+    state = state or KnownIds()
+    caps = capabilities or _DEFAULT_CAPABILITIES
+    planner = _Planner(blueprint, caps, state, deal_counts)
+    return planner.plan(remote)
+
+
+_DEFAULT_CAPABILITIES = AdapterCapabilities(
+    pipeline_order_writable=True, stage_order_writable=True, outcome_stages=True,
+    rotting=True, probability_step=0.01, max_stages_per_pipeline=None,
+)
+
+
+class _Planner:
+    def __init__(self, blueprint: Blueprint, caps: AdapterCapabilities, state: KnownIds,
+                 deal_counts: Mapping[str, int] | None) -> None:
+        self.blueprint = blueprint
+        self.caps = caps
+        self.state = state
+        self.deal_counts = deal_counts
+        self.crm = crm_title(blueprint.crm)
+
+    # --- pipelines ---------------------------------------------------------------------------
+
+    def plan(self, remote: Sequence[RemotePipeline]) -> Plan:
+        matched = _match(_wanted_pipelines(self.blueprint), remote, self.state.pipelines)
+        pipeline_orders = self._pipeline_orders(matched)
+        plans: list[PipelinePlan] = []
+        for pipeline in self.blueprint.pipelines:
+            if pipeline.key in matched:
+                rp, how = matched[pipeline.key]
+                items = self._existing_pipeline(pipeline, rp, how, pipeline_orders[pipeline.key])
+                plans.append(PipelinePlan(pipeline.key, pipeline.label, rp.id, tuple(items)))
+            else:
+                items = self._new_pipeline(pipeline, pipeline_orders[pipeline.key])
+                plans.append(PipelinePlan(pipeline.key, pipeline.label, None, tuple(items)))
+        plans.extend(self._archived_pipelines(remote, matched))
+        order_blocked = self._pipeline_order_blocked(matched)
+        if order_blocked is not None:
+            plans.append(PipelinePlan("", "pipeline order", None, (order_blocked,)))
+        return Plan(
+            client=self.blueprint.client,
+            crm=self.blueprint.crm,
+            pipelines=tuple(p for p in plans if p.items),
+            notes=self._unmanaged_note(remote, matched),
+        )
+
+    def _pipeline_orders(self, matched: Mapping[str, tuple[RemotePipeline, str]]
+                         ) -> dict[str, int]:
+        keys = [p.key for p in self.blueprint.pipelines]
+        existing = {k: rp.order for k, (rp, _) in matched.items()}
+        if self.caps.pipeline_order_writable:
+            return _final_orders(keys, existing)
+        return {k: existing.get(k, i) for i, k in enumerate(keys)}
+
+    def _pipeline_order_blocked(self, matched: Mapping[str, tuple[RemotePipeline, str]]
+                                ) -> Blocked | None:
+        if self.caps.pipeline_order_writable:
+            return None
+        keys = [p.key for p in self.blueprint.pipelines]
+        existing = {k: rp.order for k, (rp, _) in matched.items()}
+        after = _order_after_apply(keys, existing)
+        if after == keys:
+            return None
+        labels = {p.key: p.label for p in self.blueprint.pipelines}
+        return Blocked(
+            None, "pipeline order",
+            f"the blueprint lists {_quote_list([labels[k] for k in keys])}; {self.crm} will "
+            f"show {_quote_list([labels[k] for k in after])}. {self.caps.order_note}".strip(),
+        )
+
+    def _new_pipeline(self, pipeline: Pipeline, order: int) -> list[Item]:
+        items: list[Item] = []
+        if self.state.pipelines.get(pipeline.key):
+            items.append(Note(pipeline.key, (
+                f"pipeline '{pipeline.label}' was applied as id "
+                f"{self.state.pipelines[pipeline.key]}, which no longer exists in {self.crm}; "
+                "it is created again"
+            )))
+        stages = _eligible_stages(pipeline, self.caps)
+        too_many = self._too_many(pipeline, len(stages))
+        if too_many:
+            return [too_many]
+        new_stages = tuple(NewStage(s.key, self._spec(s, i)) for i, s in enumerate(stages))
+        items.append(CreatePipeline(pipeline.key, pipeline.label, order, new_stages))
+        items.extend(self._pipeline_notes(pipeline))
+        return items
+
+    def _existing_pipeline(self, pipeline: Pipeline, rp: RemotePipeline, how: str,
+                           order: int) -> list[Item]:
+        items: list[Item] = []
+        if how != "state":
+            items.append(AdoptPipeline(pipeline.key, rp.id, rp.label, how))
+        if rp.label.strip() != pipeline.label:
+            items.append(UpdatePipeline(pipeline.key, rp.id, "label", rp.label, pipeline.label,
+                                        pipeline.label, order))
+        if self.caps.pipeline_order_writable and rp.order != order:
+            items.append(UpdatePipeline(pipeline.key, rp.id, "order", rp.order, order,
+                                        pipeline.label, order))
+        stages = _eligible_stages(pipeline, self.caps)
+        too_many = self._too_many(pipeline, len(stages))
+        if too_many:
+            return [*items, too_many]
+        items.extend(_StagePlanner(self, pipeline, rp).items())
+        items.extend(self._pipeline_notes(pipeline))
+        return items
+
+    def _archived_pipelines(self, remote: Sequence[RemotePipeline],
+                            matched: Mapping[str, tuple[RemotePipeline, str]]
+                            ) -> list[PipelinePlan]:
+        plans: list[PipelinePlan] = []
+        keys_by_id = {rid: key for key, rid in sorted(self.state.pipelines.items())}
+        for rp in _pipelines_to_archive(self.blueprint, remote, self.state, matched):
+            key = keys_by_id[rp.id]
+            change = ArchivePipeline(key, rp.id, rp.label, tuple(s.id for s in rp.stages))
+            counts = [self._deals(s.id) for s in rp.stages]
+            held = sum(c or 0 for c in counts)
+            item: Item = change
+            if held:
+                item = Blocked(key, f"pipeline '{rp.label}'", (
+                    f"pipeline '{rp.label}' still holds {_deals_text(held)}; move them to "
+                    "another pipeline in the CRM, or keep the pipeline in the blueprint"
+                ), change)
+            plans.append(PipelinePlan(key, rp.label, rp.id, (item,)))
+        return plans
+
+    def _unmanaged_note(self, remote: Sequence[RemotePipeline],
+                        matched: Mapping[str, tuple[RemotePipeline, str]]) -> tuple[Note, ...]:
+        known = {r.id for r, _ in matched.values()} | set(self.state.pipelines.values())
+        unmanaged = [rp.label for rp in remote if rp.id not in known]
+        if not unmanaged:
+            return ()
+        noun = "pipeline" if len(unmanaged) == 1 else "pipelines"
+        return (Note(None, (
+            f"{len(unmanaged)} {noun} in {self.crm} not in the blueprint, left untouched: "
+            f"{_quote_list(unmanaged)}"
+        )),)
+
+    def _too_many(self, pipeline: Pipeline, count: int) -> Blocked | None:
+        limit = self.caps.max_stages_per_pipeline
+        if limit is None or count <= limit:
+            return None
+        return Blocked(pipeline.key, f"pipeline '{pipeline.label}'", (
+            f"{count} stages, but {self.crm} allows at most {limit} per pipeline"
+        ))
+
+    def _pipeline_notes(self, pipeline: Pipeline) -> list[Note]:
+        notes: list[Note] = []
+        if not self.caps.outcome_stages:
+            outcomes = [s for s in pipeline.stages if s.outcome]
+            if outcomes:
+                n = len(outcomes)
+                notes.append(Note(pipeline.key, (
+                    f"{self.crm}: won/lost are deal statuses, not stages — {n} outcome "
+                    f"{'stage' if n == 1 else 'stages'} not created "
+                    f"({_quote_list([s.label for s in outcomes])})"
+                )))
+        if not self.caps.rotting:
+            rotting = [s for s in pipeline.stages if s.rot_after_days is not None]
+            if rotting:
+                notes.append(Note(pipeline.key, (
+                    f"{self.crm} has no rotting: rot_after_days ignored "
+                    f"({_quote_list([s.label for s in rotting])})"
+                )))
+        off_grid = [s for s in _eligible_stages(pipeline, self.caps)
+                    if not same_probability(self._probability(s), s.probability, 1e-9)]
+        if off_grid:
+            shown = ", ".join(f"'{s.label}' {s.probability:g} → {self._probability(s):g}"
+                              for s in off_grid)
+            notes.append(Note(pipeline.key, (
+                f"{self.crm} stores probabilities in steps of {self.caps.probability_step:g}: "
+                f"{shown}"
+            )))
+        return notes
+
+    # --- helpers shared with the stage planner -----------------------------------------------
+
+    def _probability(self, stage: Stage) -> float:
+        return quantize_probability(stage.probability, self.caps.probability_step)
+
+    def _spec(self, stage: Stage, order: int) -> StageSpec:
+        return StageSpec(
+            label=stage.label,
+            order=order,
+            probability=self._probability(stage),
+            outcome=stage.outcome if self.caps.outcome_stages else None,
+            rot_after_days=stage.rot_after_days if self.caps.rotting else None,
+        )
+
+    def _deals(self, stage_id: str) -> int | None:
+        if self.deal_counts is None:
+            return None
+        return self.deal_counts.get(stage_id)
+
+
+class _StagePlanner:
+    """The stage changes inside one pipeline that exists on both sides."""
+
+    def __init__(self, planner: _Planner, pipeline: Pipeline, remote: RemotePipeline) -> None:
+        self.p = planner
+        self.pipeline = pipeline
+        self.remote = remote
+        self.stages = _eligible_stages(pipeline, planner.caps)
+        self.matched = _match_stages(pipeline, remote, planner.state, planner.caps)
+        self.claimed = {r.id for r, _ in self.matched.values()}
+
+    def items(self) -> list[Item]:
+        keys = [s.key for s in self.stages]
+        existing = {k: r.order for k, (r, _) in self.matched.items()}
+        writable = self.p.caps.stage_order_writable
+        if writable:
+            orders = _final_orders(keys, existing)
+        else:
+            orders = {k: existing.get(k, i) for i, k in enumerate(keys)}
+        items: list[Item] = []
+        for stage in self.stages:
+            items.extend(self._stage(stage, orders[stage.key]))
+        items.extend(self._removals())
+        if not writable:
+            after = _order_after_apply(keys, existing)
+            if after != keys:
+                labels = {s.key: s.label for s in self.stages}
+                items.append(Blocked(self.pipeline.key, "stage order", (
+                    f"the blueprint lists {_quote_list([labels[k] for k in keys])}; "
+                    f"{self.p.crm} will show {_quote_list([labels[k] for k in after])}. "
+                    f"{self.p.caps.order_note}"
+                ).strip()))
+        return items
+
+    def _stage(self, stage: Stage, order: int) -> list[Item]:
+        pkey, pid = self.pipeline.key, self.remote.id
+        spec = self.p._spec(stage, order)
+        if stage.key not in self.matched:
+            items: list[Item] = []
+            if self.p.state.stages.get((pkey, stage.key)):
+                items.append(Note(pkey, (
+                    f"stage '{stage.label}' was applied as id "
+                    f"{self.p.state.stages[(pkey, stage.key)]}, which no longer exists in "
+                    f"{self.p.crm}; it is created again"
+                )))
+            items.append(CreateStage(pkey, pid, stage.key, spec))
+            return items
+        rs, how = self.matched[stage.key]
+        items = []
+        if how != "state":
+            items.append(AdoptStage(pkey, pid, stage.key, rs.id, rs.label, how))
+
+        def update(field: str, old: object, new: object) -> None:
+            items.append(UpdateStage(pkey, pid, stage.key, rs.id, field, old, new, spec))  # type: ignore[arg-type]
+
+        if rs.label.strip() != stage.label:
+            update("label", rs.label, stage.label)
+        step = self.p.caps.probability_step
+        if not same_probability(rs.probability, spec.probability, step):
+            update("probability", rs.probability, spec.probability)
+        if self.p.caps.outcome_stages and rs.outcome != stage.outcome:
+            update("outcome", rs.outcome, stage.outcome)
+        if self.p.caps.rotting and rs.rot_after_days != stage.rot_after_days:
+            update("rotting", rs.rot_after_days, stage.rot_after_days)
+        if self.p.caps.stage_order_writable and rs.order != order:
+            update("order", rs.order, order)
+        return items
+
+    def _removals(self) -> list[Item]:
+        items: list[Item] = []
+        pkey, pid = self.pipeline.key, self.remote.id
+        for rs in self.remote.stages:
+            if rs.id in self.claimed:
+                continue
+            key = self.p.state.stage_key_for(pkey, rs.id)
+            count = self.p._deals(rs.id)
+            archive = ArchiveStage(pkey, pid, rs.id, rs.label, key, count or 0)
+            retired = self._retired_for(rs)
+            if count == 0 or (count is None and retired is None):
+                items.append(archive)
+            elif retired is not None:
+                items.extend(self._retire(rs, retired, count, archive))
+            else:
+                items.append(Blocked(pkey, f"stage '{rs.label}'", (
+                    f"stage '{rs.label}' still holds {_deals_text(count)}; add it to "
+                    "retired_stages with move_deals_to"
+                ), archive))
+        return items
+
+    def _retired_for(self, rs: RemoteStage) -> RetiredStage | None:
+        state = self.p.state.stages
+        for retired in self.pipeline.retired_stages:
+            if retired.key and state.get((self.pipeline.key, retired.key)) == rs.id:
+                return retired
+        for retired in self.pipeline.retired_stages:
+            if retired.label and normalize_label(retired.label) == normalize_label(rs.label):
+                return retired
+        return None
+
+    def _retire(self, rs: RemoteStage, retired: RetiredStage, count: int | None,
+                archive: ArchiveStage) -> list[Item]:
+        pkey, pid = self.pipeline.key, self.remote.id
+        target = self.pipeline.stage(retired.move_deals_to)
+        what = f"stage '{rs.label}'"
+        if target is None:
+            return [Blocked(pkey, what, (
+                f"move_deals_to '{retired.move_deals_to}' is not a stage of this pipeline"
+            ), archive)]
+        if target.outcome and not self.p.caps.outcome_stages:
+            return [Blocked(pkey, what, (
+                f"move_deals_to '{target.key}' is an outcome; in {self.p.crm} won/lost is a deal "
+                "status, not a stage — move the deals to an open stage"
+            ), archive)]
+        to_id = self.matched[target.key][0].id if target.key in self.matched else None
+        move = MoveDeals(pkey, pid, rs.label, rs.id, target.key, to_id, count or 0)
+        return [move, archive]
+
+
+def _deals_text(n: int) -> str:
+    return f"{n} deal" if n == 1 else f"{n} deals"
+

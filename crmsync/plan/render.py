@@ -1,0 +1,230 @@
+"""Show a `Plan` to people (text, like an infrastructure plan) or to programs (JSON data).
+
+Text markers: `+` create, `~` update (old → new), `>` move deals, `-` archive, `=` adopt an
+existing object (its id is recorded, nothing is sent), `!` blocked with the reason, `·` note.
+Colour is not added here: the CLI styles lines by their marker, so piped output stays plain.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from crmsync.plan.changes import (
+    AdoptPipeline,
+    AdoptStage,
+    ArchivePipeline,
+    ArchiveStage,
+    Blocked,
+    CreatePipeline,
+    CreateStage,
+    Item,
+    MoveDeals,
+    Note,
+    PipelinePlan,
+    Plan,
+    PlanCounts,
+    UpdatePipeline,
+    UpdateStage,
+)
+from crmsync.plan.diff import crm_title
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from crmsync.adapters.base import StageSpec
+
+MARKERS = {"create": "+", "update": "~", "move": ">", "archive": "-", "adopt": "=",
+           "blocked": "!", "note": "·"}
+FIELD_NAMES = {"rotting": "rot_after_days"}
+
+
+def describe_client(plan: Plan) -> str:
+    return f"{plan.client} ({plan.crm})"
+
+
+def format_value(value: object) -> str:
+    """A value as shown after a field name: labels quoted, numbers short, None as 'none'."""
+    if value is None:
+        return "none"
+    if isinstance(value, str):
+        return f"'{value}'"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _stage_name(label: str, key: str | None) -> str:
+    return f"stage '{label}' ({key})" if key else f"stage '{label}'"
+
+
+def _spec_text(spec: StageSpec) -> str:
+    parts = [f"probability {spec.probability:g}"]
+    if spec.outcome:
+        parts.append(f"outcome {spec.outcome}")
+    if spec.rot_after_days is not None:
+        parts.append(f"rots after {spec.rot_after_days} days")
+    return ", ".join(parts)
+
+
+def describe_item(item: Item) -> str:
+    """One line (without indentation) for a change, a blocked change or a note."""
+    marker = MARKERS[item.action]
+    match item:
+        case CreateStage(stage=key, spec=spec):
+            return f"{marker} {_stage_name(spec.label, key)}: {_spec_text(spec)}"
+        case UpdateStage(stage=key, field=field, old=old, new=new, spec=spec):
+            name = FIELD_NAMES.get(field, field)
+            return (f"{marker} {_stage_name(spec.label, key)}: {name} "
+                    f"{format_value(old)} → {format_value(new)}")
+        case UpdatePipeline(field=field, old=old, new=new):
+            return f"{marker} pipeline {field} {format_value(old)} → {format_value(new)}"
+        case MoveDeals(from_label=from_label, to_stage=to_key, count=count):
+            deals = f"{count} deal{'' if count == 1 else 's'}" if count else "all deals"
+            return f"{marker} move {deals} from stage '{from_label}' to stage {to_key}"
+        case ArchiveStage(label=label, stage=key):
+            return f"{marker} {_stage_name(label, key)}: archive"
+        case ArchivePipeline(pipeline=key, label=label):
+            return f"{marker} pipeline '{label}' ({key}): archive"
+        case AdoptPipeline(pipeline_id=rid, label=label, matched_by=how):
+            return f"{marker} pipeline '{label}' is id {rid} (matched by {how})"
+        case AdoptStage(stage=key, stage_id=rid, label=label, matched_by=how):
+            return f"{marker} {_stage_name(label, key)} is id {rid} (matched by {how})"
+        case CreatePipeline(pipeline=key, label=label, stages=stages):
+            return f"{marker} pipeline '{label}' ({key}) with {len(stages)} stages"
+        case Blocked(target=target, reason=reason):
+            return f"{marker} {target}: {reason}"
+        case Note(text=text):
+            return f"{marker} {text}"
+    raise TypeError(f"cannot describe {item!r}")  # pragma: no cover
+
+
+def format_counts(counts: PlanCounts) -> str:
+    parts = [f"{counts.create} to create", f"{counts.update} to update"]
+    if counts.move:
+        parts.append(f"{counts.move} to move deals")
+    parts.append(f"{counts.archive} to archive")
+    if counts.adopt:
+        parts.append(f"{counts.adopt} to adopt")
+    parts.append(f"{counts.blocked} blocked")
+    return "Plan: " + ", ".join(parts) + "."
+
+
+def _pipeline_lines(pipeline: PipelinePlan) -> list[str]:
+    items = pipeline.items
+    if not pipeline.key:  # account-wide blocked changes such as pipeline order
+        return [f"  {describe_item(i)}" for i in items]
+    creates = [i for i in items if isinstance(i, CreatePipeline)]
+    if creates:
+        lines = [f"  {describe_item(creates[0])}"]
+        lines += [f"      {describe_item(CreateStage(pipeline.key, '', s.key, s.spec))}"
+                  for s in creates[0].stages]
+        lines += [f"    {describe_item(i)}" for i in items if i is not creates[0]]
+        return lines
+    if len(items) == 1 and isinstance(items[0], ArchivePipeline | Blocked) and (
+        isinstance(items[0], ArchivePipeline) or isinstance(items[0].change, ArchivePipeline)
+    ):
+        return [f"  {describe_item(items[0])}"]
+    lines = [f"  pipeline '{pipeline.label}' ({pipeline.key})"]
+    lines += [f"    {describe_item(i)}" for i in items]
+    return lines
+
+
+def render_text(plan: Plan, *, title: str | None = None) -> str:
+    """The plan for one client as text; one line when the CRM already matches."""
+    name = title or describe_client(plan)
+    if plan.is_clean:
+        lines = [f"No changes. {name} matches its blueprint."]
+        lines += [f"  {describe_item(n)}" for n in plan.all_notes]
+        return "\n".join(lines)
+    lines = [name]
+    for pipeline in plan.pipelines:
+        lines += _pipeline_lines(pipeline)
+    lines += [f"  {describe_item(n)}" for n in plan.notes]
+    lines.append(format_counts(plan.counts()))
+    return "\n".join(lines)
+
+
+# --- JSON ------------------------------------------------------------------------------------
+
+
+def _spec_dict(spec: StageSpec, key: str | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {"key": key} if key is not None else {}
+    data.update(asdict(spec))
+    return data
+
+
+def _target(kind: str, pipeline: str | None, stage: str | None = None,
+            label: str | None = None, remote_id: str | None = None) -> dict[str, Any]:
+    return {"kind": kind, "pipeline": pipeline, "stage": stage, "label": label, "id": remote_id}
+
+
+def item_to_dict(item: Item) -> dict[str, Any]:
+    """One change as data: action, target, field, old, new, reason (and a few extras)."""
+    data: dict[str, Any] = {"action": item.action, "target": None, "field": None,
+                            "old": None, "new": None, "reason": None}
+    match item:
+        case CreatePipeline():
+            data["target"] = _target("pipeline", item.pipeline, label=item.label)
+            data["new"] = {"label": item.label, "order": item.order,
+                           "stages": [_spec_dict(s.spec, s.key) for s in item.stages]}
+        case UpdatePipeline():
+            data["target"] = _target("pipeline", item.pipeline, label=item.label,
+                                     remote_id=item.pipeline_id)
+            data.update(field=item.field, old=item.old, new=item.new)
+        case ArchivePipeline():
+            data["target"] = _target("pipeline", item.pipeline, label=item.label,
+                                     remote_id=item.pipeline_id)
+        case CreateStage():
+            data["target"] = _target("stage", item.pipeline, item.stage, item.spec.label)
+            data["new"] = _spec_dict(item.spec, item.stage)
+        case UpdateStage():
+            data["target"] = _target("stage", item.pipeline, item.stage, item.spec.label,
+                                     item.stage_id)
+            data.update(field=FIELD_NAMES.get(item.field, item.field), old=item.old,
+                        new=item.new)
+        case MoveDeals():
+            data["target"] = _target("stage", item.pipeline, None, item.from_label,
+                                     item.from_stage_id)
+            data.update(field="deals", old=item.from_label, new=item.to_stage, count=item.count)
+        case ArchiveStage():
+            data["target"] = _target("stage", item.pipeline, item.stage, item.label,
+                                     item.stage_id)
+            data["deals"] = item.deals
+        case AdoptPipeline():
+            data["target"] = _target("pipeline", item.pipeline, label=item.label,
+                                     remote_id=item.pipeline_id)
+            data.update(field="id", new=item.pipeline_id, reason=f"matched by {item.matched_by}")
+        case AdoptStage():
+            data["target"] = _target("stage", item.pipeline, item.stage, item.label,
+                                     item.stage_id)
+            data.update(field="id", new=item.stage_id, reason=f"matched by {item.matched_by}")
+        case Blocked():
+            data["target"] = {"kind": "blocked", "pipeline": item.pipeline,
+                              "description": item.target}
+            data["reason"] = item.reason
+            data["change"] = item_to_dict(item.change) if item.change else None
+        case Note():
+            data["target"] = {"kind": "note", "pipeline": item.pipeline}
+            data["reason"] = item.text
+    return data
+
+
+def plan_to_dict(plan: Plan) -> dict[str, Any]:
+    """The plan as JSON-ready data; `changes` include the blocked ones."""
+    status = "clean" if plan.is_clean else ("blocked" if plan.has_blocked else "pending")
+    return {
+        "client": plan.client,
+        "crm": plan.crm,
+        "crm_title": crm_title(plan.crm),
+        "status": status,
+        "counts": asdict(plan.counts()),
+        "changes": [item_to_dict(i) for i in plan.items() if not isinstance(i, Note)],
+        "notes": [{"pipeline": n.pipeline, "text": n.text} for n in plan.all_notes],
+    }
+
+
+def render_json(plans: Sequence[Plan]) -> str:
+    return json.dumps({"clients": [plan_to_dict(p) for p in plans]}, indent=2,
+                      ensure_ascii=False)
