@@ -71,7 +71,7 @@ class PipedriveAdapter:
         self._page_size = page_size
         self._session = session or requests.Session()
         self._session.headers["x-api-token"] = secret
-        self._session.headers.setdefault("Accept", "application/json")
+        self._session.headers["Accept"] = "application/json"
         self.policy = policy or HttpPolicy(
             PIPEDRIVE, max_retries=max_retries, sleep=sleep, clock=clock, secrets=[secret]
         )
