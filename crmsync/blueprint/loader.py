@@ -294,7 +294,9 @@ def _yaml_finding(exc: yaml.MarkedYAMLError, path: str) -> Finding:
         message = f"unknown YAML alias ({problem.removeprefix('found undefined alias ')})"
     else:
         message = f"invalid YAML: {problem}"
-        if exc.context:
+        if exc.context and exc.context_mark and exc.context_mark.line != mark.line:
+            message += f" ({exc.context} started on line {exc.context_mark.line + 1})"
+        elif exc.context:
             message += f" ({exc.context})"
     return Finding(path, line, column, "", message)
 
@@ -421,7 +423,8 @@ def _explain_number(e: _Error) -> Explained:
     hint = None
     if e.name == "probability" and isinstance(e.value, str):
         hint = "probability is a fraction: write 40% as 0.4"
-    elif e.name == "probability" and isinstance(e.value, int | float) and 1 < e.value <= 100:
+    elif (e.name == "probability" and isinstance(e.value, int | float)
+          and float(e.value).is_integer() and 1 < e.value <= 100):
         hint = f"probability is a fraction: write {_number(e.value)}% as {e.value / 100:g}"
     return message + e.got, hint
 
@@ -479,9 +482,26 @@ def _explain(error: Mapping[str, Any], loc: Loc) -> Explained:
     return _EXPLAINERS.get(e.kind, _explain_other)(e)
 
 
+def _typo_targets(errors: list[Any]) -> set[Loc]:
+    """Missing fields explained by a misspelt key next to them ("probabilty" -> "probability")."""
+    targets: set[Loc] = set()
+    for error in errors:
+        if error["type"] == "extra_forbidden":
+            *parent, name = error["loc"]
+            model, _ = _field_at(tuple(error["loc"]))
+            suggestion = closest(str(name), list(model.model_fields)) if model else None
+            if suggestion:
+                targets.add((*parent, suggestion))
+    return targets
+
+
 def _validation_findings(exc: ValidationError, source: SourceMap) -> list[Finding]:
     findings: list[Finding] = []
-    for error in exc.errors():
+    errors = exc.errors()
+    explained_by_typo = _typo_targets(errors)
+    for error in errors:
+        if error["type"] == "missing" and tuple(error["loc"]) in explained_by_typo:
+            continue
         loc: Loc = tuple(error["loc"])
         value = error.get("input")
         # A list whose every item failed reports "at least 1 item, not 0" too: not the cause.

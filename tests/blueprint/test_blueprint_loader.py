@@ -1,0 +1,227 @@
+"""Loader errors: each invalid fixture file with the exact finding (line, column, field, text)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crmsync.blueprint.loader import (
+    expand_paths,
+    load_blueprint,
+    load_blueprints,
+    parse_blueprint,
+    read_blueprint,
+)
+from crmsync.blueprint.models import Blueprint
+from crmsync.errors import ConfigError, Finding
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CONFIGS = Path(__file__).parents[2] / "configs"
+
+# fixture file -> (line, column, field, message) of its one finding
+SINGLE_ERRORS = [
+    ("invalid_yaml.yaml", 8, 24, "",
+     "unexpected ':' — put quotes around a value that contains ': ', or check the indentation"),
+    ("tab_indent.yaml", 5, 1, "", "tab character: indent with spaces, not tabs"),
+    ("unclosed_bracket.yaml", 7, 11, "",
+     "invalid YAML: expected ',' or ']', but got ':' (while parsing a flow sequence started on "
+     "line 6)"),
+    ("duplicate_field.yaml", 10, 9, "pipelines[0].stages[0].probability",
+     "duplicate field 'probability' (already set on line 9); YAML would silently keep only the "
+     "last one"),
+    ("unknown_field.yaml", 9, 9, "pipelines[0].stages[0].probabilty",
+     "unknown field 'probabilty'; did you mean 'probability'?"),
+    ("unknown_field_no_match.yaml", 3, 1, "colour", "unknown field 'colour'"),
+    ("missing_field.yaml", 10, 9, "pipelines[0].stages[1].label",
+     "missing required field 'label'"),
+    ("probability_range.yaml", 16, 22, "pipelines[0].stages[2].probability",
+     "must be a number between 0 and 1 (got 1.5)"),
+    ("wrong_crm.yaml", 2, 6, "crm",
+     "must be one of 'hubspot' or 'pipedrive' (got 'hubspt'); did you mean 'hubspot'?"),
+    ("bad_key.yaml", 7, 14, "pipelines[0].stages[0].key",
+     "must be a key: lowercase letters, digits and underscores, starting with a letter "
+     "(got 'Proposal Sent')"),
+    ("yes_no_label.yaml", 8, 16, "pipelines[0].stages[0].label",
+     "must be text, but YAML reads this as a yes/no value"),
+    ("not_mapping.yaml", 1, 1, "",
+     "the file must be a mapping of fields (client:, crm:, pipelines: …), not a list"),
+    ("bad_move_deals_to.yaml", 12, 24, "pipelines[0].retired_stages[0].move_deals_to",
+     "must name a stage key of this pipeline ('proposal_snt' is not one); did you mean "
+     "'proposal_sent'?"),
+    ("retired_without_key.yaml", 11, 9, "pipelines[0].retired_stages[0]",
+     "a retired stage needs a key or a label, so its deals can be found"),
+    ("duplicate_stage_key.yaml", 10, 14, "pipelines[0].stages[1].key",
+     "stage key 'proposal_sent' is already used by stages[0] of this pipeline; keys must be "
+     "unique within a pipeline"),
+    ("no_stages.yaml", 6, 13, "pipelines[0].stages", "needs at least 1 stage"),
+    ("empty.yaml", None, None, "", "the file is empty"),
+]
+
+
+def _findings(name: str) -> list[Finding]:
+    with pytest.raises(ConfigError) as caught:
+        read_blueprint(FIXTURES / name)
+    return caught.value.findings
+
+
+@pytest.mark.parametrize(("name", "line", "column", "field", "message"), SINGLE_ERRORS,
+                         ids=[row[0] for row in SINGLE_ERRORS])
+def test_each_error_class_points_at_its_line_and_column(
+    name: str, line: int | None, column: int | None, field: str, message: str
+) -> None:
+    findings = _findings(name)
+    assert [(f.line, f.column, f.field, f.message) for f in findings] == [
+        (line, column, field, message)
+    ]
+    assert findings[0].path == str(FIXTURES / name)
+    assert findings[0].severity == "error"
+
+
+def test_message_reads_file_line_column_field_reason() -> None:
+    (finding,) = _findings("probability_range.yaml")
+    assert str(finding) == (
+        f"{FIXTURES / 'probability_range.yaml'}:16:22 pipelines[0].stages[2].probability: "
+        "must be a number between 0 and 1 (got 1.5)"
+    )
+
+
+def test_unknown_field_without_close_match_lists_known_fields() -> None:
+    (finding,) = _findings("unknown_field_no_match.yaml")
+    assert finding.hint is not None
+    assert "client, crm, currency" in finding.hint
+
+
+def test_misspelt_field_is_not_also_reported_missing() -> None:
+    messages = [f.message for f in _findings("unknown_field.yaml")]
+    assert not any("missing" in m for m in messages)
+
+
+def test_all_errors_of_a_file_are_reported_at_once() -> None:
+    findings = _findings("many_errors.yaml")
+    assert [(f.line, f.column, f.field) for f in findings] == [
+        (1, 9, "client"),
+        (3, 11, "currency"),
+        (10, 9, "pipelines[0].stages[0].probabilty"),
+        (13, 22, "pipelines[0].stages[1].probability"),
+        (14, 25, "pipelines[0].stages[1].rot_after_days"),
+    ]
+    assert findings[3].hint == "probability is a fraction: write 50% as 0.5"
+    assert findings[0].hint == "for example 'acme'"
+    assert findings[4].message == "must be a whole number between 1 and 3650 (got 2.5)"
+
+
+def test_config_error_text_lists_every_finding() -> None:
+    with pytest.raises(ConfigError) as caught:
+        read_blueprint(FIXTURES / "many_errors.yaml")
+    assert str(caught.value).count("\n") == 4
+
+
+def test_a_token_typed_into_token_env_is_never_echoed() -> None:
+    (finding,) = _findings("token_in_token_env.yaml")
+    assert (finding.line, finding.column, finding.field) == (3, 12, "token_env")
+    assert "never the token itself" in finding.message
+    assert "pat-na1" not in str(finding)
+    assert "pat-na1" not in (finding.hint or "")
+
+
+def test_missing_top_level_field_points_at_the_document() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_blueprint("crm: hubspot\npipelines:\n  - key: p\n    label: P\n"
+                        "    stages: [{key: won, label: Won, probability: 1}]\n", "x.yaml")
+    (finding,) = caught.value.findings
+    assert (finding.line, finding.column, finding.field) == (1, 1, "client")
+    assert finding.message == "missing required field 'client'"
+
+
+def test_model_rejects_duplicate_keys_even_without_the_loader() -> None:
+    stage = {"key": "a", "label": "A", "probability": 1, "outcome": "won"}
+    data = {"client": "x", "crm": "hubspot",
+            "pipelines": [{"key": "p", "label": "P", "stages": [stage, stage]}]}
+    with pytest.raises(ValueError, match="stage key 'a' is already used"):
+        Blueprint.model_validate(data)
+
+
+def test_valid_file_loads_with_positions() -> None:
+    loaded = read_blueprint(CONFIGS / "acme.yaml")
+    assert loaded.blueprint.client == "acme"
+    assert loaded.blueprint.pipelines[0].stages[0].label == "Needs-assessment meeting booked"
+    line, column = loaded.source.position(("pipelines", 0, "stages", 0, "label"))
+    assert line is not None
+    assert column is not None
+    text_line = (CONFIGS / "acme.yaml").read_text(encoding="utf-8").splitlines()[line - 1]
+    assert text_line[column - 1:] == "Needs-assessment meeting booked"
+
+
+def test_load_blueprint_returns_the_model() -> None:
+    assert isinstance(load_blueprint(CONFIGS / "nordwind.yaml"), Blueprint)
+
+
+def test_load_blueprints_collects_errors_of_every_file() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_blueprints([FIXTURES / "wrong_crm.yaml", CONFIGS / "acme.yaml",
+                         FIXTURES / "bad_key.yaml"])
+    paths = {Path(f.path).name for f in caught.value.findings}
+    assert paths == {"wrong_crm.yaml", "bad_key.yaml"}
+
+
+def test_load_blueprints_rejects_one_client_in_two_files(tmp_path: Path) -> None:
+    copy = tmp_path / "acme_copy.yaml"
+    copy.write_text((CONFIGS / "acme.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_blueprints([CONFIGS / "acme.yaml", copy])
+    (finding,) = caught.value.findings
+    assert finding.path == str(copy)
+    assert finding.field == "client"
+    assert "already described in" in finding.message
+
+
+def test_load_blueprints_of_the_examples() -> None:
+    clients = [b.client for b in load_blueprints(expand_paths([], CONFIGS))]
+    assert clients == sorted(clients)
+    assert {"acme", "nordwind", "brightwave"} <= set(clients)
+
+
+def test_missing_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        read_blueprint(tmp_path / "nope.yaml")
+    assert caught.value.findings[0].path == str(tmp_path / "nope.yaml")
+
+
+def test_non_utf8_file_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("client: m\xfcller\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        read_blueprint(path)
+
+
+class TestExpandPaths:
+    def test_no_paths_means_every_yaml_in_the_configs_dir(self, tmp_path: Path) -> None:
+        for name in ("b.yaml", "a.yml", "notes.txt", "c.yaml"):
+            (tmp_path / name).write_text("", encoding="utf-8")
+        assert [p.name for p in expand_paths([], tmp_path)] == ["a.yml", "b.yaml", "c.yaml"]
+
+    def test_a_folder_expands_to_its_yaml_files_and_a_file_to_itself(self, tmp_path: Path
+                                                                     ) -> None:
+        folder = tmp_path / "clients"
+        folder.mkdir()
+        (folder / "z.yaml").write_text("", encoding="utf-8")
+        single = tmp_path / "single.yaml"
+        single.write_text("", encoding="utf-8")
+        assert expand_paths([single, folder], tmp_path / "unused") == [single, folder / "z.yaml"]
+
+    def test_missing_paths_are_named_all_at_once(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError) as caught:
+            expand_paths([tmp_path / "a.yaml", tmp_path / "b.yaml"], tmp_path)
+        assert [Path(f.path).name for f in caught.value.findings] == ["a.yaml", "b.yaml"]
+        assert "no such file" in str(caught.value)
+
+    def test_empty_configs_dir_is_an_error_with_a_hint(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError) as caught:
+            expand_paths([], tmp_path)
+        assert "crmsync init" in (caught.value.findings[0].hint or "")
+
+    def test_duplicates_are_listed_once(self, tmp_path: Path) -> None:
+        path = tmp_path / "a.yaml"
+        path.write_text("", encoding="utf-8")
+        assert expand_paths([path, tmp_path], tmp_path) == [path]
