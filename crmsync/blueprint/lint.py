@@ -137,7 +137,10 @@ def imperative_fix(label: str) -> str | None:
         return None
     if rest and rest[0] in {"the", "a", "an"}:
         rest = rest[1:]
-    text = " ".join([*rest, participle]) if rest else participle
+    if rest and rest[0] in {"with", "to", "on", "for", "about"}:
+        text = " ".join([participle, *rest])  # "Follow up with buyer" -> "Followed up with …"
+    else:
+        text = " ".join([*rest, participle])
     return text[:1].upper() + text[1:]
 
 
