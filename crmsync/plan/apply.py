@@ -124,7 +124,8 @@ class _Runner:
             case MoveDeals():
                 self._move_deals(change)
             case ArchiveStage():
-                self._ensure_empty(change.pipeline_id, (change.stage_id,), f"stage '{change.label}'")
+                self._ensure_empty(change.pipeline_id, (change.stage_id,),
+                                   f"stage '{change.label}'")
                 self.adapter.archive_stage(change.pipeline_id, change.stage_id)
                 if change.stage:
                     self.state.forget_stage(change.pipeline, change.stage)

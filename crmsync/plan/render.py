@@ -70,34 +70,34 @@ def _spec_text(spec: StageSpec) -> str:
 
 def describe_item(item: Item) -> str:
     """One line (without indentation) for a change, a blocked change or a note."""
-    marker = MARKERS[item.action]
     match item:
         case CreateStage(stage=key, spec=spec):
-            return f"{marker} {_stage_name(spec.label, key)}: {_spec_text(spec)}"
+            text = f"{_stage_name(spec.label, key)}: {_spec_text(spec)}"
         case UpdateStage(stage=key, field=field, old=old, new=new, spec=spec):
-            name = FIELD_NAMES.get(field, field)
-            return (f"{marker} {_stage_name(spec.label, key)}: {name} "
+            text = (f"{_stage_name(spec.label, key)}: {FIELD_NAMES.get(field, field)} "
                     f"{format_value(old)} → {format_value(new)}")
         case UpdatePipeline(field=field, old=old, new=new):
-            return f"{marker} pipeline {field} {format_value(old)} → {format_value(new)}"
+            text = f"pipeline {field} {format_value(old)} → {format_value(new)}"
         case MoveDeals(from_label=from_label, to_stage=to_key, count=count):
             deals = f"{count} deal{'' if count == 1 else 's'}" if count else "all deals"
-            return f"{marker} move {deals} from stage '{from_label}' to stage {to_key}"
+            text = f"move {deals} from stage '{from_label}' to stage {to_key}"
         case ArchiveStage(label=label, stage=key):
-            return f"{marker} {_stage_name(label, key)}: archive"
+            text = f"{_stage_name(label, key)}: archive"
         case ArchivePipeline(pipeline=key, label=label):
-            return f"{marker} pipeline '{label}' ({key}): archive"
+            text = f"pipeline '{label}' ({key}): archive"
         case AdoptPipeline(pipeline_id=rid, label=label, matched_by=how):
-            return f"{marker} pipeline '{label}' is id {rid} (matched by {how})"
+            text = f"pipeline '{label}' is id {rid} (matched by {how})"
         case AdoptStage(stage=key, stage_id=rid, label=label, matched_by=how):
-            return f"{marker} {_stage_name(label, key)} is id {rid} (matched by {how})"
+            text = f"{_stage_name(label, key)} is id {rid} (matched by {how})"
         case CreatePipeline(pipeline=key, label=label, stages=stages):
-            return f"{marker} pipeline '{label}' ({key}) with {len(stages)} stages"
+            text = f"pipeline '{label}' ({key}) with {len(stages)} stages"
         case Blocked(target=target, reason=reason):
-            return f"{marker} {target}: {reason}"
-        case Note(text=text):
-            return f"{marker} {text}"
-    raise TypeError(f"cannot describe {item!r}")  # pragma: no cover
+            text = f"{target}: {reason}"
+        case Note(text=note):
+            text = note
+        case _:  # pragma: no cover
+            raise TypeError(f"cannot describe {item!r}")
+    return f"{MARKERS[item.action]} {text}"
 
 
 def format_counts(counts: PlanCounts) -> str:

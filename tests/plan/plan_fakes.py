@@ -28,7 +28,7 @@ PIPEDRIVE = AdapterCapabilities(
 )
 
 
-class Crash(RetriableRemoteError):
+class CrashError(RetriableRemoteError):
     def __init__(self) -> None:
         super().__init__("fake", "connection dropped (simulated kill)")
 
@@ -67,7 +67,7 @@ class FakeCrm:
         self._writes += 1
         crash = self.crash_at is not None and self._writes == self.crash_at
         if crash and not self.crash_after_effect:
-            raise Crash
+            raise CrashError
         self.calls.append(call)
         return crash
 
@@ -122,7 +122,7 @@ class FakeCrm:
                                                spec.order if self.crm == "hubspot" else i))
         self._pipelines.append(pipeline)
         if crash:
-            raise Crash
+            raise CrashError
         return self.snapshot(pipeline)
 
     def update_pipeline(self, pipeline_id: str, *, label: str, order: int) -> None:
@@ -132,13 +132,13 @@ class FakeCrm:
         if self.crm == "hubspot":
             p.order = order
         if crash:
-            raise Crash
+            raise CrashError
 
     def archive_pipeline(self, pipeline_id: str) -> None:
         crash = self._write("archive_pipeline", pipeline_id)
         self._pipelines.remove(self._pipeline(pipeline_id))
         if crash:
-            raise Crash
+            raise CrashError
 
     def create_stage(self, pipeline_id: str, stage: StageSpec) -> RemoteStage:
         crash = self._write("create_stage", pipeline_id, stage.label)
@@ -150,7 +150,7 @@ class FakeCrm:
         created = self._stage(stage, self._id(), order)
         p.stages.append(created)
         if crash:
-            raise Crash
+            raise CrashError
         return created
 
     def update_stage(self, pipeline_id: str, stage_id: str, stage: StageSpec) -> RemoteStage:
@@ -161,7 +161,7 @@ class FakeCrm:
         updated = self._stage(stage, stage_id, stage.order if self.crm == "hubspot" else old.order)
         p.stages[index] = updated
         if crash:
-            raise Crash
+            raise CrashError
         return updated
 
     def archive_stage(self, pipeline_id: str, stage_id: str) -> None:
@@ -169,7 +169,7 @@ class FakeCrm:
         p = self._pipeline(pipeline_id)
         p.stages = [s for s in p.stages if s.id != stage_id]
         if crash:
-            raise Crash
+            raise CrashError
 
     def count_deals(self, pipeline_id: str, stage_id: str) -> int:
         return self.deals.get(stage_id, 0)
@@ -179,7 +179,7 @@ class FakeCrm:
         moved = self.deals.pop(from_stage_id, 0)
         self.deals[to_stage_id] = self.deals.get(to_stage_id, 0) + moved
         if crash:
-            raise Crash
+            raise CrashError
         return moved
 
     def close(self) -> None:

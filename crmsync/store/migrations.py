@@ -1,0 +1,103 @@
+"""Ordered, idempotent schema migrations, run whenever a store is opened.
+
+`schema_version` holds one row per applied migration. Every migration may run twice (two
+processes opening a fresh store at once): DDL uses IF NOT EXISTS and the version row is
+inserted with ON CONFLICT DO NOTHING. On PostgreSQL an advisory lock serialises openers.
+To change the schema, append a `Migration` (never edit an applied one) and update `schema.py`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    select,
+    text,
+)
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from crmsync.store.dialects import insert_ignore
+from crmsync.store.schema import schema_version
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sqlalchemy import Connection, Engine
+
+# Arbitrary constant: the PostgreSQL advisory lock id crmsync takes while migrating.
+MIGRATION_LOCK_ID = 0x63726D73
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    upgrade: Callable[[Connection], None]
+
+
+def _create(conn: Connection, table: Table) -> None:
+    conn.execute(CreateTable(table, if_not_exists=True))
+    for index in sorted(table.indexes, key=lambda i: str(i.name)):
+        conn.execute(CreateIndex(index, if_not_exists=True))
+
+
+def _v1_provisioning_state(conn: Connection) -> None:
+    snapshot = MetaData()
+    _create(conn, Table(
+        "provisioning_state",
+        snapshot,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("client", String(64), nullable=False),
+        Column("crm", String(32), nullable=False),
+        Column("kind", String(16), nullable=False),
+        Column("pipeline_key", String(64), nullable=False),
+        Column("key", String(64), nullable=False),
+        Column("remote_id", String(128), nullable=False),
+        Column("label", String(255), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+        UniqueConstraint("client", "crm", "kind", "pipeline_key", "key",
+                         name="uq_provisioning_state_key"),
+        Index("ix_provisioning_state_remote", "client", "crm", "kind", "remote_id"),
+    ))
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "provisioning state: remote ids of pipelines and stages", _v1_provisioning_state),
+)
+
+
+def applied_versions(conn: Connection) -> list[int]:
+    return sorted(conn.scalars(select(schema_version.c.version)))
+
+
+def migrate(engine: Engine, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[int]:
+    """Bring the schema up to date; returns the versions applied by this call."""
+    versions = [m.version for m in migrations]
+    if versions != sorted(set(versions)):
+        raise ValueError("migration versions must be unique and ascending")
+    done: list[int] = []
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+        _create(conn, schema_version)
+        applied = set(applied_versions(conn))
+        for migration in migrations:
+            if migration.version in applied:
+                continue
+            migration.upgrade(conn)
+            conn.execute(insert_ignore(conn, schema_version, ["version"]).values(
+                version=migration.version, name=migration.name,
+                applied_at=dt.datetime.now(dt.UTC),
+            ))
+            done.append(migration.version)
+    return done

@@ -1,0 +1,123 @@
+"""Opening the store: an engine for the configured URL, migrated to the current schema."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import create_engine, event, make_url, text
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from crmsync.errors import StoreError
+from crmsync.store.migrations import MIGRATIONS, applied_versions, migrate
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.engine import URL
+
+    from crmsync.store.provisioning import ProvisioningState
+
+Clock = Callable[[], dt.datetime]
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Store:
+    """The local database: provisioning state now, sync tables later (see migrations)."""
+
+    def __init__(self, engine: Engine, *, clock: Clock = _utcnow) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    def provisioning(self, client: str, crm: str) -> ProvisioningState:
+        """The ids recorded for one client's CRM."""
+        from crmsync.store.provisioning import ProvisioningState
+
+        return ProvisioningState(self, client, crm)
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            versions = applied_versions(conn)
+        return versions[-1] if versions else 0
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def describe_url(url: str | URL) -> str:
+    """The URL with any password masked, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable store URL>"
+
+
+def _engine(url: URL, schema: str | None) -> Engine:
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        if database in ("", ":memory:"):
+            # One shared connection, or every connection would see its own empty database.
+            engine = create_engine(url, poolclass=StaticPool,
+                                   connect_args={"check_same_thread": False})
+        else:
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            # Overlapping runs (cron) wait for the write lock rather than fail at once.
+            engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: object, _record: object) -> None:
+            cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    engine = create_engine(url, pool_pre_ping=True)
+    if schema is not None:
+        engine = engine.execution_options(schema_translate_map={None: schema})
+    return engine
+
+
+def open_store(url: str, *, schema: str | None = None, clock: Clock = _utcnow) -> Store:
+    """Open (creating and migrating as needed) the store at `url`.
+
+    SQLite by file path (`sqlite:///crmsync.db`; the folder is created) or PostgreSQL
+    (`postgresql+psycopg://user@host/db`). `schema` puts the tables in a PostgreSQL schema
+    (created if missing); tests use it to stay apart.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreError(f"invalid store URL {url!r}: expected e.g. sqlite:///crmsync.db or "
+                         "postgresql+psycopg://user@host/db") from None
+    if schema is not None and not _SCHEMA_NAME.match(schema):
+        raise StoreError(f"invalid schema name {schema!r}")
+    shown = describe_url(parsed)
+    try:
+        engine = _engine(parsed, schema)
+        if schema is not None and engine.dialect.name == "postgresql":
+            with engine.begin() as conn:
+                conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        migrate(engine, MIGRATIONS)
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot open the store at {shown}: {_reason(exc)}") from None
+    except (OSError, ImportError) as exc:
+        raise StoreError(f"cannot open the store at {shown}: {exc}") from None
+    return Store(engine, clock=clock)
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    original = getattr(exc, "orig", None)
+    return str(original or exc).strip().splitlines()[0]
