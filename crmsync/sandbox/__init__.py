@@ -10,7 +10,6 @@ API under `/_sandbox/…` (contract in `crmsync.sandbox.control`).
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from crmsync.sandbox.clock import Clock, ManualClock
@@ -33,18 +32,6 @@ __all__ = [
 ]
 
 
-def _pipedrive_emulator(token: str | None, clock: Clock | None) -> Emulator | None:
-    # The Pipedrive emulator is written alongside; run HubSpot alone until it lands.
-    try:
-        module = importlib.import_module("crmsync.sandbox.pipedrive")
-    except ModuleNotFoundError as exc:
-        if exc.name != "crmsync.sandbox.pipedrive":
-            raise
-        return None
-    emulator: Emulator = module.PipedriveEmulator(token=token, clock=clock)
-    return emulator
-
-
 def build_sandbox(
     *,
     token: str | None = None,
@@ -57,11 +44,12 @@ def build_sandbox(
     `clock`: POSIX-seconds callable shared by the emulators and rate limits.
     """
     from crmsync.sandbox.hubspot import HubSpotEmulator
+    from crmsync.sandbox.pipedrive import PipedriveEmulator
 
-    emulators: list[Emulator] = [HubSpotEmulator(token=token, clock=clock)]
-    pipedrive = _pipedrive_emulator(token, clock)
-    if pipedrive is not None:
-        emulators.append(pipedrive)
+    emulators: list[Emulator] = [
+        HubSpotEmulator(token=token, clock=clock),
+        PipedriveEmulator(token=token, clock=clock),
+    ]
     if config is not None and not isinstance(config, SandboxConfig):
         config = SandboxConfig.model_validate(dict(config))
     return Sandbox(emulators, config=config, clock=clock)
