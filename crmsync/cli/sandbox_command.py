@@ -1,7 +1,116 @@
-"""Commands registered on the `crmsync` group (see crmsync/cli/__init__.py)."""
+"""`crmsync sandbox`: serve the local HubSpot + Pipedrive emulator until Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Any
 
 import click
 
 COMMANDS: list[click.Command] = []
+
+
+def _exports(base_url: str, token: str) -> str:
+    return (
+        f"export CRMSYNC_HUBSPOT_BASE_URL={base_url} CRMSYNC_PIPEDRIVE_BASE_URL={base_url} "
+        f"CRMSYNC_HUBSPOT_TOKEN={token} CRMSYNC_PIPEDRIVE_TOKEN={token}"
+    )
+
+
+@click.command("sandbox")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8765, show_default=True, type=int,
+              help="Port to listen on (0 picks a free one).")
+@click.option("--token", default=None,
+              help="Accept only this token (default: any non-empty token).")
+@click.option("--state", "state_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Load data from FILE at start and save it there on exit.")
+@click.option("--seed-contacts", default=0, show_default=True, type=click.IntRange(0),
+              help="Synthetic contacts/persons to add to each CRM at start.")
+@click.option("--seed-companies", default=0, show_default=True, type=click.IntRange(0),
+              help="Synthetic companies/organizations to add to each CRM at start.")
+@click.option("--seed-deals", default=0, show_default=True, type=click.IntRange(0),
+              help="Synthetic deals to add to each CRM at start.")
+@click.option("--seed", "seed_value", default=0, show_default=True, type=int,
+              help="Random seed for the synthetic data and the fault injection.")
+@click.option("--latency-ms", default=0.0, show_default=True, type=click.FloatRange(0),
+              help="Added latency per request.")
+@click.option("--jitter-ms", default=0.0, show_default=True, type=click.FloatRange(0),
+              help="Random extra latency per request, up to this much.")
+@click.option("--rate-limits/--no-rate-limits", default=False, show_default=True,
+              help="Enforce each CRM's rate limits (HubSpot 10 s window, Pipedrive 2 s burst).")
+@click.option("--hubspot-limit", default=100, show_default=True,
+              type=click.Choice(["100", "190", "250"]),
+              help="HubSpot requests per rolling 10 s (Free/Starter 100, Pro/Enterprise 190).")
+@click.option("--pipedrive-plan", default="lite", show_default=True,
+              type=click.Choice(["lite", "growth", "premium", "ultimate"]),
+              help="Pipedrive plan, which sets the 2 s burst limit.")
+def sandbox(  # noqa: PLR0917 - click passes every option positionally
+    host: str, port: int, token: str | None, state_file: Path | None, seed_contacts: int,
+    seed_companies: int, seed_deals: int, seed_value: int, latency_ms: float, jitter_ms: float,
+    rate_limits: bool, hubspot_limit: str, pipedrive_plan: str,
+) -> None:
+    """Serve a local emulator of the HubSpot and Pipedrive APIs.
+
+    Both CRMs share one base URL; point crmsync at it with the printed `export` line. The
+    `/_sandbox/` control endpoints (stats, reset, seed, faults) are documented in
+    crmsync/sandbox/control.py. Stop with Ctrl-C.
+    """
+    from crmsync.sandbox import SandboxConfig, start_sandbox
+
+    config = SandboxConfig(
+        latency_ms=latency_ms, jitter_ms=jitter_ms, seed=seed_value,
+        rate_limits_enabled=rate_limits, hubspot_limit_per_10s=int(hubspot_limit),
+        pipedrive_plan=pipedrive_plan,  # type: ignore[arg-type]
+    )
+    try:
+        server = start_sandbox(host, port, token=token, state_file=state_file, config=config)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    try:
+        if seed_contacts or seed_companies or seed_deals:
+            created = _seed(server.app, seed_contacts, seed_companies, seed_deals, seed_value)
+            click.echo(f"seeded: {created}")
+        base_url = server.base_url
+        click.echo(f"crmsync sandbox serving HubSpot and Pipedrive at {base_url}")
+        if state_file is not None:
+            click.echo(f"state: {state_file} (saved on exit)")
+        click.echo("Point crmsync at it:")
+        click.echo(f"  {_exports(base_url, token or 'sandbox-token')}")
+        click.echo(f"Controls: {base_url}/_sandbox/stats, /_sandbox/reset, /_sandbox/seed, "
+                   "/_sandbox/faults. Ctrl-C to stop.")
+        _wait_for_stop()
+    finally:
+        server.stop()
+        click.echo("sandbox stopped" + (f"; state saved to {state_file}" if state_file else ""))
+
+
+def _seed(app: Any, contacts: int, companies: int, deals: int, seed: int) -> dict[str, Any]:
+    created: dict[str, Any] = {}
+    with app.lock:
+        for emulator in app.emulators:
+            created[emulator.crm] = emulator.seed(
+                contacts=contacts, companies=companies, deals=deals, seed=seed)
+    return created
+
+
+def _wait_for_stop() -> None:
+    """Block until Ctrl-C or SIGTERM (both end in a clean stop and a state save)."""
+    stop = threading.Event()
+
+    def on_term(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        while not stop.wait(0.5):  # a timed wait keeps Ctrl-C deliverable on every platform
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+COMMANDS.append(sandbox)
