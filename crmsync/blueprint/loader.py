@@ -292,9 +292,11 @@ def _yaml_finding(exc: yaml.MarkedYAMLError, path: str) -> Finding:
         message = "expected 'field: value' here — a missing ':' or a wrong indentation?"
     elif problem.startswith("found undefined alias"):
         message = f"unknown YAML alias ({problem.removeprefix('found undefined alias ')})"
+    elif problem.startswith("but ") and exc.context:
+        message = f"invalid YAML: {exc.context}, {problem}"
     else:
         message = f"invalid YAML: {problem}"
-        if exc.context and exc.context_mark and exc.context_mark.line != mark.line:
+        if exc.context and exc.context_mark and mark and exc.context_mark.line != mark.line:
             message += f" ({exc.context} started on line {exc.context_mark.line + 1})"
         elif exc.context:
             message += f" ({exc.context})"

@@ -56,6 +56,8 @@ SINGLE_ERRORS = [
      "unique within a pipeline"),
     ("no_stages.yaml", 6, 13, "pipelines[0].stages", "needs at least 1 stage"),
     ("empty.yaml", None, None, "", "the file is empty"),
+    ("two_documents.yaml", 3, 1, "",
+     "invalid YAML: expected a single document in the stream, but found another document"),
 ]
 
 
