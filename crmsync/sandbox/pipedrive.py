@@ -111,10 +111,12 @@ class PipedriveEmulator:
     path_prefixes = ("/api/",)
 
     def __init__(
-        self, token: str | None = None, clock: Callable[[], datetime] | None = None
+        self, token: str | None = None, clock: Callable[[], datetime | float] | None = None
     ) -> None:
+        """`clock` returns the current time as an aware datetime or POSIX seconds (the
+        sandbox's shared `Clock`); records get its time truncated to the second."""
         self.token = token
-        self._clock = clock or (lambda: datetime.now(UTC))
+        self._read_clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.RLock()
         self.pipelines = Table()
         self.stages = Table(("id", "update_time", "add_time", "order_nr"))
@@ -127,6 +129,12 @@ class PipedriveEmulator:
         self.reset()
 
     # ---- Emulator protocol --------------------------------------------------------------
+
+    def _clock(self) -> datetime:
+        moment = self._read_clock()
+        if isinstance(moment, datetime):
+            return moment
+        return datetime.fromtimestamp(moment, tz=UTC)
 
     def now(self) -> str:
         return format_time(self._clock())
@@ -907,9 +915,9 @@ class PipedriveEmulator:
     def _field_creator(self, entity: str) -> Callable[[Request], Response]:
         def handle(request: Request) -> Response:
             body = inp.json_body(request, ("name", "field_type", "options", "add_visible_flag"))
-            definition = self.fields.add_custom(entity, body.get("name"),
-                                                body.get("field_type"), body.get("options"),
-                                                now=self.now())
+            definition = self.fields.add_custom(entity, body.get("name", ""),
+                                                body.get("field_type", ""),
+                                                body.get("options"), now=self.now())
             return _ok(v1_field(definition))
         return handle
 

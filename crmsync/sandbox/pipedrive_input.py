@@ -196,7 +196,7 @@ def number(body: dict[str, Any], name: str) -> float | int | None:
         return None
     if not is_number(value):
         raise invalid(f"{name}: must be a number")
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def boolean(body: dict[str, Any], name: str) -> bool | None:
