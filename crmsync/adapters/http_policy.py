@@ -24,6 +24,7 @@ import math
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
@@ -55,6 +56,7 @@ class RateLimit:
     remaining: int  # requests left in the current window
     limit: int | None  # requests allowed per window, when the CRM says
     window_seconds: float  # how long until the window has freed up (upper bound)
+    rolling: bool = False  # a sliding window: slots free one by one as old requests age out
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ def _hubspot_rate_limit(headers: Mapping[str, str]) -> RateLimit | None:
         remaining=remaining,
         limit=_int_header(headers, "x-hubspot-ratelimit-max"),
         window_seconds=(interval_ms if interval_ms is not None else 10_000) / 1000.0,
+        rolling=True,
     )
 
 
@@ -163,16 +166,27 @@ def parse_body(body: Any) -> Any:
 
 
 class Pacer:
-    """Spreads the requests left in a rate-limit window over the time left in it.
+    """Slows requests down before a rate limit is reached, from what responses said about it.
 
-    After every response the CRM says how many requests remain and (roughly) when the window
-    frees up. While plenty remain, requests go out at once. Once `remaining` drops to
-    `pace_below` of the limit, each request waits `time_left / (remaining + 1)`: with 0 left it
-    waits for the whole window, with a few left they are spread out evenly. Between responses
-    the pacer counts its own requests down, so a reply without headers does not reset it.
-    Buckets keep separate limits apart (HubSpot's search endpoints have their own);
-    `min_intervals` adds a fixed minimum spacing for buckets whose limit has no headers.
+    After every response the CRM says how many requests remain in its window. While plenty
+    remain, requests go out at once. Once `remaining` drops to `pace_below` of the limit:
+
+    - **fixed windows** (Pipedrive's `x-ratelimit-reset`: seconds until the window frees), each
+      request waits `time_left / (remaining + 1)`, spreading what is left over what remains of
+      the window; with nothing left it waits for the whole window;
+    - **rolling windows** (HubSpot's `-Interval-Milliseconds`), requests are spaced at the
+      sustainable rate `interval / limit`; with nothing left, the next one waits until the
+      oldest of our own recent requests has aged out of the interval (a slot frees then), or
+      the whole interval when the budget was spent by someone else.
+
+    Between responses the pacer counts its own requests down, so a reply without headers does
+    not reset it. Buckets keep separate limits apart (HubSpot's search has its own);
+    `min_intervals` adds a fixed minimum spacing for a bucket whose limit has no headers.
+    Times of our requests are taken when their answer arrived: the latest the CRM can have
+    counted them, so ageing-out estimates err on the late (safe) side.
     """
+
+    _LOG_SIZE = 1_000  # requests remembered per bucket; more than any window allows
 
     def __init__(self, *, clock: Clock, sleep: Sleep, pace_below: float = 0.2,
                  min_intervals: Mapping[str, float] | None = None) -> None:
@@ -182,6 +196,7 @@ class Pacer:
         self._min_intervals = dict(min_intervals or {})
         self._windows: dict[str, tuple[RateLimit, float]] = {}
         self._last_sent: dict[str, float] = {}
+        self._done: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
     def delay(self, bucket: str) -> float:
@@ -192,9 +207,13 @@ class Pacer:
             window = self._windows.get(bucket)
             if window is not None:
                 limit, observed_at = window
-                time_left = limit.window_seconds - (now - observed_at)
-                if time_left > 0 and limit.remaining <= self._threshold(limit):
-                    wait = time_left / (max(limit.remaining, 0) + 1)
+                if limit.remaining <= self._threshold(limit):
+                    if limit.rolling:
+                        wait = self._rolling_wait(bucket, limit, observed_at, now)
+                    else:
+                        time_left = limit.window_seconds - (now - observed_at)
+                        if time_left > 0:
+                            wait = time_left / (max(limit.remaining, 0) + 1)
             spacing = self._min_intervals.get(bucket)
             last = self._last_sent.get(bucket)
             if spacing and last is not None:
@@ -216,10 +235,30 @@ class Pacer:
                                          observed_at)
         return wait
 
-    def observe(self, bucket: str, limit: RateLimit) -> None:
-        """Record the window a response reported (it already counts the request it answers)."""
+    def after_response(self, bucket: str, limit: RateLimit | None) -> None:
+        """Log the finished request; record the window its response reported, if any."""
+        now = self._clock()
         with self._lock:
-            self._windows[bucket] = (limit, self._clock())
+            self._done.setdefault(bucket, deque(maxlen=self._LOG_SIZE)).append(now)
+            if limit is not None:  # the reported window already counts this request
+                self._windows[bucket] = (limit, now)
+
+    def observe(self, bucket: str, limit: RateLimit) -> None:
+        """Record a window reported outside a request (kept for callers and tests)."""
+        self.after_response(bucket, limit)
+
+    def _rolling_wait(self, bucket: str, limit: RateLimit, observed_at: float,
+                      now: float) -> float:
+        done = self._done.get(bucket, deque())
+        if limit.remaining > 0:
+            last = done[-1] if done else None
+            pace = limit.window_seconds / (limit.limit or limit.remaining + 1)
+            return 0.0 if last is None else last + pace - now
+        horizon = now - limit.window_seconds
+        ours = [t for t in done if t > horizon]
+        if ours:
+            return ours[0] + limit.window_seconds - now
+        return limit.window_seconds - (now - observed_at)
 
     def _threshold(self, limit: RateLimit) -> int:
         if limit.limit:
@@ -356,11 +395,11 @@ class HttpPolicy:
         try:
             reply = send()
         except _TRANSIENT_EXCEPTIONS as exc:
+            self.pacer.after_response(bucket, None)
             raise self.classify_exception(exc, what=what) from exc
         headers = lower_headers(reply.headers)
         limit = self.dialect.read_rate_limit(headers)
-        if limit is not None:
-            self.pacer.observe(bucket, limit)
+        self.pacer.after_response(bucket, limit)
         error = self.classify_reply(reply.status, headers, reply.body, what=what, limit=limit)
         if error is not None:
             raise error
