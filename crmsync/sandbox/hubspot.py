@@ -16,6 +16,7 @@ import json
 import uuid
 from bisect import bisect_left, insort
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from crmsync.sandbox import synthetic
@@ -136,6 +137,7 @@ DEFAULT_STAGES = (
 )
 
 
+@lru_cache(maxsize=65_536)  # the same instants render again and again (pages, pipelines)
 def iso(ms: int) -> str:
     """HubSpot's timestamp format: ISO-8601, milliseconds, 'Z'."""
     return datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
