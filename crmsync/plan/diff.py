@@ -108,11 +108,13 @@ def _match(
     return matched
 
 
-def _final_orders(desired: Sequence[str], existing: Mapping[str, int]) -> dict[str, int]:
+def _final_orders(desired: Sequence[str], existing: Mapping[str, int],
+                  labels: Mapping[str, str]) -> dict[str, int]:
     """The order value each key should end with, touching existing ones only if needed.
 
-    New objects slot in after their predecessor; if the result does not sort into the
-    blueprint's order (ties included, as HubSpot breaks them by label), renumber 0..n-1.
+    New objects slot in after their predecessor. If the result would not sort into the
+    blueprint's order, renumber everything 0..n-1. The CRM sorts ties by label: accepted
+    between existing objects (so an account with ties diffs clean), never planned for new ones.
     """
     proposal: dict[str, int] = {}
     previous: int | None = None
@@ -120,8 +122,12 @@ def _final_orders(desired: Sequence[str], existing: Mapping[str, int]) -> dict[s
         value = existing[key] if key in existing else (0 if previous is None else previous + 1)
         proposal[key] = value
         previous = value
-    values = [proposal[k] for k in desired]
-    if all(a < b for a, b in itertools.pairwise(values)):
+    def in_order(a: str, b: str) -> bool:
+        if proposal[a] != proposal[b]:
+            return proposal[a] < proposal[b]
+        return a in existing and b in existing and labels[a].casefold() <= labels[b].casefold()
+
+    if all(in_order(a, b) for a, b in itertools.pairwise(desired)):
         return proposal
     return {key: index for index, key in enumerate(desired)}
 
@@ -253,7 +259,8 @@ class _Planner:
         keys = [p.key for p in self.blueprint.pipelines]
         existing = {k: rp.order for k, (rp, _) in matched.items()}
         if self.caps.pipeline_order_writable:
-            return _final_orders(keys, existing)
+            labels = {p.key: p.label for p in self.blueprint.pipelines}
+            return _final_orders(keys, existing, labels)
         return {k: existing.get(k, i) for i, k in enumerate(keys)}
 
     def _pipeline_order_blocked(self, matched: Mapping[str, tuple[RemotePipeline, str]]
@@ -412,7 +419,7 @@ class _StagePlanner:
         existing = {k: r.order for k, (r, _) in self.matched.items()}
         writable = self.p.caps.stage_order_writable
         if writable:
-            orders = _final_orders(keys, existing)
+            orders = _final_orders(keys, existing, {s.key: s.label for s in self.stages})
         else:
             orders = {k: existing.get(k, i) for i, k in enumerate(keys)}
         items: list[Item] = []
@@ -454,7 +461,10 @@ class _StagePlanner:
         if rs.label.strip() != stage.label:
             update("label", rs.label, stage.label)
         step = self.p.caps.probability_step
-        if not same_probability(rs.probability, spec.probability, step):
+        # A value the CRM already holds exactly is kept, even if it is off the CRM's grid.
+        if not same_probability(rs.probability, spec.probability, step) and not (
+            same_probability(rs.probability, stage.probability, 1e-6)
+        ):
             update("probability", rs.probability, spec.probability)
         if self.p.caps.outcome_stages and rs.outcome != stage.outcome:
             update("outcome", rs.outcome, stage.outcome)

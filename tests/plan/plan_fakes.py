@@ -84,15 +84,17 @@ class FakeCrm:
         return RemoteStage(stage_id, spec.label, order, round(spec.probability * 100) / 100,
                            None, spec.rot_after_days)
 
-    def seed(self, label: str, stages: Sequence[tuple[str, float]] | Sequence[str],
+    def seed(self, label: str, stages: Sequence[tuple[str, float]],
              order: int | None = None) -> RemotePipeline:
-        """Add a pipeline directly (no call recorded), e.g. what a user made by hand."""
+        """Add a pipeline directly (no call recorded), e.g. what a user made by hand.
+
+        On HubSpot, stages labelled Won/Lost are closed stages.
+        """
         pipeline = _Pipeline(self._id(), label, len(self._pipelines) if order is None else order)
-        for i, stage in enumerate(stages):
-            name, prob = (stage, 0.5) if isinstance(stage, str) else stage
+        for i, (name, prob) in enumerate(stages):
             outcome = None
-            if self.crm == "hubspot" and name.lower().startswith("closed"):
-                outcome = "won" if prob == 1.0 else "lost"
+            if self.crm == "hubspot" and name in ("Won", "Lost"):
+                outcome = name.lower()
             pipeline.stages.append(RemoteStage(self._id(), name, i, prob, outcome))
         self._pipelines.append(pipeline)
         return self.snapshot(pipeline)

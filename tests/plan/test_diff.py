@@ -394,3 +394,24 @@ def test_diff_is_deterministic() -> None:
     assert plan_to_dict(diff(*args)) == plan_to_dict(first)
     assert not any(isinstance(i, Blocked) for i in first.items())
     assert any(isinstance(i, Note) for i in first.items()) is False
+
+
+def test_ties_in_the_crm_sort_by_label_and_diff_clean() -> None:
+    remote = hubspot_sales(stages=[
+        RemoteStage("s1", "Meeting booked", 0, 0.2),
+        RemoteStage("s2", "Proposal sent", 0, 0.6),  # HubSpot sorts the tie by label
+        RemoteStage("s3", "Won", 1, 1.0, "won"),
+        RemoteStage("s4", "Lost", 2, 0.0, "lost"),
+    ])
+    data = sales()
+    data["stages"] = [data["stages"][i] for i in (0, 1, 2, 3)]  # type: ignore[index]
+    assert diff(blueprint("hubspot", data), [remote], HUBSPOT_STATE, HUBSPOT).is_clean
+
+
+def test_a_value_off_the_grid_already_in_the_crm_is_kept() -> None:
+    remote = hubspot_sales(stages=[
+        RemoteStage("s1", "Meeting booked", 0, 0.25),
+        *hubspot_sales().stages[1:],
+    ])
+    data = with_stage(sales(), 0, probability=0.25)
+    assert diff(blueprint("hubspot", data), [remote], HUBSPOT_STATE, HUBSPOT).changes == ()

@@ -1,0 +1,286 @@
+"""Provisioning for many clients: the library behind `crmsync diff`, `apply` and `export`.
+
+Each function mirrors a command so a scheduler or a notebook can call it without click.
+One client's failure (a bad config, a missing token, an error from its CRM) is recorded on
+that client's result and never stops the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from crmsync.blueprint.models import KEY_PATTERN, Blueprint
+from crmsync.errors import ConfigError, CrmsyncError, Finding
+from crmsync.plan.apply import ApplyResult, apply
+from crmsync.plan.diff import diff, stage_candidates_for_removal
+from crmsync.plan.export import blueprint_from_remote, to_yaml
+
+if TYPE_CHECKING:
+    from crmsync.adapters.base import CrmAdapter
+    from crmsync.plan.changes import Change, Plan
+    from crmsync.plan.state import KnownIds
+    from crmsync.settings import Settings
+    from crmsync.store import Store
+
+log = logging.getLogger(__name__)
+
+AdapterFactory = Callable[[str, "str | None"], "CrmAdapter"]  # (crm, token_env) -> adapter
+Status = Literal["clean", "pending", "blocked", "error"]
+
+
+@dataclass(frozen=True)
+class ClientPlan:
+    """One config file's outcome of `diff`: its plan, or the error that prevented one."""
+
+    path: Path
+    blueprint: Blueprint | None = None
+    plan: Plan | None = None
+    error: str | None = None
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        if self.blueprint is not None:
+            return f"{self.blueprint.client} ({self.blueprint.crm})"
+        return str(self.path)
+
+    @property
+    def status(self) -> Status:
+        if self.error is not None or self.plan is None:
+            return "error"
+        if self.plan.is_clean:
+            return "clean"
+        return "blocked" if self.plan.has_blocked else "pending"
+
+
+ApplyStatus = Literal["clean", "blocked", "unconverged", "error"]
+
+
+@dataclass(frozen=True)
+class ClientApply:
+    """One client's outcome of `apply`: what ran, and the diff taken afterwards."""
+
+    client: ClientPlan
+    result: ApplyResult | None = None
+    after: Plan | None = None
+    error: str | None = None
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.client.name
+
+    @property
+    def status(self) -> ApplyStatus:
+        if self.error is not None or self.after is None:
+            return "error"
+        if self.after.is_clean:
+            return "clean"
+        # Anything still pending after an apply (other than blocked changes) did not converge.
+        return "unconverged" if self.after.changes else "blocked"
+
+
+def default_adapter_factory(settings: Settings) -> AdapterFactory:
+    """Adapters from the registry, with the blueprint's own token variable if it names one."""
+
+    def factory(crm: str, token_env: str | None) -> CrmAdapter:
+        from crmsync.adapters.registry import create_adapter
+
+        return create_adapter(crm, settings, token_env=token_env)
+
+    return factory
+
+
+def plan_client(blueprint: Blueprint, adapter: CrmAdapter, known: KnownIds) -> Plan:
+    """Read the CRM, count deals in the stages that would go, and `diff`."""
+    remote = adapter.list_pipelines()
+    caps = adapter.capabilities
+    counts = {
+        stage_id: adapter.count_deals(pipeline_id, stage_id)
+        for pipeline_id, stage_id in stage_candidates_for_removal(blueprint, remote, known, caps)
+    }
+    return diff(blueprint, remote, known, caps, counts)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, CrmsyncError):
+        return str(exc)
+    return f"unexpected {type(exc).__name__}: {exc}"
+
+
+def _load(paths: Sequence[str | Path], settings: Settings) -> list[ClientPlan]:
+    """One entry per file: a blueprint, or the reason it could not be loaded."""
+    from crmsync.blueprint.loader import expand_paths, load_blueprint
+
+    loaded: list[ClientPlan] = []
+    seen: dict[str, Path] = {}
+    for path in expand_paths(paths, settings.configs_dir):
+        try:
+            blueprint = load_blueprint(path)
+        except ConfigError as exc:
+            loaded.append(ClientPlan(path, error=str(exc), exception=exc))
+            continue
+        if blueprint.client in seen:
+            loaded.append(ClientPlan(path, error=(
+                f"client '{blueprint.client}' is already described in {seen[blueprint.client]};"
+                " keep one file per client"
+            )))
+            continue
+        seen[blueprint.client] = path
+        loaded.append(ClientPlan(path, blueprint))
+    return loaded
+
+
+class _Session:
+    """The store and adapters one command uses, closed together at the end."""
+
+    def __init__(self, settings: Settings, store: Store | None,
+                 adapter_factory: AdapterFactory | None) -> None:
+        self.settings = settings
+        self._store = store
+        self._own_store = store is None
+        self.factory = adapter_factory or default_adapter_factory(settings)
+        self.adapters: list[CrmAdapter] = []
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            from crmsync.store import open_store
+
+            self._store = open_store(self.settings.store_url)
+        return self._store
+
+    def adapter(self, crm: str, token_env: str | None) -> CrmAdapter:
+        adapter = self.factory(crm, token_env)
+        self.adapters.append(adapter)
+        return adapter
+
+    def close(self) -> None:
+        for adapter in self.adapters:
+            try:
+                adapter.close()
+            except Exception:
+                log.debug("closing %s adapter failed", adapter.crm, exc_info=True)
+        if self._own_store and self._store is not None:
+            self._store.close()
+
+
+def diff_clients(
+    paths: Sequence[str | Path],
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    adapter_factory: AdapterFactory | None = None,
+) -> list[ClientPlan]:
+    """Plan every client named by `paths` (files or folders; none: `settings.configs_dir`).
+
+    A path that does not exist raises `ConfigError`; everything else is per client.
+    """
+    clients = _load(paths, settings)
+    session = _Session(settings, store, adapter_factory)
+    try:
+        return [_diff_one(client, session) for client in clients]
+    finally:
+        session.close()
+
+
+def _diff_one(client: ClientPlan, session: _Session) -> ClientPlan:
+    blueprint = client.blueprint
+    if blueprint is None:
+        return client
+    try:
+        adapter = session.adapter(blueprint.crm, blueprint.token_env)
+        known = session.store.provisioning(blueprint.client, blueprint.crm).known_ids()
+        plan = plan_client(blueprint, adapter, known)
+    except Exception as exc:
+        log.debug("diff failed for %s", client.name, exc_info=True)
+        return ClientPlan(client.path, blueprint, error=_describe(exc), exception=exc)
+    return ClientPlan(client.path, blueprint, plan)
+
+
+def apply_clients(
+    clients: Sequence[ClientPlan],
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    adapter_factory: AdapterFactory | None = None,
+    on_step: Callable[[ClientPlan, Change], None] | None = None,
+) -> list[ClientApply]:
+    """Apply the plans `diff_clients` made, then diff each client again to prove the result.
+
+    Clients whose diff failed are passed through as errors; clean ones cost no API call.
+    """
+    session = _Session(settings, store, adapter_factory)
+    try:
+        return [_apply_one(client, session, on_step) for client in clients]
+    finally:
+        session.close()
+
+
+def _apply_one(client: ClientPlan, session: _Session,
+               on_step: Callable[[ClientPlan, Change], None] | None) -> ClientApply:
+    blueprint, plan = client.blueprint, client.plan
+    if client.error is not None or blueprint is None or plan is None:
+        return ClientApply(client, error=client.error or "no plan", exception=client.exception)
+    if not plan.changes:
+        return ClientApply(client, ApplyResult((), plan.blocked), after=plan)
+    try:
+        adapter = session.adapter(blueprint.crm, blueprint.token_env)
+        state = session.store.provisioning(blueprint.client, blueprint.crm)
+        result = apply(plan, adapter, state,
+                       on_step=(lambda change: on_step(client, change)) if on_step else None)
+        after = plan_client(blueprint, adapter, state.known_ids())
+    except Exception as exc:
+        log.debug("apply failed for %s", client.name, exc_info=True)
+        return ClientApply(client, error=_describe(exc), exception=exc)
+    return ClientApply(client, result, after, error=result.error)
+
+
+# --- export ----------------------------------------------------------------------------------
+
+
+def export_blueprint(
+    client: str,
+    crm: str,
+    settings: Settings,
+    *,
+    output: str | Path | None = None,
+    force: bool = False,
+    token_env: str | None = None,
+    store: Store | None = None,
+    adapter: CrmAdapter | None = None,
+) -> str:
+    """A blueprint YAML of the CRM's live pipelines; records each key's id in the store.
+
+    Written to `output` if given (an existing file only with `force`); returned either way.
+    """
+    if not re.match(KEY_PATTERN, client) or len(client) > 64:
+        raise ConfigError([Finding("--client", None, None, "client", (
+            "must be a key: lowercase letters, digits and underscores, starting with a letter"
+        ))])
+    target = Path(output) if output is not None else None
+    if target is not None and target.exists() and not force:
+        raise ConfigError(message=f"{target} already exists; pass --force to overwrite it")
+    session = _Session(settings, store, None)
+    try:
+        crm_adapter = adapter or session.adapter(crm, token_env)
+        remote = crm_adapter.list_pipelines()
+        state = session.store.provisioning(client, crm)
+        export = blueprint_from_remote(client, crm, remote, state.known_ids(),
+                                       crm_adapter.capabilities)
+        if not export.data["pipelines"]:
+            raise ConfigError(message=f"the {crm} account has no deal pipelines to export")
+        Blueprint.model_validate(export.data)  # the file must load as it is written
+        text = to_yaml(export.data, crm=crm)
+        if target is not None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+        state.record_many(export.pipelines, export.stages)
+    finally:
+        session.close()
+    return text
