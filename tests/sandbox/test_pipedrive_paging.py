@@ -1,0 +1,283 @@
+"""Cursor paging, time windows, sorting, state and seeding of the Pipedrive emulator.
+
+Records are created through the emulator's internal API (same validation as POST, no HTTP)
+with a manual clock; every page is then fetched over HTTP and validated against the spec.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from pipedrive_support import (
+    START,
+    PipedriveSandbox,
+    SpecValidator,
+    build_validator,
+    start_pipedrive_sandbox,
+)
+
+from crmsync.sandbox.clock import to_datetime
+from crmsync.sandbox.pipedrive_store import format_time
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+V2 = "/api/v2"
+PAGE = 500
+
+
+@pytest.fixture(scope="module")
+def pd() -> Iterator[PipedriveSandbox]:
+    yield from start_pipedrive_sandbox()
+
+
+@pytest.fixture(scope="module")
+def spec() -> SpecValidator:
+    return build_validator()
+
+
+@pytest.fixture
+def fresh(pd: PipedriveSandbox) -> PipedriveSandbox:
+    pd.reset()
+    return pd
+
+
+def _iso(offset: float) -> str:
+    return format_time(to_datetime(START + offset))
+
+
+def _stages(pd: PipedriveSandbox) -> list[int]:
+    pipeline = pd.emulator.create_pipeline({"name": "Sales"})
+    return [pd.emulator.create_stage({"name": f"S{i}", "pipeline_id": pipeline["id"]})["id"]
+            for i in range(3)]
+
+
+def _create(pd: PipedriveSandbox, name: str, count: int, *, per_second: int = 7) -> list[int]:
+    """`count` records, `per_second` of them sharing each second (ties on purpose)."""
+    ids = []
+    for i in range(count):
+        body: dict[str, Any] = {"title" if name == "deals" else "name": f"{name} {i}"}
+        ids.append(pd.emulator.create(name, body)["id"])
+        if (i + 1) % per_second == 0:
+            pd.tick()
+    return ids
+
+
+def _walk(pd: PipedriveSandbox, spec: SpecValidator, path: str, *, limit: int = PAGE,
+          **params: Any) -> tuple[list[dict[str, Any]], int]:
+    """All rows of a listing, page by page over HTTP; (rows, pages)."""
+    rows: list[dict[str, Any]] = []
+    cursor = None
+    pages = 0
+    while True:
+        query = {**params, "limit": limit, **({"cursor": cursor} if cursor else {})}
+        response = pd.session.get(pd.url(path), params=query, timeout=60)
+        assert response.status_code == 200, response.text[:300]
+        spec.check(response)
+        body = response.json()
+        pages += 1
+        assert len(body["data"]) <= limit
+        rows.extend(body["data"])
+        cursor = body["additional_data"]["next_cursor"]
+        if cursor is None:
+            return rows, pages
+        assert pages < 10_000, "cursor never ended"
+
+
+# ---- every record exactly once ---------------------------------------------------------
+
+@pytest.mark.parametrize("size", [0, 1, PAGE, PAGE + 1, 10_001])
+def test_paging_walks_every_person_exactly_once(fresh: PipedriveSandbox, spec: SpecValidator,
+                                                size: int) -> None:
+    ids = _create(fresh, "persons", size)
+    rows, pages = _walk(fresh, spec, f"{V2}/persons")
+    assert [r["id"] for r in rows] == ids
+    assert pages == max(1, math.ceil(size / PAGE))
+
+
+@pytest.mark.parametrize("name", ["organizations", "deals"])
+@pytest.mark.parametrize("size", [0, 1, PAGE, PAGE + 1])
+def test_paging_other_entities(fresh: PipedriveSandbox, spec: SpecValidator, name: str,
+                               size: int) -> None:
+    if name == "deals":
+        _stages(fresh)
+    ids = _create(fresh, name, size)
+    rows, _ = _walk(fresh, spec, f"{V2}/{name}", sort_by="update_time")
+    assert sorted(r["id"] for r in rows) == ids
+    assert len(rows) == len(ids)
+
+
+def test_paging_10001_deals_by_update_time_desc(fresh: PipedriveSandbox,
+                                                spec: SpecValidator) -> None:
+    _stages(fresh)
+    ids = _create(fresh, "deals", 10_001, per_second=50)
+    rows, pages = _walk(fresh, spec, f"{V2}/deals", sort_by="update_time",
+                        sort_direction="desc")
+    assert pages == 21
+    assert [r["id"] for r in rows] == ids[::-1]  # ties broken by id, descending too
+
+
+@pytest.mark.parametrize("direction", ["asc", "desc"])
+@pytest.mark.parametrize("limit", [1, 7, 500])
+def test_same_second_ties_are_neither_skipped_nor_repeated(
+        fresh: PipedriveSandbox, spec: SpecValidator, direction: str, limit: int) -> None:
+    ids = _create(fresh, "organizations", 60, per_second=1000)  # all in one second
+    fresh.tick()
+    later = _create(fresh, "organizations", 5, per_second=1000)
+    rows, _ = _walk(fresh, spec, f"{V2}/organizations", limit=limit, sort_by="update_time",
+                    sort_direction=direction)
+    expected = ids + later
+    assert [r["id"] for r in rows] == (expected if direction == "asc" else expected[::-1])
+
+
+def test_updates_during_a_walk_lose_nothing(fresh: PipedriveSandbox,
+                                            spec: SpecValidator) -> None:
+    """Sorted by update_time, a row updated mid-walk moves to the end: seen again, not lost."""
+    ids = _create(fresh, "persons", 30, per_second=3)
+    first = fresh.session.get(fresh.url(f"{V2}/persons"),
+                              params={"sort_by": "update_time", "limit": 10}).json()
+    fresh.tick()
+    seen_id, unseen_id = first["data"][0]["id"], ids[20]
+    fresh.emulator.update("persons", seen_id, {"name": "moved"})
+    fresh.emulator.update("persons", unseen_id, {"name": "moved too"})
+    rest, _ = _walk(fresh, spec, f"{V2}/persons", limit=10, sort_by="update_time",
+                    cursor=first["additional_data"]["next_cursor"])
+    seen = [r["id"] for r in first["data"]] + [r["id"] for r in rest]
+    assert set(seen) == set(ids)
+    assert seen.count(seen_id) == 2
+    assert seen.count(unseen_id) == 1
+    assert seen[-2:] == [seen_id, unseen_id]
+
+
+def test_deleted_deals_page_only_under_status_deleted(fresh: PipedriveSandbox,
+                                                      spec: SpecValidator) -> None:
+    _stages(fresh)
+    ids = _create(fresh, "deals", 1_203)
+    deleted = ids[::3]
+    for deal_id in deleted:
+        fresh.emulator.delete("deals", deal_id)
+    kept, _ = _walk(fresh, spec, f"{V2}/deals")
+    gone, _ = _walk(fresh, spec, f"{V2}/deals", status="deleted")
+    assert [r["id"] for r in gone] == deleted
+    assert all(r["is_deleted"] for r in gone)
+    assert [r["id"] for r in kept] == [i for i in ids if i not in set(deleted)]
+
+
+# ---- updated_since / updated_until -----------------------------------------------------
+
+@pytest.mark.parametrize("sort_by", ["id", "update_time", "add_time"])
+def test_updated_since_is_inclusive_and_until_exclusive(
+        fresh: PipedriveSandbox, spec: SpecValidator, sort_by: str) -> None:
+    by_second: dict[int, list[int]] = {}
+    for second in range(5):
+        by_second[second] = _create(fresh, "persons", 3, per_second=1000)
+        fresh.tick()
+
+    def window(**params: str) -> list[int]:
+        rows, _ = _walk(fresh, spec, f"{V2}/persons", sort_by=sort_by, **params)
+        return sorted(r["id"] for r in rows)
+
+    def seconds(*which: int) -> list[int]:
+        return sorted(i for s in which for i in by_second[s])
+
+    assert window(updated_since=_iso(2)) == seconds(2, 3, 4)
+    assert window(updated_until=_iso(2)) == seconds(0, 1)
+    assert window(updated_since=_iso(1), updated_until=_iso(3)) == seconds(1, 2)
+    assert window(updated_since=_iso(2), updated_until=_iso(2)) == []
+    assert window(updated_since="2026-01-01T02:00:03+02:00") == seconds(3, 4)  # an offset
+    assert window(updated_since=_iso(99)) == []
+
+
+def test_incremental_pull_from_the_last_seen_second_misses_nothing(
+        fresh: PipedriveSandbox, spec: SpecValidator) -> None:
+    """The pattern sync uses: next pull from the max update_time seen (inclusive)."""
+    _create(fresh, "organizations", 10, per_second=1000)
+    rows, _ = _walk(fresh, spec, f"{V2}/organizations", sort_by="update_time")
+    mark = max(r["update_time"] for r in rows)
+    late = fresh.emulator.create("organizations", {"name": "same second, after the pull"})
+    fresh.tick()
+    updated = fresh.emulator.update("organizations", rows[0]["id"], {"name": "changed"})
+    again, _ = _walk(fresh, spec, f"{V2}/organizations", sort_by="update_time",
+                     updated_since=mark)
+    assert {late["id"], updated["id"]} <= {r["id"] for r in again}
+
+
+# ---- sorting -----------------------------------------------------------------------------
+
+def test_sort_fields_and_directions(fresh: PipedriveSandbox, spec: SpecValidator) -> None:
+    _stages(fresh)
+    ids = _create(fresh, "deals", 20, per_second=2)
+    fresh.tick()
+    for deal_id in (ids[3], ids[0]):  # now the most recently updated, in that order
+        fresh.emulator.update("deals", deal_id, {"value": 10})
+        fresh.tick()
+
+    def order(**params: str) -> list[int]:
+        rows, _ = _walk(fresh, spec, f"{V2}/deals", limit=6, **params)
+        return [r["id"] for r in rows]
+
+    assert order() == ids
+    assert order(sort_direction="desc") == ids[::-1]
+    assert order(sort_by="add_time") == ids
+    by_update = order(sort_by="update_time")
+    assert by_update[-2:] == [ids[3], ids[0]]
+    assert order(sort_by="update_time", sort_direction="desc")[:2] == [ids[0], ids[3]]
+
+
+# ---- state and seeding -------------------------------------------------------------------
+
+def test_dump_and_load_state_round_trip(fresh: PipedriveSandbox, spec: SpecValidator) -> None:
+    fresh.emulator.seed(contacts=50, companies=20, deals=40, seed=7)
+    deal = fresh.emulator.create("deals", {"title": "extra", "status": "won"})
+    fresh.emulator.delete("deals", deal["id"])
+    before = {name: _walk(fresh, spec, f"{V2}/{name}")[0]
+              for name in ("persons", "organizations", "deals", "pipelines", "stages")}
+    state = json.loads(json.dumps(fresh.emulator.dump_state()))  # JSON-serialisable
+    fresh.emulator.reset()
+    assert _walk(fresh, spec, f"{V2}/deals")[0] == []
+    fresh.emulator.load_state(state)
+    after = {name: _walk(fresh, spec, f"{V2}/{name}")[0] for name in before}
+    assert after == before
+    gone, _ = _walk(fresh, spec, f"{V2}/deals", status="deleted")
+    assert [r["id"] for r in gone] == [deal["id"]]
+    fresh_id = fresh.emulator.create("deals", {"title": "next"})["id"]
+    assert fresh_id == deal["id"] + 1  # id counters survive
+
+
+def test_seed_links_records_and_is_deterministic(fresh: PipedriveSandbox,
+                                                 spec: SpecValidator) -> None:
+    counts = fresh.emulator.seed(contacts=300, companies=80, deals=200, seed=42)
+    assert counts == {"contacts": 300, "companies": 80, "deals": 200}
+    persons, _ = _walk(fresh, spec, f"{V2}/persons")
+    orgs, _ = _walk(fresh, spec, f"{V2}/organizations")
+    deals, _ = _walk(fresh, spec, f"{V2}/deals")
+    stages, _ = _walk(fresh, spec, f"{V2}/stages")
+    org_ids, person_ids = {o["id"] for o in orgs}, {p["id"] for p in persons}
+    assert {p["org_id"] for p in persons} - {None} <= org_ids
+    assert {d["org_id"] for d in deals} - {None} <= org_ids
+    assert {d["person_id"] for d in deals} - {None} <= person_ids
+    assert {d["stage_id"] for d in deals} <= {s["id"] for s in stages}
+    assert {d["status"] for d in deals} == {"open", "won", "lost"}
+    assert all((d["won_time"] is not None) == (d["status"] == "won") for d in deals)
+    assert all((d["lost_reason"] is not None) == (d["status"] == "lost") for d in deals)
+    assert any(not p["emails"] for p in persons)  # some people have no email
+    fee = fresh.emulator.fields.key_of("deal", "Monthly fee")
+    assert all(d["custom_fields"][fee]["currency"] == "EUR" for d in deals)
+    first_dump = fresh.emulator.dump_state()
+    fresh.reset()
+    fresh.emulator.seed(contacts=300, companies=80, deals=200, seed=42)
+    assert fresh.emulator.dump_state() == first_dump
+
+
+def test_seeding_100k_records(fresh: PipedriveSandbox, spec: SpecValidator) -> None:
+    counts = fresh.emulator.seed(contacts=40_000, companies=20_000, deals=40_000, seed=1)
+    assert sum(counts.values()) == 100_000
+    page = fresh.session.get(fresh.url(f"{V2}/deals"),
+                             params={"limit": 500, "sort_by": "update_time",
+                                     "updated_since": _iso(-86_400 * 30)})
+    spec.check(page)
+    assert len(page.json()["data"]) == 500
+    assert page.json()["additional_data"]["next_cursor"] is not None
