@@ -31,7 +31,14 @@ from typing import Any, Generic, TypeVar
 
 import requests
 import urllib3.exceptions
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_any,
+)
+from tenacity.stop import stop_base
 
 from crmsync.errors import FatalRemoteError, RemoteError, RetriableRemoteError
 
@@ -367,7 +374,8 @@ class HttpPolicy:
         """
         last_error: RemoteError | None = None
         for attempt in Retrying(
-            stop=stop_after_attempt(self.max_retries + 1) | self._stop_on_long_retry_after,
+            stop=stop_any(stop_after_attempt(self.max_retries + 1),
+                          _StopOnLongRetryAfter(self._max_retry_after)),
             wait=self._wait,
             retry=retry_if_exception_type(RetriableRemoteError),
             sleep=self._sleep,
@@ -463,18 +471,28 @@ class HttpPolicy:
         backoff = self._backoff_initial * 2 ** (state.attempt_number - 1)
         return min(self._backoff_max, backoff) + self._rng.uniform(0, self._jitter)
 
-    def _stop_on_long_retry_after(self, state: RetryCallState) -> bool:
-        # A Retry-After of minutes or hours (HubSpot's daily limit) is not worth sleeping
-        # through inside one command: fail now and let the user or cron run again later.
-        error = state.outcome.exception() if state.outcome else None
-        return (isinstance(error, RemoteError) and error.retry_after is not None
-                and error.retry_after > self._max_retry_after)
-
     def _log_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
         log.warning("%s (attempt %d of %d); retrying in %.1fs", self.mask(str(error)),
                     state.attempt_number, self.max_retries + 1, wait)
+
+
+class _StopOnLongRetryAfter(stop_base):
+    """Stop when the CRM asks us to wait longer than `limit` seconds.
+
+    A Retry-After of minutes or hours (HubSpot's daily limit) is not worth sleeping through
+    inside one command: fail now and let the user, or the next cron run, try again later.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome else None
+        return (isinstance(error, RemoteError) and error.retry_after is not None
+                and error.retry_after > self.limit)
 
 
 def _caused_by_not_sent(exc: BaseException) -> bool:
