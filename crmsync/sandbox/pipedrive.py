@@ -107,8 +107,8 @@ def _ok(data: Any, additional_data: Any = None, *, listed: bool = False) -> Resp
 class PipedriveEmulator:
     """Emulated Pipedrive account served under `/api/`."""
 
-    crm = "pipedrive"
-    path_prefixes = ("/api/",)
+    crm: str = "pipedrive"
+    path_prefixes: tuple[str, ...] = ("/api/",)  # v2 resources and the v1 field endpoints
 
     def __init__(
         self, token: str | None = None, clock: Callable[[], datetime | float] | None = None

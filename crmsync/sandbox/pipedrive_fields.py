@@ -208,13 +208,13 @@ class FieldCatalog:
 
     def to_state(self) -> dict[str, Any]:
         return {
-            "fields": self.fields,
+            "fields": {e: [dict(f) for f in fs] for e, fs in self.fields.items()},
             "next_field_id": self.next_field_id,
             "next_option_id": self.next_option_id,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self.fields = {entity: list(state["fields"][entity]) for entity in ENTITIES}
+        self.fields = {e: [dict(f) for f in state["fields"][e]] for e in ENTITIES}
         self.next_field_id = state["next_field_id"]
         self.next_option_id = state["next_option_id"]
 

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 ERROR_INFO = "Please check developers.pipedrive.com for more information about Pipedrive API."
 MAX_LIMIT = 500  # "Please note that a maximum value of 500 is allowed." (every v2 list)
 DEFAULT_LIMIT = 100  # "If not provided, 100 items will be returned."
+# Decision (unconfirmed): a body property the spec does not list is a 400 (see json_body).
+REJECT_UNKNOWN_PROPERTIES = True
 
 
 class ApiError(Exception):
@@ -142,8 +144,10 @@ def json_body(request: Request, allowed: tuple[str, ...]) -> dict[str, Any]:
         body = {}
     if not isinstance(body, dict):
         raise invalid("request body must be a JSON object")
+    if not REJECT_UNKNOWN_PROPERTIES:
+        body = {k: v for k, v in body.items() if k in allowed}
     unknown = sorted(set(body) - set(allowed))
-    if unknown:
+    if unknown and REJECT_UNKNOWN_PROPERTIES:
         raise invalid(f"unknown properties: {', '.join(unknown)}")
     return body
 

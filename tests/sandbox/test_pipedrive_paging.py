@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -20,6 +21,7 @@ from pipedrive_support import (
 )
 
 from crmsync.sandbox.clock import to_datetime
+from crmsync.sandbox.pipedrive import PipedriveEmulator
 from crmsync.sandbox.pipedrive_store import format_time
 
 if TYPE_CHECKING:
@@ -281,3 +283,10 @@ def test_seeding_100k_records(fresh: PipedriveSandbox, spec: SpecValidator) -> N
     spec.check(page)
     assert len(page.json()["data"]) == 500
     assert page.json()["additional_data"]["next_cursor"] is not None
+
+
+def test_clock_may_return_datetimes() -> None:
+    """The constructor takes a datetime clock or the sandbox's POSIX-seconds clock."""
+    moment = datetime(2026, 3, 4, 5, 6, 7, 890_000, tzinfo=UTC)
+    emulator = PipedriveEmulator(clock=lambda: moment)
+    assert emulator.create_pipeline({"name": "P"})["add_time"] == "2026-03-04T05:06:07Z"
