@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +27,25 @@ def sandbox(sandbox_server: object) -> str:
     response = requests.post(f"{base_url}/_sandbox/reset", timeout=10)
     response.raise_for_status()
     return base_url
+
+
+@pytest.fixture
+def hs(sandbox: str) -> Any:
+    """`hubspot.Client` (hubspot-api-client 12) talking to a freshly reset sandbox."""
+    import hubspot
+
+    return hubspot.Client.create(access_token="test-token", host=sandbox)
+
+
+@pytest.fixture
+def seed_sandbox(sandbox: str) -> Callable[..., dict[str, Any]]:
+    """Seed the reset sandbox through `POST /_sandbox/seed`; returns the created counts."""
+
+    def seed(crm: str = "hubspot", *, seed: int = 7, **counts: int) -> dict[str, Any]:
+        body = {"crm": crm, "contacts": 0, "companies": 0, "deals": 0, "seed": seed, **counts}
+        response = requests.post(f"{sandbox}/_sandbox/seed", json=body, timeout=60)
+        response.raise_for_status()
+        created: dict[str, Any] = response.json()["created"]
+        return created
+
+    return seed

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 
 @dataclass
@@ -103,7 +103,8 @@ class Router:
                 continue
             path_known = True
             if route.method == method:
-                return route, found.groupdict(), True
+                # path segments arrive percent-encoded (an email as an id: a%40b.c)
+                return route, {k: unquote(v) for k, v in found.groupdict().items()}, True
         return None, {}, path_known
 
     @property

@@ -1,0 +1,442 @@
+"""Every emulated HubSpot endpoint, driven through hubspot-api-client 12's own API classes.
+
+The SDK deserialises each response into its generated models (which reject missing required
+fields and unknown enum values), so a call that returns a model is the conformance check.
+Errata against the published spec are listed where they are exercised.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import requests
+from hubspot.crm.associations.v4 import (
+    BatchInputPublicAssociationMultiArchive,
+    BatchInputPublicAssociationMultiPost,
+    BatchInputPublicDefaultAssociationMultiPost,
+    BatchInputPublicFetchAssociationsBatchRequest,
+)
+from hubspot.crm.companies import SimplePublicObjectInputForCreate as CompanyCreate
+from hubspot.crm.contacts import (
+    ApiException,
+    BatchInputSimplePublicObjectBatchInput,
+    BatchInputSimplePublicObjectBatchInputForCreate,
+    BatchInputSimplePublicObjectBatchInputUpsert,
+    BatchInputSimplePublicObjectId,
+    BatchReadInputSimplePublicObjectId,
+    PublicGdprDeleteInput,
+    PublicObjectSearchRequest,
+    SimplePublicObjectInput,
+    SimplePublicObjectInputForCreate,
+)
+from hubspot.crm.deals import SimplePublicObjectInputForCreate as DealCreate
+from hubspot.crm.pipelines import (
+    PipelineInput,
+    PipelinePatchInput,
+    PipelineStageInput,
+    PipelineStagePatchInput,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+DEFAULT_STAGE_IDS = [
+    "appointmentscheduled", "qualifiedtobuy", "presentationscheduled", "decisionmakerboughtin",
+    "contractsent", "closedwon", "closedlost",
+]
+
+
+def _stages(*labels: str) -> list[PipelineStageInput]:
+    return [PipelineStageInput(label=label, display_order=i,
+                               metadata={"probability": f"{min(i, 10) / 10:.1f}"})
+            for i, label in enumerate(labels)]
+
+
+def raised(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """The SDK exception a call raises (each SDK package has its own ApiException class)."""
+    with pytest.raises(Exception) as err:  # noqa: PT011 - the package's own ApiException
+        call(*args, **kwargs)
+    assert hasattr(err.value, "status"), err.value
+    return err.value
+
+
+def _error_body(exc: Any) -> dict[str, Any]:
+    import json
+
+    body: dict[str, Any] = json.loads(exc.body)
+    assert body["status"] == "error"
+    assert body["correlationId"]
+    assert body["message"]
+    return body
+
+
+# --------------------------------------------------------------------------- pipelines
+def test_fresh_account_has_the_default_deal_pipeline(hs: Any) -> None:
+    pipelines = hs.crm.pipelines.pipelines_api.get_all("deals").results
+    assert [p.id for p in pipelines] == ["default"]
+    stages = pipelines[0].stages
+    assert [s.id for s in stages] == DEFAULT_STAGE_IDS
+    assert [s.metadata["probability"] for s in stages] == [
+        "0.2", "0.4", "0.6", "0.8", "0.9", "1.0", "0.0"]
+    assert [s.metadata.get("isClosed") for s in stages][-2:] == ["true", "true"]
+
+
+def test_pipeline_crud_through_the_sdk(hs: Any) -> None:
+    api = hs.crm.pipelines.pipelines_api
+    created = api.create("deals", PipelineInput(
+        label="New business", display_order=1,
+        stages=_stages("Meeting booked", "Proposal sent", "Won")))
+    assert created.id.isdigit()
+    assert [s.label for s in created.stages] == ["Meeting booked", "Proposal sent", "Won"]
+    assert all(s.metadata["probability"] in {"0.0", "0.1", "0.2"} for s in created.stages)
+    assert api.get_by_id("deals", created.id).label == "New business"
+
+    patched = api.update("deals", created.id, PipelinePatchInput(label="Renewals"))
+    assert patched.label == "Renewals"
+    assert patched.updated_at >= created.updated_at
+
+    # PUT replaces the pipeline whole: the stage left out disappears
+    replaced = api.replace("deals", created.id, PipelineInput(
+        label="Renewals", display_order=2, stages=_stages("Meeting booked", "Won")))
+    assert [s.label for s in replaced.stages] == ["Meeting booked", "Won"]
+    kept = {s.label: s.id for s in created.stages}
+    assert replaced.stages[0].id == kept["Meeting booked"]
+
+    audit = hs.crm.pipelines.pipeline_audits_api.get_audit("deals", created.id)
+    assert [a.action for a in audit.results][:1] == ["UPDATE"]
+
+    api.archive("deals", created.id)
+    assert raised(api.get_by_id, "deals", created.id).status == 404
+    assert [p.id for p in api.get_all("deals").results] == ["default"]
+
+
+def test_pipelines_sort_by_display_order_then_label(hs: Any) -> None:
+    api = hs.crm.pipelines.pipelines_api
+    for label, order in (("Zeta", 1), ("Alpha", 1), ("First", 0)):
+        api.create("deals", PipelineInput(label=label, display_order=order,
+                                          stages=_stages("Open")))
+    labels = [p.label for p in api.get_all("deals").results]
+    assert labels == ["First", "Sales Pipeline", "Alpha", "Zeta"]
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"displayOrder": 0, "stages": [{"label": "A", "displayOrder": 0,
+                                         "metadata": {"probability": "0.1"}}]}, "label"),
+        ({"label": "P", "stages": [{"label": "A", "displayOrder": 0,
+                                    "metadata": {"probability": "0.1"}}]}, "displayOrder"),
+        ({"label": "P", "displayOrder": 0}, "stages"),
+        ({"label": "P", "displayOrder": 0,
+          "stages": [{"label": "A", "displayOrder": 0, "metadata": {}}]}, "probability"),
+        ({"label": "P", "displayOrder": 0,
+          "stages": [{"label": "A", "displayOrder": 0, "metadata": {"probability": "1.5"}}]},
+         "between 0.0 and 1.0"),
+        ({"label": "P", "displayOrder": 0,
+          "stages": [{"label": "A", "displayOrder": 0, "metadata": {"probability": "0.1"}},
+                     {"label": "a", "displayOrder": 1, "metadata": {"probability": "0.2"}}]},
+         "unique"),
+    ],
+)
+def test_pipeline_create_validation(sandbox: str, body: dict[str, Any], fragment: str) -> None:
+    response = requests.post(f"{sandbox}/crm/v3/pipelines/deals", json=body, timeout=10,
+                             headers={"Authorization": "Bearer t"})
+    assert response.status_code == 400
+    error = response.json()
+    assert error["status"] == "error"
+    assert error["category"] == "VALIDATION_ERROR"
+    assert fragment in error["message"]
+
+
+def test_stage_crud_and_metadata_strings(hs: Any) -> None:
+    api = hs.crm.pipelines.pipeline_stages_api
+    stage = api.create("deals", "default", PipelineStageInput(
+        label="Needs assessed", display_order=1, metadata={"probability": "0.3"}))
+    assert stage.metadata == {"probability": "0.3"}
+    assert api.get_by_id("deals", "default", stage.id).label == "Needs assessed"
+    patched = api.update("deals", "default", stage.id, PipelineStagePatchInput(
+        label="Needs assessed (call held)", metadata={"probability": "0.3", "isClosed": "false"}))
+    assert patched.metadata["isClosed"] == "false"
+    replaced = api.replace("deals", "default", stage.id, PipelineStageInput(
+        label="Needs assessed", display_order=9, metadata={"probability": "0.5"}))
+    assert replaced.display_order == 9
+    labels = [s.label for s in api.get_all("deals", "default").results]
+    assert labels[-1] == "Needs assessed"
+    # Erratum (SDK 12.0.0): PipelineStageAuditsApi.get_audit(object_type, stage_id) never fills
+    # the path's {pipelineId}; read the stage audit over plain HTTP instead.
+    audit = requests.get(f"{hs.crm.pipelines.pipelines_api.api_client.configuration.host}"
+                         f"/crm/v3/pipelines/deals/default/stages/{stage.id}/audit",
+                         headers={"Authorization": "Bearer t"}, timeout=10).json()
+    assert [a["action"] for a in audit["results"]] == ["UPDATE", "UPDATE", "CREATE"]
+    duplicate = PipelineStageInput(label="closed WON", display_order=3,
+                                   metadata={"probability": "1.0"})
+    assert raised(api.create, "deals", "default", duplicate).status == 400
+    api.archive("deals", "default", stage.id)
+    assert raised(api.get_by_id, "deals", "default", stage.id).status == 404
+
+
+def test_delete_flags_refuse_stages_and_pipelines_still_used(hs: Any, sandbox: str) -> None:
+    deal = hs.crm.deals.basic_api.create(DealCreate(properties={
+        "dealname": "Acme retainer", "pipeline": "default", "dealstage": "qualifiedtobuy"}))
+    headers = {"Authorization": "Bearer t"}
+    base = f"{sandbox}/crm/v3/pipelines/deals/default"
+    refused = requests.delete(f"{base}/stages/qualifiedtobuy",
+                              params={"validateDealStageUsagesBeforeDelete": "true"},
+                              headers=headers, timeout=10)
+    assert refused.status_code == 400
+    assert refused.json()["context"]["dealIds"] == [deal.id]
+    refused = requests.delete(base, params={"validateReferencesBeforeDelete": "true"},
+                              headers=headers, timeout=10)
+    assert refused.status_code == 400
+    # a PUT that drops the used stage is refused the same way
+    err = raised(hs.crm.pipelines.pipelines_api.replace, "deals", "default",
+                 PipelineInput(label="Sales Pipeline", display_order=0, stages=_stages("Only")),
+                 validate_deal_stage_usages_before_delete=True)
+    assert err.status == 400
+    # an unused stage goes; without the flag (default before 2026-09) a used one goes too
+    ok = requests.delete(f"{base}/stages/contractsent",
+                         params={"validateDealStageUsagesBeforeDelete": "true"},
+                         headers=headers, timeout=10)
+    assert ok.status_code == 204
+    assert requests.delete(f"{base}/stages/qualifiedtobuy", headers=headers,
+                           timeout=10).status_code == 204
+
+
+# --------------------------------------------------------------------------- objects
+def test_contact_lifecycle_and_modified_dates(hs: Any) -> None:
+    api = hs.crm.contacts.basic_api
+    created = api.create(SimplePublicObjectInputForCreate(properties={
+        "email": "Anna.Mueller@example.com", "firstname": "Anna", "lastname": "Müller"}))
+    props = created.properties
+    assert props["hs_object_id"] == created.id
+    assert props["createdate"].endswith("Z")
+    assert props["lastmodifieddate"].endswith("Z")
+    fetched = api.get_by_id(created.id, properties=["email", "jobtitle"])
+    assert fetched.properties["jobtitle"] is None
+    by_email = api.get_by_id("anna.mueller@example.com", id_property="email")
+    assert by_email.id == created.id
+    updated = api.update(created.id, SimplePublicObjectInput(properties={"jobtitle": "CEO"}))
+    assert updated.properties["lastmodifieddate"] >= props["lastmodifieddate"]
+    with pytest.raises(ApiException) as err:
+        api.create(SimplePublicObjectInputForCreate(properties={
+            "email": "ANNA.MUELLER@example.com"}))
+    assert err.value.status == 409
+    assert _error_body(err.value)["category"] == "CONFLICT"
+    with pytest.raises(ApiException) as err:
+        api.update(created.id, SimplePublicObjectInput(properties={"no_such_prop": "x"}))
+    assert err.value.status == 400
+    api.archive(created.id)
+    with pytest.raises(ApiException) as err:
+        api.get_by_id(created.id)
+    assert err.value.status == 404
+    assert api.get_by_id(created.id, archived=True).archived is True
+    archived_page = api.get_page(archived=True)
+    assert [r.id for r in archived_page.results] == [created.id]
+
+
+def test_deals_companies_inline_associations(hs: Any) -> None:
+    company = hs.crm.companies.basic_api.create(CompanyCreate(properties={
+        "name": "Nord Logistics GmbH", "domain": "nord.example"}))
+    deal = hs.crm.deals.basic_api.create(DealCreate(
+        properties={"dealname": "Website relaunch", "amount": "12000", "dealstage":
+                    "appointmentscheduled", "closedate": "2026-03-01"},
+        associations=[{"to": {"id": company.id},
+                       "types": [{"associationCategory": "HUBSPOT_DEFINED",
+                                  "associationTypeId": 5}]}]))
+    assert deal.properties["pipeline"] == "default"
+    assert deal.properties["closedate"] == "2026-03-01T00:00:00.000Z"
+    page = hs.crm.deals.basic_api.get_page(associations=["companies"])
+    links = page.results[0].associations["companies"].results
+    assert {(a.id, a.type) for a in links} == {
+        (company.id, "deal_to_company"), (company.id, "deal_to_company_unlabeled")}
+    back = hs.crm.companies.basic_api.get_by_id(company.id, associations=["deals"])
+    assert {a.type for a in back.associations["deals"].results} == {
+        "company_to_deal", "company_to_deal_unlabeled"}
+    bad = DealCreate(properties={"dealname": "x", "dealstage": "nonexistent"})
+    assert raised(hs.crm.deals.basic_api.create, bad).status == 400
+
+
+def test_batch_endpoints_and_207_partial_failure(hs: Any) -> None:
+    batch = hs.crm.contacts.batch_api
+    created = batch.create(BatchInputSimplePublicObjectBatchInputForCreate(inputs=[
+        {"properties": {"email": f"p{i}@example.com", "firstname": f"P{i}"}}
+        for i in range(3)]))
+    assert created.status == "COMPLETE"
+    ids = sorted(r.id for r in created.results)
+
+    read = batch.read(BatchReadInputSimplePublicObjectId(
+        inputs=[{"id": ids[0]}, {"id": "999999"}], properties=["email"],
+        properties_with_history=[]))
+    assert type(read).__name__ == "BatchResponseSimplePublicObjectWithErrors"
+    assert read.num_errors == 1
+    assert read.errors[0].category == "OBJECT_NOT_FOUND"
+    assert read.errors[0].context == {"ids": ["999999"]}
+    assert [r.id for r in read.results] == [ids[0]]
+
+    updated = batch.update(BatchInputSimplePublicObjectBatchInput(inputs=[
+        {"id": ids[1], "properties": {"jobtitle": "CFO"}},
+        {"id": "888888", "properties": {"jobtitle": "CFO"}}]))
+    assert updated.num_errors == 1
+    assert [r.id for r in updated.results] == [ids[1]]
+
+    upserted = batch.upsert(BatchInputSimplePublicObjectBatchInputUpsert(inputs=[
+        {"idProperty": "email", "id": "P0@EXAMPLE.COM", "properties": {"lastname": "Zero"}},
+        {"idProperty": "email", "id": "new@example.com", "properties": {"lastname": "New"}}]))
+    assert sorted((r.new, r.properties.get("email")) for r in upserted.results) == [
+        (False, "p0@example.com"), (True, "new@example.com")]
+
+    batch.archive(BatchInputSimplePublicObjectId(inputs=[{"id": i} for i in ids]))
+    assert len(hs.crm.contacts.basic_api.get_page().results) == 1
+
+
+def test_batch_over_100_inputs_is_refused(hs: Any) -> None:
+    with pytest.raises(ApiException) as err:
+        hs.crm.contacts.batch_api.create(BatchInputSimplePublicObjectBatchInputForCreate(
+            inputs=[{"properties": {"firstname": f"x{i}"}} for i in range(101)]))
+    assert err.value.status == 400
+    assert _error_body(err.value)["category"] == "VALIDATION_ERROR"
+    assert hs.crm.contacts.basic_api.get_page().results == []  # nothing written
+
+
+def test_gdpr_delete_removes_the_contact_for_good(hs: Any) -> None:
+    contact = hs.crm.contacts.basic_api.create(SimplePublicObjectInputForCreate(
+        properties={"email": "forget@example.com"}))
+    hs.crm.contacts.basic_api.purge(PublicGdprDeleteInput(object_id=contact.id))
+    with pytest.raises(ApiException):
+        hs.crm.contacts.basic_api.get_by_id(contact.id, archived=True)
+    # the address is free again
+    hs.crm.contacts.basic_api.create(SimplePublicObjectInputForCreate(
+        properties={"email": "forget@example.com"}))
+
+
+# --------------------------------------------------------------------------- search
+def _search(hs: Any, **kwargs: Any) -> Any:
+    return hs.crm.contacts.search_api.do_search(PublicObjectSearchRequest(**kwargs))
+
+
+def test_search_operators(hs: Any, seed_sandbox: Callable[..., dict[str, Any]]) -> None:
+    seed_sandbox(contacts=60, companies=5)
+    everyone = _search(hs, limit=200, properties=["email", "firstname", "lastname"]).results
+    assert len(everyone) == 60
+    some = everyone[3]
+
+    def count(*filters: dict[str, Any]) -> int:
+        return int(_search(hs, filter_groups=[{"filters": list(filters)}]).total)
+
+    with_email = sum(1 for r in everyone if r.properties.get("email"))
+    assert count({"propertyName": "email", "operator": "HAS_PROPERTY"}) == with_email
+    assert count({"propertyName": "email", "operator": "NOT_HAS_PROPERTY"}) == 60 - with_email
+    assert count({"propertyName": "firstname", "operator": "EQ",
+                  "value": some.properties["firstname"].upper()}) == sum(
+        1 for r in everyone if r.properties["firstname"] == some.properties["firstname"])
+    assert count({"propertyName": "hs_object_id", "operator": "IN",
+                  "values": [everyone[0].id, everyone[1].id]}) == 2
+    assert count({"propertyName": "hs_object_id", "operator": "NOT_IN",
+                  "values": [everyone[0].id]}) == 59
+    assert count({"propertyName": "hs_object_id", "operator": "BETWEEN",
+                  "value": everyone[0].id, "highValue": everyone[9].id}) == 10
+    assert count({"propertyName": "hs_object_id", "operator": "GT",
+                  "value": everyone[49].id}) == 10
+    assert count({"propertyName": "hs_object_id", "operator": "LTE",
+                  "value": everyone[4].id}) == 5
+    assert count({"propertyName": "hs_object_id", "operator": "NEQ",
+                  "value": everyone[0].id}) == 59
+    last = some.properties["lastname"]
+    assert count({"propertyName": "lastname", "operator": "CONTAINS_TOKEN",
+                  "value": last}) >= 1
+    assert count({"propertyName": "lastname", "operator": "NOT_CONTAINS_TOKEN",
+                  "value": last}) == 60 - count({"propertyName": "lastname",
+                                                 "operator": "CONTAINS_TOKEN", "value": last})
+
+
+def test_search_incremental_by_modified_date_sorted(hs: Any,
+                                                    seed_sandbox: Callable[..., Any]) -> None:
+    seed_sandbox(companies=30)
+    everyone = hs.crm.companies.search_api.do_search({"limit": 200}).results
+    dates = sorted(r.properties["hs_lastmodifieddate"] for r in everyone)
+    cutoff = dates[10]
+    # epoch-millisecond values are what incremental syncs send
+    from datetime import datetime
+
+    cutoff_ms = int(datetime.fromisoformat(cutoff.replace("Z", "+00:00")).timestamp() * 1000)
+    result = hs.crm.companies.search_api.do_search({
+        "filterGroups": [{"filters": [{"propertyName": "hs_lastmodifieddate", "operator": "GTE",
+                                       "value": str(cutoff_ms)}]}],
+        # erratum: the spec types sorts as strings; HubSpot and real clients use objects
+        "sorts": [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}],
+        "properties": ["hs_lastmodifieddate"], "limit": 100})
+    got = [r.properties["hs_lastmodifieddate"] for r in result.results]
+    assert got == sorted(got)
+    assert result.total == sum(1 for d in dates if d >= cutoff)
+    as_string = hs.crm.companies.search_api.do_search({"sorts": ["-hs_lastmodifieddate"],
+                                                       "limit": 1})
+    assert as_string.results[0].properties["hs_lastmodifieddate"] == dates[-1]
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({"limit": 201}, "limit"),
+        ({"filterGroups": [{"filters": [{"propertyName": "email", "operator": "HAS_PROPERTY"}]}
+                           for _ in range(6)]}, "filter groups"),
+        ({"filterGroups": [{"filters": [{"propertyName": "email", "operator": "HAS_PROPERTY"}
+                                        for _ in range(11)]}]}, "filters in a group"),
+        ({"filterGroups": [{"filters": [{"propertyName": "email", "operator": "HAS_PROPERTY"}
+                                        for _ in range(9)]} for _ in range(3)]}, "Too many"),
+        ({"filterGroups": [{"filters": [{"propertyName": "email", "operator": "LIKE",
+                                         "value": "x"}]}]}, "operator"),
+    ],
+)
+def test_search_limits_are_enforced(hs: Any, body: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ApiException) as err:
+        hs.crm.contacts.search_api.do_search(body)
+    assert err.value.status == 400
+    assert fragment in _error_body(err.value)["message"]
+
+
+# --------------------------------------------------------------------------- associations v4
+def test_associations_v4_batch_endpoints(hs: Any) -> None:
+    contacts = hs.crm.contacts.batch_api.create(BatchInputSimplePublicObjectBatchInputForCreate(
+        inputs=[{"properties": {"email": f"c{i}@example.com"}} for i in range(2)])).results
+    company = hs.crm.companies.basic_api.create(CompanyCreate(properties={"name": "Acme"}))
+    c0, c1 = sorted(c.id for c in contacts)
+    v4 = hs.crm.associations.v4.batch_api
+
+    created = v4.create("contacts", "companies", BatchInputPublicAssociationMultiPost(inputs=[
+        {"from": {"id": c0}, "to": {"id": company.id},
+         "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 1}]}]))
+    assert created.results[0].labels == ["Primary"]
+    default = v4.create_default("contacts", "companies",
+                                BatchInputPublicDefaultAssociationMultiPost(inputs=[
+                                    {"from": {"id": c1}, "to": {"id": company.id}}]))
+    assert default.results[0].association_spec.association_type_id == 279
+
+    read = v4.get_page("companies", "contacts", BatchInputPublicFetchAssociationsBatchRequest(
+        inputs=[{"id": company.id}]))
+    to = {str(t.to_object_id): sorted(a.type_id for a in t.association_types)
+          for t in read.results[0].to}
+    assert to == {c0: [2, 280], c1: [280]}  # both directions kept consistent
+
+    missing = v4.get_page("contacts", "companies", BatchInputPublicFetchAssociationsBatchRequest(
+        inputs=[{"id": c0}, {"id": "424242"}]))
+    assert missing.num_errors == 1
+    assert [r._from.id for r in missing.results] == [c0]
+
+    v4.archive("contacts", "companies", BatchInputPublicAssociationMultiArchive(inputs=[
+        {"from": {"id": c0}, "to": [{"id": company.id}]}]))
+    after = v4.get_page("companies", "contacts", BatchInputPublicFetchAssociationsBatchRequest(
+        inputs=[{"id": company.id}]))
+    assert [str(t.to_object_id) for t in after.results[0].to] == [c1]
+    listed = hs.crm.associations.v4.basic_api.get_page("contacts", c1, "companies")
+    assert [str(r.to_object_id) for r in listed.results] == [company.id]
+
+
+def test_invalid_association_type_is_refused(hs: Any) -> None:
+    contact = hs.crm.contacts.basic_api.create(SimplePublicObjectInputForCreate(properties={}))
+    company = hs.crm.companies.basic_api.create(CompanyCreate(properties={"name": "Acme"}))
+    wrong_type = BatchInputPublicAssociationMultiPost(inputs=[
+        {"from": {"id": contact.id}, "to": {"id": company.id},
+         "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 5}]}])
+    err = raised(hs.crm.associations.v4.batch_api.create, "contacts", "companies", wrong_type)
+    assert err.status == 400
