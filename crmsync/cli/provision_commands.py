@@ -1,7 +1,279 @@
-"""Commands registered on the `crmsync` group (see crmsync/cli/__init__.py)."""
+"""`crmsync diff`, `crmsync apply`, `crmsync export`: thin commands over `crmsync.provision`.
+
+Exit codes — diff: 0 no changes, 2 changes pending (blocked ones included), 1 any error.
+apply: 0 applied and clean, 3 blocked changes remain, 1 any error (or a CRM that still differs
+after applying). Several clients: the worst outcome decides; one failing does not stop others.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import click
 
-COMMANDS: list[click.Command] = []
+from crmsync.cli import App, pass_app
+from crmsync.errors import CrmsyncError
+
+if TYPE_CHECKING:
+    from crmsync.plan.changes import Change
+    from crmsync.provision import ClientApply, ClientPlan
+
+EXIT_OK, EXIT_ERROR, EXIT_PENDING, EXIT_BLOCKED = 0, 1, 2, 3
+
+_STYLES: dict[str, dict[str, Any]] = {
+    "+": {"fg": "green"}, "~": {"fg": "yellow"}, "-": {"fg": "red"}, ">": {"fg": "cyan"},
+    "=": {"fg": "blue"}, "!": {"fg": "red", "bold": True}, "·": {"dim": True},
+}
+
+
+def _echo_styled(text: str) -> None:
+    """Colour plan lines by their marker; click drops the colour when output is piped."""
+    for line in text.splitlines():
+        stripped = line.lstrip()
+        style = _STYLES.get(stripped[:1]) if stripped[1:2] == " " else None
+        if line.startswith(("Plan:", "No changes.")):
+            style = {"bold": True}
+        click.echo(click.style(line, **style) if style else line)
+
+
+def _exit(code: int) -> None:
+    # Not click's Exit: under standalone_mode=False (crmsync.cli.main) click returns that code
+    # instead of raising it, and the exit status would be lost.
+    raise SystemExit(code)
+
+
+def _echo_error(app: App, name: str, message: str, exc: BaseException | None) -> None:
+    click.secho(f"error: {name}: {message}", fg="red", err=True)
+    if app.debug and exc is not None:
+        click.echo("".join(traceback.format_exception(exc)), err=True)
+
+
+def _fail(app: App, exc: CrmsyncError) -> None:
+    if app.debug:
+        raise exc
+    click.secho(f"error: {exc}", fg="red", err=True)
+    _exit(exc.exit_code)
+
+
+def _client_json(client: ClientPlan) -> dict[str, Any]:
+    from crmsync.plan.render import plan_to_dict
+
+    data: dict[str, Any] = {
+        "path": str(client.path),
+        "client": client.blueprint.client if client.blueprint else None,
+        "crm": client.blueprint.crm if client.blueprint else None,
+        "status": client.status,
+        "error": client.error,
+    }
+    if client.plan is not None:
+        plan = plan_to_dict(client.plan)
+        data.update(counts=plan["counts"], changes=plan["changes"], notes=plan["notes"])
+    return data
+
+
+def _diff_summary(client: ClientPlan) -> str:
+    if client.status == "error":
+        return f"{client.name}: error"
+    if client.status == "clean" or client.plan is None:
+        return f"{client.name}: no changes"
+    pending, blocked = len(client.plan.changes), len(client.plan.blocked)
+    text = f"{client.name}: {pending} change{'' if pending == 1 else 's'} pending"
+    return text + (f", {blocked} blocked" if blocked else "")
+
+
+def _show_plans(app: App, clients: list[ClientPlan]) -> None:
+    from crmsync.plan.render import render_text
+
+    for index, client in enumerate(clients):
+        if index:
+            click.echo()
+        if client.plan is None:
+            _echo_error(app, client.name, client.error or "no plan", client.exception)
+        else:
+            _echo_styled(render_text(client.plan))
+
+
+def _diff_exit(clients: list[ClientPlan]) -> int:
+    statuses = {c.status for c in clients}
+    if "error" in statuses:
+        return EXIT_ERROR
+    return EXIT_PENDING if statuses & {"pending", "blocked"} else EXIT_OK
+
+
+@click.command("diff")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the plans as JSON data.")
+@pass_app
+def diff_command(app: App, paths: tuple[Path, ...], as_json: bool) -> None:
+    """Show what apply would change in each client's CRM.
+
+    PATHS are blueprint files or folders (default: every config in CRMSYNC_CONFIGS_DIR).
+    Exit code 0: no changes; 2: changes pending (blocked ones included); 1: an error.
+    """
+    from crmsync.provision import diff_clients
+
+    try:
+        clients = diff_clients(list(paths), app.settings)
+    except CrmsyncError as exc:
+        _fail(app, exc)
+        return
+    if as_json:
+        click.echo(json.dumps({"clients": [_client_json(c) for c in clients]}, indent=2,
+                              ensure_ascii=False))
+    else:
+        _show_plans(app, clients)
+        if len(clients) > 1:
+            click.echo()
+            click.echo("Summary:")
+            for client in clients:
+                click.echo(f"  {_diff_summary(client)}")
+    _exit(_diff_exit(clients))
+
+
+# --- apply -----------------------------------------------------------------------------------
+
+
+def _apply_summary(outcome: ClientApply) -> str:
+    applied = len(outcome.result.applied) if outcome.result else 0
+    done = f"{applied} change{'' if applied == 1 else 's'} applied"
+    match outcome.status:
+        case "clean":
+            return f"{outcome.name}: {done}; the CRM matches its blueprint"
+        case "blocked":
+            blocked = len(outcome.after.blocked) if outcome.after else 0
+            return f"{outcome.name}: {done}; {blocked} blocked (see above)"
+        case "unconverged":
+            return f"{outcome.name}: {done}; but the CRM still differs (see above)"
+    return f"{outcome.name}: {done}; error"
+
+
+def _apply_exit(outcomes: list[ClientApply]) -> int:
+    statuses = {o.status for o in outcomes}
+    if statuses & {"error", "unconverged"}:
+        return EXIT_ERROR
+    return EXIT_BLOCKED if "blocked" in statuses else EXIT_OK
+
+
+def _show_outcome(app: App, outcome: ClientApply) -> None:
+    from crmsync.plan.render import describe_item, render_text
+
+    if outcome.error is not None:
+        _echo_error(app, outcome.name, outcome.error, outcome.exception)
+    if outcome.status == "unconverged" and outcome.after is not None:
+        click.secho(f"{outcome.name}: after applying, diff still shows:", fg="red", err=True)
+        _echo_styled(render_text(outcome.after))
+    elif outcome.status == "blocked" and outcome.after is not None:
+        click.echo(f"{outcome.name}: not applied, blocked:")
+        _echo_styled("\n".join(f"  {describe_item(b)}" for b in outcome.after.blocked))
+
+
+def _confirm(count: int) -> bool:
+    if not sys.stdin.isatty():
+        click.secho("refusing to apply without confirmation: input is not a terminal; "
+                    "pass --yes to apply anyway", fg="red", err=True)
+        _exit(EXIT_ERROR)
+    return click.confirm(
+        f"Apply these changes to {count} client{'' if count == 1 else 's'}?", err=True
+    )
+
+
+@click.command("apply")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--yes", "-y", is_flag=True, help="Apply without asking for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="Print plans and results as JSON.")
+@pass_app
+def apply_command(app: App, paths: tuple[Path, ...], yes: bool, as_json: bool) -> None:
+    """Make each client's CRM match its blueprint, then diff again to prove it.
+
+    Shows the plan and asks first (unless --yes). Blocked changes are not applied.
+    Exit code 0: done and clean; 3: blocked changes remain; 1: an error.
+    """
+    from crmsync.plan.render import describe_item
+    from crmsync.provision import apply_clients, diff_clients
+
+    try:
+        clients = diff_clients(list(paths), app.settings)
+    except CrmsyncError as exc:
+        _fail(app, exc)
+        return
+    if not as_json:
+        _show_plans(app, clients)
+    to_apply = [c for c in clients if c.plan is not None and c.plan.changes]
+    if to_apply and not yes:
+        if not as_json:
+            click.echo()
+        if not _confirm(len(to_apply)):
+            click.echo("Apply cancelled; nothing was changed.", err=True)
+            _exit(EXIT_ERROR)
+
+    def progress(client: ClientPlan, change: Change) -> None:
+        if not as_json:
+            click.echo(f"{client.name}: {describe_item(change)}")
+
+    if to_apply and not as_json:
+        click.echo()
+    try:
+        outcomes = apply_clients(clients, app.settings, on_step=progress)
+    except CrmsyncError as exc:
+        _fail(app, exc)
+        return
+    if as_json:
+        click.echo(json.dumps({"clients": [_outcome_json(o) for o in outcomes]}, indent=2,
+                              ensure_ascii=False))
+    else:
+        click.echo()
+        for outcome in outcomes:
+            _show_outcome(app, outcome)
+        for outcome in outcomes:
+            click.echo(_apply_summary(outcome))
+    _exit(_apply_exit(outcomes))
+
+
+def _outcome_json(outcome: ClientApply) -> dict[str, Any]:
+    from crmsync.plan.render import item_to_dict, plan_to_dict
+
+    data = _client_json(outcome.client)
+    data["status"] = outcome.status
+    data["error"] = outcome.error
+    data["applied"] = ([item_to_dict(c) for c in outcome.result.applied]
+                       if outcome.result else [])
+    data["after"] = plan_to_dict(outcome.after) if outcome.after is not None else None
+    return data
+
+
+# --- export ----------------------------------------------------------------------------------
+
+
+@click.command("export")
+@click.option("--client", "client", required=True, help="Client key, e.g. acme.")
+@click.option("--crm", type=click.Choice(["hubspot", "pipedrive"]), required=True)
+@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the blueprint here (default: standard output).")
+@click.option("--force", is_flag=True, help="Overwrite --output if it exists.")
+@click.option("--token-env", help="Read the CRM token from this environment variable.")
+@pass_app
+def export_command(app: App, *, client: str, crm: str, output: Path | None, force: bool,
+                   token_env: str | None) -> None:
+    """Write a blueprint of the CRM's live pipelines, and remember their ids.
+
+    Keys are derived from labels; later renames in the file are then updates, not new stages.
+    """
+    from crmsync.provision import export_blueprint
+
+    try:
+        text = export_blueprint(client, crm, app.settings, output=output, force=force,
+                                token_env=token_env)
+    except CrmsyncError as exc:
+        _fail(app, exc)
+        return
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        click.echo(f"Wrote {output}; run `crmsync diff {output}` to check it matches.", err=True)
+
+
+COMMANDS: list[click.Command] = [diff_command, apply_command, export_command]

@@ -94,6 +94,7 @@ class MoveDeals:
     to_stage: str  # a stage key of the same pipeline
     to_stage_id: str | None  # None: the target is created earlier in the same apply
     count: int
+    to_label: str = ""
     action: ClassVar[str] = "move"
 
 

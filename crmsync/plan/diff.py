@@ -520,7 +520,7 @@ class _StagePlanner:
                 "status, not a stage — move the deals to an open stage"
             ), archive)]
         to_id = self.matched[target.key][0].id if target.key in self.matched else None
-        move = MoveDeals(pkey, pid, rs.label, rs.id, target.key, to_id, count or 0)
+        move = MoveDeals(pkey, pid, rs.label, rs.id, target.key, to_id, count or 0, target.label)
         return [move, archive]
 
 

@@ -78,9 +78,10 @@ def describe_item(item: Item) -> str:
                     f"{format_value(old)} → {format_value(new)}")
         case UpdatePipeline(field=field, old=old, new=new):
             text = f"pipeline {field} {format_value(old)} → {format_value(new)}"
-        case MoveDeals(from_label=from_label, to_stage=to_key, count=count):
+        case MoveDeals(from_label=from_label, to_stage=to_key, count=count, to_label=to_label):
             deals = f"{count} deal{'' if count == 1 else 's'}" if count else "all deals"
-            text = f"move {deals} from stage '{from_label}' to stage {to_key}"
+            target = _stage_name(to_label, to_key) if to_label else f"stage {to_key}"
+            text = f"move {deals} from stage '{from_label}' to {target}"
         case ArchiveStage(label=label, stage=key):
             text = f"{_stage_name(label, key)}: archive"
         case ArchivePipeline(pipeline=key, label=label):

@@ -309,7 +309,8 @@ def test_retired_stage_by_label_moves_deals_first() -> None:
     plan = diff(blueprint("hubspot", data), [_with_extra_remote_stage()], HUBSPOT_STATE,
                 HUBSPOT, {"s9": 3})
     assert plan.changes == (
-        MoveDeals("sales", "p1", "Thinking it over", "s9", "proposal_sent", "s2", 3),
+        MoveDeals("sales", "p1", "Thinking it over", "s9", "proposal_sent", "s2", 3,
+                  "Proposal sent"),
         ArchiveStage("sales", "p1", "s9", "Thinking it over", None, 3),
     )
 
@@ -323,7 +324,8 @@ def test_retired_stage_by_key_via_state_into_a_new_stage() -> None:
     plan = diff(blueprint("hubspot", data), [_with_extra_remote_stage()], state, HUBSPOT,
                 {"s9": 2})
     move = next(c for c in plan.changes if isinstance(c, MoveDeals))
-    assert move == MoveDeals("sales", "p1", "Thinking it over", "s9", "negotiated", None, 2)
+    assert move == MoveDeals("sales", "p1", "Thinking it over", "s9", "negotiated", None, 2,
+                            "Negotiated")
 
 
 def test_deals_cannot_move_to_an_outcome_on_pipedrive() -> None:
