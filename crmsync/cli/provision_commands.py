@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from crmsync.cli import App, pass_app
-from crmsync.errors import CrmsyncError
+from crmsync.errors import ConfigError, CrmsyncError
 
 if TYPE_CHECKING:
     from crmsync.plan.changes import Change
@@ -47,9 +47,23 @@ def _exit(code: int) -> None:
 
 
 def _echo_error(app: App, name: str, message: str, exc: BaseException | None) -> None:
-    click.secho(f"error: {name}: {message}", fg="red", err=True)
+    """`error: NAME: message`; a config's findings (which name their file) one per line."""
+    lines = message.splitlines() or [""]
+    if isinstance(exc, ConfigError) and exc.findings:
+        click.secho(f"error: {name}: invalid blueprint", fg="red", err=True)
+        for line in lines:
+            click.secho(f"  {line}", fg="red", err=True)
+    else:
+        click.secho(f"error: {name}: {lines[0]}", fg="red", err=True)
+        for line in lines[1:]:
+            click.secho(f"  {line}", fg="red", err=True)
     if app.debug and exc is not None:
         click.echo("".join(traceback.format_exception(exc)), err=True)
+
+
+def _short(message: str | None, width: int = 90) -> str:
+    first = (message or "").strip().splitlines()[0] if message and message.strip() else ""
+    return first if len(first) <= width else first[: width - 1] + "…"
 
 
 def _fail(app: App, exc: CrmsyncError) -> None:
@@ -76,25 +90,29 @@ def _client_json(client: ClientPlan) -> dict[str, Any]:
 
 
 def _diff_summary(client: ClientPlan) -> str:
-    if client.status == "error":
-        return f"{client.name}: error"
-    if client.status == "clean" or client.plan is None:
+    if client.status == "error" or client.plan is None:
+        return f"{client.name}: error: {_short(client.error)}"
+    if client.status == "clean":
         return f"{client.name}: no changes"
     pending, blocked = len(client.plan.changes), len(client.plan.blocked)
-    text = f"{client.name}: {pending} change{'' if pending == 1 else 's'} pending"
-    return text + (f", {blocked} blocked" if blocked else "")
+    parts = [f"{pending} change{'' if pending == 1 else 's'} pending"] if pending else []
+    if blocked:
+        parts.append(f"{blocked} blocked")
+    return f"{client.name}: {', '.join(parts)}"
 
 
 def _show_plans(app: App, clients: list[ClientPlan]) -> None:
     from crmsync.plan.render import render_text
 
-    for index, client in enumerate(clients):
-        if index:
-            click.echo()
+    shown = 0
+    for client in clients:
         if client.plan is None:
             _echo_error(app, client.name, client.error or "no plan", client.exception)
-        else:
-            _echo_styled(render_text(client.plan))
+            continue
+        if shown:
+            click.echo()
+        _echo_styled(render_text(client.plan))
+        shown += 1
 
 
 def _diff_exit(clients: list[ClientPlan]) -> int:
@@ -148,7 +166,7 @@ def _apply_summary(outcome: ClientApply) -> str:
             return f"{outcome.name}: {done}; {blocked} blocked (see above)"
         case "unconverged":
             return f"{outcome.name}: {done}; but the CRM still differs (see above)"
-    return f"{outcome.name}: {done}; error"
+    return f"{outcome.name}: {done}; error: {_short(outcome.error)}"
 
 
 def _apply_exit(outcomes: list[ClientApply]) -> int:

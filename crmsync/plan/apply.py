@@ -105,9 +105,7 @@ class _Runner:
             case CreatePipeline():
                 self._create_pipeline(change)
             case CreateStage():
-                created = self.adapter.create_stage(change.pipeline_id, change.spec)
-                self.state.record_stage(change.pipeline, change.stage, created.id,
-                                        change.spec.label)
+                self._create_stage(change)
             case UpdatePipeline():
                 # Adapters write label and order together: one call covers every field.
                 if ("pipeline", change.pipeline_id) not in self.written:
@@ -142,6 +140,13 @@ class _Runner:
         self.state.record_pipeline(change.pipeline, created.id, change.label)
         for new, remote in _pair_stages(change.stages, created.stages):
             self.state.record_stage(change.pipeline, new.key, remote.id, new.spec.label)
+
+    def _create_stage(self, change: CreateStage) -> None:
+        created = self.adapter.create_stage(change.pipeline_id, change.spec)
+        if created is None:  # an outcome the CRM keeps as a deal status, not a stage
+            raise ApplyStepError(f"{self.adapter.crm} did not create stage "
+                                 f"'{change.spec.label}' (outcome stages are statuses there)")
+        self.state.record_stage(change.pipeline, change.stage, created.id, change.spec.label)
 
     def _move_deals(self, change: MoveDeals) -> None:
         target = change.to_stage_id or self.state.known_ids().stages.get(

@@ -490,7 +490,7 @@ class _StagePlanner:
                 items.extend(self._retire(rs, retired, count, archive))
             else:
                 items.append(Blocked(pkey, f"stage '{rs.label}'", (
-                    f"stage '{rs.label}' still holds {_deals_text(count)}; add it to "
+                    f"stage '{rs.label}' still holds {_deals_text(count or 0)}; add it to "
                     "retired_stages with move_deals_to"
                 ), archive))
         return items
