@@ -25,28 +25,28 @@ class SandboxConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # --- added latency (every emulated CRM request; control endpoints excluded)
-    latency_ms: float = Field(0.0, ge=0, le=60_000)
-    jitter_ms: float = Field(0.0, ge=0, le=60_000)
+    latency_ms: float = Field(default=0.0, ge=0, le=60_000)
+    jitter_ms: float = Field(default=0.0, ge=0, le=60_000)
 
     # --- fault injection, decided before the handler runs (a faulted request has no effect)
-    rate_429: float = Field(0.0, ge=0, le=1)
-    rate_5xx: float = Field(0.0, ge=0, le=1)
-    rate_drop: float = Field(0.0, ge=0, le=1)
-    rate_slow: float = Field(0.0, ge=0, le=1)
-    slow_ms: float = Field(3_000.0, ge=0, le=600_000)
+    rate_429: float = Field(default=0.0, ge=0, le=1)
+    rate_5xx: float = Field(default=0.0, ge=0, le=1)
+    rate_drop: float = Field(default=0.0, ge=0, le=1)
+    rate_slow: float = Field(default=0.0, ge=0, le=1)
+    slow_ms: float = Field(default=3_000.0, ge=0, le=600_000)
     seed: int = 0
     fault_crm: Literal["hubspot", "pipedrive"] | None = None
     fault_path_prefix: str | None = None
 
     # --- rate limits as the real services enforce them
     rate_limits_enabled: bool = False
-    hubspot_limit_per_10s: int = Field(100, ge=1)
-    hubspot_daily_limit: int | None = Field(None, ge=1)  # None: by tier (see daily_limit)
-    hubspot_search_per_s: int = Field(4, ge=1)
+    hubspot_limit_per_10s: int = Field(default=100, ge=1)
+    hubspot_daily_limit: int | None = Field(default=None, ge=1)  # None: by tier (see daily_limit)
+    hubspot_search_per_s: int = Field(default=4, ge=1)
     pipedrive_plan: PipedrivePlan = "lite"
-    pipedrive_burst_per_2s: int | None = Field(None, ge=1)  # None: by plan
-    pipedrive_search_per_2s: int = Field(10, ge=1)
-    pipedrive_seats: int = Field(1, ge=1)
+    pipedrive_burst_per_2s: int | None = Field(default=None, ge=1)  # None: by plan
+    pipedrive_search_per_2s: int = Field(default=10, ge=1)
+    pipedrive_seats: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _rates_sum(self) -> SandboxConfig:

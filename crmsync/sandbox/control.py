@@ -92,9 +92,9 @@ class SeedRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     crm: Literal["hubspot", "pipedrive"]
-    contacts: int = Field(0, ge=0)
-    companies: int = Field(0, ge=0)
-    deals: int = Field(0, ge=0)
+    contacts: int = Field(default=0, ge=0)
+    companies: int = Field(default=0, ge=0)
+    deals: int = Field(default=0, ge=0)
     seed: int = 0
 
 

@@ -206,8 +206,8 @@ class _ObjectStore:
 class HubSpotEmulator:
     """HubSpot's CRM APIs over in-memory state (implements the sandbox `Emulator`)."""
 
-    crm = "hubspot"
-    path_prefixes = ("/crm/",)
+    crm: str = "hubspot"
+    path_prefixes: tuple[str, ...] = ("/crm/",)
 
     def __init__(self, token: str | None = None, clock: Clock | None = None) -> None:
         self.token = token
@@ -938,19 +938,26 @@ class HubSpotEmulator:
             if to_id is None or not isinstance(types, list) or not types:
                 raise HubSpotError(400, "each association needs `to.id` and `types`")
             for t in types:
-                type_id = t.get("associationTypeId") if isinstance(t, dict) else None
-                definition = ASSOCIATION_TYPES.get(type_id) if isinstance(type_id, int) else None
-                if definition is None or definition[0] != object_type:
-                    raise HubSpotError(
-                        400, f"{type_id} is not a valid association type id for "
-                        f"{_SINGULAR[object_type]} associations", subCategory="INVALID_TYPE")
-                to_type = definition[1]
+                type_id = self._checked_type(t, object_type)
+                to_type = ASSOCIATION_TYPES[type_id][1]
                 if self._find(to_type, to_id) is None:
                     raise HubSpotError(
                         400, f"No {_SINGULAR[to_type]} with ID {to_id} exists",
                         category="VALIDATION_ERROR", subCategory="OBJECT_NOT_FOUND")
                 out.append((to_type, int(str(to_id)), type_id))
         return out
+
+    @staticmethod
+    def _checked_type(spec: Any, from_type: str, to_type: str | None = None) -> int:
+        """A HubSpot-defined association type id valid from `from_type` (to `to_type`)."""
+        type_id = spec.get("associationTypeId") if isinstance(spec, dict) else None
+        definition = ASSOCIATION_TYPES.get(type_id) if isinstance(type_id, int) else None
+        if (not isinstance(type_id, int) or definition is None or definition[0] != from_type
+                or (to_type is not None and definition[1] != to_type)):
+            target = f" and {to_type}" if to_type else " associations"
+            raise HubSpotError(400, f"{type_id} is not a valid association type between "
+                               f"{from_type}{target}", subCategory="INVALID_TYPE")
+        return type_id
 
     def _create_one(self, object_type: str, item: Any, now: int) -> _Record:
         if not isinstance(item, dict):
@@ -1346,15 +1353,7 @@ class HubSpotEmulator:
             types = item.get("types") if isinstance(item, dict) else None
             if not isinstance(types, list) or not types:
                 raise HubSpotError(400, "each input needs `from`, `to` and `types`")
-            type_ids = []
-            for t in types:
-                type_id = t.get("associationTypeId") if isinstance(t, dict) else None
-                definition = ASSOCIATION_TYPES.get(type_id) if isinstance(type_id, int) else None
-                if definition is None or definition[:2] != (from_type, to_type):
-                    raise HubSpotError(
-                        400, f"{type_id} is not a valid association type between "
-                        f"{from_type} and {to_type}", subCategory="INVALID_TYPE")
-                type_ids.append(type_id)
+            type_ids = [self._checked_type(t, from_type, to_type) for t in types]
             source, target, label = self._pair_inputs(request, from_type, to_type, item)
             if source is None or target is None:
                 errors.append({"status": "error", "category": "OBJECT_NOT_FOUND",
@@ -1363,7 +1362,7 @@ class HubSpotEmulator:
                 continue
             for type_id in type_ids:
                 self._associate(from_type, source.id, to_type, target.id, type_id)
-            labels = sorted({ASSOCIATION_TYPES[t][2] for t in type_ids if ASSOCIATION_TYPES[t][2]})
+            labels = sorted({lbl for t in type_ids if (lbl := ASSOCIATION_TYPES[t][2])})
             results.append({"fromObjectTypeId": TYPE_IDS[from_type], "fromObjectId": source.id,
                             "toObjectTypeId": TYPE_IDS[to_type], "toObjectId": target.id,
                             "labels": labels})
@@ -1458,19 +1457,14 @@ class HubSpotEmulator:
         if not isinstance(specs, list) or not specs:
             raise HubSpotError(400, "expected a list of association specs")
         for spec in specs:
-            type_id = spec.get("associationTypeId") if isinstance(spec, dict) else None
-            definition = ASSOCIATION_TYPES.get(type_id) if isinstance(type_id, int) else None
-            if definition is None or definition[:2] != (from_type, to_type):
-                raise HubSpotError(400, f"{type_id} is not a valid association type between "
-                                   f"{from_type} and {to_type}")
+            type_id = self._checked_type(spec, from_type, to_type)
             self._associate(from_type, source.id, to_type, target.id, type_id)
         self._touch()
         type_ids = dict(self._targets(from_type, source.id, to_type)).get(target.id, set())
         return Response(201, {
             "fromObjectTypeId": TYPE_IDS[from_type], "fromObjectId": source.id,
             "toObjectTypeId": TYPE_IDS[to_type], "toObjectId": target.id,
-            "labels": sorted({ASSOCIATION_TYPES[t][2] for t in type_ids
-                              if ASSOCIATION_TYPES[t][2]}),
+            "labels": sorted({label for t in type_ids if (label := ASSOCIATION_TYPES[t][2])}),
         })
 
     def assoc_put_default(self, request: Request) -> Response:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -165,6 +166,8 @@ class Sandbox:
         return response
 
 
+_REASONS = {status.value: status.phrase for status in HTTPStatus}
+
 _FAULT_MESSAGES = {
     "500": "Internal Server Error (injected by the sandbox)",
     "502": "Bad Gateway (injected by the sandbox)",
@@ -188,17 +191,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the server closes the socket; no bytes sent
             return
         payload = response.encode()
-        self.send_response(response.status)
+        self.log_request(response.status)
+        reason = _REASONS.get(response.status, "")
+        head = [
+            f"{self.protocol_version} {response.status} {reason}",
+            f"Date: {self.date_time_string()}",
+        ]
         if response.body is not None:
-            self.send_header("Content-Type", "application/json;charset=utf-8")
-        for name, value in response.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
+            head.append("Content-Type: application/json;charset=utf-8")
+        head.extend(f"{name}: {value}" for name, value in response.headers.items())
+        head.append(f"Content-Length: {len(payload)}")
         # one write for head and body: fewer syscalls and no Nagle stall between them
-        self._headers_buffer.append(b"\r\n")
-        self._headers_buffer.append(payload)
-        self.wfile.write(b"".join(self._headers_buffer))
-        self._headers_buffer = []
+        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve  # noqa: N815
 
