@@ -54,9 +54,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register_commands() -> None:
-    from crmsync.cli import config_commands, provision_commands, sandbox_command
+    from crmsync.cli import (
+        config_commands,
+        demo_command,
+        provision_commands,
+        sandbox_command,
+    )
 
-    for module in (config_commands, provision_commands, sandbox_command):
+    for module in (config_commands, provision_commands, sandbox_command, demo_command):
         for command in module.COMMANDS:
             cli.add_command(command)
 
@@ -68,7 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the CLI, turning crmsync errors into exit codes."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        cli.main(args=argv, prog_name="crmsync", standalone_mode=False)
+        # Without standalone mode click returns (not raises) the code given to ctx.exit().
+        exit_code = cli.main(args=argv, prog_name="crmsync", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
@@ -85,4 +91,4 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
-    sys.exit(0)
+    sys.exit(exit_code if isinstance(exit_code, int) else 0)
