@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from crmsync.blueprint.loader import expand_paths, load_blueprint
 from crmsync.errors import ConfigError
 
-DEMO_TOKEN = "sandbox-token"
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+SANDBOX_TOKEN = "sandbox-token"  # noqa: S105 -- the sandbox's public fake token
+ADOPTED_CLIENT = "newco"
+ADOPTED_TOKEN_ENV = "NEWCO_HUBSPOT_TOKEN"  # noqa: S105 -- a variable name, not a token
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,7 @@ class DemoStep:
     title: str
     args: tuple[str, ...]
     expected_exit: int
+    prepare: Callable[[], str | None] | None = None  # an edit made before the step runs
 
 
 @dataclass(frozen=True)
@@ -56,15 +62,16 @@ def demo_environment(base_url: str, workdir: Path, configs: list[Path]) -> dict[
     """Settings that point crmsync at the sandbox, with one token per client account.
 
     The sandbox keeps one account per token, as each client's real CRM is its own account;
-    clients naming `token_env:` get a token of their own there.
+    a client naming `token_env:` gets a token of its own there.
     """
     env = {
         "CRMSYNC_HUBSPOT_BASE_URL": base_url,
         "CRMSYNC_PIPEDRIVE_BASE_URL": base_url,
-        "CRMSYNC_HUBSPOT_TOKEN": DEMO_TOKEN,
-        "CRMSYNC_PIPEDRIVE_TOKEN": DEMO_TOKEN,
+        "CRMSYNC_HUBSPOT_TOKEN": SANDBOX_TOKEN,
+        "CRMSYNC_PIPEDRIVE_TOKEN": SANDBOX_TOKEN,
         "CRMSYNC_STORE_URL": f"sqlite:///{workdir / 'demo-store.db'}",
         "CRMSYNC_CONFIGS_DIR": str(workdir / "configs"),
+        ADOPTED_TOKEN_ENV: f"sandbox-{ADOPTED_CLIENT}",
     }
     for path in configs:
         blueprint = load_blueprint(path)
@@ -74,55 +81,45 @@ def demo_environment(base_url: str, workdir: Path, configs: list[Path]) -> dict[
 
 
 def rename_first_open_stage(path: Path) -> str | None:
-    """The consultant's edit of the demo: rename a stage in place (its key stays).
-
-    Returns a description of the edit, or None when the file has no open stage to rename.
-    """
+    """The consultant's edit in the demo: rename a stage in place, keeping its key."""
     blueprint = load_blueprint(path)
     stage = next(iter(blueprint.pipelines[0].open_stages), None)
-    if stage is None:
-        return None
+    target = f"label: {stage.label}\n" if stage else ""
     text = path.read_text(encoding="utf-8")
-    new_label = f"{stage.label} (confirmed)"
-    target = f"label: {stage.label}\n"
-    if target not in text:
+    if stage is None or target not in text:
         return None
+    new_label = f"{stage.label} (confirmed)"
     path.write_text(text.replace(target, f"label: {new_label}\n", 1), encoding="utf-8")
-    return f"renamed stage '{stage.label}' to '{new_label}' in {path.name}"
+    return f"edited {path.name}: stage '{stage.label}' renamed to '{new_label}'"
 
 
-def plan_steps(configs_dir: Path, edited: Path | None, export_client: tuple[str, str] | None
-               ) -> list[DemoStep]:
-    steps = [
+def demo_steps(configs_dir: Path) -> list[DemoStep]:
+    """validate → diff → apply → diff → rename → diff → apply → adopt by export → diff."""
+    first = sorted(configs_dir.iterdir())[0]
+    return [
         DemoStep("Check the blueprints against the method", ("validate", "--strict"), 0),
-        DemoStep("Preview what apply would create in the empty CRMs", ("diff",), 2),
+        DemoStep("Preview what apply would create in the clients' empty CRMs", ("diff",), 2),
         DemoStep("Apply every client's blueprint", ("apply", "--yes"), 0),
         DemoStep("Prove there is no drift left", ("diff",), 0),
+        DemoStep("A consultant renames a stage: an update in place, not delete + create",
+                 ("diff", str(first)), 2, prepare=lambda: rename_first_open_stage(first)),
+        DemoStep("Apply the rename", ("apply", "--yes", str(first)), 0),
+        DemoStep(f"Adopt a new client's existing HubSpot: export it as {ADOPTED_CLIENT}.yaml",
+                 ("export", "--client", ADOPTED_CLIENT, "--crm", "hubspot",
+                  "--token-env", ADOPTED_TOKEN_ENV,
+                  "--output", str(configs_dir / f"{ADOPTED_CLIENT}.yaml")), 0),
+        DemoStep("Every client, the adopted one included, matches its CRM", ("diff",), 0),
     ]
-    if edited is not None:
-        steps += [
-            DemoStep("A consultant renames a stage: an update, not delete + create",
-                     ("diff", str(edited)), 2),
-            DemoStep("Apply the rename", ("apply", "--yes", str(edited)), 0),
-        ]
-    if export_client is not None:
-        client, crm = export_client
-        steps.append(DemoStep(f"Adopt an existing CRM: export {client}'s live {crm} pipelines",
-                              ("export", "--client", client, "--crm", crm,
-                               "--output", str(configs_dir.parent / f"exported-{client}.yaml")),
-                              0))
-    steps.append(DemoStep("Everything still matches", ("diff",), 0))
-    return steps
 
 
 def run_demo(
     configs_dir: Path,
     workdir: Path,
     run_cli: Callable[[list[str]], int],
-    announce: Callable[[int, DemoStep], None],
+    announce: Callable[[int, DemoStep, str | None], None],
 ) -> list[StepResult]:
-    """Copy `configs_dir` into `workdir`, start a sandbox, and run the demo steps through
-    `run_cli` (which runs one crmsync command line and returns its exit code)."""
+    """Copy the blueprints of `configs_dir` into `workdir`, start a sandbox and run the demo
+    steps through `run_cli` (runs one crmsync command line, returns its exit code)."""
     from crmsync.sandbox import start_sandbox
 
     sources = expand_paths([], configs_dir)
@@ -135,28 +132,15 @@ def run_demo(
     for source in sources:
         shutil.copy2(source, demo_configs / source.name)
     (workdir / "demo-store.db").unlink(missing_ok=True)
-    for old in workdir.glob("exported-*.yaml"):
-        old.unlink()
-    copies = sorted(demo_configs.iterdir())
 
-    edited = copies[0]
-    edit = rename_first_open_stage(edited)
-    first = load_blueprint(edited)
+    copies = sorted(demo_configs.iterdir())
     results: list[StepResult] = []
     server = start_sandbox(host="127.0.0.1", port=0)
     try:
         with patched_environ(demo_environment(server.base_url, workdir, copies)):
-            # The edit is made after the first apply, as a consultant would: restore the
-            # original for the first steps, then re-apply the edit before its step.
-            edited_text = edited.read_text(encoding="utf-8")
-            if edit is not None:
-                shutil.copy2(sources[0], edited)
-            steps = plan_steps(demo_configs, edited if edit else None,
-                               (first.client, first.crm))
-            for number, step in enumerate(steps, start=1):
-                if edit is not None and step.args[:1] == ("diff",) and str(edited) in step.args:
-                    edited.write_text(edited_text, encoding="utf-8")
-                announce(number, step)
+            for number, step in enumerate(demo_steps(demo_configs), start=1):
+                edit = step.prepare() if step.prepare else None
+                announce(number, step, edit)
                 results.append(StepResult(step, run_cli(list(step.args))))
     finally:
         server.stop()

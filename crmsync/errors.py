@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class CrmsyncError(Exception):
@@ -78,7 +78,7 @@ class FatalRemoteError(RemoteError):
     """Any other 4xx: the request itself is wrong; retrying cannot help."""
 
 
-class PlanBlocked(CrmsyncError):
+class PlanBlocked(CrmsyncError):  # noqa: N818 -- named in STYLE.md; a state, not a failure
     """Some planned changes cannot be applied (reason given per change)."""
 
     exit_code = 3

@@ -38,18 +38,17 @@ def demo_command(app: App, configs_dir: Path | None, workdir: Path | None) -> No
       crmsync demo
       crmsync demo --configs-dir configs --workdir /tmp/crmsync-demo
     """
-    from crmsync.demo import run_demo
+    from crmsync.demo import DemoStep, run_demo
 
     source = configs_dir or app.settings.configs_dir
     target = workdir or Path(tempfile.mkdtemp(prefix="crmsync-demo-"))
     target.mkdir(parents=True, exist_ok=True)
 
-    def announce(number: int, step: object) -> None:
-        from crmsync.demo import DemoStep
-
-        assert isinstance(step, DemoStep)
+    def announce(number: int, step: DemoStep, edit: str | None) -> None:
         click.echo()
         click.secho(f"── {number}. {step.title}", bold=True)
+        if edit:
+            click.secho(f"({edit})", dim=True)
         click.secho(f"$ crmsync {' '.join(step.args)}", fg="cyan")
 
     results = run_demo(source, target, _run_cli, announce)
