@@ -7,7 +7,6 @@ here and only here; `--debug` shows the traceback instead.
 
 from __future__ import annotations
 
-import logging
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +30,16 @@ class App:
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings(**self.overrides)
+            self._configure_logging(self._settings)
         return self._settings
+
+    def _configure_logging(self, settings: Settings) -> None:
+        from crmsync.logs import configure_logging
+
+        tokens = [t.get_secret_value() for t in (settings.hubspot_token, settings.pipedrive_token)
+                  if t is not None]
+        configure_logging("DEBUG" if self.debug else settings.log_level, settings.log_format,
+                          secrets=tokens)
 
 
 pass_app = click.make_pass_decorator(App)
@@ -49,8 +57,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
     adopt an existing CRM (export). `crmsync sandbox` serves a local emulator of both CRMs.
     """
     ctx.obj = App(debug=debug)
-    if debug:
-        logging.basicConfig(level=logging.DEBUG)
+    if debug:  # until settings are read (see App.settings), which also masks tokens
+        from crmsync.logs import configure_logging
+
+        configure_logging("DEBUG", "text")
 
 
 def _register_commands() -> None:
