@@ -20,7 +20,8 @@ import requests
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-HEADERS = {"Authorization": "Bearer bench", "x-api-token": "bench"}
+TOKEN = "bench"  # each token is its own sandbox account: seed the one the requests use
+HEADERS = {"Authorization": f"Bearer {TOKEN}", "x-api-token": TOKEN}
 ROUTES = {
     "hubspot pipelines": "/crm/v3/pipelines/deals",
     "hubspot contacts page": "/crm/v3/objects/contacts?limit=10",
@@ -92,6 +93,7 @@ def run(base_url: str, total: int, echo: Callable[[str], None] = print) -> None:
     requests.post(f"{base_url}/_sandbox/reset", timeout=10).raise_for_status()
     requests.post(f"{base_url}/_sandbox/seed", timeout=60, json={
         "crm": "hubspot", "contacts": 100, "companies": 20, "deals": 50, "seed": 1,
+        "token": TOKEN,
     }).raise_for_status()
     echo(f"sandbox at {base_url}; {total} requests per level, keep-alive sessions")
     echo(f"{'route':<24}{'threads':>8}{'req/s':>10}{'errors':>8}  (PxT = processes x threads)")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -24,15 +23,17 @@ def _exports(base_url: str, token: str) -> str:
 @click.option("--port", default=8765, show_default=True, type=int,
               help="Port to listen on (0 picks a free one).")
 @click.option("--token", default=None,
-              help="Accept only this token (default: any non-empty token).")
+              help="Accept only this token: a single account per CRM (default: any non-empty "
+                   "token, each its own account).")
 @click.option("--state", "state_file", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Load data from FILE at start and save it there on exit.")
 @click.option("--seed-contacts", default=0, show_default=True, type=click.IntRange(0),
-              help="Synthetic contacts/persons to add to each CRM at start.")
+              help="Synthetic contacts/persons to add at start to each CRM's account of the "
+                   "printed token.")
 @click.option("--seed-companies", default=0, show_default=True, type=click.IntRange(0),
-              help="Synthetic companies/organizations to add to each CRM at start.")
+              help="Synthetic companies/organizations to add likewise.")
 @click.option("--seed-deals", default=0, show_default=True, type=click.IntRange(0),
-              help="Synthetic deals to add to each CRM at start.")
+              help="Synthetic deals to add likewise.")
 @click.option("--seed", "seed_value", default=0, show_default=True, type=int,
               help="Random seed for the synthetic data and the fault injection.")
 @click.option("--latency-ms", default=0.0, show_default=True, type=click.FloatRange(0),
@@ -54,9 +55,11 @@ def sandbox(  # noqa: PLR0917 - click passes every option positionally
 ) -> None:
     """Serve a local emulator of the HubSpot and Pipedrive APIs.
 
-    Both CRMs share one base URL; point crmsync at it with the printed `export` line. The
-    `/_sandbox/` control endpoints (stats, reset, seed, faults) are documented in
-    crmsync/sandbox/control.py. Stop with Ctrl-C.
+    Both CRMs share one base URL; point crmsync at it with the printed `export` line. Each
+    token is its own CRM account, as each client's real portal or company is: give each
+    client its own token (`token_env:` in its blueprint). The `/_sandbox/` control endpoints
+    (stats, reset, seed, faults) are documented in crmsync/sandbox/control.py. Stop with
+    Ctrl-C.
     """
     from crmsync.sandbox import SandboxConfig, start_sandbox
 
@@ -69,31 +72,32 @@ def sandbox(  # noqa: PLR0917 - click passes every option positionally
         server = start_sandbox(host, port, token=token, state_file=state_file, config=config)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    app = server.app
     try:
         if seed_contacts or seed_companies or seed_deals:
-            created = _seed(server.app, seed_contacts, seed_companies, seed_deals, seed_value)
-            click.echo(f"seeded: {created}")
+            created = {
+                crm: app.seed(crm, contacts=seed_contacts, companies=seed_companies,
+                              deals=seed_deals, seed=seed_value)
+                for crm in app.accounts.crms
+            }
+            click.echo(f"seeded the printed token's accounts: {created}")
         base_url = server.base_url
         click.echo(f"crmsync sandbox serving HubSpot and Pipedrive at {base_url}")
         if state_file is not None:
             click.echo(f"state: {state_file} (saved on exit)")
         click.echo("Point crmsync at it:")
-        click.echo(f"  {_exports(base_url, token or 'sandbox-token')}")
+        click.echo(f"  {_exports(base_url, app.default_token)}")
+        if token is None:
+            click.echo("Each token is its own CRM account, as each client's real one is: give "
+                       "each client its own token (token_env: in its blueprint).")
+        else:
+            click.echo("Only this token is accepted: one account per CRM.")
         click.echo(f"Controls: {base_url}/_sandbox/stats, /_sandbox/reset, /_sandbox/seed, "
                    "/_sandbox/faults. Ctrl-C to stop.")
         _wait_for_stop()
     finally:
         server.stop()
         click.echo("sandbox stopped" + (f"; state saved to {state_file}" if state_file else ""))
-
-
-def _seed(app: Any, contacts: int, companies: int, deals: int, seed: int) -> dict[str, Any]:
-    created: dict[str, Any] = {}
-    with app.lock:
-        for emulator in app.emulators:
-            created[emulator.crm] = emulator.seed(
-                contacts=contacts, companies=companies, deals=deals, seed=seed)
-    return created
 
 
 def _wait_for_stop() -> None:

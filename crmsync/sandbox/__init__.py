@@ -5,13 +5,16 @@
     server.stop()
 
 HubSpot is served under `/crm/v3/…` and `/crm/v4/…`, Pipedrive under `/api/…`, the control
-API under `/_sandbox/…` (contract in `crmsync.sandbox.control`).
+API under `/_sandbox/…` (contract in `crmsync.sandbox.control`). Each token is its own CRM
+account, as each client's real portal or company is (`crmsync.sandbox.accounts`).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from crmsync.sandbox.accounts import DEFAULT_TOKEN
 from crmsync.sandbox.clock import Clock, ManualClock
 from crmsync.sandbox.config import SandboxConfig
 from crmsync.sandbox.server import Emulator, Sandbox, SandboxServer
@@ -21,6 +24,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = [
+    "DEFAULT_TOKEN",
     "Clock",
     "Emulator",
     "ManualClock",
@@ -40,19 +44,19 @@ def build_sandbox(
 ) -> Sandbox:
     """The sandbox application (both CRMs) without a socket — for tests and the server.
 
-    `token`: None accepts any non-empty token; a string accepts only that one.
+    `token`: None accepts any non-empty token, each its own account; a string accepts only
+    that one (a single account per CRM).
     `clock`: POSIX-seconds callable shared by the emulators and rate limits.
     """
     from crmsync.sandbox.hubspot import HubSpotEmulator
     from crmsync.sandbox.pipedrive import PipedriveEmulator
 
-    emulators: list[Emulator] = [
-        HubSpotEmulator(token=token, clock=clock),
-        PipedriveEmulator(token=token, clock=clock),
-    ]
     if config is not None and not isinstance(config, SandboxConfig):
         config = SandboxConfig.model_validate(dict(config))
-    return Sandbox(emulators, config=config, clock=clock)
+    return Sandbox(
+        [partial(HubSpotEmulator, clock=clock), partial(PipedriveEmulator, clock=clock)],
+        token=token, config=config, clock=clock,
+    )
 
 
 def start_sandbox(

@@ -3,6 +3,12 @@
 No authentication; JSON in, JSON out; errors are ``{"error": message}`` with status 400/404.
 Control requests are not counted in the stats and never see latency, faults or limits.
 
+Accounts: each CRM keeps one account per token (`accounts.py`), created fresh the first time
+the token is served or seeded — HubSpot with only its default deal pipeline, Pipedrive with
+its standard and seeded custom field definitions and no pipeline, as new real accounts are.
+Faults and latency are server-wide; rate limits are per token, i.e. per account. Nothing
+here ever shows a token.
+
 ``GET /_sandbox/stats`` → 200
     ``{"total": int,                        # emulated-CRM requests answered (incl. 401/429/5xx)
        "by_route": {"GET /crm/v3/objects/{objectType}": int, …},   # method + route template;
@@ -11,13 +17,18 @@ Control requests are not counted in the stats and never see latency, faults or l
        "by_status": {"200": int, "429": int, …},  # dropped connections count under "dropped"
        "rate_limited": int,                 # 429s served by the enforced rate limits
        "faults_injected": {"total": int, "429": int, "500": int, "502": int, "503": int,
-                           "drop": int, "slow": int}}``
+                           "drop": int, "slow": int},
+       "accounts": {"hubspot": int, "pipedrive": int}}``  # accounts each CRM holds now
 ``POST /_sandbox/stats/reset`` → 200 ``{"ok": true}``: zero the stats only.
-``POST /_sandbox/reset`` → 200 ``{"ok": true}``: every CRM emptied (HubSpot keeps only its
-    default deal pipeline, as a new account has), latency/faults/rate limits off, stats zeroed.
+``POST /_sandbox/reset`` → 200 ``{"ok": true}``: every account of every CRM dropped (the
+    next request of any token meets a new account), latency/faults/rate limits off, stats
+    zeroed.
 ``POST /_sandbox/seed`` ``{"crm": "hubspot"|"pipedrive", "contacts": N, "companies": N,
-    "deals": N, "seed": S}`` → 200 ``{"crm": …, "created": {"contacts": n, "companies": n,
-    "deals": n, "associations": n, …}}``. Adds to existing data; deterministic from ``seed``.
+    "deals": N, "seed": S, "token": T}`` → 200 ``{"crm": …, "created": {"contacts": n,
+    "companies": n, "deals": n, "associations": n, …}}``. Seeds the account of ``token``
+    (optional; default the sandbox's default token: ``--token`` when the sandbox is
+    restricted to one, else ``"sandbox-token"``, the token `crmsync sandbox` prints); a token
+    the sandbox would refuse → 400. Adds to existing data; deterministic from ``seed``.
 ``GET /_sandbox/faults`` → 200: the current `SandboxConfig` as JSON.
 ``POST /_sandbox/faults`` ``{…any SandboxConfig fields…}`` → 200 with the new full config.
     A partial update over the current settings; an unknown key or invalid value → 400.
@@ -96,6 +107,7 @@ class SeedRequest(BaseModel):
     companies: int = Field(default=0, ge=0)
     deals: int = Field(default=0, ge=0)
     seed: int = 0
+    token: str | None = Field(default=None, min_length=1)  # None: the default token
 
 
 def _error(status: int, message: str) -> Response:
@@ -136,7 +148,9 @@ class ControlApi:
             return _error(400, f"invalid JSON body: {exc}")
 
     def stats(self, request: Request) -> Response:
-        return Response(200, self.sandbox.stats.snapshot())
+        with self.sandbox.lock:
+            accounts = self.sandbox.accounts.counts()
+        return Response(200, {**self.sandbox.stats.snapshot(), "accounts": accounts})
 
     def reset_stats(self, request: Request) -> Response:
         self.sandbox.stats.clear()
@@ -147,7 +161,7 @@ class ControlApi:
         return Response(200, {"ok": True})
 
     def health(self, request: Request) -> Response:
-        return Response(200, {"ok": True, "crms": [e.crm for e in self.sandbox.emulators]})
+        return Response(200, {"ok": True, "crms": self.sandbox.accounts.crms})
 
     def seed(self, request: Request) -> Response:
         try:
@@ -156,14 +170,15 @@ class ControlApi:
             return _error(400, _validation_message(exc))
         if body.contacts + body.companies + body.deals > MAX_SEED_RECORDS:
             return _error(400, f"at most {MAX_SEED_RECORDS} records per seed call")
-        emulator = self.sandbox.emulator(body.crm)
-        if emulator is None:
+        if body.crm not in self.sandbox.accounts.crms:
             return _error(404, f"the {body.crm} emulator is not running")
-        with self.sandbox.lock:
-            created = emulator.seed(
-                contacts=body.contacts, companies=body.companies, deals=body.deals,
-                seed=body.seed,
-            )
+        if body.token is not None and not self.sandbox.accepts(body.token):
+            return _error(400, "token: the sandbox accepts only its --token; an account for "
+                               "another token could never be reached")
+        created = self.sandbox.seed(
+            body.crm, token=body.token, contacts=body.contacts, companies=body.companies,
+            deals=body.deals, seed=body.seed,
+        )
         return Response(200, {"crm": body.crm, "created": created})
 
     def get_faults(self, request: Request) -> Response:

@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote
 
 
@@ -53,6 +53,12 @@ class Request:
         return json.loads(self.body)
 
 
+def bearer_token(request: Request) -> str:
+    """The token of an `Authorization: Bearer …` header; "" when there is none."""
+    auth = request.headers.get("authorization", "")
+    return auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+
+
 @dataclass
 class Response:
     status: int = 200
@@ -72,6 +78,13 @@ class Response:
 
 Handler = Callable[[Request], Response]
 _PARAM = re.compile(r"\{(\w+)\}")
+
+
+class RouteTable(Protocol):
+    """Where an emulator registers its routes: the sandbox's `Router` (templates, matching)
+    or one account's handler table (see `accounts.py`)."""
+
+    def add(self, method: str, template: str, handler: Handler, *, crm: str) -> None: ...
 
 
 @dataclass

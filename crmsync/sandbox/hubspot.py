@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from crmsync.sandbox import synthetic
 from crmsync.sandbox.clock import Clock, system_clock
-from crmsync.sandbox.http import Request, Response, Router
+from crmsync.sandbox.http import Request, Response, RouteTable, bearer_token
 from crmsync.sandbox.hubspot_search import (
     PropertyKinds,
     SearchError,
@@ -30,7 +30,6 @@ from crmsync.sandbox.hubspot_search import (
     parse_sorts,
     query_predicate,
 )
-from crmsync.sandbox.limits import bearer_token
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -204,13 +203,12 @@ class _ObjectStore:
 
 
 class HubSpotEmulator:
-    """HubSpot's CRM APIs over in-memory state (implements the sandbox `Emulator`)."""
+    """One HubSpot portal's CRM APIs over in-memory state (a sandbox `Emulator`)."""
 
     crm: str = "hubspot"
     path_prefixes: tuple[str, ...] = ("/crm/",)
 
-    def __init__(self, token: str | None = None, clock: Clock | None = None) -> None:
-        self.token = token
+    def __init__(self, clock: Clock | None = None) -> None:
         self.clock = clock or system_clock
         self.reset()
 
@@ -235,18 +233,19 @@ class HubSpotEmulator:
         self._last_ms = now
         return now
 
-    def authenticate(self, request: Request) -> Response | None:
-        token = bearer_token(request)
-        if not token or (self.token is not None and token != self.token):
-            # HubSpot's 401 for a missing or invalid private-app token
-            return self.error(
-                401,
-                "Authentication credentials not found. This API supports OAuth 2.0 "
-                "authentication and you can find more details at "
-                "https://developers.hubspot.com/docs/methods/auth/oauth-overview",
-                category="INVALID_AUTHENTICATION",
-            )
-        return None
+    def token_of(self, request: Request) -> str:
+        """A private-app (or OAuth) token comes as `Authorization: Bearer …`."""
+        return bearer_token(request)
+
+    def unauthorized(self) -> Response:
+        """HubSpot's 401 for a missing or invalid private-app token."""
+        return self.error(
+            401,
+            "Authentication credentials not found. This API supports OAuth 2.0 "
+            "authentication and you can find more details at "
+            "https://developers.hubspot.com/docs/methods/auth/oauth-overview",
+            category="INVALID_AUTHENTICATION",
+        )
 
     def error(self, status: int, message: str, **extra: Any) -> Response:
         """HubSpot's error body: {status, message, correlationId, category, ...}."""
@@ -271,7 +270,7 @@ class HubSpotEmulator:
 
         return run
 
-    def register(self, router: Router) -> None:
+    def register(self, router: RouteTable) -> None:
         def add(method: str, template: str, handler: Any) -> None:
             router.add(method, template, self._wrap(handler), crm=self.crm)
 

@@ -93,16 +93,6 @@ class LimitOutcome:
     retry_after: int = 0
 
 
-def bearer_token(request: Request) -> str:
-    auth = request.headers.get("authorization", "")
-    return auth[7:].strip() if auth[:7].lower() == "bearer " else ""
-
-
-def pipedrive_token(request: Request) -> str:
-    """Pipedrive accepts `x-api-token`, the `api_token` query parameter, or OAuth Bearer."""
-    return request.headers.get("x-api-token") or request.arg("api_token") or bearer_token(request)
-
-
 def _retry_after(seconds: float) -> int:
     return max(1, math.ceil(seconds))
 
@@ -116,8 +106,7 @@ class HubSpotLimiter:
         self.search = RollingWindow(config.hubspot_search_per_s, 1.0)
         self.daily = DailyBudget(config.hubspot_daily)
 
-    def check(self, request: Request, now: float) -> LimitOutcome:
-        token = bearer_token(request)
+    def check(self, token: str, request: Request, now: float) -> LimitOutcome:
         if request.method == "POST" and request.path.endswith("/search"):
             allowed, _, reset = self.search.try_acquire(token, now)
             if not allowed:
@@ -155,7 +144,6 @@ class HubSpotLimiter:
                 retry_after=_retry_after(until_midnight),
             )
         return LimitOutcome(headers=headers)
-
 
 
 def hubspot_limit_body(message: str, policy: str, group: str) -> dict[str, Any]:
@@ -208,8 +196,7 @@ class PipedriveLimiter:
         self.search = RollingWindow(config.pipedrive_search_per_2s, 2.0)
         self.daily = DailyBudget(config.pipedrive_daily_budget)
 
-    def check(self, request: Request, now: float) -> LimitOutcome:
-        token = pipedrive_token(request)
+    def check(self, token: str, request: Request, now: float) -> LimitOutcome:
         is_search = request.path.endswith("/search")
         window = self.search if is_search else self.burst
         allowed, remaining, reset = window.try_acquire(token, now)
@@ -238,9 +225,11 @@ class PipedriveLimiter:
         return LimitOutcome(headers=headers)
 
 
-
 class RateLimits:
-    """Both CRMs' limiters behind one lock; rebuilt whenever the config changes."""
+    """Both CRMs' limiters behind one lock; rebuilt whenever the config changes.
+
+    Every limit is per token, that is per account (`accounts.py`), as the real services count.
+    """
 
     def __init__(self, config: SandboxConfig) -> None:
         self._lock = threading.Lock()
@@ -254,8 +243,9 @@ class RateLimits:
                 "pipedrive": PipedriveLimiter(config),
             }
 
-    def check(self, crm: str, request: Request, now: float) -> LimitOutcome:
+    def check(self, crm: str, token: str, request: Request, now: float) -> LimitOutcome:
+        """The limits `token` meets on `crm` for `request` at `now`."""
         if not self.enabled or crm not in self._limiters:
             return LimitOutcome()
         with self._lock:
-            return self._limiters[crm].check(request, now)
+            return self._limiters[crm].check(token, request, now)

@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from crmsync.sandbox import pipedrive_input as inp
-from crmsync.sandbox.http import Request, Response, Router
+from crmsync.sandbox.http import Request, Response, RouteTable, bearer_token
 from crmsync.sandbox.pipedrive_fields import FieldCatalog, FieldError, v1_field
 from crmsync.sandbox.pipedrive_input import ApiError, invalid, not_found
 from crmsync.sandbox.pipedrive_store import (
@@ -105,17 +105,14 @@ def _ok(data: Any, additional_data: Any = None, *, listed: bool = False) -> Resp
 
 
 class PipedriveEmulator:
-    """Emulated Pipedrive account served under `/api/`."""
+    """One emulated Pipedrive company account served under `/api/` (a sandbox `Emulator`)."""
 
     crm: str = "pipedrive"
     path_prefixes: tuple[str, ...] = ("/api/",)  # v2 resources and the v1 field endpoints
 
-    def __init__(
-        self, token: str | None = None, clock: Callable[[], datetime | float] | None = None
-    ) -> None:
+    def __init__(self, clock: Callable[[], datetime | float] | None = None) -> None:
         """`clock` returns the current time as an aware datetime or POSIX seconds (the
         sandbox's shared `Clock`); records get its time truncated to the second."""
-        self.token = token
         self._read_clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.RLock()
         self.pipelines = Table()
@@ -152,18 +149,15 @@ class PipedriveEmulator:
             self.deleted_at = {name: {} for name in ("persons", "organizations", "deals")}
             self.fields = FieldCatalog(self.now())
 
-    def authenticate(self, request: Request) -> Response | None:
-        """Accept `x-api-token`, the `api_token` query parameter or `Authorization: Bearer`.
+    def token_of(self, request: Request) -> str:
+        """`x-api-token`, else the `api_token` query parameter, else `Authorization: Bearer`.
 
-        The spec's security schemes are `api_key` (header `x-api-token`) and OAuth 2
-        (bearer). Any non-empty token passes unless the emulator was given one.
+        The spec's security schemes are `api_key` (header `x-api-token`) and OAuth 2 (bearer).
         """
-        token = request.headers.get("x-api-token") or request.arg("api_token")
-        if not token:
-            scheme, _, value = request.headers.get("authorization", "").partition(" ")
-            token = value.strip() if scheme.lower() == "bearer" else ""
-        if token and (self.token is None or token == self.token):
-            return None
+        return (request.headers.get("x-api-token") or request.arg("api_token")
+                or bearer_token(request))
+
+    def unauthorized(self) -> Response:
         # openapi-v1.yaml `unathorizedResponse`: {success, error: "unauthorized access",
         # errorCode: 401}; the live API adds the common error_info/data/additional_data.
         return self.error(401, "unauthorized access", errorCode=401)
@@ -176,7 +170,7 @@ class PipedriveEmulator:
         }
         return Response(status, body)
 
-    def register(self, router: Router) -> None:
+    def register(self, router: RouteTable) -> None:
         v2 = "/api/v2"
         routes: list[tuple[str, str, Callable[[Request], Response]]] = [
             ("GET", f"{v2}/pipelines", self._list_pipelines),

@@ -1,9 +1,11 @@
 """The sandbox server: one host:port serving every emulated CRM plus `/_sandbox/` controls.
 
 Request pipeline for an emulated CRM (see `Sandbox.handle`):
-auth (the CRM's own 401) → rate limits (429 when enforced; headers always when enabled) →
-injected faults (decided before the handler, so a faulted request has no effect) → handler
-(serialised by one lock: emulator state needs no locking of its own) → stats.
+auth (the token the CRM's own scheme carries; the CRM's own 401) → rate limits per token
+(429 when enforced; headers always when enabled) → injected faults (decided before the
+handler, so a faulted request has no effect) → the handler of the token's account (created
+on first use, see `accounts.py`; serialised by one lock: emulator state needs no locking of
+its own) → stats.
 The pure part returns a `Response` whose `delay`/`drop` the socket layer acts on, so tests
 can drive `Sandbox.handle` directly without sleeping.
 """
@@ -17,13 +19,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from crmsync.sandbox.accounts import DEFAULT_TOKEN, Accounts
 from crmsync.sandbox.clock import Clock, system_clock
 from crmsync.sandbox.config import SandboxConfig
 from crmsync.sandbox.faults import FaultDecision, FaultInjector
-from crmsync.sandbox.http import Request, Response, Router
+from crmsync.sandbox.http import Request, Response, Route, Router, RouteTable
 from crmsync.sandbox.limits import RateLimits, hubspot_limit_body, pipedrive_limit_body
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from crmsync.sandbox.accounts import EmulatorFactory
     from crmsync.sandbox.control import Stats
 
 log = logging.getLogger(__name__)
@@ -32,15 +38,26 @@ CONTROL_PREFIX = "/_sandbox/"
 
 
 class Emulator(Protocol):
-    """One emulated CRM: its routes, its auth, its state."""
+    """One account of one emulated CRM: its state and the routes that serve it.
+
+    The sandbox builds one per (CRM, token) with the CRM's factory (`accounts.py`), plus one
+    prototype per CRM that answers before any account is involved: which paths are the CRM's,
+    its route templates, how a request carries its token, its 401 and error shapes.
+    """
 
     crm: str
     path_prefixes: tuple[str, ...]  # requests under these prefixes belong to this CRM
 
-    def register(self, router: Router) -> None: ...
+    def register(self, router: RouteTable) -> None:
+        """Add every route, with handlers bound to this account."""
+        ...
 
-    def authenticate(self, request: Request) -> Response | None:
-        """None when the request carries an accepted token, else the CRM's own 401."""
+    def token_of(self, request: Request) -> str:
+        """The token `request` carries by this CRM's auth scheme; "" when none."""
+        ...
+
+    def unauthorized(self) -> Response:
+        """This CRM's 401 for a missing or rejected token."""
         ...
 
     def error(self, status: int, message: str, **extra: Any) -> Response:
@@ -57,22 +74,28 @@ class Emulator(Protocol):
 
 
 class Sandbox:
-    """The application: routes a `Request` to the right emulator and returns a `Response`."""
+    """The application: routes a `Request` to the account of its token and returns a `Response`.
+
+    `factories` build one emulator (an empty account) each, one factory per CRM. `token`:
+    None accepts any non-empty token, each its own account; a string accepts only that one.
+    """
 
     def __init__(
         self,
-        emulators: list[Emulator],
+        factories: Iterable[EmulatorFactory],
         *,
+        token: str | None = None,
         config: SandboxConfig | None = None,
         clock: Clock | None = None,
     ) -> None:
         from crmsync.sandbox.control import ControlApi, Stats
 
-        self.emulators = emulators
+        self.token = token
+        self.accounts = Accounts(factories)
         self.clock: Clock = clock or system_clock
-        self.router = Router()
-        for emulator in emulators:
-            emulator.register(self.router)
+        self.router = Router()  # route templates, registered by each CRM's prototype
+        for prototype in self.accounts.prototypes():
+            prototype.register(self.router)
         self.lock = threading.RLock()  # serialises every emulator handler and control action
         self.stats: Stats = Stats()
         self.config = config or SandboxConfig()
@@ -87,19 +110,34 @@ class Sandbox:
         self.limits.configure(config)
         self.faults = FaultInjector(config)
 
-    def emulator(self, crm: str) -> Emulator | None:
-        return next((e for e in self.emulators if e.crm == crm), None)
+    # -- accounts ------------------------------------------------------------------------
+    @property
+    def default_token(self) -> str:
+        """The token whose account seeding targets by default: `--token`, or DEFAULT_TOKEN."""
+        return self.token or DEFAULT_TOKEN
 
-    def emulator_for(self, path: str) -> Emulator | None:
-        return next(
-            (e for e in self.emulators if any(path.startswith(p) for p in e.path_prefixes)), None
-        )
+    def accepts(self, token: str) -> bool:
+        return bool(token) and (self.token is None or token == self.token)
+
+    def account(self, crm: str, token: str | None = None) -> Emulator:
+        """`token`'s account on `crm` (default: `default_token`), created when new.
+
+        KeyError for a CRM the sandbox does not emulate.
+        """
+        with self.lock:
+            return self.accounts.get(crm, token or self.default_token)
+
+    def seed(self, crm: str, *, token: str | None = None, contacts: int = 0,
+             companies: int = 0, deals: int = 0, seed: int = 0) -> dict[str, int]:
+        """Add synthetic records to `token`'s account on `crm` (see `synthetic.py`)."""
+        with self.lock:
+            return self.account(crm, token).seed(
+                contacts=contacts, companies=companies, deals=deals, seed=seed)
 
     def reset(self) -> None:
-        """Empty every CRM, switch realism off and zero the stats."""
+        """Drop every account, switch realism off and zero the stats."""
         with self.lock:
-            for emulator in self.emulators:
-                emulator.reset()
+            self.accounts.clear()
             self.configure(SandboxConfig())
             self.stats.clear()
 
@@ -107,42 +145,43 @@ class Sandbox:
     def handle(self, request: Request) -> Response:
         if request.path.startswith(CONTROL_PREFIX):
             return self.control.handle(request)  # not counted: stats describe CRM traffic
-        emulator = self.emulator_for(request.path)
-        if emulator is None:
+        crm = self.accounts.prototype_for(request.path)
+        if crm is None:
             return Response(404, {"error": f"no emulated API at {request.path}"})
         route, params, path_known = self.router.match(request.method, request.path)
         request.path_params = params
         request.route = route.template if route is not None else "<unmatched>"
-        response, injected = self._dispatch(emulator, request, route, path_known)
-        self.stats.record(emulator.crm, request.method, request.route, response, injected)
+        response, injected = self._dispatch(crm, request, route, path_known)
+        self.stats.record(crm.crm, request.method, request.route, response, injected)
         return response
 
     def _dispatch(
-        self, emulator: Emulator, request: Request, route: Any, path_known: bool
+        self, crm: Emulator, request: Request, route: Route | None, path_known: bool
     ) -> tuple[Response, str | None]:
-        denied = emulator.authenticate(request)
-        if denied is not None:
-            return denied, None
-        limit = self.limits.check(emulator.crm, request, self.clock())
+        token = crm.token_of(request)
+        if not self.accepts(token):
+            return crm.unauthorized(), None
+        limit = self.limits.check(crm.crm, token, request, self.clock())
         if limit.refused is not None:
             headers = {**limit.headers, "Retry-After": str(limit.retry_after)}
             return Response(429, limit.refused, headers), None
-        fault = self.faults.decide(emulator.crm, request.path)
+        fault = self.faults.decide(crm.crm, request.path)
         if fault.short_circuits:
-            return self._faulted(emulator, fault, limit.headers), fault.kind
+            return self._faulted(crm, fault, limit.headers), fault.kind
         if route is None:
             status = 405 if path_known else 404
             message = (
                 f"Method {request.method} not allowed" if path_known
                 else f"Unknown path {request.path}"
             )
-            response = emulator.error(status, message)
+            response = crm.error(status, message)
         else:
             with self.lock:
                 try:
-                    response = route.handler(request)
+                    response = self.accounts.handle(crm.crm, token, route.method,
+                                                    route.template, request)
                 except ValueError as exc:  # malformed JSON bodies and bad numbers
-                    response = emulator.error(400, f"Invalid input: {exc}")
+                    response = crm.error(400, f"Invalid input: {exc}")
         response.headers.update(limit.headers)
         response.delay = fault.delay_s
         return response, (fault.kind if fault.kind == "slow" else None)
@@ -230,7 +269,7 @@ class _Server(ThreadingHTTPServer):
 class SandboxServer:
     """Runs a `Sandbox` on a port in a background thread (tests) or the foreground (CLI).
 
-    With `state_file`, `stop()` saves every emulator's state there (see `state.py`).
+    With `state_file`, `stop()` saves every account there (see `state.py`).
     """
 
     def __init__(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -266,10 +267,15 @@ class PipedriveSandbox:
 
 
 def start_pipedrive_sandbox(token: str | None = None) -> Iterator[PipedriveSandbox]:
-    """Yield a started sandbox; stop it afterwards (use from a fixture)."""
+    """Yield a started sandbox; stop it afterwards (use from a fixture).
+
+    `emulator` is the account of the session's token, for setting data up directly.
+    """
     clock = ManualClock(START)
-    emulator = PipedriveEmulator(token=token, clock=clock)
-    server = SandboxServer(Sandbox([emulator], clock=clock)).start()
+    app = Sandbox([partial(PipedriveEmulator, clock=clock)], token=token, clock=clock)
+    emulator = app.account("pipedrive", token or TOKEN)
+    assert isinstance(emulator, PipedriveEmulator)
+    server = SandboxServer(app).start()
     session = requests.Session()
     session.headers["x-api-token"] = token or TOKEN
     try:

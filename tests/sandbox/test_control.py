@@ -13,7 +13,8 @@ from crmsync.sandbox.http import Request
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-AUTH = {"Authorization": "Bearer t", "x-api-token": "t"}
+TOKEN = "sandbox-token"  # the account `POST /_sandbox/seed` seeds by default
+AUTH = {"Authorization": f"Bearer {TOKEN}", "x-api-token": TOKEN}
 
 
 def test_stats_count_routes_crms_statuses(sandbox: str) -> None:
@@ -131,7 +132,7 @@ def test_injected_faults_have_no_effect_and_are_counted() -> None:
     response = app.handle(Request.build("POST", "/crm/v3/objects/contacts", AUTH, body))
     assert response.status in (500, 502, 503)
     assert response.body["status"] == "error"  # HubSpot's error shape
-    assert app.emulator("hubspot").objects["contacts"].records == {}  # type: ignore[union-attr]
+    assert app.account("hubspot", TOKEN).objects["contacts"].records == {}  # type: ignore[attr-defined]
     stats = app.stats.snapshot()
     assert stats["faults_injected"]["total"] == 1
     assert stats["rate_limited"] == 0

@@ -41,6 +41,7 @@ from hubspot.crm.pipelines import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+BEARER = {"Authorization": "Bearer sandbox-token"}  # the account the `hs` fixture uses
 DEFAULT_STAGE_IDS = [
     "appointmentscheduled", "qualifiedtobuy", "presentationscheduled", "decisionmakerboughtin",
     "contractsent", "closedwon", "closedlost",
@@ -141,7 +142,7 @@ def test_pipelines_sort_by_display_order_then_label(hs: Any) -> None:
 )
 def test_pipeline_create_validation(sandbox: str, body: dict[str, Any], fragment: str) -> None:
     response = requests.post(f"{sandbox}/crm/v3/pipelines/deals", json=body, timeout=10,
-                             headers={"Authorization": "Bearer t"})
+                             headers=BEARER)
     assert response.status_code == 400
     error = response.json()
     assert error["status"] == "error"
@@ -167,7 +168,7 @@ def test_stage_crud_and_metadata_strings(hs: Any) -> None:
     # the path's {pipelineId}; read the stage audit over plain HTTP instead.
     audit = requests.get(f"{hs.crm.pipelines.pipelines_api.api_client.configuration.host}"
                          f"/crm/v3/pipelines/deals/default/stages/{stage.id}/audit",
-                         headers={"Authorization": "Bearer t"}, timeout=10).json()
+                         headers=BEARER, timeout=10).json()
     assert [a["action"] for a in audit["results"]] == ["UPDATE", "UPDATE", "CREATE"]
     duplicate = PipelineStageInput(label="closed WON", display_order=3,
                                    metadata={"probability": "1.0"})
@@ -179,7 +180,7 @@ def test_stage_crud_and_metadata_strings(hs: Any) -> None:
 def test_delete_flags_refuse_stages_and_pipelines_still_used(hs: Any, sandbox: str) -> None:
     deal = hs.crm.deals.basic_api.create(DealCreate(properties={
         "dealname": "Acme retainer", "pipeline": "default", "dealstage": "qualifiedtobuy"}))
-    headers = {"Authorization": "Bearer t"}
+    headers = BEARER
     base = f"{sandbox}/crm/v3/pipelines/deals/default"
     refused = requests.delete(f"{base}/stages/qualifiedtobuy",
                               params={"validateDealStageUsagesBeforeDelete": "true"},

@@ -91,7 +91,7 @@ def test_modified_dates_follow_the_injected_clock_and_never_go_back() -> None:
 def test_state_file_round_trip(tmp_path: Path) -> None:
     state = tmp_path / "sandbox.json"
     server = start_sandbox(state_file=state)
-    auth = {"Authorization": "Bearer t", "x-api-token": "t"}
+    auth = {"Authorization": "Bearer sandbox-token", "x-api-token": "sandbox-token"}
     url = server.base_url
     requests.post(f"{url}/_sandbox/seed", json={"crm": "hubspot", "contacts": 20,
                                                 "companies": 4, "deals": 6}, timeout=10)
