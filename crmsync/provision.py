@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from crmsync.blueprint.models import KEY_PATTERN, Blueprint
+from crmsync.blueprint.models import ENV_NAME_PATTERN, KEY_PATTERN, Blueprint
 from crmsync.errors import ConfigError, CrmsyncError, Finding
 from crmsync.plan.apply import ApplyResult, apply
 from crmsync.plan.diff import diff, stage_candidates_for_removal
@@ -22,6 +23,7 @@ from crmsync.plan.export import blueprint_from_remote, to_yaml
 
 if TYPE_CHECKING:
     from crmsync.adapters.base import CrmAdapter
+    from crmsync.adapters.http_policy import Clock, Sleep
     from crmsync.plan.changes import Change, Plan
     from crmsync.plan.state import KnownIds
     from crmsync.settings import Settings
@@ -85,13 +87,19 @@ class ClientApply:
         return "unconverged" if self.after.changes else "blocked"
 
 
-def default_adapter_factory(settings: Settings) -> AdapterFactory:
-    """Adapters from the registry, with the blueprint's own token variable if it names one."""
+def default_adapter_factory(
+    settings: Settings, *, sleep: Sleep = time.sleep, clock: Clock = time.monotonic
+) -> AdapterFactory:
+    """Adapters from the registry, with the blueprint's own token variable if it names one.
+
+    `sleep` and `clock` reach every adapter's retry and pacing policy: the one seam where a
+    test (or a notebook) swaps in a fast sleeper without touching the commands.
+    """
 
     def factory(crm: str, token_env: str | None) -> CrmAdapter:
         from crmsync.adapters.registry import create_adapter
 
-        return create_adapter(crm, settings, token_env=token_env)
+        return create_adapter(crm, settings, token_env=token_env, sleep=sleep, clock=clock)
 
     return factory
 
@@ -234,10 +242,16 @@ def _apply_one(client: ClientPlan, session: _Session,
         state = session.store.provisioning(blueprint.client, blueprint.crm)
         result = apply(plan, adapter, state,
                        on_step=(lambda change: on_step(client, change)) if on_step else None)
-        after = plan_client(blueprint, adapter, state.known_ids())
     except Exception as exc:
         log.debug("apply failed for %s", client.name, exc_info=True)
         return ClientApply(client, error=_describe(exc), exception=exc)
+    try:
+        after = plan_client(blueprint, adapter, state.known_ids())
+    except Exception as exc:  # applied, but the proving diff failed: keep what was done
+        log.debug("diff after apply failed for %s", client.name, exc_info=True)
+        return ClientApply(client, result,
+                           error=result.error or f"diff after apply: {_describe(exc)}",
+                           exception=exc)
     return ClientApply(client, result, after, error=result.error)
 
 
@@ -263,6 +277,10 @@ def export_blueprint(
         raise ConfigError([Finding("--client", None, None, "client", (
             "must be a key: lowercase letters, digits and underscores, starting with a letter"
         ))])
+    if token_env is not None and not re.match(ENV_NAME_PATTERN, token_env):
+        raise ConfigError([Finding("--token-env", None, None, "token_env", (
+            "must be an environment variable name: uppercase letters, digits and underscores"
+        ))])
     target = Path(output) if output is not None else None
     if target is not None and target.exists() and not force:
         raise ConfigError(message=f"{target} already exists; pass --force to overwrite it")
@@ -272,7 +290,7 @@ def export_blueprint(
         remote = crm_adapter.list_pipelines()
         state = session.store.provisioning(client, crm)
         export = blueprint_from_remote(client, crm, remote, state.known_ids(),
-                                       crm_adapter.capabilities)
+                                       crm_adapter.capabilities, token_env=token_env)
         if not export.data["pipelines"]:
             raise ConfigError(message=f"the {crm} account has no deal pipelines to export")
         Blueprint.model_validate(export.data)  # the file must load as it is written

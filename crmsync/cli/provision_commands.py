@@ -95,6 +95,8 @@ def _diff_summary(client: ClientPlan) -> str:
     if client.status == "clean":
         return f"{client.name}: no changes"
     pending, blocked = len(client.plan.changes), len(client.plan.blocked)
+    if client.plan.adopts_only:
+        return f"{client.name}: matches; {pending} id{'' if pending == 1 else 's'} to record"
     parts = [f"{pending} change{'' if pending == 1 else 's'} pending"] if pending else []
     if blocked:
         parts.append(f"{blocked} blocked")
@@ -127,10 +129,23 @@ def _diff_exit(clients: list[ClientPlan]) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print the plans as JSON data.")
 @pass_app
 def diff_command(app: App, paths: tuple[Path, ...], as_json: bool) -> None:
-    """Show what apply would change in each client's CRM.
+    """Show what apply would change in each client's CRM; change nothing.
 
-    PATHS are blueprint files or folders (default: every config in CRMSYNC_CONFIGS_DIR).
-    Exit code 0: no changes; 2: changes pending (blocked ones included); 1: an error.
+    PATHS are blueprint files or folders; without PATHS, every *.yaml/*.yml in CRMSYNC_CONFIGS_DIR
+    (default: ./configs). Markers: + create, ~ update (old → new), > move deals, - archive,
+    = adopt (only the id is recorded), ! blocked (with the reason), · note.
+
+    \b
+    Examples:
+      crmsync diff                       # every client in CRMSYNC_CONFIGS_DIR
+      crmsync diff configs/acme.yaml     # one client
+      crmsync diff --json configs/ | jq '.clients[].status'
+
+    \b
+    Exit codes:
+      0  no changes: every CRM matches its blueprint
+      2  changes pending (blocked changes and ids to record included)
+      1  an error (a client's failure does not stop the others)
     """
     from crmsync.provision import diff_clients
 
@@ -155,9 +170,24 @@ def diff_command(app: App, paths: tuple[Path, ...], as_json: bool) -> None:
 # --- apply -----------------------------------------------------------------------------------
 
 
+def _done_text(outcome: ClientApply) -> str:
+    """"3 changes applied", "8 ids recorded" or both: adopting an object sends nothing."""
+    applied = outcome.result.applied if outcome.result else ()
+    adopted = sum(1 for c in applied if c.action == "adopt")
+    changed = len(applied) - adopted
+    parts = [f"{changed} change{'' if changed == 1 else 's'} applied"] if changed or not (
+        adopted) else []
+    if adopted:
+        parts.append(f"{adopted} id{'' if adopted == 1 else 's'} recorded")
+    return ", ".join(parts)
+
+
 def _apply_summary(outcome: ClientApply) -> str:
-    applied = len(outcome.result.applied) if outcome.result else 0
-    done = f"{applied} change{'' if applied == 1 else 's'} applied"
+    if outcome.result is None and outcome.error is not None:
+        # No plan (diff failed): nothing was tried. Otherwise the apply itself broke off.
+        status = "not applied" if outcome.client.error is not None else "apply failed"
+        return f"{outcome.name}: {status}; error: {_short(outcome.error)}"
+    done = _done_text(outcome)
     match outcome.status:
         case "clean":
             return f"{outcome.name}: {done}; the CRM matches its blueprint"
@@ -179,7 +209,10 @@ def _apply_exit(outcomes: list[ClientApply]) -> int:
 def _show_outcome(app: App, outcome: ClientApply) -> None:
     from crmsync.plan.render import describe_item, render_text
 
-    if outcome.error is not None:
+    # A client whose diff failed was reported with the plans already: only the summary
+    # line repeats it, in short.
+    already_shown = outcome.client.error is not None and outcome.error == outcome.client.error
+    if outcome.error is not None and not already_shown:
         _echo_error(app, outcome.name, outcome.error, outcome.exception)
     if outcome.status == "unconverged" and outcome.after is not None:
         click.secho(f"{outcome.name}: after applying, diff still shows:", fg="red", err=True)
@@ -207,8 +240,22 @@ def _confirm(count: int) -> bool:
 def apply_command(app: App, paths: tuple[Path, ...], yes: bool, as_json: bool) -> None:
     """Make each client's CRM match its blueprint, then diff again to prove it.
 
-    Shows the plan and asks first (unless --yes). Blocked changes are not applied.
-    Exit code 0: done and clean; 3: blocked changes remain; 1: an error.
+    PATHS are blueprint files or folders; without PATHS, every *.yaml/*.yml in CRMSYNC_CONFIGS_DIR
+    (default: ./configs). Shows the plan and asks first (unless --yes). Blocked changes are
+    not applied. Each step's ids are recorded as soon as it succeeds, so an interrupted
+    apply resumes cleanly when run again.
+
+    \b
+    Examples:
+      crmsync apply configs/acme.yaml    # show the plan, ask, apply
+      crmsync apply --yes                # every client, no question (cron, CI)
+      crmsync apply --yes --json configs/acme.yaml > result.json
+
+    \b
+    Exit codes:
+      0  applied, and diff is now clean
+      3  blocked changes remain (not applied; the reasons are shown)
+      1  an error, a cancelled apply, or a CRM that still differs after applying
     """
     from crmsync.plan.render import describe_item
     from crmsync.provision import apply_clients, diff_clients
@@ -272,13 +319,29 @@ def _outcome_json(outcome: ClientApply) -> dict[str, Any]:
 @click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the blueprint here (default: standard output).")
 @click.option("--force", is_flag=True, help="Overwrite --output if it exists.")
-@click.option("--token-env", help="Read the CRM token from this environment variable.")
+@click.option("--token-env", metavar="VAR",
+              help="Read the CRM token from this environment variable (written into the "
+                   "blueprint as token_env).")
 @pass_app
 def export_command(app: App, *, client: str, crm: str, output: Path | None, force: bool,
                    token_env: str | None) -> None:
     """Write a blueprint of the CRM's live pipelines, and remember their ids.
 
-    Keys are derived from labels; later renames in the file are then updates, not new stages.
+    Keys are derived from labels (Ukrainian and German transliterated) or taken from the
+    store where earlier applies recorded them; later renames in the file are then updates,
+    not new stages. The file diffs clean against the same account.
+
+    \b
+    Examples:
+      crmsync export --client acme --crm hubspot -o configs/acme.yaml
+      crmsync export --client nordwind --crm pipedrive --token-env NORDWIND_TOKEN \\
+          -o configs/nordwind.yaml      # the file keeps `token_env: NORDWIND_TOKEN`
+      crmsync diff configs/acme.yaml     # exit 0: the export matches
+
+    \b
+    Exit codes:
+      0  written (to --output, or to standard output)
+      1  an error (e.g. --output exists without --force, no pipelines, a CRM error)
     """
     from crmsync.provision import export_blueprint
 

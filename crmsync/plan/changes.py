@@ -95,6 +95,7 @@ class MoveDeals:
     to_stage_id: str | None  # None: the target is created earlier in the same apply
     count: int
     to_label: str = ""
+    from_stage: str | None = None  # the retired stage's key, when known (state or blueprint)
     action: ClassVar[str] = "move"
 
 
@@ -215,6 +216,13 @@ class Plan:
     @property
     def has_blocked(self) -> bool:
         return bool(self.blocked)
+
+    @property
+    def adopts_only(self) -> bool:
+        """Only ids to record: the CRM already matches, the store did not know it yet."""
+        return bool(self.changes) and not self.blocked and all(
+            isinstance(c, AdoptPipeline | AdoptStage) for c in self.changes
+        )
 
     @property
     def is_clean(self) -> bool:

@@ -8,7 +8,7 @@ with another label is renamed, never deleted and created again.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, TypeVar
 
@@ -520,8 +520,10 @@ class _StagePlanner:
                 "status, not a stage — move the deals to an open stage"
             ), archive)]
         to_id = self.matched[target.key][0].id if target.key in self.matched else None
-        move = MoveDeals(pkey, pid, rs.label, rs.id, target.key, to_id, count or 0, target.label)
-        return [move, archive]
+        key = archive.stage or retired.key
+        move = MoveDeals(pkey, pid, rs.label, rs.id, target.key, to_id, count or 0, target.label,
+                         key)
+        return [move, replace(archive, stage=key)]
 
 
 def _deals_text(n: int) -> str:

@@ -49,7 +49,12 @@ def transliterate(text: str) -> str:
     for i, char in enumerate(lowered):
         if char in _APOSTROPHES:
             continue
-        at_word_start = i == 0 or not lowered[i - 1].isalpha()
+        # An apostrophe inside a word is no word boundary: Знам'янка -> Znamianka (the
+        # resolution's own example), so з'ясовано -> ziasovano, not zyasovano.
+        before = i - 1
+        while before >= 0 and lowered[before] in _APOSTROPHES:
+            before -= 1
+        at_word_start = before < 0 or not lowered[before].isalpha()
         if char == "г" and i > 0 and lowered[i - 1] == "з":
             out.append("gh")  # зг -> zgh, to tell it from ж (zh)
         elif at_word_start and char in _UK_INITIAL:
@@ -106,9 +111,18 @@ def blueprint_from_remote(
     remote: Sequence[RemotePipeline],
     known: KnownIds,
     capabilities: AdapterCapabilities,
+    *,
+    token_env: str | None = None,
 ) -> Export:
-    """Blueprint data describing `remote` as it is, keyed by the store's keys where known."""
-    export = Export({"client": client, "crm": crm, "pipelines": []})
+    """Blueprint data describing `remote` as it is, keyed by the store's keys where known.
+
+    `token_env` (the variable the export read its token from) is written into the file, so
+    the blueprint diffs against the same account it was exported from.
+    """
+    head: dict[str, Any] = {"client": client, "crm": crm}
+    if token_env:
+        head["token_env"] = token_env
+    export = Export({**head, "pipelines": []})
     pipeline_keys = {rid: key for key, rid in sorted(known.pipelines.items())}
     taken_pipelines: set[str] = set()
     for index, rp in enumerate(remote, start=1):

@@ -78,10 +78,11 @@ def describe_item(item: Item) -> str:
                     f"{format_value(old)} → {format_value(new)}")
         case UpdatePipeline(field=field, old=old, new=new):
             text = f"pipeline {field} {format_value(old)} → {format_value(new)}"
-        case MoveDeals(from_label=from_label, to_stage=to_key, count=count, to_label=to_label):
+        case MoveDeals(from_label=from_label, to_stage=to_key, count=count, to_label=to_label,
+                       from_stage=from_key):
             deals = f"{count} deal{'' if count == 1 else 's'}" if count else "all deals"
             target = _stage_name(to_label, to_key) if to_label else f"stage {to_key}"
-            text = f"move {deals} from stage '{from_label}' to {target}"
+            text = f"move {deals} from {_stage_name(from_label, from_key)} to {target}"
         case ArchiveStage(label=label, stage=key):
             text = f"{_stage_name(label, key)}: archive"
         case ArchivePipeline(pipeline=key, label=label):
@@ -143,6 +144,10 @@ def render_text(plan: Plan, *, title: str | None = None) -> str:
     for pipeline in plan.pipelines:
         lines += _pipeline_lines(pipeline)
     lines += [f"  {describe_item(n)}" for n in plan.notes]
+    if plan.adopts_only:
+        n = len(plan.changes)
+        lines.append(f"Nothing changes in {crm_title(plan.crm)}: apply only records the ids of "
+                     f"the {n} object{'' if n == 1 else 's'} matched above.")
     lines.append(format_counts(plan.counts()))
     return "\n".join(lines)
 
@@ -186,7 +191,7 @@ def item_to_dict(item: Item) -> dict[str, Any]:
             data.update(field=FIELD_NAMES.get(item.field, item.field), old=item.old,
                         new=item.new)
         case MoveDeals():
-            data["target"] = _target("stage", item.pipeline, None, item.from_label,
+            data["target"] = _target("stage", item.pipeline, item.from_stage, item.from_label,
                                      item.from_stage_id)
             data.update(field="deals", old=item.from_label, new=item.to_stage, count=item.count)
         case ArchiveStage():

@@ -325,7 +325,7 @@ def test_retired_stage_by_key_via_state_into_a_new_stage() -> None:
                 {"s9": 2})
     move = next(c for c in plan.changes if isinstance(c, MoveDeals))
     assert move == MoveDeals("sales", "p1", "Thinking it over", "s9", "negotiated", None, 2,
-                            "Negotiated")
+                            "Negotiated", "thinking")
 
 
 def test_deals_cannot_move_to_an_outcome_on_pipedrive() -> None:

@@ -28,7 +28,10 @@ if TYPE_CHECKING:
     ("Юридична перевірка", "yurydychna_perevirka"),
     ("Пропозицію надіслано", "propozytsiiu_nadislano"),
     ("Зголошено", "zgholosheno"),
-    ("Обов'язкова їжа", "obovyazkova_yizha"),
+    ("Обов'язкова їжа", "oboviazkova_yizha"),
+    ("Знам'янка", "znamianka"),  # the resolution's own example: no word start after '
+    ("Потреби з’ясовано", "potreby_ziasovano"),
+    ("'Ялта'", "yalta"),
     ("Négociation terminée", "negociation_terminee"),
     ("1st call held", "stage_1st_call_held"),
     ("🎉", "stage_4"),
