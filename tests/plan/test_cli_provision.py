@@ -166,3 +166,41 @@ def test_apply_json_is_one_document(env: dict[str, str], tmp_path: Path) -> None
     assert [c["action"] for c in client["applied"]] == ["create"]
     assert client["after"]["status"] == "clean"
     assert client["after"]["notes"][0]["text"].startswith("1 pipeline in HubSpot")
+
+
+def test_apply_reports_a_client_error_once_plus_its_summary(env: dict[str, str],
+                                                            tmp_path: Path) -> None:
+    configs = tmp_path / "configs"
+    write(configs / "a_good.yaml", {**BLUEPRINT, "crm": "hubspot"})
+    write(configs / "b_token.yaml", {**BLUEPRINT, "client": "other", "crm": "hubspot",
+                                     "token_env": "NOT_SET_ANYWHERE_TOKEN"})
+    code, out = run(env, "apply", "--yes")
+    assert code == 1
+    assert out.count("NOT_SET_ANYWHERE_TOKEN") == 2, out
+    assert "error: other (hubspot): the blueprint asks for the hubspot token" in out
+    assert "other (hubspot): not applied; error: the blueprint asks" in out
+
+
+def test_adopt_only_apply_says_ids_recorded(env: dict[str, str], tmp_path: Path) -> None:
+    config = write(tmp_path / "configs" / "kyivsoft.yaml", {**BLUEPRINT, "crm": "pipedrive"})
+    assert run(env, "apply", "--yes")[0] == 0
+    fresh = {**env, "CRMSYNC_STORE_URL": f"sqlite:///{tmp_path / 'fresh.db'}"}
+    code, out = run(fresh, "diff", str(config))
+    assert code == 2
+    assert "Nothing changes in Pipedrive: apply only records the ids of the 4 objects" in out
+    code, out = run(fresh, "apply", "--yes", str(config))
+    assert code == 0, out
+    assert "kyivsoft (pipedrive): 4 ids recorded; the CRM matches its blueprint" in out
+    assert run(fresh, "diff", str(config))[0] == 0
+
+
+@pytest.mark.parametrize("command", ["diff", "apply", "export"])
+def test_help_shows_examples_and_exit_codes(command: str) -> None:
+    result = CliRunner().invoke(cli, [command, "--help"], terminal_width=100)
+    assert result.exit_code == 0
+    text = result.output
+    assert "Examples:\n    crmsync " in text  # \b keeps the example lines as written
+    assert "Exit codes:\n    0  " in text
+    if command != "export":
+        assert "without PATHS, every *.yaml/*.yml in CRMSYNC_CONFIGS_DIR" in " ".join(
+            text.split())

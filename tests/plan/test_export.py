@@ -132,3 +132,19 @@ def test_export_refuses_to_overwrite(tmp_path: Path) -> None:
     assert out.read_text(encoding="utf-8") == "keep me"
     with pytest.raises(ConfigError, match="must be a key"):
         export_blueprint("Acme Corp", "hubspot", settings, adapter=FakeCrm())
+
+
+def test_export_writes_the_token_variable_it_read(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    crm = FakeCrm("pipedrive")
+    crm.seed("Vertrieb", [("Erstgespräch geführt", 0.1)])
+    monkeypatch.setenv("NORDWIND_TOKEN", "secret")
+    settings = Settings(store_url="sqlite://")
+    out = tmp_path / "nordwind.yaml"
+    text = export_blueprint("nordwind", "pipedrive", settings, output=out, adapter=crm,
+                            token_env="NORDWIND_TOKEN")
+    assert "\ntoken_env: NORDWIND_TOKEN\n" in text
+    assert "secret" not in text
+    assert load_blueprint(out).token_env == "NORDWIND_TOKEN"
+    with pytest.raises(ConfigError, match="environment variable name"):
+        export_blueprint("nordwind", "pipedrive", settings, adapter=crm, token_env="lower-case")

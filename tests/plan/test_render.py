@@ -127,3 +127,17 @@ def test_json_keeps_non_ascii_readable() -> None:
 
 def test_plan_to_dict_of_a_clean_plan() -> None:
     assert plan_to_dict(Plan("acme", "hubspot"))["status"] == "clean"
+
+
+def test_an_adopt_only_plan_says_only_ids_are_recorded() -> None:
+    plan = Plan("acme", "hubspot", (PipelinePlan("sales", "Sales", "7", (
+        AdoptStage("sales", "7", "demo_held", "71", "Demo held", "label"),
+        AdoptStage("sales", "7", "won", "72", "Won", "previous label 'Closed won'"),
+    )),))
+    assert plan.adopts_only
+    assert render_text(plan).splitlines()[-2:] == [
+        "Nothing changes in HubSpot: apply only records the ids of the 2 objects matched above.",
+        "Plan: 0 to create, 0 to update, 0 to archive, 2 to adopt, 0 blocked.",
+    ]
+    assert not PLAN.adopts_only
+    assert "Nothing changes" not in render_text(PLAN)
