@@ -1,6 +1,6 @@
 """How many simple requests per second the sandbox serves (latency, faults and limits off).
 
-    /tmp/venv/bin/python bench/sandbox_throughput.py [--requests 3000] [--url URL]
+    .venv/bin/python bench/sandbox_throughput.py [--requests 3000] [--url URL]
 
 Starts the sandbox in a child process (so the client threads do not share its GIL) on a
 free loopback port, unless --url points at a running one. Each level runs a fixed number of
