@@ -95,8 +95,8 @@ def _diff_summary(client: ClientPlan) -> str:
     if client.status == "clean":
         return f"{client.name}: no changes"
     pending, blocked = len(client.plan.changes), len(client.plan.blocked)
-    if client.plan.adopts_only:
-        return f"{client.name}: matches; {pending} id{'' if pending == 1 else 's'} to record"
+    if client.plan.state_only:
+        return f"{client.name}: matches; {pending} stored id{'' if pending == 1 else 's'} to update"
     parts = [f"{pending} change{'' if pending == 1 else 's'} pending"] if pending else []
     if blocked:
         parts.append(f"{blocked} blocked")
@@ -171,14 +171,18 @@ def diff_command(app: App, paths: tuple[Path, ...], as_json: bool) -> None:
 
 
 def _done_text(outcome: ClientApply) -> str:
-    """"3 changes applied", "8 ids recorded" or both: adopting an object sends nothing."""
+    """"3 changes applied", "8 ids recorded", "1 id forgotten" or several: adopting an object
+    or forgetting a stale id sends nothing to the CRM."""
     applied = outcome.result.applied if outcome.result else ()
     adopted = sum(1 for c in applied if c.action == "adopt")
-    changed = len(applied) - adopted
+    forgotten = sum(1 for c in applied if c.action == "forget")
+    changed = len(applied) - adopted - forgotten
     parts = [f"{changed} change{'' if changed == 1 else 's'} applied"] if changed or not (
-        adopted) else []
+        adopted or forgotten) else []
     if adopted:
         parts.append(f"{adopted} id{'' if adopted == 1 else 's'} recorded")
+    if forgotten:
+        parts.append(f"{forgotten} stale id{'' if forgotten == 1 else 's'} forgotten")
     return ", ".join(parts)
 
 

@@ -1,9 +1,10 @@
 """`apply`: carry out a `Plan` through a `CrmAdapter`, recording state after every step.
 
 Order is chosen for safety: adopt (state only) → create pipelines → create stages → updates →
-move deals → archive stages → archive pipelines. Deals are moved before their stage goes, and
-every archive re-counts deals first (the plan may be minutes old). Each step's ids are recorded
-as soon as it succeeds, so an apply killed half-way resumes on re-run without duplicates:
+move deals → archive stages → archive pipelines → forget stale ids (state only). Deals are
+moved before their stage goes, and every archive re-counts deals first (the plan may be
+minutes old). Each step's ids are recorded as soon as it succeeds, so an apply killed
+half-way resumes on re-run without duplicates:
 `diff` then finds what was made by state (or, if the kill came between the CRM's answer and the
 record, by label) and plans only the rest.
 """
@@ -23,6 +24,8 @@ from crmsync.plan.changes import (
     Change,
     CreatePipeline,
     CreateStage,
+    ForgetPipeline,
+    ForgetStage,
     MoveDeals,
     Plan,
     UpdatePipeline,
@@ -40,7 +43,7 @@ if TYPE_CHECKING:
 
 PHASES: tuple[type, ...] = (
     AdoptPipeline, AdoptStage, CreatePipeline, CreateStage, UpdatePipeline, UpdateStage,
-    MoveDeals, ArchiveStage, ArchivePipeline,
+    MoveDeals, ArchiveStage, ArchivePipeline, ForgetStage, ForgetPipeline,
 )
 
 
@@ -97,11 +100,8 @@ class _Runner:
 
     def run(self, change: Change) -> None:
         match change:
-            case AdoptPipeline():
-                self.state.record_pipeline(change.pipeline, change.pipeline_id, change.label)
-            case AdoptStage():
-                self.state.record_stage(change.pipeline, change.stage, change.stage_id,
-                                        change.label)
+            case AdoptPipeline() | AdoptStage() | ForgetStage() | ForgetPipeline():
+                self._state_only(change)
             case CreatePipeline():
                 self._create_pipeline(change)
             case CreateStage():
@@ -131,6 +131,20 @@ class _Runner:
                 self._ensure_empty(change.pipeline_id, change.stage_ids,
                                    f"pipeline '{change.label}'")
                 self.adapter.archive_pipeline(change.pipeline_id)
+                self.state.forget_pipeline(change.pipeline)
+
+    def _state_only(self, change: AdoptPipeline | AdoptStage | ForgetStage | ForgetPipeline
+                    ) -> None:
+        """Steps that only bring the store in line with a CRM that already matches."""
+        match change:
+            case AdoptPipeline():
+                self.state.record_pipeline(change.pipeline, change.pipeline_id, change.label)
+            case AdoptStage():
+                self.state.record_stage(change.pipeline, change.stage, change.stage_id,
+                                        change.label)
+            case ForgetStage():
+                self.state.forget_stage(change.pipeline, change.stage)
+            case ForgetPipeline():
                 self.state.forget_pipeline(change.pipeline)
 
     def _create_pipeline(self, change: CreatePipeline) -> None:

@@ -7,7 +7,7 @@ the object already exists, by remote id. Changes that write carry the complete d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 if TYPE_CHECKING:
@@ -132,10 +132,31 @@ class AdoptStage:
     action: ClassVar[str] = "adopt"
 
 
+@dataclass(frozen=True)
+class ForgetPipeline:
+    """The store remembers a pipeline the blueprint no longer names and the CRM no longer has
+    (e.g. an apply killed between archiving it and recording that): drop the stale ids."""
+
+    pipeline: str
+    pipeline_id: str
+    action: ClassVar[str] = "forget"
+
+
+@dataclass(frozen=True)
+class ForgetStage:
+    """The store remembers a stage the blueprint no longer names and the CRM no longer has."""
+
+    pipeline: str
+    stage: str
+    stage_id: str
+    action: ClassVar[str] = "forget"
+
+
 Change = (
     CreatePipeline | UpdatePipeline | ArchivePipeline | CreateStage | UpdateStage | MoveDeals
-    | ArchiveStage | AdoptPipeline | AdoptStage
+    | ArchiveStage | AdoptPipeline | AdoptStage | ForgetPipeline | ForgetStage
 )
+STATE_ONLY: tuple[type, ...] = (AdoptPipeline, AdoptStage, ForgetPipeline, ForgetStage)
 
 
 @dataclass(frozen=True)
@@ -218,10 +239,10 @@ class Plan:
         return bool(self.blocked)
 
     @property
-    def adopts_only(self) -> bool:
-        """Only ids to record: the CRM already matches, the store did not know it yet."""
+    def state_only(self) -> bool:
+        """The CRM already matches: applying only records (or forgets) ids in the store."""
         return bool(self.changes) and not self.blocked and all(
-            isinstance(c, AdoptPipeline | AdoptStage) for c in self.changes
+            isinstance(c, STATE_ONLY) for c in self.changes
         )
 
     @property
@@ -244,16 +265,13 @@ class PlanCounts:
     move: int = 0
     adopt: int = 0
     blocked: int = 0
+    forget: int = 0
 
     def add(self, action: str, n: int = 1) -> PlanCounts:
-        values = {name: getattr(self, name) for name in
-                  ("create", "update", "archive", "move", "adopt", "blocked")}
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
         values[action] += n
         return PlanCounts(**values)
 
     def __add__(self, other: PlanCounts) -> PlanCounts:
-        return PlanCounts(
-            self.create + other.create, self.update + other.update,
-            self.archive + other.archive, self.move + other.move,
-            self.adopt + other.adopt, self.blocked + other.blocked,
-        )
+        return PlanCounts(**{f.name: getattr(self, f.name) + getattr(other, f.name)
+                             for f in fields(self)})

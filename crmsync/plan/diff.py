@@ -21,6 +21,8 @@ from crmsync.plan.changes import (
     Blocked,
     CreatePipeline,
     CreateStage,
+    ForgetPipeline,
+    ForgetStage,
     Item,
     MoveDeals,
     NewStage,
@@ -234,16 +236,22 @@ class _Planner:
     def plan(self, remote: Sequence[RemotePipeline]) -> Plan:
         matched = _match(_wanted_pipelines(self.blueprint), remote, self.state.pipelines)
         pipeline_orders = self._pipeline_orders(matched)
+        forgotten_pipelines, forgotten_stages = self._stale_state(remote)
         plans: list[PipelinePlan] = []
         for pipeline in self.blueprint.pipelines:
+            forget = forgotten_stages.get(pipeline.key, [])
             if pipeline.key in matched:
                 rp, how = matched[pipeline.key]
                 items = self._existing_pipeline(pipeline, rp, how, pipeline_orders[pipeline.key])
-                plans.append(PipelinePlan(pipeline.key, pipeline.label, rp.id, tuple(items)))
+                plans.append(PipelinePlan(pipeline.key, pipeline.label, rp.id,
+                                          (*items, *forget)))
             else:
                 items = self._new_pipeline(pipeline, pipeline_orders[pipeline.key])
-                plans.append(PipelinePlan(pipeline.key, pipeline.label, None, tuple(items)))
+                plans.append(PipelinePlan(pipeline.key, pipeline.label, None,
+                                          (*items, *forget)))
         plans.extend(self._archived_pipelines(remote, matched))
+        plans.extend(PipelinePlan(f.pipeline, f.pipeline, None, (f,))
+                     for f in forgotten_pipelines)
         order_blocked = self._pipeline_order_blocked(matched)
         if order_blocked is not None:
             plans.append(PipelinePlan("", "pipeline order", None, (order_blocked,)))
@@ -253,6 +261,28 @@ class _Planner:
             pipelines=tuple(p for p in plans if p.items),
             notes=self._unmanaged_note(remote, matched),
         )
+
+    def _stale_state(self, remote: Sequence[RemotePipeline]
+                     ) -> tuple[list[ForgetPipeline], dict[str, list[ForgetStage]]]:
+        """Ids the store remembers for keys the blueprint dropped and the CRM no longer has.
+
+        An apply killed between archiving in the CRM and recording it leaves these behind;
+        so does an object deleted by hand. Keys still in the blueprint need no forgetting:
+        they are created again and their new id replaces the old one.
+        """
+        pipeline_ids = {rp.id for rp in remote}
+        stage_ids = {s.id for rp in remote for s in rp.stages}
+        pipelines = [ForgetPipeline(key, rid) for key, rid in sorted(self.state.pipelines.items())
+                     if self.blueprint.pipeline(key) is None and rid not in pipeline_ids]
+        stages: dict[str, list[ForgetStage]] = {}
+        for (pkey, key), sid in sorted(self.state.stages.items()):
+            pipeline = self.blueprint.pipeline(pkey)
+            if pipeline is None or sid in stage_ids or any(
+                s.key == key for s in _eligible_stages(pipeline, self.caps)
+            ):
+                continue
+            stages.setdefault(pkey, []).append(ForgetStage(pkey, key, sid))
+        return pipelines, stages
 
     def _pipeline_orders(self, matched: Mapping[str, tuple[RemotePipeline, str]]
                          ) -> dict[str, int]:

@@ -19,6 +19,8 @@ from crmsync.plan.changes import (
     Blocked,
     CreatePipeline,
     CreateStage,
+    ForgetPipeline,
+    ForgetStage,
     Item,
     MoveDeals,
     Note,
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
     from crmsync.adapters.base import StageSpec
 
 MARKERS = {"create": "+", "update": "~", "move": ">", "archive": "-", "adopt": "=",
-           "blocked": "!", "note": "·"}
+           "forget": "=", "blocked": "!", "note": "·"}
 FIELD_NAMES = {"rotting": "rot_after_days"}
 
 
@@ -68,6 +70,20 @@ def _spec_text(spec: StageSpec) -> str:
     return ", ".join(parts)
 
 
+def _forgotten(item: ForgetStage | ForgetPipeline) -> tuple[str, str, str]:
+    """(kind, key, remote id) of a stale id to forget."""
+    if isinstance(item, ForgetStage):
+        return "stage", item.stage, item.stage_id
+    return "pipeline", item.pipeline, item.pipeline_id
+
+
+def _describe_forget(item: object) -> str:
+    if not isinstance(item, ForgetStage | ForgetPipeline):  # pragma: no cover
+        raise TypeError(f"cannot describe {item!r}")
+    kind, key, rid = _forgotten(item)
+    return f"{kind} ({key}): id {rid} no longer exists in the CRM; forget it"
+
+
 def describe_item(item: Item) -> str:
     """One line (without indentation) for a change, a blocked change or a note."""
     match item:
@@ -87,19 +103,29 @@ def describe_item(item: Item) -> str:
             text = f"{_stage_name(label, key)}: archive"
         case ArchivePipeline(pipeline=key, label=label):
             text = f"pipeline '{label}' ({key}): archive"
-        case AdoptPipeline(pipeline_id=rid, label=label, matched_by=how):
-            text = f"pipeline '{label}' is id {rid} (matched by {how})"
         case AdoptStage(stage=key, stage_id=rid, label=label, matched_by=how):
             text = f"{_stage_name(label, key)} is id {rid} (matched by {how})"
+        case AdoptPipeline(pipeline_id=rid, label=label, matched_by=how):
+            text = f"pipeline '{label}' is id {rid} (matched by {how})"
         case CreatePipeline(pipeline=key, label=label, stages=stages):
             text = f"pipeline '{label}' ({key}) with {len(stages)} stages"
         case Blocked(target=target, reason=reason):
             text = f"{target}: {reason}"
         case Note(text=note):
             text = note
-        case _:  # pragma: no cover
-            raise TypeError(f"cannot describe {item!r}")
+        case _:
+            text = _describe_forget(item)
     return f"{MARKERS[item.action]} {text}"
+
+
+def _state_work(counts: PlanCounts) -> str:
+    parts = []
+    if counts.adopt:
+        parts.append(f"records the id{'' if counts.adopt == 1 else 's'} of {counts.adopt} "
+                     f"matched object{'' if counts.adopt == 1 else 's'}")
+    if counts.forget:
+        parts.append(f"forgets {counts.forget} stale id{'' if counts.forget == 1 else 's'}")
+    return " and ".join(parts)
 
 
 def format_counts(counts: PlanCounts) -> str:
@@ -109,6 +135,8 @@ def format_counts(counts: PlanCounts) -> str:
     parts.append(f"{counts.archive} to archive")
     if counts.adopt:
         parts.append(f"{counts.adopt} to adopt")
+    if counts.forget:
+        parts.append(f"{counts.forget} to forget")
     parts.append(f"{counts.blocked} blocked")
     return "Plan: " + ", ".join(parts) + "."
 
@@ -124,8 +152,8 @@ def _pipeline_lines(pipeline: PipelinePlan) -> list[str]:
                   for s in creates[0].stages]
         lines += [f"    {describe_item(i)}" for i in items if i is not creates[0]]
         return lines
-    if len(items) == 1 and isinstance(items[0], ArchivePipeline | Blocked) and (
-        isinstance(items[0], ArchivePipeline) or isinstance(items[0].change, ArchivePipeline)
+    if len(items) == 1 and isinstance(items[0], ArchivePipeline | ForgetPipeline | Blocked) and (
+        not isinstance(items[0], Blocked) or isinstance(items[0].change, ArchivePipeline)
     ):
         return [f"  {describe_item(items[0])}"]
     lines = [f"  pipeline '{pipeline.label}' ({pipeline.key})"]
@@ -144,10 +172,9 @@ def render_text(plan: Plan, *, title: str | None = None) -> str:
     for pipeline in plan.pipelines:
         lines += _pipeline_lines(pipeline)
     lines += [f"  {describe_item(n)}" for n in plan.notes]
-    if plan.adopts_only:
-        n = len(plan.changes)
-        lines.append(f"Nothing changes in {crm_title(plan.crm)}: apply only records the ids of "
-                     f"the {n} object{'' if n == 1 else 's'} matched above.")
+    if plan.state_only:
+        lines.append(f"Nothing changes in {crm_title(plan.crm)}: apply only "
+                     f"{_state_work(plan.counts())} (= above).")
     lines.append(format_counts(plan.counts()))
     return "\n".join(lines)
 
@@ -206,6 +233,11 @@ def item_to_dict(item: Item) -> dict[str, Any]:
             data["target"] = _target("stage", item.pipeline, item.stage, item.label,
                                      item.stage_id)
             data.update(field="id", new=item.stage_id, reason=f"matched by {item.matched_by}")
+        case ForgetStage() | ForgetPipeline():
+            kind, key, rid = _forgotten(item)
+            stage = key if kind == "stage" else None
+            data["target"] = _target(kind, item.pipeline, stage, remote_id=rid)
+            data.update(field="id", old=rid, reason="no longer exists in the CRM")
         case Blocked():
             data["target"] = {"kind": "blocked", "pipeline": item.pipeline,
                               "description": item.target}

@@ -27,6 +27,7 @@ import pytest
 import requests
 import yaml
 from click.testing import CliRunner, Result
+from pydantic import SecretStr
 
 import crmsync.provision
 from crmsync.adapters.registry import create_adapter
@@ -62,7 +63,8 @@ class World:
     monkeypatch: pytest.MonkeyPatch
     sleeps: list[float] = field(default_factory=list)
     writes: list[tuple[str, str]] = field(default_factory=list)  # (method, label or id)
-    kill_after: int | None = None  # raise `Killed` once this many writes have returned
+    # Raise `Killed` once this many writes have returned, or right after a write of this kind.
+    kill_after: int | str | None = None
     killed: bool = False
 
     @property
@@ -91,9 +93,10 @@ class World:
         data["crm"] = self.crm
         return data
 
-    def write(self, data: dict[str, Any], name: str | None = None) -> Path:
+    def write(self, data: dict[str, Any], name: str | None = None, *,
+              token: str | None = None) -> Path:
         if data.get("token_env"):
-            self.monkeypatch.setenv(data["token_env"], self.token)
+            self.monkeypatch.setenv(data["token_env"], token or self.token)
         path = self.configs / f"{name or data['client']}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), "utf-8")
@@ -108,8 +111,11 @@ class World:
             max_retries=MAX_RETRIES, http_timeout_seconds=10.0,
         )
 
-    def pipelines(self) -> list[RemotePipeline]:
-        adapter = create_adapter(self.crm, self.settings(), sleep=self.sleeps.append)
+    def pipelines(self, token: str | None = None) -> list[RemotePipeline]:
+        settings = self.settings()
+        if token is not None:
+            settings = settings.model_copy(update={f"{self.crm}_token": SecretStr(token)})
+        adapter = create_adapter(self.crm, settings, sleep=self.sleeps.append)
         try:
             return adapter.list_pipelines()
         finally:
@@ -198,7 +204,9 @@ class World:
             else:  # a pipeline's new label, or the id of the stage archived / deals moved
                 what = kwargs.get("label") or args[-1]
             self.writes.append((name, str(what)))
-            if self.kill_after is not None and len(self.writes) >= self.kill_after:
+            if self.kill_after == name or (
+                isinstance(self.kill_after, int) and len(self.writes) >= self.kill_after
+            ):
                 self.kill_after = None
                 self.killed = True
                 raise Killed  # the CRM did it; the store never hears of it
@@ -250,9 +258,12 @@ def shape(pipeline: RemotePipeline) -> list[tuple[str, float | None, str | None]
 
 
 def assert_store_matches_remote(world: World, client: str, blueprint: dict[str, Any]) -> None:
-    """Every key the blueprint names is recorded as the id of the remote object it labels."""
+    """Every key the blueprint names is recorded as the id of the remote object it labels,
+    and the store holds no id the CRM no longer has."""
     known = world.known(client)
     remote = {p.label: p for p in world.pipelines()}
+    assert set(known.pipelines.values()) <= {p.id for p in remote.values()}
+    assert set(known.stages.values()) <= {s.id for p in remote.values() for s in p.stages}
     for pipeline in blueprint["pipelines"]:
         rp = remote[pipeline["label"]]
         assert known.pipelines[pipeline["key"]] == rp.id
@@ -303,6 +314,30 @@ def test_examples_apply_to_an_empty_account(world: World, example: str) -> None:
         assert all(abs(g[1] - w[1]) <= step / 2 + 1e-9 for g, w in zip(got, want, strict=True))
     assert_store_matches_remote(world, blueprint["client"], blueprint)
     assert_no_duplicates(world)
+
+
+def test_many_clients_each_in_its_own_account(world: World) -> None:
+    """The consultant's run: every config in the folder, each client with its own token."""
+    tokens = {}
+    for example in ("acme", "brightwave", "nordwind"):
+        blueprint = world.example(example)
+        tokens[example] = f"{world.token}-{example}" if blueprint.get("token_env") else (
+            world.token)  # nordwind has no token_env: the default CRMSYNC_*_TOKEN
+        world.write(blueprint, token=tokens[example])
+
+    assert world.cli("diff").exit_code == 2
+    applied = world.cli("apply", "--yes")
+    assert applied.exit_code == 0, applied.output
+    clean = world.cli("diff")
+    assert clean.exit_code == 0, clean.output
+    assert "Summary:" in clean.output
+    for example in ("acme", "brightwave", "nordwind"):
+        assert f"{example} ({world.crm}): no changes" in clean.output
+    # Each account holds its own client's pipelines and nothing of the others'.
+    default = {"Sales Pipeline"} if world.crm == "hubspot" else set()  # a new HubSpot account's
+    for example, token in tokens.items():
+        wanted = {p["label"] for p in world.example(example)["pipelines"]}
+        assert {p.label for p in world.pipelines(token)} == wanted | default
 
 
 # --- edit: rename, probability, add, remove, reorder → exactly those → apply → clean ----------
@@ -523,8 +558,17 @@ def test_edit_sequence_with_faults_ends_in_the_same_state(world: World) -> None:
 # --- killed half-way, run again ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("phase", ["first apply", "edit apply"])
-def test_apply_killed_half_way_then_rerun_converges(world: World, phase: str) -> None:
+@pytest.mark.parametrize(("phase", "kill_after"), [
+    # HubSpot dies after its 2nd pipeline was created (unrecorded); Pipedrive, which adds
+    # stages one by one, half-way through its first pipeline's stages.
+    ("first apply", 2),
+    # Both new stages created, the second unrecorded: found again by label, not re-created.
+    ("edit apply", 2),
+    # The stage is archived in the CRM, but the store still holds its id.
+    ("edit apply", "archive_stage"),
+])
+def test_apply_killed_half_way_then_rerun_converges(world: World, phase: str,
+                                                    kill_after: int | str) -> None:
     blueprint = world.example("brightwave")
     path = world.write(blueprint)
     if phase == "edit apply":
@@ -532,9 +576,8 @@ def test_apply_killed_half_way_then_rerun_converges(world: World, phase: str) ->
         changed = edited_brightwave(blueprint)
         world.write(changed)
         blueprint = changed
-    # First apply: HubSpot dies after its 2nd pipeline was created (unrecorded); Pipedrive,
-    # which adds stages one by one, half-way through its first pipeline's stages.
-    world.kill_after = len(world.writes) + 2
+    world.kill_after = kill_after if isinstance(kill_after, str) else (
+        len(world.writes) + kill_after)
     killed = world.cli("apply", "--yes", str(path))
     assert world.killed
     assert killed.exit_code == 1  # click's answer to Ctrl-C: "Aborted!"
@@ -543,6 +586,9 @@ def test_apply_killed_half_way_then_rerun_converges(world: World, phase: str) ->
 
     rerun = world.cli("apply", "--yes", str(path))
     assert rerun.exit_code == 0, rerun.output
+    if kill_after == "archive_stage":  # only the store is behind: it forgets the stale id
+        assert "= stage (trial_started): id " in rerun.output
+        assert f"brightwave ({world.crm}): 1 stale id forgotten; the CRM matches" in rerun.output
     assert world.cli("diff", str(path)).exit_code == 0
     assert_no_duplicates(world)
     assert_store_matches_remote(world, "brightwave", blueprint)

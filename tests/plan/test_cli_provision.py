@@ -187,7 +187,7 @@ def test_adopt_only_apply_says_ids_recorded(env: dict[str, str], tmp_path: Path)
     fresh = {**env, "CRMSYNC_STORE_URL": f"sqlite:///{tmp_path / 'fresh.db'}"}
     code, out = run(fresh, "diff", str(config))
     assert code == 2
-    assert "Nothing changes in Pipedrive: apply only records the ids of the 4 objects" in out
+    assert "Nothing changes in Pipedrive: apply only records the ids of 4 matched objects" in out
     code, out = run(fresh, "apply", "--yes", str(config))
     assert code == 0, out
     assert "kyivsoft (pipedrive): 4 ids recorded; the CRM matches its blueprint" in out

@@ -13,6 +13,8 @@ from crmsync.plan.changes import (
     Blocked,
     CreatePipeline,
     CreateStage,
+    ForgetPipeline,
+    ForgetStage,
     MoveDeals,
     NewStage,
     Note,
@@ -417,3 +419,21 @@ def test_a_value_off_the_grid_already_in_the_crm_is_kept() -> None:
     ])
     data = with_stage(sales(), 0, probability=0.25)
     assert diff(blueprint("hubspot", data), [remote], HUBSPOT_STATE, HUBSPOT).changes == ()
+
+
+# --- stale state -----------------------------------------------------------------------------
+
+
+def test_ids_of_dropped_keys_gone_from_the_crm_are_forgotten() -> None:
+    # An apply killed after archiving `thinking` and `legacy` but before recording it.
+    state = KnownIds({**HUBSPOT_STATE.pipelines, "legacy": "p9"},
+                     {**HUBSPOT_STATE.stages, ("sales", "thinking"): "s9",
+                      ("legacy", "intro"): "s90"})
+    plan = diff(blueprint("hubspot"), [hubspot_sales()], state, HUBSPOT)
+    assert plan.changes == (ForgetStage("sales", "thinking", "s9"), ForgetPipeline("legacy", "p9"))
+    assert plan.state_only
+    assert plan.counts().forget == 2
+    # A key still in the blueprint whose object is gone is created again, not forgotten.
+    gone = hubspot_sales(stages=list(hubspot_sales().stages[1:]))
+    plan = diff(blueprint("hubspot"), [gone], HUBSPOT_STATE, HUBSPOT)
+    assert [type(c).__name__ for c in plan.changes] == ["CreateStage"]

@@ -101,7 +101,7 @@ def test_json_has_the_same_changes_as_data() -> None:
     assert client["client"] == "acme"
     assert client["status"] == "blocked"
     assert client["counts"] == {"create": 2, "update": 3, "archive": 2, "move": 1, "adopt": 0,
-                                "blocked": 1}
+                                "blocked": 1, "forget": 0}
     actions = [c["action"] for c in client["changes"]]
     assert actions == ["update", "create", "update", "update", "move", "archive", "blocked",
                        "create", "archive"]
@@ -134,10 +134,10 @@ def test_an_adopt_only_plan_says_only_ids_are_recorded() -> None:
         AdoptStage("sales", "7", "demo_held", "71", "Demo held", "label"),
         AdoptStage("sales", "7", "won", "72", "Won", "previous label 'Closed won'"),
     )),))
-    assert plan.adopts_only
+    assert plan.state_only
     assert render_text(plan).splitlines()[-2:] == [
-        "Nothing changes in HubSpot: apply only records the ids of the 2 objects matched above.",
+        "Nothing changes in HubSpot: apply only records the ids of 2 matched objects (= above).",
         "Plan: 0 to create, 0 to update, 0 to archive, 2 to adopt, 0 blocked.",
     ]
-    assert not PLAN.adopts_only
+    assert not PLAN.state_only
     assert "Nothing changes" not in render_text(PLAN)
