@@ -4,8 +4,12 @@ the v1 field-definition endpoints, as `openapi-v2.yaml` / `openapi-v1.yaml` desc
 Behaviour the published spec leaves open is decided here and marked "Decision" in the
 comments, so it is easy to find and change:
 
-- Fresh account (`reset`): no pipelines, no records, the standard fields and four custom
-  fields (`pipedrive_fields`). `seed` adds Pipedrive's default pipeline when none exists.
+- Fresh account (`reset`): Pipedrive's default pipeline ("Pipeline", five stages), no
+  records, the standard fields and four custom fields (`pipedrive_fields`). A real company
+  starts with one: "To help you get started, Pipedrive includes a default sales process. You
+  can find it in the deals tab under pipeline view" (support.pipedrive.com, article
+  207365225), and the spec's `POST /deals` needs only a `title` because a deal without
+  `stage_id` goes "in the first stage of the default pipeline" - which must exist.
 - A new pipeline gets no stages. The spec's `POST /pipelines` takes only `name` and
   `is_deal_probability_enabled`, returns no stages, and `POST /stages` requires a
   `pipeline_id`; a client builds stages itself.
@@ -55,8 +59,10 @@ DEFAULT_OWNER_ID = 1
 DEFAULT_VISIBLE_TO = 3  # "Owner's visibility group"
 PURGE_AFTER = timedelta(days=30)
 
-# Pipedrive's default pipeline of a new company, used by `seed` when there is none.
-# Decision: rising probabilities so that weighted board totals differ from plain totals.
+# Pipedrive's default pipeline of a new company (see the module docstring); `seed` recreates
+# it when the account has none. The stage names are those of Pipedrive's default sales
+# process. Decision (unconfirmed): the pipeline's name "Pipeline" and the rising
+# probabilities (so that weighted board totals differ from plain totals).
 DEFAULT_PIPELINE = "Pipeline"
 DEFAULT_STAGES = (
     ("Qualified", 10), ("Contact Made", 25), ("Demo Scheduled", 50),
@@ -148,6 +154,7 @@ class PipedriveEmulator:
                 table.clear()
             self.deleted_at = {name: {} for name in ("persons", "organizations", "deals")}
             self.fields = FieldCatalog(self.now())
+            self.ensure_default_pipeline()
 
     def token_of(self, request: Request) -> str:
         """`x-api-token`, else the `api_token` query parameter, else `Authorization: Bearer`.

@@ -91,10 +91,12 @@ def test_two_pipedrive_tokens_are_two_companies(sandbox: str) -> None:
                   {"params": {"api_token": ACME}}):
         names = [p["name"] for p in requests.get(f"{base}/pipelines", timeout=10,
                                                  **reach).json()["data"]]  # type: ignore[arg-type]
-        assert names == ["New business"]
+        assert names == ["Pipeline", "New business"]
     other = {"x-api-token": BRIGHTWAVE}
-    assert requests.get(f"{base}/pipelines", headers=other, timeout=10).json()["data"] == []
-    assert requests.get(f"{base}/stages", headers=other, timeout=10).json()["data"] == []
+    # a fresh company: only Pipedrive's default pipeline and its five stages
+    assert [p["name"] for p in requests.get(f"{base}/pipelines", headers=other,
+                                            timeout=10).json()["data"]] == ["Pipeline"]
+    assert len(requests.get(f"{base}/stages", headers=other, timeout=10).json()["data"]) == 5
     assert requests.get(f"{base}/persons", headers=other, timeout=10).json()["data"] == []
     # a fresh company has the standard and seeded custom field definitions
     fields = [requests.get(f"{sandbox}/api/v1/dealFields", headers={"x-api-token": t},
@@ -187,7 +189,7 @@ def test_reset_drops_every_account(sandbox: str) -> None:
         assert [p["id"] for p in hubspot] == ["default"]
         pipedrive = requests.get(f"{sandbox}/api/v2/pipelines",
                                  headers={"x-api-token": token}, timeout=10).json()["data"]
-        assert pipedrive == []
+        assert [p["name"] for p in pipedrive] == ["Pipeline"]  # only the default pipeline
 
 
 # ---- rate limits -------------------------------------------------------------------------
@@ -226,8 +228,8 @@ def test_state_file_keeps_every_account_and_no_token(tmp_path: Path) -> None:
     assert _control(again, "GET", "stats").body["accounts"] == {"hubspot": 2, "pipedrive": 1}
     assert _hubspot_pipelines(again, ACME) == ["Sales Pipeline", "New business"]
     assert _hubspot_pipelines(again, BRIGHTWAVE) == ["Sales Pipeline", "Other"]
-    assert _pipedrive_pipelines(again, BRIGHTWAVE) == ["Pipedrive side"]
-    assert _pipedrive_pipelines(again, ACME) == []  # a new account, as before the restart
+    assert _pipedrive_pipelines(again, BRIGHTWAVE) == ["Pipeline", "Pipedrive side"]
+    assert _pipedrive_pipelines(again, ACME) == ["Pipeline"]  # a new account, as before
     for token, body in before.items():
         assert _call(again, "GET", "/crm/v3/objects/contacts", token).body == body
 

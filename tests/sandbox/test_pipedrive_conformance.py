@@ -91,31 +91,60 @@ def _pipeline_with_stages(api: Api, name: str = "Sales", stages: int = 3) -> tup
     return pipeline["id"], ids
 
 
+def _default_pipeline(api: Api) -> tuple[int, list[int]]:
+    """The fresh account's default pipeline (lowest order_nr) and its stage ids in order."""
+    pipeline = api.get(f"{V2}/pipelines", params={"limit": 1})["data"][0]
+    stages = api.get(f"{V2}/stages", params={"pipeline_id": pipeline["id"],
+                                             "sort_by": "order_nr"})["data"]
+    return pipeline["id"], [s["id"] for s in stages]
+
+
 def _iso(offset_seconds: float = 0) -> str:
     return format_time(to_datetime(START + offset_seconds))
 
 
 # ---- pipelines -----------------------------------------------------------------------------
 
+def test_a_new_company_has_the_default_pipeline(api: Api) -> None:
+    """Pipedrive "includes a default sales process" (module docstring of the emulator)."""
+    [pipeline] = api.get(f"{V2}/pipelines")["data"]
+    assert (pipeline["name"], pipeline["order_nr"], pipeline["is_deleted"]) == (
+        "Pipeline", 1, False)
+    assert pipeline["add_time"] == pipeline["update_time"] == _iso()
+    stages = api.get(f"{V2}/stages", params={"sort_by": "order_nr"})["data"]
+    assert [s["name"] for s in stages] == [
+        "Qualified", "Contact Made", "Demo Scheduled", "Proposal Made", "Negotiations Started"]
+    assert [s["order_nr"] for s in stages] == [1, 2, 3, 4, 5]
+    assert {s["pipeline_id"] for s in stages} == {pipeline["id"]}
+    # a deal with nothing but a title lands in its first stage
+    deal = api.post(f"{V2}/deals", {"title": "First"})["data"]
+    assert (deal["pipeline_id"], deal["stage_id"]) == (pipeline["id"], stages[0]["id"])
+    # without any pipeline left, such a deal has nowhere to go
+    api.delete(f"{V2}/pipelines/{pipeline['id']}")
+    assert api.get(f"{V2}/pipelines")["data"] == []
+    api.post(f"{V2}/deals", {"title": "Nowhere"}, status=400)
+
+
 def test_pipelines_crud_order_and_soft_delete(api: Api, pd: PipedriveSandbox) -> None:
+    default, _ = _default_pipeline(api)
     first = api.post(f"{V2}/pipelines", {"name": "New business",
                                          "is_deal_probability_enabled": True})
     assert first["success"] is True
-    assert first["data"]["order_nr"] == 1
+    assert first["data"]["order_nr"] == 2  # after the default pipeline
     assert first["data"]["is_deal_probability_enabled"] is True
     assert first["data"]["add_time"] == _iso()
     pd.tick(5)
     second = api.post(f"{V2}/pipelines", {"name": "Renewals"})["data"]
-    assert second["order_nr"] == 2  # new pipelines go last; order_nr is read-only
+    assert second["order_nr"] == 3  # new pipelines go last; order_nr is read-only
     assert second["is_deal_probability_enabled"] is False
     # a new pipeline has no stages: the spec's POST takes none and returns none
     assert api.get(f"{V2}/stages", params={"pipeline_id": second["id"]})["data"] == []
 
     listed = api.get(f"{V2}/pipelines")
-    assert [p["name"] for p in listed["data"]] == ["New business", "Renewals"]
+    assert [p["name"] for p in listed["data"]] == ["Pipeline", "New business", "Renewals"]
     assert listed["additional_data"] == {"next_cursor": None}
     desc = api.get(f"{V2}/pipelines", params={"sort_by": "add_time", "sort_direction": "desc"})
-    assert [p["id"] for p in desc["data"]] == [second["id"], first["data"]["id"]]
+    assert [p["id"] for p in desc["data"]] == [second["id"], first["data"]["id"], default]
 
     pd.tick(5)
     updated = api.patch(f"{V2}/pipelines/{second['id']}",
@@ -129,9 +158,9 @@ def test_pipelines_crud_order_and_soft_delete(api: Api, pd: PipedriveSandbox) ->
                                                               "data": {"id": second["id"]}}
     gone = api.get(f"{V2}/pipelines/{second['id']}")["data"]
     assert gone["is_deleted"] is True  # soft: still readable, flagged
-    assert [p["id"] for p in api.get(f"{V2}/pipelines")["data"]] == [first["data"]["id"]]
+    assert [p["id"] for p in api.get(f"{V2}/pipelines")["data"]] == [default, first["data"]["id"]]
     third = api.post(f"{V2}/pipelines", {"name": "Partners"})["data"]
-    assert third["order_nr"] == 2  # last among the live pipelines
+    assert third["order_nr"] == 3  # last among the live pipelines
 
 
 def test_pipeline_errors(api: Api) -> None:
@@ -159,8 +188,10 @@ def test_stages_crud_order_and_filters(api: Api, pd: PipedriveSandbox) -> None:
 
     in_sales = api.get(f"{V2}/stages", params={"pipeline_id": sales})["data"]
     assert [s["id"] for s in in_sales] == stage_ids
+    _, default_stages = _default_pipeline(api)
     everything = api.get(f"{V2}/stages", params={"sort_by": "order_nr"})["data"]
-    assert [s["order_nr"] for s in everything] == [1, 1, 2, 3]
+    assert [s["order_nr"] for s in everything] == [1, 1, 1, 2, 2, 3, 3, 4, 5]
+    assert len(everything) == len(default_stages) + 4
 
     pd.tick()
     rotting = api.patch(f"{V2}/stages/{stage_ids[0]}",
@@ -275,9 +306,6 @@ def test_persons_crud_with_emails_phones_and_links(api: Api, pd: PipedriveSandbo
     assert patched["job_title"] == "Head of Sales"
     assert patched["phones"] == person["phones"]
 
-    deal = api.post(f"{V2}/deals", {"title": "X", "person_id": person["id"]},
-                    status=400)  # no pipeline yet
-    _pipeline_with_stages(api, stages=1)
     deal = api.post(f"{V2}/deals", {"title": "X", "person_id": person["id"]})["data"]
     by_deal = api.get(f"{V2}/persons", params={"deal_id": deal["id"]})["data"]
     assert [p["id"] for p in by_deal] == [person["id"]]
@@ -312,7 +340,7 @@ def test_person_input_errors(api: Api) -> None:
 # ---- deals ---------------------------------------------------------------------------------
 
 def test_deal_lifecycle_placement_and_status_times(api: Api, pd: PipedriveSandbox) -> None:
-    default, stages = _pipeline_with_stages(api, "Default", 3)
+    default, stages = _default_pipeline(api)
     second, second_stages = _pipeline_with_stages(api, "Second", 2)
     person = api.post(f"{V2}/persons", {"name": "Olena Шевченко"})["data"]
     org = api.post(f"{V2}/organizations", {"name": "Київ Партнери ТОВ"})["data"]
@@ -392,7 +420,7 @@ def test_deal_input_errors(api: Api) -> None:
 
 
 def test_deal_list_filters_status_and_archive(api: Api, pd: PipedriveSandbox) -> None:
-    pipeline, stages = _pipeline_with_stages(api, stages=2)
+    pipeline, stages = _default_pipeline(api)
     person = api.post(f"{V2}/persons", {"name": "P"})["data"]
     org = api.post(f"{V2}/organizations", {"name": "O"})["data"]
     open_deal = api.post(f"{V2}/deals", {"title": "open", "person_id": person["id"]})["data"]
