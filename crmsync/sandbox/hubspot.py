@@ -88,11 +88,15 @@ _DEFAULT_PROPERTIES = {
 }
 # Shown whatever `properties` asks for (HubSpot always adds these three).
 _ALWAYS = {t: ("createdate", "hs_object_id", _MODIFIED[t]) for t in OBJECT_TYPES}
+# What a search `query` looks in: the default searchable properties of the search guide
+# (those of them this emulator knows; contacts also search fax and hs_marketable_until_renewal).
 _SEARCHABLE = {
-    "contacts": ("firstname", "lastname", "email", "phone", "company"),
-    "companies": ("name", "domain", "website", "phone"),
-    "deals": ("dealname",),
+    "contacts": ("firstname", "lastname", "email", "phone", "hs_additional_emails",
+                 "mobilephone", "company"),
+    "companies": ("website", "phone", "name", "domain"),
+    "deals": ("dealname", "pipeline", "dealstage", "description", "dealtype"),
 }
+SEARCH_QUERY_MAX = 3000  # spec: "The search query string, up to 3000 characters."
 _DATETIMES = frozenset({"createdate", "lastmodifieddate", "hs_lastmodifieddate", "closedate",
                         "notes_last_updated"})
 _NUMBERS = frozenset({"amount", "hs_object_id", "numberofemployees", "annualrevenue",
@@ -224,6 +228,7 @@ class HubSpotEmulator:
         self.pipelines: dict[str, dict[str, Any]] = {}  # deals pipelines by id
         self.audit: dict[str, list[dict[str, Any]]] = {}
         self._search_cache: dict[str, tuple[int, list[int]]] = {}
+        self.gdpr_blocklist: set[str] = set()  # lower-cased emails GDPR-deleted unseen
         self._version = 0  # bumped on every write; invalidates the search cache
         self._create_default_pipeline()
 
@@ -320,25 +325,28 @@ class HubSpotEmulator:
     # ==================================================================== pipelines
     def _create_default_pipeline(self) -> None:
         # A new HubSpot account has exactly this deal pipeline (API-FACTS, "Pipelines v3").
+        # Spec (Pipeline/PipelineStage.createdAt): "The default pipelines [and the stages on
+        # default pipelines] will have createdAt = 0."
         now = self.now_ms()
         stages = [
             self._new_stage(label, order, {"probability": prob,
                                            **({"isClosed": "true"} if order >= 5 else {})},
-                            now, stage_id=stage_id)
+                            now, stage_id=stage_id, created=0)
             for order, (stage_id, label, prob) in enumerate(DEFAULT_STAGES)
         ]
         self.pipelines[DEFAULT_PIPELINE_ID] = {
             "id": DEFAULT_PIPELINE_ID, "label": "Sales Pipeline", "displayOrder": 0,
-            "stages": stages, "archived": False, "createdAt": now, "updatedAt": now,
+            "stages": stages, "archived": False, "createdAt": 0, "updatedAt": now,
         }
 
-    def _new_stage(self, label: str, order: int, metadata: dict[str, str], now: int,
-                   stage_id: str | None = None) -> dict[str, Any]:
+    def _new_stage(self, label: str, order: int, metadata: dict[str, str], now: int, *,
+                   stage_id: str | None = None, created: int | None = None) -> dict[str, Any]:
         if stage_id is None:
             stage_id = str(self._next_stage_id)
             self._next_stage_id += 1
         return {"id": stage_id, "label": label, "displayOrder": order, "metadata": metadata,
-                "archived": False, "createdAt": now, "updatedAt": now,
+                "archived": False, "createdAt": now if created is None else created,
+                "updatedAt": now,
                 "writePermissions": "CRM_PERMISSIONS_ENFORCEMENT"}
 
     @staticmethod
@@ -404,10 +412,13 @@ class HubSpotEmulator:
             value = float(probability)
         except ValueError:
             value = -1.0
-        if not 0.0 <= value <= 1.0:
+        # Spec (PipelineStageInput.metadata): "Possible values are between 0.0 and 1.0 in
+        # increments of 0.1." The refusal's wording is the sandbox's own.
+        if not 0.0 <= value <= 1.0 or abs(value * 10 - round(value * 10)) > 1e-9:
             raise HubSpotError(
-                400, f"{where}: metadata.probability must be a number between 0.0 and 1.0, "
-                f"got {probability!r}")
+                400, f"{where}: metadata.probability must be a number between 0.0 and 1.0 "
+                f"in increments of 0.1, got {probability!r}")
+        value = round(value, 1)
         out["probability"] = str(value)  # stored as HubSpot echoes it: "0.2", "1.0"
         if "isClosed" in out:
             out["isClosed"] = "true" if _truthy(out["isClosed"]) else "false"
@@ -504,9 +515,17 @@ class HubSpotEmulator:
 
     def patch_pipeline(self, request: Request) -> Response:
         body = self._body(request)
-        # PATCH {"archived": false} restores an archived pipeline (PipelinePatchInput.archived)
+        # PipelinePatchInput.archived: "This property should only be provided when restoring
+        # an archived pipeline. If it's provided in any other call, the request will fail and
+        # a `400 Bad Request` will be returned." So only {"archived": false} on an archived
+        # pipeline is accepted; archiving goes through DELETE.
         restoring = body.get("archived") is False
         pipeline = self._pipeline(request, include_archived=restoring)
+        if "archived" in body and not (restoring and pipeline["archived"]):
+            raise HubSpotError(400, "archived may only be provided (as false) to restore an "
+                               "archived pipeline; delete a pipeline to archive it",
+                               errors=[{"message": "archived is only valid when restoring",
+                                        "in": "archived"}])
         if "label" in body:
             label = self._check_label(body["label"], "pipeline")
             self._check_pipeline_label(label, except_id=pipeline["id"])
@@ -531,23 +550,19 @@ class HubSpotEmulator:
         order = self._check_order(body.get("displayOrder"), "pipeline")
         stage_inputs = self._check_stage_inputs(body.get("stages"))
         self._check_pipeline_label(label, except_id=pipeline["id"])
-        # A stage input with the label of an existing stage keeps that stage's id, so a PUT
-        # that only reorders or re-describes stages does not strand deals (unconfirmed).
-        existing = {s["label"].strip().lower(): s for s in pipeline["stages"] if not s["archived"]}
-        kept_ids = {existing[lbl.strip().lower()]["id"] for lbl, _, _ in stage_inputs
-                    if lbl.strip().lower() in existing}
-        dropped = [s for s in existing.values() if s["id"] not in kept_ids]
-        self._refuse_if_used(request, pipeline["id"], [s["id"] for s in dropped])
+        # Spec (PUT): "Replace all the properties of an existing pipeline with the values
+        # provided. This will overwrite any existing pipeline stages." PipelineStageInput has
+        # no id, so every existing stage is dropped (archived) and the inputs become new
+        # stages with new ids — deals left in the old stages are refused by the validate
+        # flags, or stranded without them.
+        existing = [s for s in pipeline["stages"] if not s["archived"]]
+        self._refuse_if_used(request, pipeline["id"], [s["id"] for s in existing])
         now = self.now_ms()
-        stages = []
-        for lbl, o, md in stage_inputs:
-            old = existing.get(lbl.strip().lower())
-            if old is not None:
-                old.update(label=lbl, displayOrder=o, metadata=md, updatedAt=now)
-                stages.append(old)
-            else:
-                stages.append(self._new_stage(lbl, o, md, now))
-        pipeline.update(label=label, displayOrder=order, stages=stages, updatedAt=now)
+        for old in existing:
+            old.update(archived=True, archivedAt=now, updatedAt=now)
+        new_stages = [self._new_stage(lbl, o, md, now) for lbl, o, md in stage_inputs]
+        pipeline.update(label=label, displayOrder=order, updatedAt=now,
+                        stages=[*pipeline["stages"], *new_stages])
         rendered = self._render_pipeline(pipeline)
         self._audit(pipeline["id"], "UPDATE", rendered, now)
         self._touch()
@@ -586,6 +601,11 @@ class HubSpotEmulator:
 
     def delete_pipeline(self, request: Request) -> Response:
         pipeline = self._pipeline(request)
+        if sum(1 for p in self.pipelines.values() if not p["archived"]) == 1:
+            # "Each pipeline always has at least one stage, and each account has at least one
+            # pipeline." (pipelines overview). Status and wording unconfirmed.
+            raise HubSpotError(400, "An account must keep at least one pipeline; "
+                               f"pipeline {pipeline['id']} is the last one")
         self._refuse_if_used(request, pipeline["id"], None)
         now = self.now_ms()
         # Deleting archives: later reads answer 404 (spec: "must correspond to an existing,
@@ -737,7 +757,12 @@ class HubSpotEmulator:
                                  "error": "PROPERTY_DOESNT_EXIST", "name": name})
                 continue
             if name in _READ_ONLY:
-                continue  # maintained by HubSpot; silently ignored on write
+                # Spec (update/batch update): "Read-only and non-existent properties will
+                # result in an error."
+                problems.append({"isValid": False, "name": name, "error": "READ_ONLY_VALUE",
+                                 "message": f"{name} is a read only property; its value "
+                                 "cannot be set."})
+                continue
             text = "" if value is None else (str(value).lower() if isinstance(value, bool)
                                              else str(value))
             if text and name in _NUMBERS:
@@ -785,6 +810,11 @@ class HubSpotEmulator:
         email = props.get("email")
         if not email:
             return
+        if email.strip().lower() in self.gdpr_blocklist:
+            # The blocklist is documented (gdpr-delete); the refusal's status and wording
+            # are unconfirmed.
+            raise HubSpotError(400, f"{email} was permanently deleted (GDPR) and is blocked "
+                               "from being used again", subCategory="GDPR_BLOCKLISTED_EMAIL")
         owner = self.objects["contacts"].by_email.get(email.strip().lower())
         if owner is not None and owner != record_id:
             raise HubSpotError(409, f"Contact already exists. Existing ID: {owner}",
@@ -835,10 +865,15 @@ class HubSpotEmulator:
         if object_type == "contacts":
             self._index_email(record, record.props.get("email"))
 
-    def _render(self, object_type: str, record: _Record, properties: list[str] | None,
+    def _render(self, object_type: str, record: _Record, properties: Iterable[str] | None,
                 *, associations: list[str] | None = None,
                 with_history: list[str] | None = None) -> dict[str, Any]:
-        names = properties if properties else _DEFAULT_PROPERTIES[object_type]
+        known = _PROPERTIES[object_type]
+        # Spec (`properties`, `propertiesWithHistory`): "If any of the specified properties
+        # are not present on the requested object(s), they will be ignored."
+        names = [n for n in properties if n in known] if properties else (
+            _DEFAULT_PROPERTIES[object_type])
+        with_history = [n for n in with_history or () if n in known]
         props = {name: record.props.get(name) for name in (*names, *_ALWAYS[object_type])}
         out: dict[str, Any] = {
             "id": str(record.id), "properties": props, "createdAt": iso(record.created_ms),
@@ -972,11 +1007,19 @@ class HubSpotEmulator:
             self._associate(object_type, record.id, to_type, to_id, type_id)
         return record
 
+    @staticmethod
+    def _written(object_type: str, props: Iterable[str]) -> list[str]:
+        """What a write's response shows: the default properties plus those written
+        (unconfirmed: HubSpot echoes the properties a create or update sets)."""
+        return list(dict.fromkeys((*_DEFAULT_PROPERTIES[object_type], *props)))
+
     def create_object(self, request: Request) -> Response:
         object_type = self._type_of(request)
-        record = self._create_one(object_type, self._body(request), self.now_ms())
+        body = self._body(request)
+        record = self._create_one(object_type, body, self.now_ms())
         self._touch()
-        return Response(201, self._render(object_type, record, None))
+        return Response(201, self._render(object_type, record, self._written(
+            object_type, (body.get("properties") or {}))))
 
     def update_object(self, request: Request) -> Response:
         object_type = self._type_of(request)
@@ -989,7 +1032,7 @@ class HubSpotEmulator:
         self._validate_update(object_type, record, props)
         self._apply_update(object_type, record, props, self.now_ms())
         self._touch()
-        return Response(200, self._render(object_type, record, None))
+        return Response(200, self._render(object_type, record, self._written(object_type, props)))
 
     def _validate_update(self, object_type: str, record: _Record, props: dict[str, str]) -> None:
         if object_type == "contacts":
@@ -1011,9 +1054,16 @@ class HubSpotEmulator:
         object_id = body.get("objectId")
         if object_id is None:
             raise HubSpotError(400, "objectId is required")
-        record = self._find("contacts", object_id, body.get("idProperty"))
+        id_property = body.get("idProperty")
+        record = self._find("contacts", object_id, id_property)
         if record is None:
-            record = self._find("contacts", object_id, body.get("idProperty"), archived=True)
+            record = self._find("contacts", object_id, id_property, archived=True)
+        if record is None and id_property == "email":
+            # Spec (gdpr-delete): "If email address is not found, the email address will be
+            # added to a blocklist and prevent it from being used in the future." → 204.
+            self.gdpr_blocklist.add(str(object_id).strip().lower())
+            self._touch()
+            return Response(204)
         if record is None:
             raise HubSpotError(404, "Object not found.  objectId are usually numeric.",
                                category="OBJECT_NOT_FOUND")
@@ -1105,7 +1155,8 @@ class HubSpotEmulator:
         records = [self._create_one(object_type, item, now) for item in inputs]
         self._touch()
         return self._batch_response(
-            201, [self._render(object_type, r, None) for r in records], [], started)
+            201, [self._render(object_type, r, self._written(object_type, r.props))
+                  for r in records], [], started)
 
     def batch_update(self, request: Request) -> Response:
         object_type = self._type_of(request)
@@ -1136,7 +1187,8 @@ class HubSpotEmulator:
             self._touch()
         errors = [self._not_found_error(object_type, missing)] if missing else []
         return self._batch_response(
-            200, [self._render(object_type, r, None) for r, _ in plan], errors, started)
+            200, [self._render(object_type, r, self._written(object_type, p)) for r, p in plan],
+            errors, started)
 
     def batch_upsert(self, request: Request) -> Response:
         object_type = self._type_of(request)
@@ -1165,7 +1217,8 @@ class HubSpotEmulator:
                 self._validate_update(object_type, record, props)
                 self._apply_update(object_type, record, props, now)
                 created = False
-            results.append({**self._render(object_type, record, None), "new": created})
+            results.append({**self._render(object_type, record, self._written(
+                object_type, props if not created else record.props)), "new": created})
         self._touch()
         return self._batch_response(200, results, [], started)
 
@@ -1198,6 +1251,10 @@ class HubSpotEmulator:
             # Attempting to page beyond 10,000 will result in a 400 error." (search guide)
             raise HubSpotError(400, f"The search API cannot page beyond "
                                f"{SEARCH_RESULTS_CAP} results (after={after}).")
+        query = body.get("query")
+        if query is not None and (not isinstance(query, str) or len(query) > SEARCH_QUERY_MAX):
+            raise HubSpotError(400, f"query must be a string of at most {SEARCH_QUERY_MAX} "
+                               "characters")
         ids = self._search_ids(object_type, body)
         store = self.objects[object_type]
         window = ids[after:after + limit]
@@ -1570,6 +1627,7 @@ class HubSpotEmulator:
                          self._next_stage_id],
             "pipelines": self.pipelines,
             "audit": self.audit,
+            "gdpr_blocklist": sorted(self.gdpr_blocklist),
             "objects": {
                 t: [[r.id, r.props, r.created_ms, r.updated_ms, r.archived, r.archived_ms]
                     for r in (store.records[i] for i in store.ids)]
@@ -1590,6 +1648,7 @@ class HubSpotEmulator:
          self._next_stage_id) = state["counters"]
         self.pipelines = state["pipelines"]
         self.audit = state.get("audit", {})
+        self.gdpr_blocklist = set(state.get("gdpr_blocklist", []))
         for object_type, rows in state["objects"].items():
             store = self.objects[object_type]
             for record_id, props, created, updated, archived, archived_ms in rows:

@@ -2,11 +2,31 @@
 
 The SDK deserialises each response into its generated models (which reject missing required
 fields and unknown enum values), so a call that returns a model is the conformance check.
-Errata against the published spec are listed where they are exercised.
+
+Errata: where HubSpot's published spec (HubSpot/HubSpot-public-api-spec-collection) and its
+documented live behaviour disagree, the sandbox follows the live behaviour. Each is exercised
+by the test named after it:
+- E1 search `sorts`: typed as strings; clients send {"propertyName", "direction"} objects
+  and HubSpot takes both (API-FACTS) — test_search_incremental_by_modified_date_sorted.
+- E2 search `filterGroups`: the spec's description says "up to 6 groups"; the search guide and
+  the 2024-08 changelog ("Expanded Filtering Capabilities") say 5 groups, 10 filters a group,
+  25 in all — test_search_limits_are_enforced.
+- E3 objects create / batch create: the current v3 spec answers 200 (a CreatedResponse…
+  wrapper for the basic create); live HubSpot and hubspot-api-client 12 answer 201 with the
+  object (batch: 201, or 207 with errors) — test_create_answers_201_with_the_object.
+- E4 associations v4 `toObjectId` (batch read, list) and `fromObjectId`/`toObjectId`
+  (LabelsBetweenObjectPair) are typed as strings; HubSpot's guide and Postman collection show
+  (and live HubSpot sends) integers — test_v4_object_ids_are_integers_on_the_wire.
+- E5 the error body's `status: "error"` is not in the spec's `Error` schema; live HubSpot
+  sends it (API-FACTS, HubSpot/hubspot-api-python#117) — every `_error_body` check.
+- E6 SDK 12.0.0 `PipelineStageAuditsApi.get_audit(object_type, stage_id)` never fills the
+  path's {pipelineId}; the stage audit is read over plain HTTP —
+  test_stage_crud_and_metadata_strings.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -30,6 +50,7 @@ from hubspot.crm.contacts import (
     SimplePublicObjectInput,
     SimplePublicObjectInputForCreate,
 )
+from hubspot.crm.deals import SimplePublicObjectInput as DealUpdate
 from hubspot.crm.deals import SimplePublicObjectInputForCreate as DealCreate
 from hubspot.crm.pipelines import (
     PipelineInput,
@@ -97,12 +118,15 @@ def test_pipeline_crud_through_the_sdk(hs: Any) -> None:
     assert patched.label == "Renewals"
     assert patched.updated_at >= created.updated_at
 
-    # PUT replaces the pipeline whole: the stage left out disappears
+    # PUT replaces the pipeline whole: "This will overwrite any existing pipeline stages" —
+    # the inputs carry no id, so every stage is new and the old ones are gone.
     replaced = api.replace("deals", created.id, PipelineInput(
         label="Renewals", display_order=2, stages=_stages("Meeting booked", "Won")))
     assert [s.label for s in replaced.stages] == ["Meeting booked", "Won"]
-    kept = {s.label: s.id for s in created.stages}
-    assert replaced.stages[0].id == kept["Meeting booked"]
+    old_ids = {s.id for s in created.stages}
+    assert not old_ids & {s.id for s in replaced.stages}
+    stages_api = hs.crm.pipelines.pipeline_stages_api
+    assert raised(stages_api.get_by_id, "deals", created.id, created.stages[0].id).status == 404
 
     audit = hs.crm.pipelines.pipeline_audits_api.get_audit("deals", created.id)
     assert [a.action for a in audit.results][:1] == ["UPDATE"]
@@ -134,6 +158,10 @@ def test_pipelines_sort_by_display_order_then_label(hs: Any) -> None:
         ({"label": "P", "displayOrder": 0,
           "stages": [{"label": "A", "displayOrder": 0, "metadata": {"probability": "1.5"}}]},
          "between 0.0 and 1.0"),
+        # "Possible values are between 0.0 and 1.0 in increments of 0.1."
+        ({"label": "P", "displayOrder": 0,
+          "stages": [{"label": "A", "displayOrder": 0, "metadata": {"probability": "0.25"}}]},
+         "increments of 0.1"),
         ({"label": "P", "displayOrder": 0,
           "stages": [{"label": "A", "displayOrder": 0, "metadata": {"probability": "0.1"}},
                      {"label": "a", "displayOrder": 1, "metadata": {"probability": "0.2"}}]},
@@ -441,3 +469,145 @@ def test_invalid_association_type_is_refused(hs: Any) -> None:
          "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 5}]}])
     err = raised(hs.crm.associations.v4.batch_api.create, "contacts", "companies", wrong_type)
     assert err.status == 400
+
+
+# --------------------------------------------------------------------------- pipeline specifics
+def test_default_pipeline_and_its_stages_have_created_at_zero(hs: Any) -> None:
+    # Pipeline.createdAt: "The default pipelines will have createdAt = 0." (stages likewise)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    default = hs.crm.pipelines.pipelines_api.get_by_id("deals", "default")
+    assert default.created_at == epoch
+    assert {s.created_at for s in default.stages} == {epoch}
+    assert default.updated_at > epoch
+
+
+def test_patch_archived_only_restores_an_archived_pipeline(hs: Any) -> None:
+    api = hs.crm.pipelines.pipelines_api
+    created = api.create("deals", PipelineInput(label="Renewals", display_order=1,
+                                                stages=_stages("Open")))
+    # PipelinePatchInput.archived: "should only be provided when restoring an archived
+    # pipeline. If it's provided in any other call, the request will fail" with a 400.
+    for archived in (True, False):
+        err = raised(api.update, "deals", created.id, PipelinePatchInput(archived=archived))
+        assert err.status == 400
+        assert _error_body(err)["category"] == "VALIDATION_ERROR"
+    assert api.get_by_id("deals", created.id).archived is False
+    api.archive("deals", created.id)
+    restored = api.update("deals", created.id, PipelinePatchInput(archived=False))
+    assert restored.archived is False
+    assert restored.archived_at is None
+    assert created.id in {p.id for p in api.get_all("deals").results}
+
+
+def test_the_last_pipeline_cannot_be_deleted(hs: Any) -> None:
+    # "Each pipeline always has at least one stage, and each account has at least one
+    # pipeline." (pipelines overview)
+    api = hs.crm.pipelines.pipelines_api
+    assert raised(api.archive, "deals", "default").status == 400
+    other = api.create("deals", PipelineInput(label="Renewals", display_order=1,
+                                              stages=_stages("Open")))
+    api.archive("deals", "default")
+    assert [p.id for p in api.get_all("deals").results] == [other.id]
+
+
+# --------------------------------------------------------------------------- object specifics
+def test_create_answers_201_with_the_object(hs: Any) -> None:
+    # Erratum E3: 201 + SimplePublicObject (SDK 12, live), not the current spec's 200 wrapper.
+    _, status, _ = hs.crm.contacts.basic_api.create_with_http_info(
+        SimplePublicObjectInputForCreate(properties={"email": "e3@example.com"}))
+    assert status == 201
+    _, status, _ = hs.crm.contacts.batch_api.create_with_http_info(
+        BatchInputSimplePublicObjectBatchInputForCreate(inputs=[
+            {"properties": {"email": "e3b@example.com"}}]))
+    assert status == 201
+
+
+def test_read_only_properties_are_refused(hs: Any) -> None:
+    # "Read-only and non-existent properties will result in an error." (update, batch update)
+    api = hs.crm.contacts.basic_api
+    err = raised(api.create, SimplePublicObjectInputForCreate(properties={
+        "email": "ro@example.com", "hs_object_id": "5"}))
+    assert err.status == 400
+    body = _error_body(err)
+    assert "READ_ONLY_VALUE" in body["message"]
+    assert body["errors"][0]["code"] == "READ_ONLY_VALUE"
+    contact = api.create(SimplePublicObjectInputForCreate(properties={"email": "ro@example.com"}))
+    err = raised(hs.crm.contacts.batch_api.update, BatchInputSimplePublicObjectBatchInput(inputs=[
+        {"id": contact.id, "properties": {"lastmodifieddate": "2020-01-01T00:00:00Z"}}]))
+    assert err.status == 400
+    deal = hs.crm.deals.basic_api.create(DealCreate(properties={"dealname": "x"}))
+    err = raised(hs.crm.deals.basic_api.update, deal.id, DealUpdate(properties={
+        "hs_lastmodifieddate": "2020-01-01T00:00:00Z"}))
+    assert err.status == 400
+
+
+def test_unknown_requested_properties_are_ignored(hs: Any) -> None:
+    # `properties` / `propertiesWithHistory`: "If any of the specified properties are not
+    # present on the requested object(s), they will be ignored."
+    api = hs.crm.contacts.basic_api
+    contact = api.create(SimplePublicObjectInputForCreate(properties={
+        "email": "ign@example.com", "jobtitle": "CEO"}))
+    fetched = api.get_by_id(contact.id, properties=["email", "no_such_prop"],
+                            properties_with_history=["jobtitle", "no_such_prop"])
+    assert "no_such_prop" not in fetched.properties
+    assert set(fetched.properties_with_history) == {"jobtitle"}
+    assert fetched.properties_with_history["jobtitle"][0].value == "CEO"
+    found = hs.crm.contacts.search_api.do_search(PublicObjectSearchRequest(
+        properties=["email", "no_such_prop"]))
+    assert "no_such_prop" not in found.results[0].properties
+
+
+def test_write_responses_show_the_written_properties(hs: Any) -> None:
+    api = hs.crm.contacts.basic_api
+    created = api.create(SimplePublicObjectInputForCreate(properties={
+        "email": "w@example.com", "jobtitle": "CEO"}))
+    assert created.properties["jobtitle"] == "CEO"
+    updated = api.update(created.id, SimplePublicObjectInput(properties={"city": "Graz"}))
+    assert updated.properties["city"] == "Graz"
+    assert updated.properties["email"] == "w@example.com"  # defaults still shown
+
+
+def test_gdpr_delete_of_an_unknown_email_blocklists_it(hs: Any) -> None:
+    # "If email address is not found, the email address will be added to a blocklist and
+    # prevent it from being used in the future." → 204, not 404.
+    api = hs.crm.contacts.basic_api
+    api.purge(PublicGdprDeleteInput(object_id="Never.Seen@example.com", id_property="email"))
+    err = raised(api.create, SimplePublicObjectInputForCreate(properties={
+        "email": "never.seen@example.com"}))
+    assert err.status == 400
+    assert _error_body(err)["category"] == "VALIDATION_ERROR"
+    # an unknown id (not an email) is still a 404
+    assert raised(api.purge, PublicGdprDeleteInput(object_id="424242")).status == 404
+
+
+# --------------------------------------------------------------------------- search specifics
+def test_search_query_covers_the_default_searchable_properties(hs: Any) -> None:
+    hs.crm.contacts.basic_api.create(SimplePublicObjectInputForCreate(properties={
+        "email": "q@example.com", "mobilephone": "+43 660 1234567"}))
+    found = hs.crm.contacts.search_api.do_search(PublicObjectSearchRequest(query="660"))
+    assert found.total == 1
+    hs.crm.deals.basic_api.create(DealCreate(properties={
+        "dealname": "Relaunch", "description": "Website rebuild for Nordwind"}))
+    deals = hs.crm.deals.search_api.do_search({"query": "nordwind"})
+    assert deals.total == 1
+    err = raised(hs.crm.contacts.search_api.do_search,
+                 PublicObjectSearchRequest(query="x" * 3001))  # "up to 3000 characters"
+    assert err.status == 400
+
+
+# --------------------------------------------------------------------------- associations v4
+def test_v4_object_ids_are_integers_on_the_wire(hs: Any, sandbox: str) -> None:
+    # Erratum E4: the spec types these ids as strings; live HubSpot sends integers.
+    contact = hs.crm.contacts.basic_api.create(SimplePublicObjectInputForCreate(properties={}))
+    company = hs.crm.companies.basic_api.create(CompanyCreate(properties={"name": "Acme"}))
+    created = requests.post(
+        f"{sandbox}/crm/v4/associations/contacts/companies/batch/create", headers=BEARER,
+        timeout=10, json={"inputs": [{"from": {"id": contact.id}, "to": {"id": company.id},
+                                      "types": [{"associationCategory": "HUBSPOT_DEFINED",
+                                                 "associationTypeId": 279}]}]})
+    assert created.status_code == 201
+    pair = created.json()["results"][0]
+    assert (pair["fromObjectId"], pair["toObjectId"]) == (int(contact.id), int(company.id))
+    read = requests.post(f"{sandbox}/crm/v4/associations/contacts/companies/batch/read",
+                         headers=BEARER, timeout=10, json={"inputs": [{"id": contact.id}]})
+    assert read.json()["results"][0]["to"][0]["toObjectId"] == int(company.id)
