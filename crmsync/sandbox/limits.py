@@ -13,12 +13,14 @@ HubSpot/hubspot-api-python#117 and HGData/mk-node-hubspot#84):
 
 Pipedrive (pipedrive.readme.io "Rate limiting"):
 - per token, a rolling 2-second burst window by plan (Lite 20, Growth 40, Premium 100,
-  Ultimate 120) and 10 per 2 s for search endpoints;
-- a daily token budget (30,000 × plan multiplier × seats) spent by each request's token cost
-  (the spec's ``x-token-cost``: get 1, list 10, create/update 5, delete 3, search 20);
+  Ultimate 120 for an ``api_token``; four times that for an OAuth ``access_token``) and 10
+  per 2 s for search endpoints;
+- a daily token budget (30,000 × plan multiplier × seats) spent by each request's token cost,
+  the spec's per-operation ``x-token-cost`` (``pipedrive_cost``);
 - headers ``x-ratelimit-limit``, ``x-ratelimit-remaining``, ``x-ratelimit-reset`` (whole
-  seconds until the window frees a slot) and ``x-daily-requests-left``; over the limit → 429
-  in Pipedrive's error envelope with ``Retry-After``.
+  seconds until the window frees a slot) and, for ``api_token`` requests only ("Applicable
+  only to api_token requests"), ``x-daily-requests-left``; over the limit → 429 in
+  Pipedrive's error envelope with ``Retry-After``.
 
 Decision (unconfirmed upstream): requests refused with 429 do not consume window capacity, so
 a client that backs off for ``Retry-After`` seconds always gets through.
@@ -175,8 +177,27 @@ def _group(token: str) -> str:
     return str(sum(token.encode()) * 7919 % 10_000_000)
 
 
+# `x-token-cost` of the operations that break the v2 pattern below (openapi-v2.yaml; the
+# field definitions from openapi-v1.yaml, where they are served).
+_PIPEDRIVE_COSTS: dict[tuple[str, str], int] = {
+    ("GET", "/api/v2/pipelines"): 5,
+    ("GET", "/api/v2/stages"): 5,
+    ("GET", "/api/v2/deals/archived"): 20,
+    **{("GET", f"/api/v1/{name}"): 20
+       for name in ("dealFields", "personFields", "organizationFields")},
+    **{("POST", f"/api/v1/{name}"): 10
+       for name in ("dealFields", "personFields", "organizationFields")},
+}
+# OAuth apps get four times an api_token's burst ("80 requests per 2 seconds per
+# access_token" against 20 per api_token on the smallest plan).
+PIPEDRIVE_OAUTH_BURST_FACTOR = 4
+
+
 def pipedrive_cost(request: Request) -> int:
-    """A request's token cost, following the spec's `x-token-cost` pattern."""
+    """A request's token cost: the spec's `x-token-cost` of its operation."""
+    cost = _PIPEDRIVE_COSTS.get((request.method, request.route))
+    if cost is not None:
+        return cost
     if request.path.endswith("/search"):
         return 20
     if request.method == "GET":
@@ -187,18 +208,26 @@ def pipedrive_cost(request: Request) -> int:
     return 5
 
 
+def pipedrive_is_oauth(request: Request) -> bool:
+    """True when the request authenticates with an OAuth bearer token, not an api_token."""
+    return not (request.headers.get("x-api-token") or request.arg("api_token"))
+
+
 class PipedriveLimiter:
     """Pipedrive's per-token 2-second burst window, search window and daily token budget."""
 
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
         self.burst = RollingWindow(config.pipedrive_burst, 2.0)
+        self.oauth_burst = RollingWindow(config.pipedrive_burst * PIPEDRIVE_OAUTH_BURST_FACTOR,
+                                         2.0)
         self.search = RollingWindow(config.pipedrive_search_per_2s, 2.0)
         self.daily = DailyBudget(config.pipedrive_daily_budget)
 
     def check(self, token: str, request: Request, now: float) -> LimitOutcome:
         is_search = request.path.endswith("/search")
-        window = self.search if is_search else self.burst
+        oauth = pipedrive_is_oauth(request)
+        window = self.search if is_search else (self.oauth_burst if oauth else self.burst)
         allowed, remaining, reset = window.try_acquire(token, now)
         daily_ok, daily_left, until_midnight = (
             self.daily.spend(token, now, pipedrive_cost(request)) if allowed else (True, -1, 0.0)
@@ -208,7 +237,7 @@ class PipedriveLimiter:
             "x-ratelimit-remaining": str(remaining),
             "x-ratelimit-reset": str(_retry_after(reset)),
         }
-        if daily_left >= 0:
+        if daily_left >= 0 and not oauth:
             headers["x-daily-requests-left"] = str(daily_left)
         if not allowed:
             return LimitOutcome(

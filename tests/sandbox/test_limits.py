@@ -156,3 +156,43 @@ def test_hubspot_429_through_the_sdk_over_http() -> None:
         assert "TEN_SECONDLY_ROLLING" in err.value.body
     finally:
         server.stop()
+
+
+def _pipedrive(app: Any, method: str, path: str, headers: dict[str, str]) -> Response:
+    return app.handle(Request.build(method, path, headers, b'{"name": "F", "field_type": "text"}'
+                                    if method == "POST" else b""))
+
+
+@pytest.mark.parametrize(("method", "path", "cost"), [
+    ("GET", "/api/v2/pipelines", 5),  # x-token-cost 5, not the 10 of other lists
+    ("GET", "/api/v2/stages", 5),
+    ("GET", "/api/v2/deals", 10),
+    ("GET", "/api/v2/deals/archived", 20),
+    ("GET", "/api/v2/deals/1", 1),
+    ("GET", "/api/v2/persons/search?term=anna", 20),
+    ("DELETE", "/api/v2/persons/1", 3),
+    ("GET", "/api/v1/dealFields", 20),  # v1 costs: list 20, create 10
+    ("POST", "/api/v1/dealFields", 10),
+])
+def test_pipedrive_token_cost_is_the_specs_x_token_cost(method: str, path: str,
+                                                        cost: int) -> None:
+    app = build_sandbox(clock=ManualClock(), config={"rate_limits_enabled": True})
+    headers = {"x-api-token": "tok"}
+    before = int(_pipedrive(app, "GET", "/api/v2/deals/1", headers)
+                 .headers["x-daily-requests-left"])
+    after = int(_pipedrive(app, method, path, headers).headers["x-daily-requests-left"])
+    assert before - after == cost
+
+
+def test_pipedrive_oauth_burst_is_four_times_and_has_no_daily_header() -> None:
+    clock = ManualClock()
+    app = build_sandbox(clock=clock, config={"rate_limits_enabled": True,
+                                             "pipedrive_plan": "lite"})
+    bearer = {"Authorization": "Bearer oauth-tok"}
+    first = _pipedrive(app, "GET", "/api/v2/pipelines", bearer)
+    assert first.headers["x-ratelimit-limit"] == "80"  # 20 per api_token on Lite, x4
+    # "x-daily-requests-left ... Applicable only to api_token requests"
+    assert "x-daily-requests-left" not in first.headers
+    statuses = [_pipedrive(app, "GET", "/api/v2/pipelines", bearer).status for _ in range(80)]
+    assert statuses.count(429) == 1
+    assert statuses[-1] == 429
