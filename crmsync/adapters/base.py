@@ -59,6 +59,9 @@ class AdapterCapabilities:
     probability_step: float  # HubSpot 0.1, Pipedrive whole percent 0.01
     max_stages_per_pipeline: int | None
     order_note: str = ""  # why stage order is not writable, shown in plans
+    # The CRM refuses two stages with one label in a pipeline, and two pipelines with one
+    # label (HubSpot: 400 / 409): `diff` and `apply` then hand labels over in a safe order.
+    unique_labels: bool = False
 
 
 @runtime_checkable

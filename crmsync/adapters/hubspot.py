@@ -47,6 +47,7 @@ HUBSPOT_CAPABILITIES = AdapterCapabilities(
     rotting=False,
     probability_step=0.1,
     max_stages_per_pipeline=100,
+    unique_labels=True,
 )
 
 OBJECT_TYPE = "deals"

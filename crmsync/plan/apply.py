@@ -1,12 +1,15 @@
 """`apply`: carry out a `Plan` through a `CrmAdapter`, recording state after every step.
 
-Order is chosen for safety: adopt (state only) → create pipelines → create stages → updates →
-move deals → archive stages → archive pipelines → forget stale ids (state only). Deals are
-moved before their stage goes, and every archive re-counts deals first (the plan may be
-minutes old). Each step's ids are recorded as soon as it succeeds, so an apply killed
-half-way resumes on re-run without duplicates:
+Order is chosen for safety (`crmsync.plan.order`): by phase — adopt (state only) → park →
+create pipelines → create stages → updates → move deals → archive stages → archive pipelines
+→ forget stale ids (state only) — except that deals move before their stage goes (into a
+stage created first), and, where the CRM allows each label once, a label is given up (renamed
+away, archived, parked under a temporary label) before another object takes it. Every archive
+re-counts deals first (the plan may be minutes old). Each step's ids are recorded as soon as
+it succeeds, so an apply killed half-way resumes on re-run without duplicates:
 `diff` then finds what was made by state (or, if the kill came between the CRM's answer and the
-record, by label) and plans only the rest.
+record, by label) and plans only the rest — a stage left under its temporary label is a plain
+rename then.
 """
 
 from __future__ import annotations
@@ -27,11 +30,14 @@ from crmsync.plan.changes import (
     ForgetPipeline,
     ForgetStage,
     MoveDeals,
+    ParkPipeline,
+    ParkStage,
     Plan,
     UpdatePipeline,
     UpdateStage,
 )
 from crmsync.plan.diff import normalize_label
+from crmsync.plan.order import apply_order
 from crmsync.plan.render import describe_item
 
 if TYPE_CHECKING:
@@ -40,12 +46,6 @@ if TYPE_CHECKING:
     from crmsync.adapters.base import CrmAdapter, RemoteStage
     from crmsync.plan.changes import NewStage
     from crmsync.plan.state import StateRecorder
-
-PHASES: tuple[type, ...] = (
-    AdoptPipeline, AdoptStage, CreatePipeline, CreateStage, UpdatePipeline, UpdateStage,
-    MoveDeals, ArchiveStage, ArchivePipeline, ForgetStage, ForgetPipeline,
-)
-
 
 class ApplyStepError(CrmsyncError):
     """A step that cannot be carried out safely (e.g. a stage gained deals since the plan)."""
@@ -67,7 +67,7 @@ class ApplyResult:
 
 def ordered_changes(plan: Plan) -> list[Change]:
     """The plan's changes in the order `apply` runs them (stable within a phase)."""
-    return sorted(plan.changes, key=lambda c: PHASES.index(type(c)))
+    return apply_order(plan.changes, unique_labels=plan.unique_labels)
 
 
 def apply(
@@ -119,6 +119,8 @@ class _Runner:
                     self.written.add(("stage", change.stage_id))
                     self.state.record_stage(change.pipeline, change.stage, change.stage_id,
                                             change.spec.label)
+            case ParkStage() | ParkPipeline():
+                self._park(change)
             case MoveDeals():
                 self._move_deals(change)
             case ArchiveStage():
@@ -146,6 +148,19 @@ class _Runner:
                 self.state.forget_stage(change.pipeline, change.stage)
             case ForgetPipeline():
                 self.state.forget_pipeline(change.pipeline)
+
+    def _park(self, change: ParkStage | ParkPipeline) -> None:
+        """A temporary label only: the object's real write (rename or archive) follows, so
+        it is not marked as written."""
+        if isinstance(change, ParkStage):
+            self.adapter.update_stage(change.pipeline_id, change.stage_id, change.spec)
+            if change.stage:
+                self.state.record_stage(change.pipeline, change.stage, change.stage_id,
+                                        change.temporary)
+        else:
+            self.adapter.update_pipeline(change.pipeline_id, label=change.temporary,
+                                         order=change.order)
+            self.state.record_pipeline(change.pipeline, change.pipeline_id, change.temporary)
 
     def _create_pipeline(self, change: CreatePipeline) -> None:
         created = self.adapter.create_pipeline(

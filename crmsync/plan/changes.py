@@ -3,6 +3,12 @@
 Every change is a frozen dataclass naming its pipeline (and stage) by blueprint key and, where
 the object already exists, by remote id. Changes that write carry the complete desired value
 (`StageSpec`, or the pipeline's label and order) because the adapters write whole objects.
+
+Where the CRM refuses two objects with one label (HubSpot: stage labels within a pipeline,
+pipeline labels within the account), a label that changes hands inside one apply is given up
+before it is taken (see `crmsync.plan.order`); when the hand-overs form a cycle (two stages
+swapping labels), `diff` adds a `ParkStage`/`ParkPipeline`: the object steps aside under a
+temporary label first, and its real rename (or archive) follows.
 """
 
 from __future__ import annotations
@@ -111,6 +117,39 @@ class ArchiveStage:
 
 
 @dataclass(frozen=True)
+class ParkStage:
+    """Give a stage a temporary label so another stage can take its label in the same apply.
+
+    Not a change of its own in the counts: a step of the stage's rename (or archive), which
+    follows later in the apply. Killed in between, the stage keeps the temporary label under
+    its known id, and the next `diff` plans a plain rename (or the archive) again.
+    """
+
+    pipeline: str
+    pipeline_id: str
+    stage: str | None  # the key, when known
+    stage_id: str
+    label: str  # the label it gives up
+    temporary: str
+    spec: StageSpec  # what is written: the stage under its temporary label
+    then: Literal["rename", "archive"] = "rename"
+    action: ClassVar[str] = "park"
+
+
+@dataclass(frozen=True)
+class ParkPipeline:
+    """Give a pipeline a temporary label so another pipeline can take its label (see
+    `ParkStage`); its real rename follows."""
+
+    pipeline: str
+    pipeline_id: str
+    label: str
+    temporary: str
+    order: int
+    action: ClassVar[str] = "park"
+
+
+@dataclass(frozen=True)
 class AdoptPipeline:
     """An existing pipeline matched by label: only its id is recorded, nothing is sent."""
 
@@ -154,9 +193,25 @@ class ForgetStage:
 
 Change = (
     CreatePipeline | UpdatePipeline | ArchivePipeline | CreateStage | UpdateStage | MoveDeals
-    | ArchiveStage | AdoptPipeline | AdoptStage | ForgetPipeline | ForgetStage
+    | ArchiveStage | AdoptPipeline | AdoptStage | ForgetPipeline | ForgetStage | ParkStage
+    | ParkPipeline
 )
 STATE_ONLY: tuple[type, ...] = (AdoptPipeline, AdoptStage, ForgetPipeline, ForgetStage)
+
+
+def changed_object(change: Change) -> tuple[str, ...]:
+    """Which pipeline or stage a change is about, for counting objects rather than fields."""
+    match change:
+        case CreateStage():
+            return ("stage", change.pipeline, "new", change.stage)
+        case UpdateStage() | ArchiveStage() | AdoptStage() | ParkStage():
+            return ("stage", change.pipeline, change.stage_id)
+        case MoveDeals():
+            return ("stage", change.pipeline, change.from_stage_id)
+        case ForgetStage():
+            return ("stage", change.pipeline, change.stage_id)
+        case _:
+            return ("pipeline", change.pipeline)
 
 
 @dataclass(frozen=True)
@@ -212,6 +267,9 @@ class Plan:
     crm: str
     pipelines: tuple[PipelinePlan, ...] = ()
     notes: tuple[Note, ...] = ()  # about the account as a whole (e.g. unmanaged pipelines)
+    # The CRM refuses two objects with one label (HubSpot): `apply` then orders the changes
+    # so that a label is given up before another object takes it (`crmsync.plan.order`).
+    unique_labels: bool = False
 
     def items(self) -> Iterator[Item]:
         for pipeline in self.pipelines:
@@ -251,9 +309,18 @@ class Plan:
         return not self.changes and not self.blocked
 
     def counts(self) -> PlanCounts:
+        """Objects per action: a stage with a new label and a new probability is one update
+        (its lines and JSON changes keep one entry per field); a temporary label (park) is a
+        step of its object's rename or archive, not counted apart."""
         counts = PlanCounts()
+        seen: set[tuple[str, ...]] = set()
         for change in self.changes:
-            counts = counts.add(change.action)
+            if isinstance(change, ParkStage | ParkPipeline):
+                continue
+            key = (change.action, *changed_object(change))
+            if key not in seen:
+                seen.add(key)
+                counts = counts.add(change.action)
         return counts.add("blocked", len(self.blocked))
 
 

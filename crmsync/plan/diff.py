@@ -7,7 +7,6 @@ with another label is renamed, never deleted and created again.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, TypeVar
@@ -32,10 +31,11 @@ from crmsync.plan.changes import (
     UpdatePipeline,
     UpdateStage,
 )
+from crmsync.plan.labels import settle_pipeline_labels, settle_stage_labels, unparked
 from crmsync.plan.state import KnownIds
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Collection, Mapping, Sequence
 
     from crmsync.blueprint.models import Blueprint, Pipeline, RetiredStage, Stage
 
@@ -75,12 +75,16 @@ class _Wanted:
 
 
 def _match(
-    wanted: Sequence[_Wanted], remote: Sequence[R], state_ids: Mapping[str, str]
+    wanted: Sequence[_Wanted], remote: Sequence[R], state_ids: Mapping[str, str],
+    retired_ids: Collection[str] = (),
 ) -> dict[str, tuple[R, str]]:
-    """key -> (remote object, how it matched): by state, then label, then previous label."""
+    """key -> (remote object, how it matched): by state, then label, then previous label.
+
+    `retired_ids` are never matched by label: the blueprint retires them by key.
+    """
     by_id = {r.id: r for r in remote}
     matched: dict[str, tuple[R, str]] = {}
-    claimed: set[str] = set()
+    claimed: set[str] = set(retired_ids)
 
     def claim(key: str, item: R, how: str) -> None:
         matched[key] = (item, how)
@@ -112,26 +116,60 @@ def _match(
 
 def _final_orders(desired: Sequence[str], existing: Mapping[str, int],
                   labels: Mapping[str, str]) -> dict[str, int]:
-    """The order value each key should end with, touching existing ones only if needed.
+    """The order value each key should end with, writing as few existing ones as possible.
 
-    New objects slot in after their predecessor. If the result would not sort into the
-    blueprint's order, renumber everything 0..n-1. The CRM sorts ties by label: accepted
-    between existing objects (so an account with ties diffs clean), never planned for new ones.
+    Keeps the largest set of existing values that already sort in the blueprint's order and
+    leave room (distinct integers, none below 0) for everything between them; the others —
+    moved or new — get values in those gaps, spread out to leave room for later inserts.
+    Only when no existing value can stay is everything renumbered 0..n-1. The CRM sorts ties
+    by label (HubSpot's `displayOrder`, an int32): a tie between two kept values is accepted
+    when their labels sort the right way (so an account with ties diffs clean); a tie is
+    never planned. New objects carry their value in the create, so they cost no write.
     """
-    proposal: dict[str, int] = {}
-    previous: int | None = None
-    for key in desired:
-        value = existing[key] if key in existing else (0 if previous is None else previous + 1)
-        proposal[key] = value
-        previous = value
-    def in_order(a: str, b: str) -> bool:
-        if proposal[a] != proposal[b]:
-            return proposal[a] < proposal[b]
-        return a in existing and b in existing and labels[a].casefold() <= labels[b].casefold()
+    position = {key: i for i, key in enumerate(desired)}
+    candidates = [k for k in desired if k in existing and existing[k] >= 0]
 
-    if all(in_order(a, b) for a, b in itertools.pairwise(desired)):
-        return proposal
-    return {key: index for index, key in enumerate(desired)}
+    def fits(a: str, b: str) -> bool:
+        """`b` can be kept right after kept `a` with everything between them placed."""
+        between = position[b] - position[a] - 1
+        if existing[a] == existing[b]:
+            return between == 0 and _tie_sorts(labels[a], labels[b])
+        return existing[b] - existing[a] - 1 >= between
+
+    # chain[k]: (kept count, previous kept key) of the best chain of kept keys ending at k.
+    chain: dict[str, tuple[int, str | None]] = {}
+    for k in candidates:
+        best: tuple[int, str | None] | None = (1, None) if existing[k] >= position[k] else None
+        for j in candidates[:candidates.index(k)]:
+            if j in chain and fits(j, k) and (best is None or chain[j][0] + 1 > best[0]):
+                best = (chain[j][0] + 1, j)
+        if best is not None:
+            chain[k] = best
+    if not chain:
+        return {key: index for index, key in enumerate(desired)}
+    end = max(chain, key=lambda k: (chain[k][0], -position[k]))
+    kept: list[str] = []
+    at: str | None = end
+    while at is not None:
+        kept.append(at)
+        at = chain[at][1]
+    kept.reverse()
+
+    orders = {k: existing[k] for k in kept}
+    bounds = [-1, *(existing[k] for k in kept)]
+    starts = [0, *(position[k] + 1 for k in kept)]
+    stops = [*(position[k] for k in kept), len(desired)]
+    for low, start, stop, high in zip(bounds, starts, stops, [*bounds[1:], None], strict=True):
+        gap = desired[start:stop]
+        for n, key in enumerate(gap, start=1):
+            # Between two kept values: spread evenly; after the last one: one apart.
+            orders[key] = low + n if high is None else low + n * (high - low) // (len(gap) + 1)
+    return orders
+
+
+def _tie_sorts(first: str, second: str) -> bool:
+    """Equal order values sort by label: `first` comes first (both ways of comparing)."""
+    return first <= second and first.casefold() <= second.casefold()
 
 
 def _order_after_apply(desired: Sequence[str], existing: Mapping[str, int]) -> list[str]:
@@ -183,7 +221,11 @@ def _match_stages(
     wanted = [_Wanted(s.key, s.label, s.previous_labels)
               for s in _eligible_stages(pipeline, capabilities)]
     state_ids = {key: sid for (pkey, key), sid in state.stages.items() if pkey == pipeline.key}
-    return _match(wanted, remote.stages, state_ids)
+    # A stage the blueprint retires by key stays retired even if a new stage takes its label:
+    # its deals move to the stage `move_deals_to` names, then it is archived.
+    retired = {state_ids[r.key] for r in pipeline.retired_stages
+               if r.key is not None and r.key in state_ids}
+    return _match(wanted, remote.stages, state_ids, retired)
 
 
 def _pipelines_to_archive(
@@ -218,7 +260,7 @@ def diff(
 
 _DEFAULT_CAPABILITIES = AdapterCapabilities(
     pipeline_order_writable=True, stage_order_writable=True, outcome_stages=True,
-    rotting=True, probability_step=0.01, max_stages_per_pipeline=None,
+    rotting=True, probability_step=0.01, max_stages_per_pipeline=None, unique_labels=True,
 )
 
 
@@ -252,6 +294,8 @@ class _Planner:
         plans.extend(self._archived_pipelines(remote, matched))
         plans.extend(PipelinePlan(f.pipeline, f.pipeline, None, (f,))
                      for f in forgotten_pipelines)
+        if self.caps.unique_labels:
+            plans = settle_pipeline_labels(plans, remote, self.crm)
         order_blocked = self._pipeline_order_blocked(matched)
         if order_blocked is not None:
             plans.append(PipelinePlan("", "pipeline order", None, (order_blocked,)))
@@ -260,6 +304,7 @@ class _Planner:
             crm=self.blueprint.crm,
             pipelines=tuple(p for p in plans if p.items),
             notes=self._unmanaged_note(remote, matched),
+            unique_labels=self.caps.unique_labels,
         )
 
     def _stale_state(self, remote: Sequence[RemotePipeline]
@@ -456,6 +501,8 @@ class _StagePlanner:
         for stage in self.stages:
             items.extend(self._stage(stage, orders[stage.key]))
         items.extend(self._removals())
+        if self.p.caps.unique_labels:
+            items = settle_stage_labels(items, self.remote, self.p.crm)
         if not writable:
             after = _order_after_apply(keys, existing)
             if after != keys:
@@ -530,8 +577,10 @@ class _StagePlanner:
         for retired in self.pipeline.retired_stages:
             if retired.key and state.get((self.pipeline.key, retired.key)) == rs.id:
                 return retired
+        # By label, also under the temporary label an apply killed half-way left on it.
+        labels = {normalize_label(rs.label), normalize_label(unparked(rs.label))}
         for retired in self.pipeline.retired_stages:
-            if retired.label and normalize_label(retired.label) == normalize_label(rs.label):
+            if retired.label and normalize_label(retired.label) in labels:
                 return retired
         return None
 

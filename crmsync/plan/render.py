@@ -2,6 +2,9 @@
 
 Text markers: `+` create, `~` update (old → new), `>` move deals, `-` archive, `=` adopt an
 existing object (its id is recorded, nothing is sent), `!` blocked with the reason, `·` note.
+A temporary label (a park, see `crmsync.plan.labels`) is no line of its own in a plan: the
+rename or archive it belongs to says "via '<temporary>'"; `describe_item` still describes
+it as a step, for progress output, and the JSON lists it as a change with action "park".
 Colour is not added here: the CLI styles lines by their marker, so piped output stays plain.
 """
 
@@ -24,6 +27,8 @@ from crmsync.plan.changes import (
     Item,
     MoveDeals,
     Note,
+    ParkPipeline,
+    ParkStage,
     PipelinePlan,
     Plan,
     PlanCounts,
@@ -31,6 +36,7 @@ from crmsync.plan.changes import (
     UpdateStage,
 )
 from crmsync.plan.diff import crm_title
+from crmsync.plan.order import apply_order
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -38,7 +44,7 @@ if TYPE_CHECKING:
     from crmsync.adapters.base import StageSpec
 
 MARKERS = {"create": "+", "update": "~", "move": ">", "archive": "-", "adopt": "=",
-           "forget": "=", "blocked": "!", "note": "·"}
+           "forget": "=", "park": "~", "blocked": "!", "note": "·"}
 FIELD_NAMES = {"rotting": "rot_after_days"}
 
 
@@ -77,11 +83,20 @@ def _forgotten(item: ForgetStage | ForgetPipeline) -> tuple[str, str, str]:
     return "pipeline", item.pipeline, item.pipeline_id
 
 
-def _describe_forget(item: object) -> str:
-    if not isinstance(item, ForgetStage | ForgetPipeline):  # pragma: no cover
-        raise TypeError(f"cannot describe {item!r}")
-    kind, key, rid = _forgotten(item)
-    return f"{kind} ({key}): id {rid} no longer exists in the CRM; forget it"
+def _describe_aside(item: object) -> str:
+    """A stale id to forget, or a temporary label (a park)."""
+    match item:
+        case ParkStage(stage=key, label=label, temporary=temporary, then=then):
+            return (f"{_stage_name(label, key)}: label {format_value(label)} → "
+                    f"{format_value(temporary)} for now, so another stage can take it "
+                    f"(then {'renamed' if then == 'rename' else 'archived'})")
+        case ParkPipeline(label=label, temporary=temporary):
+            return (f"pipeline label {format_value(label)} → {format_value(temporary)} for "
+                    "now, so another pipeline can take it (then renamed)")
+        case ForgetStage() | ForgetPipeline():
+            kind, key, rid = _forgotten(item)
+            return f"{kind} ({key}): id {rid} no longer exists in the CRM; forget it"
+    raise TypeError(f"cannot describe {item!r}")  # pragma: no cover
 
 
 def describe_item(item: Item) -> str:
@@ -114,7 +129,7 @@ def describe_item(item: Item) -> str:
         case Note(text=note):
             text = note
         case _:
-            text = _describe_forget(item)
+            text = _describe_aside(item)
     return f"{MARKERS[item.action]} {text}"
 
 
@@ -141,6 +156,26 @@ def format_counts(counts: PlanCounts) -> str:
     return "Plan: " + ", ".join(parts) + "."
 
 
+def _with_parks(items: Sequence[Item]) -> list[str]:
+    """Lines for items, each park folded into the rename or archive it belongs to."""
+    stages = {i.stage_id: i for i in items if isinstance(i, ParkStage)}
+    pipelines = {i.pipeline_id: i for i in items if isinstance(i, ParkPipeline)}
+    lines = []
+    for item in items:
+        if isinstance(item, ParkStage | ParkPipeline):
+            continue
+        line = describe_item(item)
+        match item:
+            case UpdateStage(field="label", stage_id=sid) if sid in stages:
+                line += f" (via {format_value(stages[sid].temporary)})"
+            case ArchiveStage(stage_id=sid) if sid in stages:
+                line += f" (its label freed first: renamed {format_value(stages[sid].temporary)})"
+            case UpdatePipeline(field="label", pipeline_id=pid) if pid in pipelines:
+                line += f" (via {format_value(pipelines[pid].temporary)})"
+        lines.append(line)
+    return lines
+
+
 def _pipeline_lines(pipeline: PipelinePlan) -> list[str]:
     items = pipeline.items
     if not pipeline.key:  # account-wide blocked changes such as pipeline order
@@ -157,7 +192,7 @@ def _pipeline_lines(pipeline: PipelinePlan) -> list[str]:
     ):
         return [f"  {describe_item(items[0])}"]
     lines = [f"  pipeline '{pipeline.label}' ({pipeline.key})"]
-    lines += [f"    {describe_item(i)}" for i in items]
+    lines += [f"    {line}" for line in _with_parks(items)]
     return lines
 
 
@@ -233,11 +268,8 @@ def item_to_dict(item: Item) -> dict[str, Any]:
             data["target"] = _target("stage", item.pipeline, item.stage, item.label,
                                      item.stage_id)
             data.update(field="id", new=item.stage_id, reason=f"matched by {item.matched_by}")
-        case ForgetStage() | ForgetPipeline():
-            kind, key, rid = _forgotten(item)
-            stage = key if kind == "stage" else None
-            data["target"] = _target(kind, item.pipeline, stage, remote_id=rid)
-            data.update(field="id", old=rid, reason="no longer exists in the CRM")
+        case ParkStage() | ParkPipeline() | ForgetStage() | ForgetPipeline():
+            data.update(_aside_dict(item))
         case Blocked():
             data["target"] = {"kind": "blocked", "pipeline": item.pipeline,
                               "description": item.target}
@@ -249,16 +281,40 @@ def item_to_dict(item: Item) -> dict[str, Any]:
     return data
 
 
+def _aside_dict(item: ParkStage | ParkPipeline | ForgetStage | ForgetPipeline
+                ) -> dict[str, Any]:
+    if isinstance(item, ForgetStage | ForgetPipeline):
+        kind, key, rid = _forgotten(item)
+        stage = key if kind == "stage" else None
+        return {"target": _target(kind, item.pipeline, stage, remote_id=rid), "field": "id",
+                "old": rid, "reason": "no longer exists in the CRM"}
+    if isinstance(item, ParkStage):
+        target = _target("stage", item.pipeline, item.stage, item.label, item.stage_id)
+        kind, then = "stage", item.then
+    else:
+        target = _target("pipeline", item.pipeline, label=item.label, remote_id=item.pipeline_id)
+        kind, then = "pipeline", "rename"
+    return {"target": target, "field": "label", "old": item.label, "new": item.temporary,
+            "then": then, "reason": f"a temporary label, so another {kind} can take this one "
+            "in the same apply"}
+
+
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
     """The plan as JSON-ready data; `changes` include the blocked ones."""
     status = "clean" if plan.is_clean else ("blocked" if plan.has_blocked else "pending")
+    listed = [i for i in plan.items() if not isinstance(i, Note)]
+    index = {id(item): n for n, item in enumerate(listed)}
     return {
         "client": plan.client,
         "crm": plan.crm,
         "crm_title": crm_title(plan.crm),
         "status": status,
+        # objects per action (a stage with two changed fields is one update)
         "counts": asdict(plan.counts()),
-        "changes": [item_to_dict(i) for i in plan.items() if not isinstance(i, Note)],
+        "changes": [item_to_dict(i) for i in listed],
+        # the positions in `changes` in the order `apply` runs them (blocked ones never run)
+        "apply_order": [index[id(c)] for c in apply_order(plan.changes,
+                                                          unique_labels=plan.unique_labels)],
         "notes": [{"pipeline": n.pipeline, "text": n.text} for n in plan.all_notes],
     }
 

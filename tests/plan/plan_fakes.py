@@ -1,7 +1,9 @@
 """An in-memory CRM implementing the `CrmAdapter` protocol, HubSpot- or Pipedrive-flavoured.
 
 It keeps the API differences that matter to planning: Pipedrive has no outcome stages, no
-writable order (new stages go last) and whole-percent probabilities; HubSpot has no rotting.
+writable order (new stages go last) and whole-percent probabilities; HubSpot has no rotting,
+refuses a second stage with one label in a pipeline (400) or a second pipeline with one label
+(409), and a pipeline without stages (400) — as the sandbox does. Pipedrive allows duplicates.
 `crash_at` makes the n-th write fail — before or after it took effect — to simulate a kill.
 """
 
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
 
 HUBSPOT = AdapterCapabilities(
     pipeline_order_writable=True, stage_order_writable=True, outcome_stages=True,
-    rotting=False, probability_step=0.1, max_stages_per_pipeline=100,
+    rotting=False, probability_step=0.1, max_stages_per_pipeline=100, unique_labels=True,
 )
 PIPEDRIVE = AdapterCapabilities(
     pipeline_order_writable=False, stage_order_writable=False, outcome_stages=False,
@@ -71,6 +73,20 @@ class FakeCrm:
         self.calls.append(call)
         return crash
 
+    def _unique_stage(self, p: _Pipeline, label: str, stage_id: str | None = None) -> None:
+        if self.crm == "hubspot" and any(
+            s.label.strip().lower() == label.strip().lower() and s.id != stage_id
+            for s in p.stages
+        ):
+            raise FatalRemoteError(self.crm, f"duplicate stage label {label!r}", status=400)
+
+    def _unique_pipeline(self, label: str, pipeline_id: str | None = None) -> None:
+        if self.crm == "hubspot" and any(
+            p.label.strip().lower() == label.strip().lower() and p.id != pipeline_id
+            for p in self._pipelines
+        ):
+            raise FatalRemoteError(self.crm, f"pipeline label {label!r} exists", status=409)
+
     def _pipeline(self, pipeline_id: str) -> _Pipeline:
         for p in self._pipelines:
             if p.id == pipeline_id:
@@ -114,6 +130,7 @@ class FakeCrm:
 
     def create_pipeline(self, label: str, order: int, stages: Sequence[StageSpec]
                         ) -> RemotePipeline:
+        self._unique_pipeline(label)
         crash = self._write("create_pipeline", label)
         if self.crm == "pipedrive":
             order = max((p.order for p in self._pipelines), default=-1) + 1
@@ -128,6 +145,7 @@ class FakeCrm:
         return self.snapshot(pipeline)
 
     def update_pipeline(self, pipeline_id: str, *, label: str, order: int) -> None:
+        self._unique_pipeline(label, pipeline_id)
         crash = self._write("update_pipeline", pipeline_id, label)
         p = self._pipeline(pipeline_id)
         p.label = label
@@ -143,6 +161,7 @@ class FakeCrm:
             raise CrashError
 
     def create_stage(self, pipeline_id: str, stage: StageSpec) -> RemoteStage:
+        self._unique_stage(self._pipeline(pipeline_id), stage.label)
         crash = self._write("create_stage", pipeline_id, stage.label)
         p = self._pipeline(pipeline_id)
         if self.crm == "pipedrive":
@@ -156,6 +175,7 @@ class FakeCrm:
         return created
 
     def update_stage(self, pipeline_id: str, stage_id: str, stage: StageSpec) -> RemoteStage:
+        self._unique_stage(self._pipeline(pipeline_id), stage.label, stage_id)
         crash = self._write("update_stage", stage_id, stage.label)
         p = self._pipeline(pipeline_id)
         index = next(i for i, s in enumerate(p.stages) if s.id == stage_id)
@@ -167,6 +187,8 @@ class FakeCrm:
         return updated
 
     def archive_stage(self, pipeline_id: str, stage_id: str) -> None:
+        if self.crm == "hubspot" and len(self._pipeline(pipeline_id).stages) == 1:
+            raise FatalRemoteError(self.crm, "a pipeline must keep one stage", status=400)
         crash = self._write("archive_stage", stage_id)
         p = self._pipeline(pipeline_id)
         p.stages = [s for s in p.stages if s.id != stage_id]

@@ -230,7 +230,7 @@ def test_reorder_on_hubspot_updates_display_order() -> None:
         ("meeting_booked", "order", 1, 0), ("proposal_sent", "order", 0, 1)]
 
 
-def test_sparse_orders_are_renumbered_when_needed() -> None:
+def test_sparse_orders_keep_their_values_and_move_only_what_moved() -> None:
     remote = hubspot_sales(stages=[
         RemoteStage("s1", "Meeting booked", 0, 0.2),
         RemoteStage("s2", "Proposal sent", 100, 0.6),
@@ -241,9 +241,9 @@ def test_sparse_orders_are_renumbered_when_needed() -> None:
     data = sales()
     data["stages"] = [data["stages"][i] for i in (0, 1, 3, 2)]  # type: ignore[index]
     plan = diff(blueprint("hubspot", data), [remote], HUBSPOT_STATE, HUBSPOT)
-    # Setting only the moved ones to their index would sort 'Proposal sent' (100) last.
-    assert [(c.stage, c.new) for c in plan.changes] == [  # type: ignore[union-attr]
-        ("proposal_sent", 1), ("lost", 2), ("won", 3)]
+    # Renumbering 0..3 would write three stages; moving Won after Lost writes one.
+    assert [(c.stage, c.old, c.new) for c in plan.changes] == [  # type: ignore[union-attr]
+        ("won", 200, 301)]
 
 
 def test_reorder_on_pipedrive_is_blocked_with_the_reason() -> None:
