@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from crmsync.sandbox import pipedrive_input as inp
 from crmsync.sandbox.http import Request, Response, RouteTable, bearer_token
 from crmsync.sandbox.pipedrive_fields import FieldCatalog, FieldError, v1_field
+from crmsync.sandbox.pipedrive_include import Shaper
 from crmsync.sandbox.pipedrive_input import ApiError, invalid, not_found
 from crmsync.sandbox.pipedrive_store import (
     CursorError,
@@ -128,6 +129,8 @@ class PipedriveEmulator:
         self.deals = Table()
         # when each deleted record was deleted (its purge clock), per table name
         self.deleted_at: dict[str, dict[int, str]] = {}
+        # when each deal was first won (`include_fields=first_won_time`)
+        self.first_won: dict[int, str] = {}
         self.fields = FieldCatalog(self.now())
         self.reset()
 
@@ -153,6 +156,7 @@ class PipedriveEmulator:
             for table in self.tables().values():
                 table.clear()
             self.deleted_at = {name: {} for name in ("persons", "organizations", "deals")}
+            self.first_won = {}
             self.fields = FieldCatalog(self.now())
             self.ensure_default_pipeline()
 
@@ -239,6 +243,7 @@ class PipedriveEmulator:
                     for name, times in self.deleted_at.items()
                 },
                 "fields": self.fields.to_state(),
+                "first_won": {str(k): v for k, v in self.first_won.items()},
             }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -254,6 +259,7 @@ class PipedriveEmulator:
                 for name, times in state["deleted_at"].items()
             }
             self.fields.load_state(state["fields"])
+            self.first_won = {int(k): v for k, v in state.get("first_won", {}).items()}
 
     # ---- shared helpers -----------------------------------------------------------------
 
@@ -283,20 +289,12 @@ class PipedriveEmulator:
             raise invalid(f"{field}: {NOUN[name].lower()} {row_id} not found")
         return row_id
 
-    def _custom_selection(self, request: Request) -> list[str] | None:
-        keys = request.args("custom_fields")
-        if not keys:
-            return None
-        if len(keys) > 15:  # "A maximum of 15 keys is allowed."
-            raise invalid("custom_fields: at most 15 keys")
-        return keys
-
-    @staticmethod
-    def _shape(row: Row, selection: list[str] | None) -> Row:
-        if selection is None:
+    def _shape(self, row: Row, shaper: Shaper | None) -> Row:
+        if shaper is None or shaper.plain:
             return row
-        values = row["custom_fields"]
-        return {**row, "custom_fields": {k: values[k] for k in selection if k in values}}
+        return shaper.shape(row, catalog=self.fields, first_won=self.first_won,
+                            deals=self.deals.rows.values(),
+                            persons=self.persons.rows.values())
 
     def _list(
         self,
@@ -306,7 +304,7 @@ class PipedriveEmulator:
         sort_fields: tuple[str, ...] = ("id", "update_time", "add_time"),
         *,
         timed: bool = True,
-        selection: list[str] | None = None,
+        shaper: Shaper | None = None,
     ) -> Response:
         limit = inp.limit_param(request)
         sort_by = inp.enum_param(request, "sort_by", sort_fields, "id")
@@ -329,7 +327,7 @@ class PipedriveEmulator:
             table, sort_by=sort_by, sort_direction=direction, limit=limit,
             cursor=request.arg("cursor") or None, keep=matches, since=since, until=until,
         )
-        data = [self._shape(row, selection) for row in rows]
+        data = [self._shape(row, shaper) for row in rows]
         return _ok(data, {"next_cursor": next_cursor}, listed=True)
 
     # ---- pipelines ----------------------------------------------------------------------
@@ -346,6 +344,7 @@ class PipedriveEmulator:
 
     def create_pipeline(self, body: dict[str, Any]) -> Row:
         """Create a pipeline from a v2 body; it goes last (`order_nr` is read-only)."""
+        inp.non_null(body, ("is_deal_probability_enabled",))
         name = inp.text(body, "name", required=True)
         enabled = inp.boolean(body, "is_deal_probability_enabled")
         now = self.now()
@@ -364,6 +363,7 @@ class PipedriveEmulator:
     def _update_pipeline(self, request: Request) -> Response:
         row = self._record("pipelines", inp.path_id(request))
         body = inp.json_body(request, PIPELINE_FIELDS)
+        inp.non_null(body, PIPELINE_FIELDS)
         changes: dict[str, Any] = {}
         if "name" in body:
             changes["name"] = inp.text(body, "name", required=True)
@@ -418,15 +418,26 @@ class PipedriveEmulator:
     def _next_order(self, pipeline_id: int) -> int:
         return max((r["order_nr"] for r in self.pipeline_stages(pipeline_id)), default=0) + 1
 
-    def _stage_settings(self, body: dict[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def _stage_settings(body: dict[str, Any], current: Row) -> dict[str, Any]:
+        """`deal_probability` and the rotting pair from a v2 body, over `current`.
+
+        `days_to_rotten` "Applies only if the `is_deal_rot_enabled` is set": a stage without
+        rotting shows null days (as Pipedrive's stages without rotting show `rotten_days:
+        null` in v1), and days sent with rotting off are dropped.
+        """
+        inp.non_null(body, ("deal_probability", "is_deal_rot_enabled"))
         settings: dict[str, Any] = {}
         if "deal_probability" in body:
-            probability = inp.integer(body, "deal_probability", minimum=0, maximum=100)
-            settings["deal_probability"] = 100 if probability is None else probability
-        if "is_deal_rot_enabled" in body:
-            settings["is_deal_rot_enabled"] = bool(inp.boolean(body, "is_deal_rot_enabled"))
-        if "days_to_rotten" in body:
-            settings["days_to_rotten"] = inp.integer(body, "days_to_rotten", minimum=1)
+            settings["deal_probability"] = inp.integer(body, "deal_probability", minimum=0,
+                                                       maximum=100)
+        enabled = inp.boolean(body, "is_deal_rot_enabled")
+        if enabled is None:
+            enabled = current["is_deal_rot_enabled"]
+        days = (inp.integer(body, "days_to_rotten", minimum=1) if "days_to_rotten" in body
+                else current["days_to_rotten"])
+        settings["is_deal_rot_enabled"] = enabled
+        settings["days_to_rotten"] = days if enabled else None
         return settings
 
     def create_stage(self, body: dict[str, Any]) -> Row:
@@ -449,24 +460,35 @@ class PipedriveEmulator:
             "days_to_rotten": None,
             "add_time": now,
             "update_time": now,
-            **self._stage_settings(body),
         }
+        row.update(self._stage_settings(body, row))
         return self.stages.insert(row)
 
     def _update_stage(self, request: Request) -> Response:
         row = self._record("stages", inp.path_id(request))
         body = inp.json_body(request, STAGE_FIELDS)
-        changes = self._stage_settings(body)
+        inp.non_null(body, ("name", "pipeline_id"))
+        changes = self._stage_settings(body, row)
         if "name" in body:
             changes["name"] = inp.text(body, "name", required=True)
-        if body.get("pipeline_id") is not None:
-            pipeline_id = inp.integer(body, "pipeline_id", minimum=1)
+        now = self.now()
+        pipeline_id = inp.integer(body, "pipeline_id", minimum=1)
+        if pipeline_id is not None:
             self._live("pipelines", pipeline_id, "pipeline_id")
             if pipeline_id != row["pipeline_id"]:
                 # moving a stage: like a new one, it goes last in its new pipeline
                 changes["pipeline_id"] = pipeline_id
-                changes["order_nr"] = self._next_order(pipeline_id or 0)
-        return _ok(self.stages.replace({**row, **changes, "update_time": self.now()}))
+                changes["order_nr"] = self._next_order(pipeline_id)
+                self._move_stage_deals(row["id"], pipeline_id, now)
+        return _ok(self.stages.replace({**row, **changes, "update_time": now}))
+
+    def _move_stage_deals(self, stage_id: int, pipeline_id: int, now: str) -> None:
+        """A deal's pipeline is its stage's ("a pipeline will be assigned automatically based
+        on the `stage_id`"), so the deals of a moved stage move with it. Decision: that is a
+        change to each deal, so their `update_time` moves too (incremental syncs see it)."""
+        for deal in list(self.deals.rows.values()):
+            if deal["stage_id"] == stage_id and deal["pipeline_id"] != pipeline_id:
+                self.deals.replace({**deal, "pipeline_id": pipeline_id, "update_time": now})
 
     def _delete_stage(self, request: Request) -> Response:
         row = self._record("stages", inp.path_id(request))
@@ -482,7 +504,7 @@ class PipedriveEmulator:
                 # saved filters are not emulated, so no filter id exists
                 raise not_found("Filter")
             owner_id = inp.int_param(request, "owner_id")
-            selection = self._custom_selection(request)
+            shaper = Shaper(name, request)
             cutoff = self._purge_cutoff()
             if name == "deals":
                 keep = self._deal_filter(request, archived=False, cutoff=cutoff)
@@ -503,15 +525,16 @@ class PipedriveEmulator:
                         return False
                     return deal_id is None or row["id"] == deal_person
 
-            return self._list(request, self.tables()[name], keep, selection=selection)
+            return self._list(request, self.tables()[name], keep, shaper=shaper)
         return handle
 
     def _list_archived_deals(self, request: Request) -> Response:
         if request.arg("filter_id"):
             raise not_found("Filter")
         keep = self._deal_filter(request, archived=True, cutoff=self._purge_cutoff())
+        # this listing documents no include_option_labels
         return self._list(request, self.deals, keep,
-                          selection=self._custom_selection(request))
+                          shaper=Shaper("deals", request, option_labels=False))
 
     def _deal_filter(self, request: Request, *, archived: bool,
                      cutoff: str) -> Callable[[Row], bool]:
@@ -548,7 +571,7 @@ class PipedriveEmulator:
     def _getter(self, name: str) -> Callable[[Request], Response]:
         def handle(request: Request) -> Response:
             row = self._record(name, inp.path_id(request))
-            return _ok(self._shape(row, self._custom_selection(request)))
+            return _ok(self._shape(row, Shaper(name, request)))
         return handle
 
     def _creator(self, name: str) -> Callable[[Request], Response]:
@@ -593,6 +616,7 @@ class PipedriveEmulator:
             if "add_time" in body:
                 row["add_time"] = inp.body_time(body, "add_time") or now
             row["update_time"] = now
+            self._note_first_win(name, row)
             return self.tables()[name].insert(row)
 
     def update(self, name: str, row_id: int, body: dict[str, Any]) -> Row:
@@ -606,7 +630,12 @@ class PipedriveEmulator:
             else:
                 row = self._deal(dict(current), body, creating=False)
             row["update_time"] = self.now()
+            self._note_first_win(name, row)
             return self.tables()[name].replace(row)
+
+    def _note_first_win(self, name: str, row: Row) -> None:
+        if name == "deals" and row["status"] == "won":
+            self.first_won.setdefault(row["id"], row["won_time"])
 
     def delete(self, name: str, row_id: int) -> None:
         """Soft-delete a record ("Marks a … as deleted"); a no-op when already deleted."""

@@ -152,6 +152,14 @@ def json_body(request: Request, allowed: tuple[str, ...]) -> dict[str, Any]:
     return body
 
 
+def non_null(body: dict[str, Any], names: tuple[str, ...]) -> None:
+    """400 for an explicit null in a property the spec does not mark `nullable`, where null
+    has no meaning to fall back on (a flag, a probability, a name, a pipeline)."""
+    for name in names:
+        if name in body and body[name] is None:
+            raise invalid(f"{name}: must not be null")
+
+
 def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

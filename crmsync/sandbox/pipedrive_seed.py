@@ -144,4 +144,5 @@ def seed_account(
             },
         })
     table.load([*table.rows.values(), *deal_rows])
+    emulator.first_won.update({r["id"]: r["won_time"] for r in deal_rows if r["won_time"]})
     return {"contacts": len(person_rows), "companies": len(org_rows), "deals": len(deal_rows)}

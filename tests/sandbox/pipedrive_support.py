@@ -139,10 +139,15 @@ def apply_v2_errata(spec: dict[str, Any]) -> dict[str, Any]:
     # be included as a comma separated array", search `fields` "A comma-separated string
     # array") are typed as a single-value enum; a valid `open,won` fails the enum. The enum
     # is replaced by a pattern of comma-joined enum values.
+    # `include_fields` ("Optional comma separated string array of additional fields to
+    # include") has the same fault on every record read.
     for path, name in (("/deals", "status"), ("/deals/archived", "status"),
                        ("/persons/search", "fields"), ("/organizations/search", "fields"),
-                       ("/deals/search", "fields")):
-        for parameter in paths[path]["get"]["parameters"]:
+                       ("/deals/search", "fields"),
+                       *((p, "include_fields") for p in (
+                           "/deals", "/deals/{id}", "/deals/archived", "/persons",
+                           "/persons/{id}", "/organizations", "/organizations/{id}"))):
+        for parameter in paths[path]["get"].get("parameters", []):
             if parameter["name"] == name:
                 values = "|".join(parameter["schema"].pop("enum"))
                 parameter["schema"]["pattern"] = f"^({values})(,({values}))*$"

@@ -210,6 +210,48 @@ def test_stages_crud_order_and_filters(api: Api, pd: PipedriveSandbox) -> None:
         == [stage_ids[0]]
 
 
+def test_rotting_days_apply_only_with_rotting(api: Api) -> None:
+    """`days_to_rotten` "Applies only if the `is_deal_rot_enabled` is set"."""
+    pipeline, _ = _pipeline_with_stages(api, stages=0)
+    stage = api.post(f"{V2}/stages", {"name": "Idle", "pipeline_id": pipeline,
+                                      "days_to_rotten": 9})["data"]
+    assert (stage["is_deal_rot_enabled"], stage["days_to_rotten"]) == (False, None)
+    rotting = api.patch(f"{V2}/stages/{stage['id']}", {"is_deal_rot_enabled": True,
+                                                      "days_to_rotten": 14})["data"]
+    assert (rotting["is_deal_rot_enabled"], rotting["days_to_rotten"]) == (True, 14)
+    renamed = api.patch(f"{V2}/stages/{stage['id']}", {"name": "Idle too"})["data"]
+    assert renamed["days_to_rotten"] == 14  # omitted fields keep their values
+    off = api.patch(f"{V2}/stages/{stage['id']}", {"is_deal_rot_enabled": False})["data"]
+    assert (off["is_deal_rot_enabled"], off["days_to_rotten"]) == (False, None)
+
+
+def test_null_is_refused_where_the_spec_allows_none(api: Api) -> None:
+    pipeline, stages = _pipeline_with_stages(api, stages=1)
+    for body in ({"deal_probability": None}, {"is_deal_rot_enabled": None}, {"name": None},
+                 {"pipeline_id": None}):
+        api.patch(f"{V2}/stages/{stages[0]}", body, status=400, request_valid=False)
+    for body in ({"is_deal_probability_enabled": None}, {"name": None}):
+        api.patch(f"{V2}/pipelines/{pipeline}", body, status=400, request_valid=False)
+    stage = api.get(f"{V2}/stages/{stages[0]}")["data"]
+    assert stage["deal_probability"] == 10  # unchanged (it used to become 100)
+
+
+def test_moving_a_stage_moves_its_deals(api: Api, pd: PipedriveSandbox) -> None:
+    source, stages = _pipeline_with_stages(api, "Source", 2)
+    target, _ = _pipeline_with_stages(api, "Target", 1)
+    moving = api.post(f"{V2}/deals", {"title": "Moves", "stage_id": stages[1]})["data"]
+    staying = api.post(f"{V2}/deals", {"title": "Stays", "stage_id": stages[0]})["data"]
+    pd.tick(30)
+    api.patch(f"{V2}/stages/{stages[1]}", {"pipeline_id": target})
+    moved = api.get(f"{V2}/deals/{moving['id']}")["data"]
+    # a deal's pipeline is its stage's: never a stage of one pipeline in another
+    assert (moved["pipeline_id"], moved["stage_id"]) == (target, stages[1])
+    assert moved["update_time"] == _iso(30)
+    assert api.get(f"{V2}/deals/{staying['id']}")["data"]["pipeline_id"] == source
+    assert [d["id"] for d in api.get(f"{V2}/deals", params={"pipeline_id": target})["data"]] \
+        == [moving["id"]]
+
+
 def test_stage_errors(api: Api) -> None:
     pipeline, _ = _pipeline_with_stages(api, stages=0)
     api.post(f"{V2}/stages", {"name": "No pipeline"}, status=400)
@@ -505,6 +547,61 @@ def test_custom_fields_round_trip(api: Api, pd: PipedriveSandbox) -> None:
     for custom in bad:
         api.patch(f"{V2}/deals/{deal['id']}", {"custom_fields": custom}, status=400)
     api.get(f"{V2}/deals", params={"custom_fields": ",".join(["a" * 40] * 16)}, status=400)
+
+
+def test_include_fields_and_option_labels(api: Api, pd: PipedriveSandbox) -> None:
+    fields = pd.emulator.fields
+    source = fields.key_of("deal", "Lead source")
+    referral = fields.option_id("deal", "Lead source", "Referral")
+    org = api.post(f"{V2}/organizations", {"name": "Counted GmbH"})["data"]
+    person = api.post(f"{V2}/persons", {"name": "Counted Person", "org_id": org["id"]})["data"]
+    api.post(f"{V2}/persons", {"name": "Colleague", "org_id": org["id"]})
+    deal = api.post(f"{V2}/deals", {"title": "Won twice", "person_id": person["id"],
+                                    "org_id": org["id"], "custom_fields": {source: referral}})
+    deal_id = deal["data"]["id"]
+    api.post(f"{V2}/deals", {"title": "Open", "person_id": person["id"], "org_id": org["id"]})
+    api.post(f"{V2}/deals", {"title": "Lost", "org_id": org["id"], "status": "lost"})
+    gone = api.post(f"{V2}/deals", {"title": "Deleted", "org_id": org["id"]})["data"]
+    api.delete(f"{V2}/deals/{gone['id']}")
+
+    # not asked for: not there
+    plain = api.get(f"{V2}/deals/{deal_id}")["data"]
+    assert "first_won_time" not in plain
+    assert plain["custom_fields"][source] == referral
+
+    pd.tick(10)
+    api.patch(f"{V2}/deals/{deal_id}", {"status": "won"})
+    pd.tick(10)
+    api.patch(f"{V2}/deals/{deal_id}", {"status": "open"})
+    pd.tick(10)
+    rewon = api.patch(f"{V2}/deals/{deal_id}", {"status": "won"})["data"]
+    assert rewon["won_time"] == _iso(30)
+    asked = api.get(f"{V2}/deals/{deal_id}", params={
+        "include_fields": "first_won_time,activities_count,participants_count,next_activity_id",
+        "include_option_labels": "true"})["data"]
+    assert asked["first_won_time"] == _iso(10)  # the first win, not the latest
+    assert (asked["activities_count"], asked["participants_count"]) == (0, 1)
+    assert asked["next_activity_id"] is None
+    assert asked["custom_fields"][source] == {"id": referral, "label": "Referral"}
+    listed = api.get(f"{V2}/deals", params={"include_fields": "first_won_time",
+                                            "ids": str(deal_id)})["data"]
+    assert listed[0]["first_won_time"] == _iso(10)
+
+    counts = "open_deals_count,closed_deals_count,won_deals_count,lost_deals_count"
+    shown = api.get(f"{V2}/organizations/{org['id']}",
+                    params={"include_fields": f"{counts},people_count"})["data"]
+    assert [shown[k] for k in counts.split(",")] == [1, 2, 1, 1]  # the deleted deal left out
+    assert shown["people_count"] == 2
+    mine = api.get(f"{V2}/persons", params={"include_fields": counts,
+                                            "ids": str(person["id"])})["data"][0]
+    assert [mine[k] for k in counts.split(",")] == [1, 1, 1, 0]
+
+    # values outside the operation's enum are refused
+    api.get(f"{V2}/deals", params={"include_fields": "people_count"}, status=400,
+            request_valid=False)
+    api.get(f"{V2}/persons/{person['id']}", params={"include_fields": "products_count"},
+            status=400, request_valid=False)
+    api.get(f"{V2}/deals/archived", params={"include_fields": "first_won_time"})
 
 
 # ---- search --------------------------------------------------------------------------------
