@@ -99,6 +99,8 @@ SEARCH_FIELDS = {
 # "Only the following custom field types are searchable"
 SEARCHABLE_TYPES = frozenset({"address", "varchar", "text", "varchar_auto", "double",
                               "monetary", "phone"})
+# v1 CRUD endpoints that API v2 replaced (see `_retired`)
+RETIRED_V1 = ("pipelines", "stages", "deals", "persons", "organizations")
 ENTITY_OF = {"persons": "person", "organizations": "organization", "deals": "deal"}
 NOUN = {"persons": "Person", "organizations": "Organization", "deals": "Deal",
         "pipelines": "Pipeline", "stages": "Stage"}
@@ -212,8 +214,22 @@ class PipedriveEmulator:
                 ("GET", f"/api/v1/{path}", self._field_lister(entity)),
                 ("POST", f"/api/v1/{path}", self._field_creator(entity)),
             ]
+        for name in RETIRED_V1:
+            routes += [(m, f"/api/v1/{name}/search", self._retired)
+                       for m in ("GET",) if name in ENTITY_OF]
+            routes += [(m, f"/api/v1/{name}", self._retired) for m in ("GET", "POST")]
+            routes += [(m, f"/api/v1/{name}/{{id}}", self._retired)
+                       for m in ("GET", "PUT", "DELETE")]
         for method, template, handler in routes:
             router.add(method, template, self._guarded(handler), crm=self.crm)
+
+    @staticmethod
+    def _retired(_request: Request) -> Response:
+        # Pipedrive's status codes: "410 Gone - Old resource permanently unavailable". The
+        # v1 CRUD endpoints of these resources left the published v1 spec (SOURCE.md) and
+        # are out of support since 2026-08. Decision: they answer 410, not 404, so that a
+        # client still on v1 learns why.
+        raise ApiError(410, "This API v1 endpoint is no longer available; use API v2")
 
     def _guarded(self, handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
         def run(request: Request) -> Response:

@@ -744,6 +744,20 @@ def test_cursor_is_bound_to_its_sort(api: Api) -> None:
                                            "sort_by": "update_time"}, status=400)
 
 
+def test_retired_v1_endpoints_are_gone(api: Api) -> None:
+    """"410 Gone - Old resource permanently unavailable" for the v1 CRUD that v2 replaced."""
+    retired = [r for r in api.pd.server.app.router.routes
+               if r.template.startswith("/api/v1/") and not r.template.endswith("Fields")]
+    assert {r.template.split("/")[3] for r in retired} == {
+        "pipelines", "stages", "deals", "persons", "organizations"}
+    for route in retired:
+        path = route.template.replace("{id}", "1")
+        body = api.call(route.method, path + ("?term=ab" if path.endswith("search") else ""),
+                        json={} if route.method in ("POST", "PUT") else None, status=410)
+        assert "v2" in body["error"]
+    api.get("/api/v1/dealFields")  # the field definitions are still v1
+
+
 def test_unknown_path_and_method(api: Api) -> None:
     response = api.pd.session.get(api.pd.url(f"{V2}/leads"))
     assert response.status_code == 404
