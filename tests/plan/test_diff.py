@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import random
+
 from plan_fakes import HUBSPOT, PIPEDRIVE, blueprint, sales, with_stage
 
 from crmsync.adapters.base import RemotePipeline, RemoteStage, StageSpec
@@ -18,11 +21,22 @@ from crmsync.plan.changes import (
     MoveDeals,
     NewStage,
     Note,
+    ParkPipeline,
+    ParkStage,
+    Plan,
+    PlanCounts,
     UpdatePipeline,
     UpdateStage,
 )
-from crmsync.plan.diff import diff, quantize_probability, stage_candidates_for_removal
-from crmsync.plan.render import plan_to_dict
+from crmsync.plan.diff import (
+    _final_orders,
+    diff,
+    quantize_probability,
+    stage_candidates_for_removal,
+)
+from crmsync.plan.labels import temporary_label, unparked
+from crmsync.plan.order import apply_order
+from crmsync.plan.render import plan_to_dict, render_text
 from crmsync.plan.state import KnownIds
 
 
@@ -437,3 +451,312 @@ def test_ids_of_dropped_keys_gone_from_the_crm_are_forgotten() -> None:
     gone = hubspot_sales(stages=list(hubspot_sales().stages[1:]))
     plan = diff(blueprint("hubspot"), [gone], HUBSPOT_STATE, HUBSPOT)
     assert [type(c).__name__ for c in plan.changes] == ["CreateStage"]
+
+
+# --- labels changing hands (HubSpot: unique per pipeline / account) ---------------------------
+
+
+def _changes_in_apply_order(plan: Plan) -> list[tuple[str, ...]]:
+    """(kind, stage key or label, …) of each change, in the order apply runs them."""
+    out: list[tuple[str, ...]] = []
+    for c in apply_order(plan.changes, unique_labels=plan.unique_labels):
+        match c:
+            case ParkStage():
+                out.append(("park", c.label, c.temporary))
+            case UpdateStage(field="label"):
+                out.append(("rename", str(c.old), str(c.new)))
+            case CreateStage():
+                out.append(("create", c.spec.label))
+            case ArchiveStage():
+                out.append(("archive", c.label))
+            case MoveDeals():
+                out.append(("move", c.from_label, c.to_stage))
+            case ParkPipeline():
+                out.append(("park pipeline", c.label, c.temporary))
+            case UpdatePipeline(field="label"):
+                out.append(("rename pipeline", str(c.old), str(c.new)))
+            case _:
+                out.append((type(c).__name__,))
+    return out
+
+
+def _swapped() -> dict[str, object]:
+    return with_stage(with_stage(sales(), 0, label="Proposal sent"), 1, label="Meeting booked")
+
+
+def test_two_stages_swapping_labels_go_through_a_temporary_label() -> None:
+    plan = diff(blueprint("hubspot", _swapped()), [hubspot_sales()], HUBSPOT_STATE, HUBSPOT)
+    park = ParkStage("sales", "p1", "meeting_booked", "s1", "Meeting booked",
+                     "Meeting booked (renaming)", StageSpec("Meeting booked (renaming)", 0, 0.2))
+    assert park in plan.changes
+    assert _changes_in_apply_order(plan) == [
+        ("park", "Meeting booked", "Meeting booked (renaming)"),
+        ("rename", "Proposal sent", "Meeting booked"),
+        ("rename", "Meeting booked", "Proposal sent"),
+    ]
+    # Two real renames, two objects to update: the park is a step of the first one.
+    assert plan.counts().update == 2
+    lines = render_text(plan).splitlines()
+    assert lines[2:4] == [
+        "    ~ stage 'Proposal sent' (meeting_booked): label 'Meeting booked' → 'Proposal "
+        "sent' (via 'Meeting booked (renaming)')",
+        "    ~ stage 'Meeting booked' (proposal_sent): label 'Proposal sent' → 'Meeting booked'",
+    ]
+
+
+def test_a_chain_of_renames_needs_no_temporary_label_only_order() -> None:
+    # meeting_booked takes 'Proposal sent', which proposal_sent gives up for 'Offer signed'.
+    data = with_stage(with_stage(sales(), 0, label="Proposal sent"), 1, label="Offer signed")
+    plan = diff(blueprint("hubspot", data), [hubspot_sales()], HUBSPOT_STATE, HUBSPOT)
+    assert not any(isinstance(c, ParkStage) for c in plan.changes)
+    assert _changes_in_apply_order(plan) == [
+        ("rename", "Proposal sent", "Offer signed"),
+        ("rename", "Meeting booked", "Proposal sent"),
+    ]
+
+
+def test_a_create_waits_for_the_rename_that_frees_its_label() -> None:
+    data = with_stage(sales(), 1, label="Offer signed")
+    data["stages"].insert(2, {"key": "resent", "label": "Proposal sent",  # type: ignore[attr-defined]
+                              "probability": 0.7})
+    plan = diff(blueprint("hubspot", data), [hubspot_sales()], HUBSPOT_STATE, HUBSPOT)
+    order = _changes_in_apply_order(plan)
+    assert order.index(("rename", "Proposal sent", "Offer signed")) < order.index(
+        ("create", "Proposal sent"))
+
+
+def test_a_rename_waits_for_the_archive_that_frees_its_label() -> None:
+    # 'Thinking it over' (dropped from the blueprint, no deals) goes; proposal_sent takes it.
+    state = KnownIds(HUBSPOT_STATE.pipelines,
+                     {**HUBSPOT_STATE.stages, ("sales", "thinking"): "s9"})
+    data = with_stage(sales(), 1, label="Thinking it over")
+    plan = diff(blueprint("hubspot", data), [_with_extra_remote_stage()], state, HUBSPOT,
+                {"s9": 0})
+    assert not any(isinstance(c, ParkStage) for c in plan.changes)
+    order = [c for c in _changes_in_apply_order(plan) if c[0] in ("archive", "rename")]
+    assert order == [("archive", "Thinking it over"),
+                     ("rename", "Proposal sent", "Thinking it over")]
+
+
+def test_a_new_stage_taking_a_retired_stages_label_waits_for_the_archive() -> None:
+    # Retired by key: the new stage does not adopt it by label; with no deals to move, the
+    # old one is archived first and the new one created with the label.
+    state = KnownIds(HUBSPOT_STATE.pipelines,
+                     {**HUBSPOT_STATE.stages, ("sales", "thinking"): "s9"})
+    data = sales(retired_stages=[{"key": "thinking", "move_deals_to": "proposal_sent"}])
+    data["stages"].insert(1, {"key": "considering", "label": "Thinking it over",  # type: ignore[attr-defined]
+                              "probability": 0.4})
+    plan = diff(blueprint("hubspot", data), [_with_extra_remote_stage()], state, HUBSPOT,
+                {"s9": 0})
+    assert [(c.stage, c.stage_id) for c in plan.changes if isinstance(c, AdoptStage)] == []
+    assert _changes_in_apply_order(plan) == [("archive", "Thinking it over"),
+                                             ("create", "Thinking it over")]
+
+
+def test_deals_moving_into_a_new_stage_that_takes_their_stages_label() -> None:
+    # The cycle: create needs the label → archive → deals moved → create. The retired stage
+    # steps aside under a temporary label first.
+    state = KnownIds(HUBSPOT_STATE.pipelines,
+                     {**HUBSPOT_STATE.stages, ("sales", "thinking"): "s9"})
+    data = sales(retired_stages=[{"key": "thinking", "move_deals_to": "considering"}])
+    data["stages"].insert(1, {"key": "considering", "label": "Thinking it over",  # type: ignore[attr-defined]
+                              "probability": 0.4})
+    plan = diff(blueprint("hubspot", data), [_with_extra_remote_stage()], state, HUBSPOT,
+                {"s9": 3})
+    assert _changes_in_apply_order(plan) == [
+        ("park", "Thinking it over", "Thinking it over (archiving)"),
+        ("create", "Thinking it over"),
+        ("move", "Thinking it over", "considering"),
+        ("archive", "Thinking it over"),
+    ]
+    park = next(c for c in plan.changes if isinstance(c, ParkStage))
+    assert park.then == "archive"
+    assert park.spec == StageSpec("Thinking it over (archiving)", 1, 0.4)  # only the label
+    assert "(its label freed first: renamed 'Thinking it over (archiving)')" in render_text(plan)
+    assert plan.counts() == PlanCounts(create=1, move=1, archive=1)
+
+
+def test_a_pipeline_is_never_left_without_stages() -> None:
+    # HubSpot refuses to archive a pipeline's last stage: the retired stage is parked instead
+    # of being archived before the new one (which takes its label) is created.
+    remote = hubspot_sales(stages=[RemoteStage("s9", "Qualified", 0, 0.2)])
+    data = sales(stages=[{"key": "qualified", "label": "Qualified", "probability": 0.3}],
+                 retired_stages=[{"key": "old", "move_deals_to": "qualified"}])
+    state = KnownIds({"sales": "p1"}, {("sales", "old"): "s9"})
+    plan = diff(blueprint("hubspot", data), [remote], state, HUBSPOT, {"s9": 0})
+    assert _changes_in_apply_order(plan) == [
+        ("park", "Qualified", "Qualified (archiving)"),
+        ("create", "Qualified"),
+        ("archive", "Qualified"),
+    ]
+
+
+def test_a_label_kept_by_a_stage_that_stays_blocks_the_rename_only() -> None:
+    # 'Thinking it over' holds deals and is not retired: it stays, with its label.
+    data = with_stage(sales(), 1, label="Thinking it over", probability=0.7)
+    plan = diff(blueprint("hubspot", data), [_with_extra_remote_stage()], HUBSPOT_STATE,
+                HUBSPOT, {"s9": 2})
+    reasons = [b.reason for b in plan.blocked]
+    assert reasons[0] == (
+        "cannot be renamed to 'Thinking it over': stage 'Thinking it over' keeps that label "
+        "(this plan neither renames nor archives it) and HubSpot allows each stage label once "
+        "per pipeline")
+    # The probability still changes, under the label the stage has now.
+    [update] = [c for c in plan.changes if isinstance(c, UpdateStage)]
+    assert (update.field, update.spec.label) == ("probability", "Proposal sent")
+
+
+def test_pipelines_swapping_labels_go_through_a_temporary_label() -> None:
+    partners = RemotePipeline("p2", "Partners", 1, (RemoteStage("q1", "Intro", 0, 0.1),))
+    state = KnownIds({"sales": "p1", "partners": "p2"},
+                     {**HUBSPOT_STATE.stages, ("partners", "intro"): "q1"})
+    data = blueprint("hubspot", sales(label="Partners"), {
+        "key": "partners", "label": "Sales", "stages": [
+            {"key": "intro", "label": "Intro", "probability": 0.1}]})
+    plan = diff(data, [hubspot_sales(), partners], state, HUBSPOT)
+    assert _changes_in_apply_order(plan) == [
+        ("park pipeline", "Sales", "Sales (renaming)"),
+        ("rename pipeline", "Partners", "Sales"),
+        ("rename pipeline", "Sales", "Partners"),
+    ]
+    assert render_text(plan).splitlines()[2] == (
+        "    ~ pipeline label 'Sales' → 'Partners' (via 'Sales (renaming)')")
+
+
+def test_a_pipeline_label_held_by_an_unmanaged_pipeline_is_blocked() -> None:
+    other = RemotePipeline("default", "Sales Pipeline", 0, (RemoteStage("x", "Appt", 0, 0.2),))
+    plan = diff(blueprint("hubspot", sales(label="Sales Pipeline")), [hubspot_sales(), other],
+                HUBSPOT_STATE, HUBSPOT)
+    assert plan.changes == ()
+    [blocked] = plan.blocked
+    assert blocked.reason.startswith("cannot be renamed to 'Sales Pipeline': pipeline 'Sales "
+                                     "Pipeline' keeps that label")
+
+
+def test_pipedrive_allows_duplicate_labels_so_a_swap_is_two_plain_renames() -> None:
+    data = with_stage(with_stage(sales(), 0, label="Proposal sent"), 1, label="Meeting booked")
+    plan = diff(blueprint("pipedrive", data), [pipedrive_sales()], PIPEDRIVE_STATE, PIPEDRIVE)
+    assert not plan.unique_labels
+    assert [type(c).__name__ for c in plan.changes] == ["UpdateStage", "UpdateStage"]
+
+
+def test_a_temporary_label_left_by_a_killed_apply_is_a_plain_rename() -> None:
+    remote = hubspot_sales(stages=[
+        RemoteStage("s1", "Meeting booked (renaming)", 0, 0.2),  # parked, then killed
+        *hubspot_sales().stages[1:],
+    ])
+    plan = diff(blueprint("hubspot", _swapped()), [remote], HUBSPOT_STATE, HUBSPOT)
+    assert _changes_in_apply_order(plan) == [
+        ("rename", "Proposal sent", "Meeting booked"),
+        ("rename", "Meeting booked (renaming)", "Proposal sent"),
+    ]
+
+
+def test_a_retired_stage_found_by_label_under_its_temporary_label() -> None:
+    data = sales(retired_stages=[{"label": "Thinking it over", "move_deals_to": "won"}])
+    remote = hubspot_sales(stages=[*hubspot_sales().stages,
+                                   RemoteStage("s9", "Thinking it over (archiving)", 5, 0.4)])
+    plan = diff(blueprint("hubspot", data), [remote], HUBSPOT_STATE, HUBSPOT, {"s9": 2})
+    assert [type(c).__name__ for c in plan.changes] == ["MoveDeals", "ArchiveStage"]
+
+
+def test_the_temporary_label_collides_with_nothing() -> None:
+    assert temporary_label("Won", "rename", ["Won", "won (renaming)"]) == "Won (renaming 2)"
+    assert temporary_label("Won (renaming)", "archive", []) == "Won (archiving)"
+    assert unparked("Won (renaming 2)") == "Won"
+    assert unparked("Won (renamed)") == "Won (renamed)"
+
+
+# --- order values: as few writes as possible ---------------------------------------------------
+
+
+def _sparse_sales() -> RemotePipeline:
+    return hubspot_sales(stages=[
+        RemoteStage("s1", "Meeting booked", 0, 0.2),
+        RemoteStage("s2", "Proposal sent", 10, 0.6),
+        RemoteStage("s3", "Won", 20, 1.0, "won"),
+        RemoteStage("s4", "Lost", 30, 0.0, "lost"),
+    ])
+
+
+def test_a_stage_inserted_where_there_is_room_costs_no_order_write() -> None:
+    data = sales()
+    data["stages"].insert(2, {"key": "negotiated", "label": "Negotiated",  # type: ignore[attr-defined]
+                              "probability": 0.8})
+    plan = diff(blueprint("hubspot", data), [_sparse_sales()], HUBSPOT_STATE, HUBSPOT)
+    # Only the create, and it carries its displayOrder: between 10 and 20.
+    assert plan.changes == (CreateStage("sales", "p1", "negotiated",
+                                        StageSpec("Negotiated", 15, 0.8)),)
+
+
+def test_swapping_two_adjacent_stages_writes_one_order() -> None:
+    for remote in (hubspot_sales(), _sparse_sales()):
+        data = sales()
+        data["stages"] = [data["stages"][i] for i in (1, 0, 2, 3)]  # type: ignore[index]
+        plan = diff(blueprint("hubspot", data), [remote], HUBSPOT_STATE, HUBSPOT)
+        orders = [c for c in plan.changes if isinstance(c, UpdateStage) and c.field == "order"]
+        assert len(orders) <= 2
+        assert len(orders) == (2 if remote == hubspot_sales() else 1)
+
+
+def _final_value_sorts(desired: list[str], orders: dict[str, int], existing: dict[str, int],
+                       labels: dict[str, str]) -> bool:
+    shown = sorted(desired, key=lambda k: (orders[k], labels[k]))
+    written = [k for k in desired if k not in existing or orders[k] != existing[k]]
+    fresh_ties = any(orders[a] == orders[b] and (a in written or b in written)
+                     for a in desired for b in desired if a != b)
+    return shown == desired and min(orders.values()) >= 0 and not fresh_ties
+
+
+def _fewest_writes(desired: list[str], existing: dict[str, int], labels: dict[str, str]) -> int:
+    """Brute force: the smallest number of existing values to change (greedy placement)."""
+    present = [k for k in desired if k in existing]
+    best = len(present)
+    for size in range(len(present), 0, -1):
+        for kept in itertools.combinations(present, size):
+            low, ok = -1, True
+            for i, key in enumerate(desired):
+                if key in kept:
+                    value = existing[key]
+                    previous = desired[i - 1] if i else None
+                    tie = (value == low and previous in kept
+                           and labels[previous] <= labels[key]
+                           and labels[previous].casefold() <= labels[key].casefold())
+                    if value <= low and not tie:
+                        ok = False
+                        break
+                    low = value
+                else:
+                    low += 1
+                    nxt = next((existing[k] for k in desired[i + 1:] if k in kept), None)
+                    if nxt is not None and low >= nxt:
+                        ok = False
+                        break
+            if ok:
+                return len(present) - size
+    return best
+
+
+def test_final_orders_sort_right_with_the_fewest_writes() -> None:
+    rng = random.Random(4)
+    for _ in range(400):
+        n = rng.randint(1, 6)
+        keys = [f"k{i}" for i in range(n)]
+        labels = {k: rng.choice("ABCab") + k for k in keys}
+        existing = {k: rng.randint(0, 12) for k in keys if rng.random() < 0.8}
+        desired = rng.sample(keys, n)
+        orders = _final_orders(desired, existing, labels)
+        assert _final_value_sorts(desired, orders, existing, labels), (desired, existing)
+        writes = sum(1 for k in desired if k in existing and orders[k] != existing[k])
+        assert writes == _fewest_writes(desired, existing, labels), (desired, existing, orders)
+
+
+def test_counts_are_per_object_and_lines_per_field() -> None:
+    data = with_stage(sales(), 1, label="Offer sent", probability=0.7)
+    data = with_stage(data, 0, label="Meeting held", probability=0.3)
+    plan = diff(blueprint("hubspot", data), [hubspot_sales()], HUBSPOT_STATE, HUBSPOT)
+    assert len(plan.changes) == 4  # two fields each
+    assert plan.counts().update == 2
+    assert render_text(plan).splitlines()[-1] == (
+        "Plan: 0 to create, 2 to update, 0 to archive, 0 blocked.")
+    assert len(plan_to_dict(plan)["changes"]) == 4

@@ -15,12 +15,21 @@ from crmsync.plan.changes import (
     MoveDeals,
     NewStage,
     Note,
+    ParkPipeline,
+    ParkStage,
     PipelinePlan,
     Plan,
+    PlanCounts,
     UpdatePipeline,
     UpdateStage,
 )
-from crmsync.plan.render import item_to_dict, plan_to_dict, render_json, render_text
+from crmsync.plan.render import (
+    describe_item,
+    item_to_dict,
+    plan_to_dict,
+    render_json,
+    render_text,
+)
 
 SPEC = StageSpec("Proposal sent", 1, 0.7)
 
@@ -143,3 +152,62 @@ def test_an_adopt_only_plan_says_only_ids_are_recorded() -> None:
     ]
     assert not PLAN.state_only
     assert "Nothing changes" not in render_text(PLAN)
+
+
+# --- temporary labels (parks) ---------------------------------------------------------------
+
+FIRST, SECOND = StageSpec("B", 0, 0.2), StageSpec("A", 1, 0.4)  # after the swap
+SWAP = Plan("acme", "hubspot", (PipelinePlan("sales", "Sales", "p1", (
+    ParkStage("sales", "p1", "first", "s1", "A", "A (renaming)", StageSpec("A (renaming)", 0,
+                                                                           0.2)),
+    UpdateStage("sales", "p1", "first", "s1", "label", "A", "B", FIRST),
+    UpdateStage("sales", "p1", "first", "s1", "probability", 0.1, 0.2, FIRST),
+    UpdateStage("sales", "p1", "second", "s2", "label", "B", "A", SECOND),
+)),), unique_labels=True)
+
+
+def test_a_park_is_no_line_of_its_own_but_said_on_the_rename() -> None:
+    assert render_text(SWAP).splitlines() == [
+        "acme (hubspot)",
+        "  pipeline 'Sales' (sales)",
+        "    ~ stage 'B' (first): label 'A' → 'B' (via 'A (renaming)')",
+        "    ~ stage 'B' (first): probability 0.1 → 0.2",
+        "    ~ stage 'A' (second): label 'B' → 'A'",
+        "Plan: 0 to create, 2 to update, 0 to archive, 0 blocked.",
+    ]
+
+
+def test_a_park_as_a_step_of_apply_and_as_data() -> None:
+    park = SWAP.changes[0]
+    assert describe_item(park) == ("~ stage 'A' (first): label 'A' → 'A (renaming)' for now, "
+                                   "so another stage can take it (then renamed)")
+    pipeline_park = ParkPipeline("sales", "p1", "Sales", "Sales (renaming)", 0)
+    assert describe_item(pipeline_park) == (
+        "~ pipeline label 'Sales' → 'Sales (renaming)' for now, so another pipeline can take "
+        "it (then renamed)")
+    data = plan_to_dict(SWAP)
+    assert data["changes"][0] == {
+        "action": "park",
+        "target": {"kind": "stage", "pipeline": "sales", "stage": "first", "label": "A",
+                   "id": "s1"},
+        "field": "label", "old": "A", "new": "A (renaming)", "then": "rename",
+        "reason": "a temporary label, so another stage can take this one in the same apply",
+    }
+    assert data["counts"]["update"] == 2
+    # The order apply runs them in: park, the rename that takes 'A', then the other stage.
+    assert data["apply_order"] == [0, 3, 1, 2]
+    assert item_to_dict(pipeline_park)["target"]["kind"] == "pipeline"
+
+
+def test_an_archived_stage_that_stepped_aside_says_so() -> None:
+    plan = Plan("acme", "hubspot", (PipelinePlan("sales", "Sales", "p1", (
+        CreateStage("sales", "p1", "new", StageSpec("Old", 1, 0.5)),
+        ParkStage("sales", "p1", "old", "s9", "Old", "Old (archiving)",
+                  StageSpec("Old (archiving)", 1, 0.4), "archive"),
+        MoveDeals("sales", "p1", "Old", "s9", "new", None, 2, "Old", "old"),
+        ArchiveStage("sales", "p1", "s9", "Old", "old", 2),
+    )),), unique_labels=True)
+    assert render_text(plan).splitlines()[4] == (
+        "    - stage 'Old' (old): archive (its label freed first: renamed 'Old (archiving)')")
+    assert plan_to_dict(plan)["apply_order"] == [1, 0, 2, 3]
+    assert plan.counts() == PlanCounts(create=1, move=1, archive=1)
