@@ -5,7 +5,8 @@ Control requests are not counted in the stats and never see latency, faults or l
 
 Accounts: each CRM keeps one account per token (`accounts.py`), created fresh the first time
 the token is served or seeded — HubSpot with only its default deal pipeline, Pipedrive with
-its standard and seeded custom field definitions and no pipeline, as new real accounts are.
+only its default pipeline and its standard and seeded custom field definitions, as new real
+accounts are.
 Faults and latency are server-wide; rate limits are per token, i.e. per account. Nothing
 here ever shows a token.
 

@@ -26,6 +26,13 @@ comments, so it is easy to find and change:
   the next page's first row by both, so rows sharing a second are neither skipped nor
   repeated within one walk. A row updated during a walk sorted by `update_time` moves to
   the end and may be seen twice (at-least-once), never lost.
+- A stage moved to another pipeline takes its deals along (a deal's pipeline is its
+  stage's); their `update_time` moves.
+- `include_fields` / `include_option_labels` are served (`pipedrive_include`);
+  `include_labels` is accepted and ignored: label definitions are not emulated.
+- The v1 CRUD endpoints v2 replaced answer 410 Gone (`_retired`).
+- Not emulated: the v2 field-definition endpoints (`/api/v2/dealFields`, ...) the current
+  spec also lists; clients here read field definitions from v1.
 """
 
 from __future__ import annotations

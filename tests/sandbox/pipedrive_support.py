@@ -62,7 +62,9 @@ _V2_LISTS = ("/pipelines", "/stages", "/persons", "/organizations", "/deals",
 # E2: properties typed non-nullable that the API returns as null when unset. The spec's own
 # examples show the pattern (`origin_id: null`, deal search `organization: null`, person
 # search `organization.address: null`); an unlinked deal has no person/org, an open deal no
-# won/lost time, a deal whose stage never changed no stage_change_time.
+# won/lost time, a deal whose stage never changed no stage_change_time. A live v2 deal
+# payload (the `updated-deal-instant` test event of the `@pipedream/pipedrive` npm package)
+# carries `"expected_close_date": null, "won_time": null, "lost_time": null`.
 _NULLABLE: dict[str, tuple[str, ...]] = {
     "deal": ("person_id", "org_id", "won_time", "lost_time", "stage_change_time",
              "expected_close_date"),
