@@ -2,7 +2,9 @@
 
 Identity comes first from state (key -> remote id); without it, a pipeline or stage matches
 by label (case-insensitive, whitespace trimmed) and then by `previous_labels`. A matched object
-with another label is renamed, never deleted and created again.
+with another label is renamed, never deleted and created again. Where the CRM allows each
+label only once (HubSpot), labels changing hands in one plan are made safe by
+`crmsync.plan.labels` (order, a temporary label for cycles, or a blocked change).
 """
 
 from __future__ import annotations

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from crmsync.plan.changes import Change, Item
 
 SUFFIXES = {"rename": "renaming", "archive": "archiving"}
+MAX_LABEL = 255  # the blueprint's limit for a label
 _PARKED = re.compile(r"^(?P<base>.*\S)\s+\((?:renaming|archiving)(?: \d+)?\)$")
 
 
@@ -57,13 +58,17 @@ def unparked(label: str) -> str:
 
 
 def temporary_label(label: str, then: str, taken: Iterable[str]) -> str:
-    """`<label> (renaming)`, or `(renaming 2)`… if that is taken too (never a label in use)."""
+    """`<label> (renaming)`, or `(renaming 2)`… if that is taken too (never a label in use),
+    shortened to fit the 255 characters a label may have."""
     used = {label_key(t) for t in taken}
-    base = f"{unparked(label).strip()} ({SUFFIXES[then]}"
+    base = unparked(label).strip()
     n = 1
-    while label_key(candidate := base + (")" if n == 1 else f" {n})")) in used:
+    while True:
+        suffix = f" ({SUFFIXES[then]})" if n == 1 else f" ({SUFFIXES[then]} {n})"
+        candidate = base[:MAX_LABEL - len(suffix)].rstrip() + suffix
+        if label_key(candidate) not in used:
+            return candidate
         n += 1
-    return candidate
 
 
 def _changes(items: Iterable[Item]) -> list[Change]:

@@ -664,6 +664,7 @@ def test_the_temporary_label_collides_with_nothing() -> None:
     assert temporary_label("Won", "rename", ["Won", "won (renaming)"]) == "Won (renaming 2)"
     assert temporary_label("Won (renaming)", "archive", []) == "Won (archiving)"
     assert unparked("Won (renaming 2)") == "Won"
+    assert len(temporary_label("x" * 255, "rename", [])) == 255
     assert unparked("Won (renamed)") == "Won (renamed)"
 
 
