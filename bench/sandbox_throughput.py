@@ -1,4 +1,5 @@
-"""How many simple requests per second the sandbox serves (latency, faults and limits off).
+"""How many simple requests per second the sandbox serves (latency, faults and limits off),
+and how long seeding 100,000 synthetic records takes in each CRM.
 
     .venv/bin/python bench/sandbox_throughput.py [--requests 3000] [--url URL]
 
@@ -100,6 +101,19 @@ def measure_processes(url: str, processes: int, threads: int, total: int) -> tup
     return sum(rate for rate, _ in results), sum(errors for _, errors in results)
 
 
+def measure_seeding(base_url: str, records: int, echo: Callable[[str], None]) -> None:
+    """Seconds to seed `records` synthetic records (split 60/15/25 over contacts, companies
+    and deals) into a fresh account of each CRM, through POST /_sandbox/seed."""
+    split = {"contacts": records * 60 // 100, "companies": records * 15 // 100}
+    split["deals"] = records - split["contacts"] - split["companies"]
+    for crm in ("hubspot", "pipedrive"):
+        started = time.perf_counter()
+        response = requests.post(f"{base_url}/_sandbox/seed", timeout=300, json={
+            "crm": crm, **split, "seed": 7, "token": f"seed-bench-{crm}"})
+        response.raise_for_status()
+        echo(f"seeded {records:,} {crm} records in {time.perf_counter() - started:.2f} s")
+
+
 def run(base_url: str, total: int, echo: Callable[[str], None] = print) -> None:
     requests.post(f"{base_url}/_sandbox/reset", timeout=10).raise_for_status()
     requests.post(f"{base_url}/_sandbox/seed", timeout=60, json={
@@ -117,6 +131,7 @@ def run(base_url: str, total: int, echo: Callable[[str], None] = print) -> None:
                                          total)
         label = f"{processes}x4"
         echo(f"{'hubspot pipelines':<24}{label:>8}{rate:>10.0f}{errors:>8}")
+    measure_seeding(base_url, 100_000, echo)
 
 
 def main() -> None:
