@@ -2,8 +2,9 @@
 
 CRM v3 pipelines (https://developers.hubspot.com/docs/api/crm/pipelines), object type `deals`:
 
-- a pipeline is only ever PATCHed (label, displayOrder). `PUT` replaces a pipeline whole and
-  deletes the stages left out, so it is never used; stages are created, PATCHed and archived
+- a pipeline is only ever PATCHed (label, displayOrder). `PUT` replaces a pipeline whole: every
+  stage is archived and the inputs become new stages with new ids (stranding deals), so it is
+  never used; stages are created, PATCHed and archived
   one by one (`…/pipelines/deals/{pipelineId}/stages[/{stageId}]`);
 - stage metadata is strings: `probability` "0.0"–"1.0" in steps of 0.1, `isClosed` "true" on
   outcome stages (won = "1.0", lost = "0.0"); reading, a closed stage is won when its
@@ -141,7 +142,7 @@ class HubSpotAdapter:
         return _pipeline(created)
 
     def update_pipeline(self, pipeline_id: str, *, label: str, order: int) -> None:
-        """PATCH label and displayOrder only (never PUT: it would drop stages left out)."""
+        """PATCH label and displayOrder only (never PUT: it would replace every stage)."""
         self._call(
             self._pipelines.update_with_http_info, OBJECT_TYPE, pipeline_id,
             pipelines_sdk.PipelinePatchInput(label=label, display_order=order),
