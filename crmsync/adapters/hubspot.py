@@ -4,8 +4,8 @@ CRM v3 pipelines (https://developers.hubspot.com/docs/api/crm/pipelines), object
 
 - a pipeline is only ever PATCHed (label, displayOrder). `PUT` replaces a pipeline whole: every
   stage is archived and the inputs become new stages with new ids (stranding deals), so it is
-  never used; stages are created, PATCHed and archived
-  one by one (`…/pipelines/deals/{pipelineId}/stages[/{stageId}]`);
+  never used; stages are created, PATCHed and archived one by one
+  (`…/pipelines/deals/{pipelineId}/stages[/{stageId}]`);
 - stage metadata is strings: `probability` "0.0"–"1.0" in steps of 0.1, `isClosed` "true" on
   outcome stages (won = "1.0", lost = "0.0"); reading, a closed stage is won when its
   probability is at least 0.5;
