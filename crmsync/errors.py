@@ -6,9 +6,36 @@ from dataclasses import dataclass
 
 
 class CrmsyncError(Exception):
-    """Base of every error crmsync reports to a user (never with a traceback unless --debug)."""
+    """Base of every error crmsync reports to a user (never with a traceback unless --debug).
+
+    The message says what is wrong; `hint`, when set, says what to do about it. `str()` gives
+    both as one paragraph, which is all the CLI prints.
+    """
 
     exit_code = 1
+    hint: str | None = None
+
+    def __init__(self, message: str = "", *, hint: str | None = None) -> None:
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+    @property
+    def message(self) -> str:
+        """What is wrong, without the hint."""
+        return super().__str__()
+
+    def __str__(self) -> str:
+        return join_sentences(self.message, self.hint)
+
+
+def join_sentences(first: str, second: str | None) -> str:
+    """`first. Second` as one paragraph (no doubled full stop)."""
+    if not second:
+        return first
+    if not first:
+        return second
+    return f"{first}{'' if first.endswith(('.', '!', '?')) else '.'} {second}"
 
 
 @dataclass(frozen=True)
@@ -34,7 +61,7 @@ class Finding:
 
     def __str__(self) -> str:
         text = f"{self.location()} {self.field}: {self.message}" if self.field else (
-            f"{self.location()} {self.message}"
+            f"{self.location()}: {self.message}"
         )
         if self.rule:
             text += f" [{self.rule}]"
@@ -44,10 +71,11 @@ class Finding:
 class ConfigError(CrmsyncError):
     """A config file (blueprint) is unreadable or invalid; carries every finding at once."""
 
-    def __init__(self, findings: list[Finding] | None = None, message: str | None = None) -> None:
+    def __init__(self, findings: list[Finding] | None = None, message: str | None = None, *,
+                 hint: str | None = None) -> None:
         self.findings = list(findings or [])
         text = message or "\n".join(str(f) for f in self.findings) or "invalid configuration"
-        super().__init__(text)
+        super().__init__(text, hint=hint)
 
 
 class SettingsError(CrmsyncError):
@@ -62,12 +90,12 @@ class RemoteError(CrmsyncError):
     """The CRM answered with an error (or did not answer)."""
 
     def __init__(self, crm: str, message: str, *, status: int | None = None,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, hint: str | None = None) -> None:
         self.crm = crm
         self.status = status
         self.retry_after = retry_after
         prefix = f"{crm} answered {status}" if status else f"{crm} request failed"
-        super().__init__(f"{prefix}: {message}")
+        super().__init__(f"{prefix}: {message}", hint=hint)
 
 
 class RetriableRemoteError(RemoteError):
@@ -76,6 +104,10 @@ class RetriableRemoteError(RemoteError):
 
 class FatalRemoteError(RemoteError):
     """Any other 4xx: the request itself is wrong; retrying cannot help."""
+
+
+class TokenRefusedError(FatalRemoteError):
+    """401: the CRM does not accept the token (wrong, expired, revoked, another account's)."""
 
 
 class PlanBlocked(CrmsyncError):  # noqa: N818 -- named in STYLE.md; a state, not a failure

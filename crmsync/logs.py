@@ -1,13 +1,16 @@
 """Logging set-up from settings: level and format (`text` for people, `json` for cron logs).
 
 Every handler gets a filter that masks the configured tokens, as a last line of defence: no
-code path should log a token, but one that did would print `***` instead.
+code path should log a token, but one that did would print `***` instead. Tokens read later
+(a blueprint's own `token_env:`) join in through `remember_secret`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
+import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -15,6 +18,26 @@ if TYPE_CHECKING:
 
 MASK = "***"
 _HANDLER_NAME = "crmsync"
+# A token is masked where it stands on its own, not inside a longer word: a (test) token
+# like "t" or "abc" would otherwise turn every message into confetti ("connec***ion").
+_WORD_CHAR = r"[A-Za-z0-9_\-]"
+_remembered: set[str] = set()
+_remembered_lock = threading.Lock()
+
+
+def remember_secret(secret: str) -> None:
+    """Mask `secret` in every crmsync log handler from now on (a token read after start-up)."""
+    if secret:
+        with _remembered_lock:
+            _remembered.add(secret)
+
+
+def mask_secrets(text: str, secrets: Iterable[str]) -> str:
+    """`text` with each of `secrets` replaced by `***` wherever it stands as a whole token."""
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        if secret in text:
+            text = re.sub(rf"(?<!{_WORD_CHAR}){re.escape(secret)}(?!{_WORD_CHAR})", MASK, text)
+    return text
 
 
 class SecretMaskingFilter(logging.Filter):
@@ -22,14 +45,16 @@ class SecretMaskingFilter(logging.Filter):
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._secrets = {s for s in secrets if s}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self._secrets:
+        with _remembered_lock:
+            secrets = self._secrets | _remembered
+        if secrets:
             message = record.getMessage()
-            for secret in self._secrets:
-                message = message.replace(secret, MASK)
-            record.msg, record.args = message, None
+            masked = mask_secrets(message, secrets)
+            if masked != message:
+                record.msg, record.args = masked, None
         return True
 
 

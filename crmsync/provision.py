@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypedDict
 
-from crmsync.blueprint.models import ENV_NAME_PATTERN, KEY_PATTERN, Blueprint
-from crmsync.errors import ConfigError, CrmsyncError, Finding
+from crmsync.blueprint.models import ENV_NAME_PATTERN, KEY_PATTERN, Blueprint, to_key
+from crmsync.errors import ConfigError, CrmsyncError, StoreError
 from crmsync.plan.apply import ApplyResult, apply
 from crmsync.plan.diff import diff, stage_candidates_for_removal
 from crmsync.plan.export import blueprint_from_remote, to_yaml
@@ -35,15 +35,36 @@ AdapterFactory = Callable[[str, "str | None"], "CrmAdapter"]  # (crm, token_env)
 Status = Literal["clean", "pending", "blocked", "error"]
 
 
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    """What stopped one client, if anything: the message for people, the exception for --debug.
+
+    Shared by `ClientPlan` and `ClientApply`; keyword-only, so each keeps its own positional
+    fields first.
+    """
+
+    error: str | None = None
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
+
+
+class _Failure(TypedDict):
+    error: str
+    exception: BaseException
+
+
+def _failure(exc: BaseException) -> _Failure:
+    """The `Outcome` fields for a client stopped by `exc`."""
+    error = str(exc) if isinstance(exc, CrmsyncError) else f"unexpected {type(exc).__name__}: {exc}"
+    return {"error": error, "exception": exc}
+
+
 @dataclass(frozen=True)
-class ClientPlan:
+class ClientPlan(Outcome):
     """One config file's outcome of `diff`: its plan, or the error that prevented one."""
 
     path: Path
     blueprint: Blueprint | None = None
     plan: Plan | None = None
-    error: str | None = None
-    exception: BaseException | None = field(default=None, compare=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -64,14 +85,12 @@ ApplyStatus = Literal["clean", "blocked", "unconverged", "error"]
 
 
 @dataclass(frozen=True)
-class ClientApply:
+class ClientApply(Outcome):
     """One client's outcome of `apply`: what ran, and the diff taken afterwards."""
 
     client: ClientPlan
     result: ApplyResult | None = None
     after: Plan | None = None
-    error: str | None = None
-    exception: BaseException | None = field(default=None, compare=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -115,12 +134,6 @@ def plan_client(blueprint: Blueprint, adapter: CrmAdapter, known: KnownIds) -> P
     return diff(blueprint, remote, known, caps, counts)
 
 
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, CrmsyncError):
-        return str(exc)
-    return f"unexpected {type(exc).__name__}: {exc}"
-
-
 def _load(paths: Sequence[str | Path], settings: Settings) -> list[ClientPlan]:
     """One entry per file: a blueprint, or the reason it could not be loaded."""
     from crmsync.blueprint.loader import expand_paths, load_blueprint
@@ -131,7 +144,7 @@ def _load(paths: Sequence[str | Path], settings: Settings) -> list[ClientPlan]:
         try:
             blueprint = load_blueprint(path)
         except ConfigError as exc:
-            loaded.append(ClientPlan(path, error=str(exc), exception=exc))
+            loaded.append(ClientPlan(path, **_failure(exc)))
             continue
         if blueprint.client in seen:
             loaded.append(ClientPlan(path, error=(
@@ -152,15 +165,23 @@ class _Session:
         self.settings = settings
         self._store = store
         self._own_store = store is None
+        self._store_error: StoreError | None = None
         self.factory = adapter_factory or default_adapter_factory(settings)
         self.adapters: list[CrmAdapter] = []
 
     @property
     def store(self) -> Store:
+        """The store, opened on first use; a store that cannot be opened is tried only once."""
+        if self._store_error is not None:
+            raise self._store_error
         if self._store is None:
             from crmsync.store import open_store
 
-            self._store = open_store(self.settings.store_url)
+            try:
+                self._store = open_store(self.settings.store_url)
+            except StoreError as exc:
+                self._store_error = exc
+                raise
         return self._store
 
     def adapter(self, crm: str, token_env: str | None) -> CrmAdapter:
@@ -205,9 +226,11 @@ def _diff_one(client: ClientPlan, session: _Session) -> ClientPlan:
         adapter = session.adapter(blueprint.crm, blueprint.token_env)
         known = session.store.provisioning(blueprint.client, blueprint.crm).known_ids()
         plan = plan_client(blueprint, adapter, known)
+    except StoreError:
+        raise  # every client shares the store: one error for the command, not one per client
     except Exception as exc:
         log.debug("diff failed for %s", client.name, exc_info=True)
-        return ClientPlan(client.path, blueprint, error=_describe(exc), exception=exc)
+        return ClientPlan(client.path, blueprint, **_failure(exc))
     return ClientPlan(client.path, blueprint, plan)
 
 
@@ -244,13 +267,14 @@ def _apply_one(client: ClientPlan, session: _Session,
                        on_step=(lambda change: on_step(client, change)) if on_step else None)
     except Exception as exc:
         log.debug("apply failed for %s", client.name, exc_info=True)
-        return ClientApply(client, error=_describe(exc), exception=exc)
+        return ClientApply(client, **_failure(exc))
     try:
         after = plan_client(blueprint, adapter, state.known_ids())
     except Exception as exc:  # applied, but the proving diff failed: keep what was done
         log.debug("diff after apply failed for %s", client.name, exc_info=True)
+        failure = _failure(exc)
         return ClientApply(client, result,
-                           error=result.error or f"diff after apply: {_describe(exc)}",
+                           error=result.error or f"diff after apply: {failure['error']}",
                            exception=exc)
     return ClientApply(client, result, after, error=result.error)
 
@@ -274,13 +298,18 @@ def export_blueprint(
     Written to `output` if given (an existing file only with `force`); returned either way.
     """
     if not re.match(KEY_PATTERN, client) or len(client) > 64:
-        raise ConfigError([Finding("--client", None, None, "client", (
-            "must be a key: lowercase letters, digits and underscores, starting with a letter"
-        ))])
+        suggestion = to_key(client)
+        raise ConfigError(message=(
+            f"--client '{client}' must be a key: lowercase letters, digits and underscores, "
+            "starting with a letter" + (f"; try '{suggestion}'" if suggestion else "")
+        ))
     if token_env is not None and not re.match(ENV_NAME_PATTERN, token_env):
-        raise ConfigError([Finding("--token-env", None, None, "token_env", (
-            "must be an environment variable name: uppercase letters, digits and underscores"
-        ))])
+        # Not echoed: what was given may be a pasted token.
+        raise ConfigError(message=(
+            "--token-env must be an environment variable name (uppercase letters, digits and "
+            "underscores, e.g. ACME_HUBSPOT_TOKEN): the variable that holds the token, never "
+            "the token itself"
+        ))
     target = Path(output) if output is not None else None
     if target is not None and target.exists() and not force:
         raise ConfigError(message=f"{target} already exists; pass --force to overwrite it")

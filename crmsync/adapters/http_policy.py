@@ -9,7 +9,11 @@ An adapter turns each request into a zero-argument `send()` returning a neutral 
   5xx, timeouts and dropped connections are `RetriableRemoteError`; any other 4xx is a
   `FatalRemoteError` carrying the CRM's own message;
 - **retry** retriable failures with tenacity: exponential backoff with jitter, or exactly the
-  `Retry-After` the CRM asked for.
+  `Retry-After` the CRM asked for. A CRM that cannot be reached at all (connection refused,
+  unknown host, TLS failure, connect timeout) gets only `unreachable_retries` more tries:
+  waiting half a minute to learn that nothing listens at a mistyped base URL helps nobody;
+- **explain** the final error: the operation, how many attempts were made, and what to check
+  (the base-URL setting, the variable the token came from — never the token itself).
 
 This is the only retry layer: the HubSpot SDK's urllib3 retries are switched off
 (`hubspot.py`) and `requests` does not retry unless told to. Tokens handed to the policy are
@@ -22,6 +26,8 @@ import json
 import logging
 import math
 import random
+import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -40,7 +46,13 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from crmsync.errors import FatalRemoteError, RemoteError, RetriableRemoteError
+from crmsync.errors import (
+    FatalRemoteError,
+    RemoteError,
+    RetriableRemoteError,
+    TokenRefusedError,
+)
+from crmsync.logs import MASK, mask_secrets
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +60,9 @@ T = TypeVar("T")
 Sleep = Callable[[float], None]
 Clock = Callable[[], float]
 
-MASK = "***"
+__all__ = ["MASK", "Endpoint", "HttpPolicy", "Reply", "TransportError"]
+
+_CRM_NAMES = {"hubspot": "HubSpot", "pipedrive": "Pipedrive"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -136,6 +150,16 @@ def _pipedrive_error_message(body: Any) -> str | None:
 
 HUBSPOT = Dialect("hubspot", _hubspot_rate_limit, _hubspot_error_message)
 PIPEDRIVE = Dialect("pipedrive", _pipedrive_rate_limit, _pipedrive_error_message)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where an adapter's requests go and which settings said so: what a message tells the
+    user to check. Set by the registry, which knows the settings; never holds the token."""
+
+    base_url: str
+    base_url_setting: str | None = None  # e.g. CRMSYNC_HUBSPOT_BASE_URL
+    token_source: str | None = None  # the variable the token was read from, e.g. ACME_TOKEN
 
 
 @dataclass(frozen=True)
@@ -300,9 +324,13 @@ _NOT_SENT_EXCEPTIONS: tuple[type[BaseException], ...] = (
 class TransportError(RetriableRemoteError):
     """No HTTP answer at all: a timeout, a refused, reset or dropped connection."""
 
-    def __init__(self, crm: str, message: str, *, maybe_sent: bool) -> None:
+    def __init__(self, crm: str, message: str, *, maybe_sent: bool,
+                 unreachable: bool = False, timed_out: bool = False) -> None:
         super().__init__(crm, message)
         self.maybe_sent = maybe_sent  # False when it failed before the request went out
+        # No connection could be made at all (refused, unknown host, TLS, connect timeout).
+        self.unreachable = unreachable
+        self.timed_out = timed_out
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -334,9 +362,13 @@ class HttpPolicy:
         pace_below: float = 0.2,
         min_intervals: Mapping[str, float] | None = None,
         rng: random.Random | None = None,
+        unreachable_retries: int = 2,
+        endpoint: Endpoint | None = None,
     ) -> None:
         self.dialect = dialect
         self.max_retries = max(0, max_retries)
+        self.unreachable_retries = max(0, min(unreachable_retries, self.max_retries))
+        self.endpoint = endpoint
         self._sleep = sleep
         self._secrets = tuple(s for s in secrets if s)
         self._backoff_initial = backoff_initial
@@ -373,29 +405,37 @@ class HttpPolicy:
         whether the object now exists, and its answer is returned instead of creating again.
         """
         last_error: RemoteError | None = None
-        for attempt in Retrying(
-            stop=stop_any(stop_after_attempt(self.max_retries + 1),
-                          _StopOnLongRetryAfter(self._max_retry_after)),
-            wait=self._wait,
-            retry=retry_if_exception_type(RetriableRemoteError),
-            sleep=self._sleep,
-            before_sleep=self._log_retry,
-            reraise=True,
-        ):
-            with attempt:
-                if find_existing is not None and last_error is not None and _maybe_applied(
-                    last_error
-                ):
-                    found = find_existing()
-                    if found is not None:
-                        log.info("%s: %s had already been applied; not sending it again",
-                                 self.crm, what)
-                        return found
-                try:
-                    return self._attempt(send, what=what, bucket=bucket)
-                except RemoteError as exc:
-                    last_error = exc
-                    raise
+        attempts = 0
+        try:
+            for attempt in Retrying(
+                stop=stop_any(stop_after_attempt(self.max_retries + 1),
+                              _StopOnLongRetryAfter(self._max_retry_after),
+                              _StopWhenUnreachable(self.unreachable_retries + 1)),
+                wait=self._wait,
+                retry=retry_if_exception_type(RetriableRemoteError),
+                sleep=self._sleep,
+                before_sleep=self._log_retry,
+                reraise=True,
+            ):
+                with attempt:
+                    attempts += 1
+                    if find_existing is not None and last_error is not None and _maybe_applied(
+                        last_error
+                    ):
+                        found = find_existing()
+                        if found is not None:
+                            log.info("%s: %s had already been applied; not sending it again",
+                                     self.crm, what)
+                            return found
+                    try:
+                        return self._attempt(send, what=what, bucket=bucket)
+                    except RemoteError as exc:
+                        last_error = exc
+                        raise
+        except RemoteError as exc:
+            if exc.hint is None:
+                exc.hint = self.advice(exc, attempts)
+            raise
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     def _attempt(self, send: Callable[[], Reply[T]], *, what: str, bucket: str) -> T:
@@ -434,25 +474,58 @@ class HttpPolicy:
             # 0: the HubSpot SDK's marker for a request it could not complete (TLS failure).
             return RetriableRemoteError(self.crm, message, status=status or None,
                                         retry_after=retry_after)
+        if status == 401:
+            return TokenRefusedError(self.crm, message, status=status)
         return FatalRemoteError(self.crm, message, status=status)
 
     def classify_exception(self, exc: BaseException, *, what: str) -> TransportError:
         """A transport failure (timeout, refused or dropped connection) as a retriable error."""
-        timed_out = isinstance(
-            exc, requests.Timeout | TimeoutError | urllib3.exceptions.TimeoutError
-        )
-        kind = "timed out" if timed_out else "connection failed"
+        failure = _transport_failure(exc)
+        where = self.endpoint.base_url if self.endpoint else None
         return TransportError(
             self.crm,
-            self.mask(f"{kind} ({type(exc).__name__}: {exc}) ({what})"),
+            self.mask(f"{failure.describe(where)} ({what})"),
             maybe_sent=not _caused_by_not_sent(exc),
+            unreachable=failure.unreachable,
+            timed_out=failure.timed_out,
         )
+
+    def advice(self, error: RemoteError, attempts: int) -> str | None:
+        """What to do about `error`, the last of `attempts`: the hint of the final message."""
+        name = _CRM_NAMES.get(self.crm, self.crm)
+        endpoint = self.endpoint
+        if isinstance(error, TokenRefusedError):
+            source = (f"${endpoint.token_source}" if endpoint and endpoint.token_source
+                      else "the token setting")
+            return (f"{name} refused the token: check that {source} holds a current {name} "
+                    "token for this client's account (the token itself is never shown)")
+        if error.status == 403:
+            return (f"{name} accepted the token but not this request: check the token's "
+                    "scopes (HubSpot private app) or the user's permissions (Pipedrive)")
+        if isinstance(error, FatalRemoteError):
+            return None
+        if error.retry_after is not None and error.retry_after > self._max_retry_after:
+            return (f"{name} asked to wait {error.retry_after:.0f} s before the next request, "
+                    "longer than crmsync waits in one run: try again later")
+        if isinstance(error, TransportError) and error.unreachable:
+            check = "check the base URL"
+            if endpoint is not None and endpoint.base_url_setting:
+                check = f"check {endpoint.base_url_setting} (now {endpoint.base_url})"
+            elif endpoint is not None:
+                check = f"check the base URL {endpoint.base_url}"
+            todo = f"{check}: is {name}, or `crmsync sandbox`, running and reachable from here?"
+        elif isinstance(error, TransportError) and error.timed_out:
+            todo = (f"{name} may be slow or down: try again later, or allow more time with "
+                    "CRMSYNC_HTTP_TIMEOUT_SECONDS")
+        else:
+            todo = (f"{name} may be having trouble: try again later (CRMSYNC_MAX_RETRIES sets "
+                    "how often crmsync retries)")
+        return f"Gave up after {attempts} attempts; {todo}" if attempts > 1 else (
+            todo[0].upper() + todo[1:])
 
     def mask(self, text: str) -> str:
         """`text` with every secret this policy knows replaced by ***."""
-        for secret in self._secrets:
-            text = text.replace(secret, MASK)
-        return text
+        return mask_secrets(text, self._secrets)
 
     def _message(self, status: int, body: Any, what: str) -> str:
         parsed = parse_body(body)
@@ -474,8 +547,11 @@ class HttpPolicy:
     def _log_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
+        limit = self.max_retries + 1
+        if isinstance(error, TransportError) and error.unreachable:
+            limit = self.unreachable_retries + 1
         log.warning("%s (attempt %d of %d); retrying in %.1fs", self.mask(str(error)),
-                    state.attempt_number, self.max_retries + 1, wait)
+                    state.attempt_number, limit, wait)
 
 
 class _StopOnLongRetryAfter(stop_base):
@@ -495,14 +571,32 @@ class _StopOnLongRetryAfter(stop_base):
                 and error.retry_after > self.limit)
 
 
-def _caused_by_not_sent(exc: BaseException) -> bool:
-    """requests and urllib3 nest the real cause (MaxRetryError.reason, __context__)."""
+class _StopWhenUnreachable(stop_base):
+    """Stop after `attempts` when no connection could be made at all.
+
+    A refused connection, an unknown host or a failed TLS handshake rarely heal within the
+    minute the full backoff would take; a brief blip (a restarting server) still gets a retry.
+    """
+
+    def __init__(self, attempts: int) -> None:
+        self.attempts = attempts
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome else None
+        return (isinstance(error, TransportError) and error.unreachable
+                and retry_state.attempt_number >= self.attempts)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and what it wraps: requests and urllib3 nest the real cause (MaxRetryError.reason,
+    the first argument, __cause__/__context__)."""
+    chain: list[BaseException] = []
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, _NOT_SENT_EXCEPTIONS):
-            return True
+        chain.append(current)
         reason = getattr(current, "reason", None)
         if isinstance(reason, BaseException) and id(reason) not in seen:
             current = reason
@@ -512,7 +606,65 @@ def _caused_by_not_sent(exc: BaseException) -> bool:
             current = first_arg
             continue
         current = current.__cause__ or current.__context__
-    return False
+    return chain
+
+
+def _caused_by_not_sent(exc: BaseException) -> bool:
+    return any(isinstance(e, _NOT_SENT_EXCEPTIONS) for e in _causes(exc))
+
+
+@dataclass(frozen=True)
+class _TransportFailure:
+    """What went wrong on the wire, in words a user can act on."""
+
+    text: str  # with {where} for the base URL, e.g. "connection refused by {where}"
+    unreachable: bool = False
+    timed_out: bool = False
+
+    def describe(self, where: str | None) -> str:
+        return self.text.format(where=where or "the server")
+
+
+def _transport_failure(exc: BaseException) -> _TransportFailure:  # noqa: PLR0911 -- one
+    # return per kind of failure: the taxonomy reads best as one flat list.
+    chain = _causes(exc)
+
+    def found(*types: type[BaseException]) -> BaseException | None:
+        return next((e for e in chain if isinstance(e, types)), None)
+
+    if found(urllib3.exceptions.NameResolutionError, socket.gaierror):
+        return _TransportFailure("host name not found for {where}", unreachable=True)
+    if found(ConnectionRefusedError) or any("Connection refused" in str(e) for e in chain):
+        return _TransportFailure("connection refused by {where}", unreachable=True)
+    tls = found(ssl.SSLError, urllib3.exceptions.SSLError, requests.exceptions.SSLError)
+    if tls is not None:
+        reason = getattr(tls, "reason", None) or str(tls).strip()
+        return _TransportFailure(f"TLS handshake with {{where}} failed ({_short(reason)})",
+                                 unreachable=True)
+    connect_timeout = found(requests.exceptions.ConnectTimeout,
+                            urllib3.exceptions.ConnectTimeoutError)
+    new_connection = found(urllib3.exceptions.NewConnectionError)
+    # urllib3's NewConnectionError subclasses ConnectTimeoutError: only a real timeout counts.
+    if connect_timeout is not None and not isinstance(
+            connect_timeout, urllib3.exceptions.NewConnectionError) and new_connection is None:
+        return _TransportFailure("timed out connecting to {where}", unreachable=True,
+                                 timed_out=True)
+    if new_connection is not None:
+        os_error = found(OSError)
+        reason = (os_error.strerror if isinstance(os_error, OSError) and os_error.strerror
+                  else str(new_connection))
+        return _TransportFailure(f"cannot connect to {{where}} ({_short(reason)})",
+                                 unreachable=True)
+    if found(requests.Timeout, TimeoutError, urllib3.exceptions.TimeoutError):
+        return _TransportFailure("timed out waiting for the answer from {where}",
+                                 timed_out=True)
+    return _TransportFailure("connection failed: the connection to {where} broke before the "
+                             f"answer arrived ({_short(f'{type(exc).__name__}: {exc}')})")
+
+
+def _short(text: str, width: int = 160) -> str:
+    text = " ".join(str(text).split()).replace("{", "(").replace("}", ")")
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _maybe_applied(error: RemoteError) -> bool:

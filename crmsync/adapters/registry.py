@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from pydantic import SecretStr
 
     from crmsync.adapters.base import CrmAdapter
-    from crmsync.adapters.http_policy import Clock, Sleep
+    from crmsync.adapters.http_policy import Clock, Endpoint, Sleep
     from crmsync.settings import Settings
 
 
@@ -32,28 +32,40 @@ class Connection:
     max_retries: int
     sleep: Sleep
     clock: Clock
+    # Which settings these came from, so an error can say what to check (never the token).
+    base_url_setting: str | None = None
+    token_source: str | None = None
 
     def __repr__(self) -> str:  # SecretStr already hides the token; keep the repr short
         return f"Connection({self.base_url!r}, timeout={self.timeout}, retries={self.max_retries})"
 
+    @property
+    def endpoint(self) -> Endpoint:
+        from crmsync.adapters.http_policy import Endpoint
+
+        return Endpoint(self.base_url, self.base_url_setting, self.token_source)
 
 
 def _hubspot(connection: Connection) -> CrmAdapter:
     from crmsync.adapters.hubspot import HubSpotAdapter
 
-    return HubSpotAdapter(
+    adapter = HubSpotAdapter(
         connection.base_url, connection.token, timeout=connection.timeout,
         max_retries=connection.max_retries, sleep=connection.sleep, clock=connection.clock,
     )
+    adapter.policy.endpoint = connection.endpoint
+    return adapter
 
 
 def _pipedrive(connection: Connection) -> CrmAdapter:
     from crmsync.adapters.pipedrive import PipedriveAdapter
 
-    return PipedriveAdapter(
+    adapter = PipedriveAdapter(
         connection.base_url, connection.token, timeout=connection.timeout,
         max_retries=connection.max_retries, sleep=connection.sleep, clock=connection.clock,
     )
+    adapter.policy.endpoint = connection.endpoint
+    return adapter
 
 
 _FACTORIES: dict[str, Callable[[Connection], CrmAdapter]] = {
@@ -97,5 +109,7 @@ def create_adapter(
         max_retries=settings.max_retries,
         sleep=sleep,
         clock=clock,
+        base_url_setting=f"CRMSYNC_{crm.upper()}_BASE_URL",
+        token_source=settings.token_source(crm, token_env),
     )
     return factory(connection)

@@ -1,21 +1,25 @@
 """The `crmsync` command line: thin click commands over the library.
 
 Each command parses options, calls one library function, renders the result and exits.
-Errors from the library (`CrmsyncError`) become a one-paragraph message and an exit code
-here and only here; `--debug` shows the traceback instead.
+Every failure — a `CrmsyncError` from the library, a usage error, Ctrl-C, a bug — leaves
+through `CrmsyncGroup.main`, which prints one paragraph and picks the exit code
+(`crmsync.cli.failures`); `--debug` adds the traceback. The same path serves the console
+script, `main()`, and click's test runner.
 """
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from crmsync import __version__
-from crmsync.errors import CrmsyncError
 from crmsync.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 @dataclass
@@ -45,7 +49,43 @@ class App:
 pass_app = click.make_pass_decorator(App)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def _wants_debug(argv: Sequence[str]) -> bool:
+    # Read from the arguments: the failure may come before (or instead of) the group callback.
+    return "--debug" in argv[: argv.index("--")] if "--" in argv else "--debug" in argv
+
+
+class CrmsyncGroup(click.Group):
+    """The `crmsync` group: every failure becomes one message and an exit code, here."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the CLI. Standalone (the console script, CliRunner) it always exits; otherwise
+        it returns a success's exit code and raises `SystemExit` for a failure."""
+        from crmsync.cli.failures import report_failure
+
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            # Without standalone mode click leaves every exception to us, and returns (not
+            # raises) the code given to ctx.exit().
+            result = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except SystemExit:
+            raise
+        except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 -- the one place
+            sys.exit(report_failure(exc, debug=_wants_debug(argv)))
+        code = result if isinstance(result, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+@click.group(name="crmsync", cls=CrmsyncGroup, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="crmsync")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs on errors.")
 @click.pass_context
@@ -55,12 +95,25 @@ def cli(ctx: click.Context, debug: bool) -> None:
     Describe each client's pipelines and deal stages in configs/CLIENT.yaml, check them
     (validate), preview the changes against the live CRM (diff), make them so (apply), or
     adopt an existing CRM (export). `crmsync sandbox` serves a local emulator of both CRMs.
+    Settings come from CRMSYNC_* environment variables or a .env file (see .env.example).
+
+    \b
+    Examples:
+      crmsync demo                                 # the whole workflow on a local sandbox
+      crmsync init acme --crm hubspot              # scaffold configs/acme.yaml
+      crmsync validate --strict && crmsync diff    # check, then preview against the CRM
+      crmsync apply configs/acme.yaml              # make it so (asks first)
+
+    Each command has its own --help with examples and exit codes.
     """
     ctx.obj = App(debug=debug)
     if debug:  # until settings are read (see App.settings), which also masks tokens
         from crmsync.logs import configure_logging
 
         configure_logging("DEBUG", "text")
+    if ctx.invoked_subcommand is None:  # plain `crmsync`: the help, not an error
+        click.echo(ctx.get_help())
+        ctx.exit(0)
 
 
 def _register_commands() -> None:
@@ -80,25 +133,5 @@ _register_commands()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: run the CLI, turning crmsync errors into exit codes."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    try:
-        # Without standalone mode click returns (not raises) the code given to ctx.exit().
-        exit_code = cli.main(args=argv, prog_name="crmsync", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(130)
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except CrmsyncError as exc:
-        if debug:
-            raise
-        click.secho(f"error: {exc}", fg="red", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        sys.exit(130)
-    sys.exit(exit_code if isinstance(exit_code, int) else 0)
+    """Console-script entry point: run the CLI and exit with its code (never returns)."""
+    cli.main(args=argv, prog_name="crmsync")

@@ -28,11 +28,11 @@ def _plural(count: int, severity: str) -> str:
     return f"{count} {one if count == 1 else many}"
 
 
-def _echo_finding(finding: Finding, *, err: bool = False) -> None:
+def _echo_finding(finding: Finding) -> None:
     severity = click.style(f"{finding.severity:<8}", fg=_COLOURS.get(finding.severity), bold=True)
-    click.echo(f"  {severity} {finding}", err=err)
+    click.echo(f"  {severity} {finding}")
     if finding.hint:
-        click.echo(f"           hint: {finding.hint}", err=err)
+        click.echo(f"           hint: {finding.hint}")
 
 
 def _findings_json(findings: Iterable[Finding]) -> str:
@@ -64,18 +64,6 @@ def _render_reports(reports: list[FileReport]) -> None:
     warned = sum(1 for r in reports if not r.failed and r.count("warning"))
     files = f"{len(reports)} file{'s' if len(reports) != 1 else ''}"
     click.echo(f"\nChecked {files}: {failed} with errors, {warned} with warnings only.")
-
-
-def _fail(exc: ConfigError, *, as_json: bool = False) -> None:
-    """Report a ConfigError the way validate reports findings, then exit 1."""
-    if as_json:
-        click.echo(_findings_json(exc.findings))
-    elif exc.findings:
-        for finding in exc.findings:
-            _echo_finding(finding, err=True)
-    else:
-        click.secho(f"error: {exc}", fg="red", err=True)
-    _exit(1)
 
 
 def _exit(code: int) -> None:
@@ -116,7 +104,10 @@ def validate(app: App, paths: tuple[Path, ...], strict: bool, as_json: bool) -> 
         # Settings are only read when needed, so explicit paths work even with a broken .env.
         files = expand_paths(paths, Path() if paths else app.settings.configs_dir)
     except ConfigError as exc:
-        _fail(exc, as_json=as_json)
+        if not as_json:
+            raise  # reported like every error, by crmsync.cli.failures
+        click.echo(_findings_json(exc.findings))  # --json: the findings are the output
+        _exit(1)
         return
     reports = check_files(files, strict_mode=strict)
     if as_json:
@@ -149,11 +140,7 @@ def init(app: App, client: str, crm: str, configs_dir: Path | None) -> None:
     """
     from crmsync.blueprint.scaffold import write_scaffold
 
-    try:
-        path = write_scaffold(client, crm, configs_dir or app.settings.configs_dir)
-    except ConfigError as exc:
-        _fail(exc)
-        return
+    path = write_scaffold(client, crm, configs_dir or app.settings.configs_dir)
     click.echo(f"Created {path} ({crm}). Edit the stages to the client's process, then check:")
     click.echo(f"  crmsync validate {path} --strict")
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import sys
-import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from crmsync.cli import App, pass_app
-from crmsync.errors import ConfigError, CrmsyncError
+from crmsync.cli.failures import echo_error, echo_message
 
 if TYPE_CHECKING:
     from crmsync.plan.changes import Change
@@ -48,29 +47,15 @@ def _exit(code: int) -> None:
 
 def _echo_error(app: App, name: str, message: str, exc: BaseException | None) -> None:
     """`error: NAME: message`; a config's findings (which name their file) one per line."""
-    lines = message.splitlines() or [""]
-    if isinstance(exc, ConfigError) and exc.findings:
-        click.secho(f"error: {name}: invalid blueprint", fg="red", err=True)
-        for line in lines:
-            click.secho(f"  {line}", fg="red", err=True)
+    if exc is not None:
+        echo_error(exc, debug=app.debug, name=name)
     else:
-        click.secho(f"error: {name}: {lines[0]}", fg="red", err=True)
-        for line in lines[1:]:
-            click.secho(f"  {line}", fg="red", err=True)
-    if app.debug and exc is not None:
-        click.echo("".join(traceback.format_exception(exc)), err=True)
+        echo_message(message, name=name)
 
 
 def _short(message: str | None, width: int = 90) -> str:
     first = (message or "").strip().splitlines()[0] if message and message.strip() else ""
     return first if len(first) <= width else first[: width - 1] + "…"
-
-
-def _fail(app: App, exc: CrmsyncError) -> None:
-    if app.debug:
-        raise exc
-    click.secho(f"error: {exc}", fg="red", err=True)
-    _exit(exc.exit_code)
 
 
 def _client_json(client: ClientPlan) -> dict[str, Any]:
@@ -149,11 +134,7 @@ def diff_command(app: App, paths: tuple[Path, ...], as_json: bool) -> None:
     """
     from crmsync.provision import diff_clients
 
-    try:
-        clients = diff_clients(list(paths), app.settings)
-    except CrmsyncError as exc:
-        _fail(app, exc)
-        return
+    clients = diff_clients(list(paths), app.settings)
     if as_json:
         click.echo(json.dumps({"clients": [_client_json(c) for c in clients]}, indent=2,
                               ensure_ascii=False))
@@ -228,12 +209,17 @@ def _show_outcome(app: App, outcome: ClientApply) -> None:
 
 def _confirm(count: int) -> bool:
     if not sys.stdin.isatty():
-        click.secho("refusing to apply without confirmation: input is not a terminal; "
-                    "pass --yes to apply anyway", fg="red", err=True)
+        echo_message("refusing to apply without confirmation: input is not a terminal (a "
+                     "script, cron or CI), so nothing was changed; pass --yes to apply without "
+                     "asking")
         _exit(EXIT_ERROR)
-    return click.confirm(
-        f"Apply these changes to {count} client{'' if count == 1 else 's'}?", err=True
-    )
+    try:
+        return click.confirm(
+            f"Apply these changes to {count} client{'' if count == 1 else 's'}?", err=True
+        )
+    except click.Abort:  # Ctrl-D or Ctrl-C at the question: as good as "no"
+        click.echo(err=True)
+        return False
 
 
 @click.command("apply")
@@ -264,11 +250,7 @@ def apply_command(app: App, paths: tuple[Path, ...], yes: bool, as_json: bool) -
     from crmsync.plan.render import describe_item
     from crmsync.provision import apply_clients, diff_clients
 
-    try:
-        clients = diff_clients(list(paths), app.settings)
-    except CrmsyncError as exc:
-        _fail(app, exc)
-        return
+    clients = diff_clients(list(paths), app.settings)
     if not as_json:
         _show_plans(app, clients)
     to_apply = [c for c in clients if c.plan is not None and c.plan.changes]
@@ -287,9 +269,10 @@ def apply_command(app: App, paths: tuple[Path, ...], yes: bool, as_json: bool) -
         click.echo()
     try:
         outcomes = apply_clients(clients, app.settings, on_step=progress)
-    except CrmsyncError as exc:
-        _fail(app, exc)
-        return
+    except KeyboardInterrupt:
+        click.echo("\nApply interrupted. Every step that finished is recorded in the store: run "
+                   "the same apply again to finish the rest.", err=True)
+        raise
     if as_json:
         click.echo(json.dumps({"clients": [_outcome_json(o) for o in outcomes]}, indent=2,
                               ensure_ascii=False))
@@ -349,12 +332,8 @@ def export_command(app: App, *, client: str, crm: str, output: Path | None, forc
     """
     from crmsync.provision import export_blueprint
 
-    try:
-        text = export_blueprint(client, crm, app.settings, output=output, force=force,
-                                token_env=token_env)
-    except CrmsyncError as exc:
-        _fail(app, exc)
-        return
+    text = export_blueprint(client, crm, app.settings, output=output, force=force,
+                            token_env=token_env)
     if output is None:
         click.echo(text, nl=False)
     else:

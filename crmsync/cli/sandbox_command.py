@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import signal
 import threading
 from pathlib import Path
 
 import click
+
+from crmsync.errors import CrmsyncError
 
 COMMANDS: list[click.Command] = []
 
@@ -20,7 +24,7 @@ def _exports(base_url: str, token: str) -> str:
 
 @click.command("sandbox")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8765, show_default=True, type=int,
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on (0 picks a free one).")
 @click.option("--token", default=None,
               help="Accept only this token: a single account per CRM (default: any non-empty "
@@ -59,7 +63,13 @@ def sandbox(  # noqa: PLR0917 - click passes every option positionally
     token is its own CRM account, as each client's real portal or company is: give each
     client its own token (`token_env:` in its blueprint). The `/_sandbox/` control endpoints
     (stats, reset, seed, faults) are documented in crmsync/sandbox/control.py. Stop with
-    Ctrl-C.
+    Ctrl-C (or SIGTERM); with --state the data is saved then.
+
+    \b
+    Examples:
+      crmsync sandbox                          # http://127.0.0.1:8765, any token
+      crmsync sandbox --port 0 --state sandbox.json --seed-deals 50
+      crmsync sandbox --token secret --rate-limits --hubspot-limit 190
     """
     from crmsync.sandbox import SandboxConfig, start_sandbox
 
@@ -68,10 +78,22 @@ def sandbox(  # noqa: PLR0917 - click passes every option positionally
         rate_limits_enabled=rate_limits, hubspot_limit_per_10s=int(hubspot_limit),
         pipedrive_plan=pipedrive_plan,  # type: ignore[arg-type]
     )
+    if state_file is not None:
+        _check_state_writable(state_file)
     try:
         server = start_sandbox(host, port, token=token, state_file=state_file, config=config)
     except OSError as exc:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        if state_file is not None and exc.filename and Path(exc.filename) == state_file:
+            raise CrmsyncError(f"cannot read the sandbox state {state_file}: {exc.strerror}",
+                               hint=_STATE_HINT) from None
+        raise _listen_error(host, port, exc) from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        if state_file is None:
+            raise
+        raise CrmsyncError(
+            f"cannot load the sandbox state from {state_file}: it is not a state file that "
+            f"crmsync sandbox saved ({type(exc).__name__}: {exc})", hint=_STATE_HINT,
+        ) from None
     app = server.app
     try:
         if seed_contacts or seed_companies or seed_deals:
@@ -96,8 +118,44 @@ def sandbox(  # noqa: PLR0917 - click passes every option positionally
                    "/_sandbox/faults. Ctrl-C to stop.")
         _wait_for_stop()
     finally:
-        server.stop()
+        try:
+            server.stop()
+        except OSError as exc:
+            raise CrmsyncError(
+                f"sandbox stopped, but its state could not be saved to {state_file}: "
+                f"{exc.strerror or exc}",
+                hint="The data of this run is lost; pass a --state FILE in a writable folder",
+            ) from None
         click.echo("sandbox stopped" + (f"; state saved to {state_file}" if state_file else ""))
+
+
+_STATE_HINT = ("Move the file away (or pass another --state FILE) to start with an empty "
+               "sandbox")
+
+
+def _listen_error(host: str, port: int, exc: OSError) -> CrmsyncError:
+    """Why the sandbox cannot serve at host:port, and what to do instead."""
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.EADDRINUSE:
+        hint = ("Another program (perhaps another crmsync sandbox) uses that port: pick another "
+                "with --port N, or --port 0 for a free one")
+    elif exc.errno == errno.EACCES:
+        hint = "Ports below 1024 need administrator rights: pick one above, e.g. --port 8765"
+    else:
+        hint = "Check --host: use 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+    return CrmsyncError(f"cannot listen on {host}:{port}: {reason}", hint=hint)
+
+
+def _check_state_writable(state_file: Path) -> None:
+    """Refuse to start when the state could not be saved on exit: better than losing it then."""
+    folder = state_file.parent
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise CrmsyncError(
+            f"cannot save the sandbox state to {state_file}: "
+            f"{existing} is {'not a folder' if not existing.is_dir() else 'not writable'}",
+            hint="Pass a --state FILE in a folder you can write to",
+        )
 
 
 def _wait_for_stop() -> None:

@@ -90,6 +90,10 @@ def _engine(url: URL, schema: str | None) -> Engine:
     return engine
 
 
+_STORE_HINT = ("Check CRMSYNC_STORE_URL (environment or .env): e.g. sqlite:///crmsync.db, or "
+               "postgresql+psycopg://user@host/db for a shared store")
+
+
 def open_store(url: str, *, schema: str | None = None, clock: Clock = _utcnow) -> Store:
     """Open (creating and migrating as needed) the store at `url`.
 
@@ -100,8 +104,12 @@ def open_store(url: str, *, schema: str | None = None, clock: Clock = _utcnow) -
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise StoreError(f"invalid store URL {url!r}: expected e.g. sqlite:///crmsync.db or "
-                         "postgresql+psycopg://user@host/db") from None
+        raise StoreError("invalid store URL (not a database URL)", hint=_STORE_HINT) from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise StoreError(
+            f"unsupported store database '{parsed.get_backend_name()}' in {describe_url(parsed)}:"
+            " crmsync keeps its store in SQLite or PostgreSQL", hint=_STORE_HINT,
+        )
     if schema is not None and not _SCHEMA_NAME.match(schema):
         raise StoreError(f"invalid schema name {schema!r}")
     shown = describe_url(parsed)
@@ -112,9 +120,23 @@ def open_store(url: str, *, schema: str | None = None, clock: Clock = _utcnow) -
                 conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         migrate(engine, MIGRATIONS)
     except SQLAlchemyError as exc:
-        raise StoreError(f"cannot open the store at {shown}: {_reason(exc)}") from None
-    except (OSError, ImportError) as exc:
-        raise StoreError(f"cannot open the store at {shown}: {exc}") from None
+        hint = _STORE_HINT
+        if parsed.get_backend_name() == "postgresql":
+            hint = ("Is the PostgreSQL server running, and do the host, port, user and database "
+                    f"in CRMSYNC_STORE_URL match it? {_STORE_HINT.split(': ', 1)[0]}")
+        raise StoreError(f"cannot open the store at {shown}: {_reason(exc)}", hint=hint) from None
+    except ImportError as exc:
+        raise StoreError(
+            f"cannot open the store at {shown}: its database driver is not installed "
+            f"({exc.name or exc})",
+            hint="For PostgreSQL install the extra: pip install -e '.[postgres]'",
+        ) from None
+    except OSError as exc:  # creating the SQLite file's folder
+        reason = (f"{exc.filename} is a file, not a folder"
+                  if isinstance(exc, FileExistsError | NotADirectoryError) and exc.filename
+                  else f"cannot create {exc.filename}: {exc.strerror}" if exc.filename
+                  else str(exc))
+        raise StoreError(f"cannot open the store at {shown}: {reason}", hint=_STORE_HINT) from None
     return Store(engine, clock=clock)
 
 

@@ -18,7 +18,7 @@ from crmsync.adapters.http_policy import (
     TransportError,
     parse_retry_after,
 )
-from crmsync.errors import FatalRemoteError, RetriableRemoteError
+from crmsync.errors import FatalRemoteError, RetriableRemoteError, TokenRefusedError
 
 if TYPE_CHECKING:
     from .conftest import FakeTime
@@ -57,7 +57,7 @@ def test_parse_retry_after(value: str | None, seconds: float | None) -> None:
 
 
 @pytest.mark.parametrize(("status", "kind"), [
-    (400, FatalRemoteError), (401, FatalRemoteError), (404, FatalRemoteError),
+    (400, FatalRemoteError), (401, TokenRefusedError), (404, FatalRemoteError),
     (409, FatalRemoteError), (408, RetriableRemoteError), (429, RetriableRemoteError),
     (500, RetriableRemoteError), (502, RetriableRemoteError), (503, RetriableRemoteError),
     (504, RetriableRemoteError),
@@ -65,6 +65,7 @@ def test_parse_retry_after(value: str | None, seconds: float | None) -> None:
 def test_one_place_classifies_statuses(status: int, kind: type) -> None:
     error = HttpPolicy(HUBSPOT).classify_reply(status, {}, b'{"message": "x"}', what="op")
     assert type(error) is kind
+    assert isinstance(error, FatalRemoteError) == (status < 500 and status not in (408, 429))
     assert HttpPolicy(HUBSPOT).classify_reply(204, {}, None, what="op") is None
 
 

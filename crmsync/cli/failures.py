@@ -1,0 +1,75 @@
+"""How a failure leaves the CLI: one paragraph on stderr and an exit code. The one place.
+
+Library code raises `CrmsyncError`s whose text already says what is wrong and what to do;
+here they are printed as `error: …`, a config's findings one per line with their hints.
+`--debug` adds the traceback. Anything else that escapes a command is a bug in crmsync: it
+gets a short message that says so (and how to see the traceback), never a raw traceback.
+"""
+
+from __future__ import annotations
+
+import traceback
+
+import click
+
+from crmsync.errors import ConfigError, CrmsyncError
+
+EXIT_ERROR = 1
+# Ctrl-C is a failure like any other for a script: 1, within the documented codes (0/1, diff
+# 2, apply 3), rather than the shell's 130.
+EXIT_INTERRUPTED = EXIT_ERROR
+
+
+def describe(exc: BaseException) -> str:
+    """One paragraph for `exc`; findings of a ConfigError are joined one per line."""
+    if isinstance(exc, CrmsyncError):
+        return str(exc)
+    return (f"unexpected {type(exc).__name__}: {exc}. This is a bug in crmsync: run the same "
+            "command with --debug to see the traceback, and please report it")
+
+
+def echo_error(exc: BaseException, *, debug: bool = False, name: str | None = None) -> None:
+    """Print `exc` as `error: [NAME: ]message` on stderr (and its traceback with --debug)."""
+    if debug:
+        click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+    if isinstance(exc, ConfigError) and exc.findings:
+        if name:
+            click.secho(f"error: {name}: invalid blueprint", fg="red", err=True)
+        for finding in exc.findings:
+            click.secho(f"  {finding}" if name else f"error: {finding}", fg="red", err=True)
+            if finding.hint:
+                click.echo(f"{'    ' if name else '  '}hint: {finding.hint}", err=True)
+        return
+    echo_message(describe(exc), name=name)
+
+
+def echo_message(message: str, *, name: str | None = None) -> None:
+    """`error: [NAME: ]first line`, further lines indented under it."""
+    first, *rest = message.splitlines() or [""]
+    click.secho(f"error: {name}: {first}" if name else f"error: {first}", fg="red", err=True)
+    for line in rest:
+        click.secho(f"  {line}", fg="red", err=True)
+
+
+def report_failure(exc: BaseException, *, debug: bool) -> int:
+    """Print what went wrong and return the exit code for it."""
+    if isinstance(exc, click.exceptions.UsageError):
+        exc.show()  # usage, "Try 'crmsync X --help'", the problem
+        # 1, not click's 2: `crmsync diff` exits 2 for "changes pending", so a mistyped option
+        # must not look like a plan to a script.
+        return EXIT_ERROR
+    if isinstance(exc, click.ClickException):
+        exc.show()
+        return exc.exit_code or EXIT_ERROR
+    if isinstance(exc, KeyboardInterrupt) or (
+            isinstance(exc, click.exceptions.Abort)
+            and isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt)):
+        if debug:
+            click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+        click.echo("Interrupted.", err=True)
+        return EXIT_INTERRUPTED
+    if isinstance(exc, click.exceptions.Abort):  # end of input at a prompt
+        click.echo("Aborted: no answer was given.", err=True)
+        return EXIT_ERROR
+    echo_error(exc, debug=debug)
+    return exc.exit_code if isinstance(exc, CrmsyncError) else EXIT_ERROR
