@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 SANDBOX_TOKEN = "sandbox-token"  # noqa: S105 -- the sandbox's public fake token
+# Left in the demo's copy of the configs: only a folder carrying it is ever replaced.
+DEMO_MARKER = ".crmsync-demo-copy"
 ADOPTED_CLIENT = "newco"
 ADOPTED_TOKEN_ENV = "NEWCO_HUBSPOT_TOKEN"  # noqa: S105 -- a variable name, not a token
 
@@ -95,7 +97,7 @@ def rename_first_open_stage(path: Path) -> str | None:
 
 def demo_steps(configs_dir: Path) -> list[DemoStep]:
     """validate → diff → apply → diff → rename → diff → apply → adopt by export → diff."""
-    first = sorted(configs_dir.iterdir())[0]
+    first = expand_paths([], configs_dir)[0]
     return [
         DemoStep("Check the blueprints against the method", ("validate", "--strict"), 0),
         DemoStep("Preview what apply would create in the clients' empty CRMs", ("diff",), 2),
@@ -127,13 +129,22 @@ def run_demo(
         raise ConfigError(message=f"no blueprints in {configs_dir}: run `crmsync init` first")
     demo_configs = workdir / "configs"
     if demo_configs.exists():
+        if not (demo_configs / DEMO_MARKER).is_file():
+            # Someone's real blueprints (e.g. `--workdir .` in a project): never replace them.
+            raise ConfigError(message=(
+                f"{demo_configs} exists and is not a copy an earlier demo made, so the demo "
+                "will not replace it"
+            ), hint="Pass another --workdir (or none: a new temporary folder is used)")
         shutil.rmtree(demo_configs)
     demo_configs.mkdir(parents=True)
     for source in sources:
         shutil.copy2(source, demo_configs / source.name)
+    (demo_configs / DEMO_MARKER).write_text(
+        "Copies made by `crmsync demo`; the demo replaces this folder on its next run.\n",
+        encoding="utf-8")
     (workdir / "demo-store.db").unlink(missing_ok=True)
 
-    copies = sorted(demo_configs.iterdir())
+    copies = sorted(expand_paths([], demo_configs))
     results: list[StepResult] = []
     server = start_sandbox(host="127.0.0.1", port=0)
     try:

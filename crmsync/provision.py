@@ -134,13 +134,31 @@ def plan_client(blueprint: Blueprint, adapter: CrmAdapter, known: KnownIds) -> P
     return diff(blueprint, remote, known, caps, counts)
 
 
+def config_files(paths: Sequence[str | Path], configs_dir: Path | None) -> list[Path]:
+    """The blueprint files `paths` name (files or folders); without any, those in `configs_dir`.
+
+    Raises `ConfigError` for a missing path; when the folder was the default one, it says
+    where that came from and how to make a first blueprint.
+    """
+    from crmsync.blueprint.loader import expand_paths
+
+    try:
+        return expand_paths(paths, configs_dir or Path())
+    except ConfigError as exc:
+        if not paths and not any(f.hint for f in exc.findings):
+            exc.hint = (f"Without PATHS crmsync reads the blueprints in {configs_dir} "
+                        "(CRMSYNC_CONFIGS_DIR): create one with `crmsync init CLIENT --crm "
+                        "hubspot`, or name the files to use")
+        raise
+
+
 def _load(paths: Sequence[str | Path], settings: Settings) -> list[ClientPlan]:
     """One entry per file: a blueprint, or the reason it could not be loaded."""
-    from crmsync.blueprint.loader import expand_paths, load_blueprint
+    from crmsync.blueprint.loader import load_blueprint
 
     loaded: list[ClientPlan] = []
     seen: dict[str, Path] = {}
-    for path in expand_paths(paths, settings.configs_dir):
+    for path in config_files(paths, None if paths else settings.configs_dir):
         try:
             blueprint = load_blueprint(path)
         except ConfigError as exc:

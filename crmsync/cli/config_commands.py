@@ -98,11 +98,11 @@ def validate(app: App, paths: tuple[Path, ...], strict: bool, as_json: bool) -> 
       crmsync validate configs/ --json
     """
     from crmsync.blueprint.check import check_files
-    from crmsync.blueprint.loader import expand_paths
+    from crmsync.provision import config_files
 
     try:
         # Settings are only read when needed, so explicit paths work even with a broken .env.
-        files = expand_paths(paths, Path() if paths else app.settings.configs_dir)
+        files = config_files(paths, None if paths else app.settings.configs_dir)
     except ConfigError as exc:
         if not as_json:
             raise  # reported like every error, by crmsync.cli.failures

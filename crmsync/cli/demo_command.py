@@ -34,7 +34,7 @@ def demo_command(app: App, configs_dir: Path | None, workdir: Path | None) -> No
     apply, diff, a stage rename, export. Your configs and your store are not touched.
 
     \b
-    Example:
+    Examples:
       crmsync demo
       crmsync demo --configs-dir configs --workdir /tmp/crmsync-demo
     """

@@ -39,6 +39,8 @@ def echo_error(exc: BaseException, *, debug: bool = False, name: str | None = No
             click.secho(f"  {finding}" if name else f"error: {finding}", fg="red", err=True)
             if finding.hint:
                 click.echo(f"{'    ' if name else '  '}hint: {finding.hint}", err=True)
+        if exc.hint:
+            click.echo(f"{'    ' if name else '  '}hint: {exc.hint}", err=True)
         return
     echo_message(describe(exc), name=name)
 

@@ -85,15 +85,15 @@ def sandbox(  # noqa: PLR0917 - click passes every option positionally
     except OSError as exc:
         if state_file is not None and exc.filename and Path(exc.filename) == state_file:
             raise CrmsyncError(f"cannot read the sandbox state {state_file}: {exc.strerror}",
-                               hint=_STATE_HINT) from None
-        raise _listen_error(host, port, exc) from None
+                               hint=_STATE_HINT) from exc
+        raise _listen_error(host, port, exc) from exc
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         if state_file is None:
             raise
         raise CrmsyncError(
             f"cannot load the sandbox state from {state_file}: it is not a state file that "
             f"crmsync sandbox saved ({type(exc).__name__}: {exc})", hint=_STATE_HINT,
-        ) from None
+        ) from exc
     app = server.app
     try:
         if seed_contacts or seed_companies or seed_deals:
@@ -125,7 +125,7 @@ def sandbox(  # noqa: PLR0917 - click passes every option positionally
                 f"sandbox stopped, but its state could not be saved to {state_file}: "
                 f"{exc.strerror or exc}",
                 hint="The data of this run is lost; pass a --state FILE in a writable folder",
-            ) from None
+            ) from exc
         click.echo("sandbox stopped" + (f"; state saved to {state_file}" if state_file else ""))
 
 

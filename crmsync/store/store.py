@@ -123,7 +123,7 @@ def open_store(url: str, *, schema: str | None = None, clock: Clock = _utcnow) -
         hint = _STORE_HINT
         if parsed.get_backend_name() == "postgresql":
             hint = ("Is the PostgreSQL server running, and do the host, port, user and database "
-                    f"in CRMSYNC_STORE_URL match it? {_STORE_HINT.split(': ', 1)[0]}")
+                    "in CRMSYNC_STORE_URL (environment or .env) match it?")
         raise StoreError(f"cannot open the store at {shown}: {_reason(exc)}", hint=hint) from None
     except ImportError as exc:
         raise StoreError(
