@@ -207,8 +207,12 @@ def _show_outcome(app: App, outcome: ClientApply) -> None:
         _echo_styled("\n".join(f"  {describe_item(b)}" for b in outcome.after.blocked))
 
 
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
 def _confirm(count: int) -> bool:
-    if not sys.stdin.isatty():
+    if not _stdin_is_terminal():
         echo_message("refusing to apply without confirmation: input is not a terminal (a "
                      "script, cron or CI), so nothing was changed; pass --yes to apply without "
                      "asking")
