@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from crmsync.errors import UnknownAdapterError
 
@@ -18,8 +18,13 @@ if TYPE_CHECKING:
     from pydantic import SecretStr
 
     from crmsync.adapters.base import CrmAdapter
-    from crmsync.adapters.http_policy import Clock, Endpoint, Sleep
+    from crmsync.adapters.http_policy import Clock, Endpoint, HttpPolicy, Sleep
     from crmsync.settings import Settings
+
+    class _PolicyAdapter(CrmAdapter, Protocol):
+        """An adapter that sends through an `HttpPolicy` (both built-in ones do)."""
+
+        policy: HttpPolicy
 
 
 @dataclass(frozen=True)
@@ -46,26 +51,27 @@ class Connection:
         return Endpoint(self.base_url, self.base_url_setting, self.token_source)
 
 
-def _hubspot(connection: Connection) -> CrmAdapter:
-    from crmsync.adapters.hubspot import HubSpotAdapter
-
-    adapter = HubSpotAdapter(
+def _connect(adapter_class: Callable[..., _PolicyAdapter], connection: Connection
+             ) -> CrmAdapter:
+    """An adapter built from `connection`, whose errors name the settings it came from."""
+    adapter = adapter_class(
         connection.base_url, connection.token, timeout=connection.timeout,
         max_retries=connection.max_retries, sleep=connection.sleep, clock=connection.clock,
     )
     adapter.policy.endpoint = connection.endpoint
     return adapter
+
+
+def _hubspot(connection: Connection) -> CrmAdapter:
+    from crmsync.adapters.hubspot import HubSpotAdapter
+
+    return _connect(HubSpotAdapter, connection)
 
 
 def _pipedrive(connection: Connection) -> CrmAdapter:
     from crmsync.adapters.pipedrive import PipedriveAdapter
 
-    adapter = PipedriveAdapter(
-        connection.base_url, connection.token, timeout=connection.timeout,
-        max_retries=connection.max_retries, sleep=connection.sleep, clock=connection.clock,
-    )
-    adapter.policy.endpoint = connection.endpoint
-    return adapter
+    return _connect(PipedriveAdapter, connection)
 
 
 _FACTORIES: dict[str, Callable[[Connection], CrmAdapter]] = {
