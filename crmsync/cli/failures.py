@@ -28,8 +28,13 @@ def describe(exc: BaseException) -> str:
             "command with --debug to see the traceback, and please report it")
 
 
-def echo_error(exc: BaseException, *, debug: bool = False, name: str | None = None) -> None:
-    """Print `exc` as `error: [NAME: ]message` on stderr (and its traceback with --debug)."""
+def echo_error(exc: BaseException, *, debug: bool = False, name: str | None = None,
+               message: str | None = None) -> None:
+    """Print `exc` as `error: [NAME: ]message` on stderr (and its traceback with --debug).
+
+    `message` replaces the exception's own text where the caller knows more (e.g. "diff
+    after apply: …"); a config's findings are always shown one per line.
+    """
     if debug:
         click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
     if isinstance(exc, ConfigError) and exc.findings:
@@ -42,7 +47,7 @@ def echo_error(exc: BaseException, *, debug: bool = False, name: str | None = No
         if exc.hint:
             click.echo(f"{'    ' if name else '  '}hint: {exc.hint}", err=True)
         return
-    echo_message(describe(exc), name=name)
+    echo_message(message or describe(exc), name=name)
 
 
 def echo_message(message: str, *, name: str | None = None) -> None:

@@ -48,7 +48,7 @@ def _exit(code: int) -> None:
 def _echo_error(app: App, name: str, message: str, exc: BaseException | None) -> None:
     """`error: NAME: message`; a config's findings (which name their file) one per line."""
     if exc is not None:
-        echo_error(exc, debug=app.debug, name=name)
+        echo_error(exc, debug=app.debug, name=name, message=message)
     else:
         echo_message(message, name=name)
 

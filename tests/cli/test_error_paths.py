@@ -408,6 +408,31 @@ def test_apply_answered_no_or_nothing_is_cancelled(
     assert CliRunner().invoke(cli, ["diff"]).exit_code == 2
 
 
+def test_a_failed_proving_diff_keeps_what_was_applied_and_says_when_it_failed(
+        capsys: pytest.CaptureFixture[str], isolated: Path, crm_env: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from crmsync import provision
+    from crmsync.errors import FatalRemoteError
+
+    real_plan = provision.plan_client
+    calls: list[int] = []
+
+    def plan_then_fail(*args: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:  # the diff after applying
+            raise FatalRemoteError("pipedrive", "Pipeline not found (list stages)", status=404)
+        return real_plan(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(provision, "plan_client", plan_then_fail)
+    write(isolated / "configs" / "kyivsoft.yaml", PIPEDRIVE_BLUEPRINT)
+    result = run(capsys, "apply", "--yes")
+    assert_clean_error(result, "error: kyivsoft (pipedrive): diff after apply: pipedrive "
+                               "answered 404: Pipeline not found")
+    assert "kyivsoft (pipedrive): 1 change applied; error: diff after apply" in result.out
+    monkeypatch.setattr(provision, "plan_client", real_plan)
+    assert run(capsys, "diff").code == 0  # what ran was kept
+
+
 def test_export_never_overwrites_without_force(capsys: pytest.CaptureFixture[str],
                                                isolated: Path, crm_env: str) -> None:
     target = write(isolated / "configs" / "acme.yaml", "# mine\n")
