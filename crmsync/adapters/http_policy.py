@@ -172,6 +172,16 @@ class Reply(Generic[T]):
     value: T | None = None  # what the adapter wants back on success
 
 
+CONNECT_TIMEOUT_SECONDS = 10.0
+
+
+def request_timeouts(timeout: float) -> tuple[float, float]:
+    """(connect, read) timeouts for one request: `timeout` bounds the wait for an answer, but a
+    host that never accepts the connection is given up on sooner, so an unreachable base URL
+    fails in seconds rather than minutes (each retry would wait the full read timeout)."""
+    return min(timeout, CONNECT_TIMEOUT_SECONDS), timeout
+
+
 def lower_headers(headers: Mapping[str, str] | Any) -> dict[str, str]:
     """Headers as a plain dict with lower-case names (urllib3 and requests differ)."""
     if not headers:

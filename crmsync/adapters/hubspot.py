@@ -32,7 +32,7 @@ from crmsync.adapters.base import (
     RemoteStage,
     StageSpec,
 )
-from crmsync.adapters.http_policy import HUBSPOT, HttpPolicy, Reply
+from crmsync.adapters.http_policy import HUBSPOT, HttpPolicy, Reply, request_timeouts
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -100,7 +100,7 @@ class HubSpotAdapter:
     ) -> None:
         secret = token if isinstance(token, str) else token.get_secret_value()
         self._base_url = base_url.rstrip("/")
-        self._timeout = timeout
+        self._timeouts = request_timeouts(timeout)
         self.policy = policy or HttpPolicy(
             HUBSPOT, max_retries=max_retries, sleep=sleep, clock=clock, secrets=[secret],
             min_intervals={SEARCH_BUCKET: SEARCH_MIN_INTERVAL},
@@ -294,7 +294,7 @@ class HubSpotAdapter:
 
         def send() -> Reply[Any]:
             try:
-                data, status, headers = method(*args, _request_timeout=self._timeout, **kwargs)
+                data, status, headers = method(*args, _request_timeout=self._timeouts, **kwargs)
             except _API_EXCEPTIONS as exc:
                 # ApiException carries the HTTP status, headers and raw body of the error.
                 status = getattr(exc, "status", None) or 0

@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from crmsync.adapters.base import AdapterCapabilities, RemotePipeline, RemoteStage, StageSpec
-from crmsync.adapters.http_policy import PIPEDRIVE, HttpPolicy, Reply, parse_body
+from crmsync.adapters.http_policy import (
+    PIPEDRIVE,
+    HttpPolicy,
+    Reply,
+    parse_body,
+    request_timeouts,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -67,7 +73,7 @@ class PipedriveAdapter:
     ) -> None:
         secret = token if isinstance(token, str) else token.get_secret_value()
         self._api = f"{base_url.rstrip('/')}/api/v2"
-        self._timeout = timeout
+        self._timeouts = request_timeouts(timeout)
         self._page_size = page_size
         self._session = session or requests.Session()
         self._session.headers["x-api-token"] = secret
@@ -269,7 +275,7 @@ class PipedriveAdapter:
 
         def send() -> Reply[dict[str, Any]]:
             response = self._session.request(method, url, params=params, json=json,
-                                             timeout=self._timeout)
+                                             timeout=self._timeouts)
             body = parse_body(response.content) if response.content else {}
             return Reply(response.status_code, response.headers, body=body,
                          value=body if isinstance(body, dict) else {})

@@ -130,9 +130,17 @@ def read_blueprint(path: str | Path) -> LoadedBlueprint:
     except FileNotFoundError:
         raise ConfigError([Finding(name, None, None, "", "no such file")]) from None
     except UnicodeDecodeError as exc:
+        raw = Path(path).read_bytes()[: exc.start]
+        line = raw.count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n") + 1) + 1
         raise ConfigError([Finding(
-            name, None, None, "", f"not UTF-8 text (byte {exc.start}); save the file as UTF-8",
+            name, line, column, "", f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x})",
+            hint="save the file as UTF-8 (most editors: File > Save with encoding)",
         )]) from None
+    except IsADirectoryError:
+        raise ConfigError([Finding(name, None, None, "", "is a folder, not a blueprint file",
+                                   hint="name the folder itself to check every file in it")],
+                          ) from None
     except OSError as exc:
         raise ConfigError([Finding(name, None, None, "", f"cannot read: {exc.strerror}")]) from None
     loaded = parse_blueprint(text, name)

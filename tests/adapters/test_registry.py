@@ -36,7 +36,8 @@ def test_builds_each_adapter_from_settings() -> None:
     assert isinstance(pipedrive, PipedriveAdapter)
     assert hubspot.policy.max_retries == 4
     assert pipedrive.policy.max_retries == 4
-    assert pipedrive._timeout == 7.5
+    assert pipedrive._timeouts == (7.5, 7.5)  # (connect, read): connect is capped at 10 s
+    assert hubspot._timeouts == (7.5, 7.5)
     assert pipedrive._api == "http://localhost:9/api/v2"
     assert pipedrive._session.headers["x-api-token"] == "pd-default"
     assert hubspot._pipelines.api_client.configuration.host == "http://localhost:9"
@@ -53,3 +54,10 @@ def test_a_blueprints_own_token_variable(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_a_missing_token_is_a_settings_error() -> None:
     with pytest.raises(SettingsError, match="CRMSYNC_HUBSPOT_TOKEN"):
         create_adapter("hubspot", settings(hubspot_token=None))
+
+
+def test_connect_timeout_is_capped_so_unreachable_hosts_fail_fast() -> None:
+    from crmsync.adapters.http_policy import request_timeouts
+
+    assert request_timeouts(30.0) == (10.0, 30.0)
+    assert request_timeouts(4.0) == (4.0, 4.0)

@@ -190,11 +190,21 @@ def test_missing_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
     assert caught.value.findings[0].path == str(tmp_path / "nope.yaml")
 
 
-def test_non_utf8_file_is_reported(tmp_path: Path) -> None:
+def test_non_utf8_file_is_reported_at_its_line_and_column(tmp_path: Path) -> None:
     path = tmp_path / "latin1.yaml"
-    path.write_bytes("client: m\xfcller\n".encode("latin-1"))
-    with pytest.raises(ConfigError, match="not UTF-8"):
+    path.write_bytes("client: acme\ncrm: hubspot\n# M\xfcller\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8") as caught:
         read_blueprint(path)
+    finding = caught.value.findings[0]
+    assert (finding.line, finding.column) == (3, 4)
+    assert "0xfc" in finding.message
+
+
+def test_a_folder_read_as_a_file_is_named_as_a_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "acme.yaml"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match="is a folder"):
+        read_blueprint(folder)
 
 
 class TestExpandPaths:
