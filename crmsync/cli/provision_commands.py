@@ -70,7 +70,8 @@ def _client_json(client: ClientPlan) -> dict[str, Any]:
     }
     if client.plan is not None:
         plan = plan_to_dict(client.plan)
-        data.update(counts=plan["counts"], changes=plan["changes"], notes=plan["notes"])
+        data.update(counts=plan["counts"], changes=plan["changes"], notes=plan["notes"],
+                    apply_order=plan["apply_order"])
     return data
 
 
@@ -79,7 +80,11 @@ def _diff_summary(client: ClientPlan) -> str:
         return f"{client.name}: error: {_short(client.error)}"
     if client.status == "clean":
         return f"{client.name}: no changes"
-    pending, blocked = len(client.plan.changes), len(client.plan.blocked)
+    counts = client.plan.counts()
+    # Objects, as the plan's own "Plan: …" line counts them (not per field or temporary label).
+    pending = counts.create + counts.update + counts.archive + counts.move + counts.adopt
+    pending += counts.forget
+    blocked = counts.blocked
     if client.plan.state_only:
         return f"{client.name}: matches; {pending} stored id{'' if pending == 1 else 's'} to update"
     parts = [f"{pending} change{'' if pending == 1 else 's'} pending"] if pending else []

@@ -182,7 +182,7 @@ BAD_CONFIGS: list[tuple[str, str | bytes, str]] = [
     ("duplicate", PIPEDRIVE_BLUEPRINT.replace("crm: pipedrive\n", "crm: pipedrive\ncrm: hubspot\n"),
      "duplicate.yaml:3:1 crm: duplicate field 'crm' (already set on line 2)"),
     ("latin1", PIPEDRIVE_BLUEPRINT.replace("Sales", "Verkäufe").encode("latin-1"),
-     "latin1.yaml: not UTF-8 text (byte"),
+     "latin1.yaml:5:16: not UTF-8 text (byte 0xe4)"),
 ]
 
 
