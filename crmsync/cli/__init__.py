@@ -10,16 +10,17 @@ script, `main()`, and click's test runner.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from crmsync import __version__
-from crmsync.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from crmsync.settings import Settings
 
 
 @dataclass
@@ -27,13 +28,19 @@ class App:
     """What every command gets through `ctx.obj`: settings (read lazily) and the debug flag."""
 
     debug: bool = False
-    overrides: dict[str, Any] = field(default_factory=dict)
     _settings: Settings | None = None
 
     @property
     def settings(self) -> Settings:
+        """The runtime settings, read (and logging configured) on first use.
+
+        Imported here, not at the top: pydantic-settings is most of the start-up time, and
+        `crmsync --help` or `validate PATHS` never need it.
+        """
         if self._settings is None:
-            self._settings = load_settings(**self.overrides)
+            from crmsync.settings import load_settings
+
+            self._settings = load_settings()
             self._configure_logging(self._settings)
         return self._settings
 
