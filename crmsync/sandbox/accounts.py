@@ -102,10 +102,10 @@ class Accounts:
 
     def prototype_for(self, path: str) -> Emulator | None:
         """The CRM serving `path`, by its path prefixes."""
-        return next(
-            (p for p in self.prototypes() if any(path.startswith(x) for x in p.path_prefixes)),
-            None,
-        )
+        for crm in self._crms.values():
+            if path.startswith(crm.prototype.path_prefixes):
+                return crm.prototype
+        return None
 
     def _crm(self, crm: str) -> _Crm:
         try:

@@ -97,20 +97,26 @@ class Route:
 
 
 class Router:
-    """Maps (method, path) to a handler; templates use `{name}` segments."""
+    """Maps (method, path) to a handler; templates use `{name}` segments; the first route
+    added that matches wins."""
 
     def __init__(self) -> None:
         self._routes: list[Route] = []
+        # A `{name}` matches exactly one segment, so only templates with as many slashes as
+        # the path can match it: each request tries a handful of patterns, not all of them.
+        self._by_slashes: dict[int, list[Route]] = {}
 
     def add(self, method: str, template: str, handler: Handler, *, crm: str) -> None:
         regex = "^" + _PARAM.sub(r"(?P<\1>[^/]+)", re.escape(template).replace(r"\{", "{").replace(
             r"\}", "}")) + "$"
-        self._routes.append(Route(method.upper(), template, handler, crm, re.compile(regex)))
+        route = Route(method.upper(), template, handler, crm, re.compile(regex))
+        self._routes.append(route)
+        self._by_slashes.setdefault(template.count("/"), []).append(route)
 
     def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
         """(route, path params, path_known). path_known without a route means 405."""
         path_known = False
-        for route in self._routes:
+        for route in self._by_slashes.get(path.count("/"), ()):
             found = route.pattern.match(path)
             if found is None:
                 continue
