@@ -1,5 +1,5 @@
 """Plan edge cases where the CRM's own rules matter, end to end: the `crmsync` CLI against the
-sandbox over real HTTP, once per CRM (fixtures modelled on `test_provisioning.py`).
+sandbox over real HTTP, once per CRM (the `world` fixture: `conftest.py`).
 
 - Labels changing hands in one apply. HubSpot refuses two stages with one label in a pipeline
   (400) and two pipelines with one label (409); Pipedrive allows both. A swap, a chain of
@@ -15,208 +15,17 @@ sandbox over real HTTP, once per CRM (fixtures modelled on `test_provisioning.py
 from __future__ import annotations
 
 import copy
-import functools
-import json
-import os
-import time
-import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import requests
-import yaml
-from click.testing import CliRunner, Result
-
-import crmsync.provision
-from crmsync.adapters.registry import create_adapter
-from crmsync.cli import cli
-from crmsync.settings import Settings
-from crmsync.store import open_store
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from pathlib import Path
 
-    from crmsync.adapters.base import CrmAdapter, RemotePipeline
-    from crmsync.plan.state import KnownIds
+    from .conftest import World
 
-CRMS = ["hubspot", "pipedrive"]
-EXAMPLES = Path(__file__).resolve().parents[2] / "configs"
-WRITES = ("create_pipeline", "update_pipeline", "archive_pipeline", "create_stage",
-          "update_stage", "archive_stage", "move_deals")
 STAGE_PATCH = {"hubspot": "PATCH /crm/v3/pipelines/{objectType}/{pipelineId}/stages/{stageId}",
                "pipedrive": "PATCH /api/v2/stages/{id}"}
-
-
-class Killed(KeyboardInterrupt):
-    """Ctrl-C right after the CRM answered a write: the store never hears of it."""
-
-
-@dataclass
-class World:
-    """One test's CRM account, store and configs folder."""
-
-    crm: str
-    sandbox: str
-    token: str
-    root: Path
-    monkeypatch: pytest.MonkeyPatch
-    sleeps: list[float] = field(default_factory=list)
-    writes: list[tuple[str, str]] = field(default_factory=list)  # (method, label or id)
-    kill_after: str | None = None  # raise `Killed` right after the first write of this kind
-    killed: bool = False
-
-    def cli(self, *args: str) -> Result:
-        return CliRunner().invoke(cli, list(args), catch_exceptions=False)
-
-    def diff_json(self, path: Path) -> tuple[int, dict[str, Any]]:
-        result = self.cli("diff", "--json", str(path))
-        assert result.exit_code in (0, 2), result.output
-        [client] = json.loads(result.stdout)["clients"]
-        return result.exit_code, client
-
-    def example(self, name: str) -> dict[str, Any]:
-        data: dict[str, Any] = yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text("utf-8"))
-        data["crm"] = self.crm
-        return data
-
-    def write(self, data: dict[str, Any]) -> Path:
-        if data.get("token_env"):
-            self.monkeypatch.setenv(data["token_env"], self.token)
-        path = self.root / "configs" / f"{data['client']}.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), "utf-8")
-        return path
-
-    def applied(self, data: dict[str, Any]) -> Path:
-        """`data` written and applied; the writes list starts empty after it."""
-        path = self.write(data)
-        result = self.cli("apply", "--yes", str(path))
-        assert result.exit_code == 0, result.output
-        self.writes.clear()
-        return path
-
-    def pipeline(self, label: str) -> RemotePipeline:
-        settings = Settings(hubspot_base_url=self.sandbox, pipedrive_base_url=self.sandbox,
-                            hubspot_token=self.token, pipedrive_token=self.token)  # type: ignore[arg-type]
-        adapter = create_adapter(self.crm, settings, sleep=self.sleeps.append)
-        try:
-            found = [p for p in adapter.list_pipelines() if p.label == label]
-        finally:
-            adapter.close()
-        assert len(found) == 1, f"{len(found)} pipelines labelled {label!r}"
-        return found[0]
-
-    def labels(self, pipeline: str) -> list[str]:
-        return [s.label for s in self.pipeline(pipeline).stages]
-
-    def known(self, client: str) -> KnownIds:
-        with open_store(os.environ["CRMSYNC_STORE_URL"]) as store:
-            return store.provisioning(client, self.crm).known_ids()
-
-    def stage_writes(self) -> dict[str, int]:
-        """Write requests the sandbox served since the last reset, by route."""
-        response = requests.get(f"{self.sandbox}/_sandbox/stats", timeout=10)
-        response.raise_for_status()
-        routes: dict[str, int] = response.json()["by_route"]
-        return {r: n for r, n in routes.items() if not r.startswith("GET ")}
-
-    def reset_stats(self) -> None:
-        requests.post(f"{self.sandbox}/_sandbox/stats/reset", timeout=10).raise_for_status()
-
-    def create_deal(self, pipeline_id: str, stage_id: str, name: str) -> str:
-        if self.crm == "hubspot":
-            response = requests.post(
-                f"{self.sandbox}/crm/v3/objects/deals",
-                json={"properties": {"dealname": name, "pipeline": pipeline_id,
-                                     "dealstage": stage_id}},
-                headers={"Authorization": f"Bearer {self.token}"}, timeout=10)
-            response.raise_for_status()
-            return str(response.json()["id"])
-        response = requests.post(
-            f"{self.sandbox}/api/v2/deals",
-            json={"title": name, "pipeline_id": int(pipeline_id), "stage_id": int(stage_id)},
-            headers={"x-api-token": self.token}, timeout=10)
-        response.raise_for_status()
-        return str(response.json()["data"]["id"])
-
-    def deal_stage(self, deal_id: str) -> str:
-        if self.crm == "hubspot":
-            response = requests.get(
-                f"{self.sandbox}/crm/v3/objects/deals/{deal_id}",
-                params={"properties": "dealstage"},
-                headers={"Authorization": f"Bearer {self.token}"}, timeout=10)
-            response.raise_for_status()
-            return str(response.json()["properties"]["dealstage"])
-        response = requests.get(f"{self.sandbox}/api/v2/deals/{deal_id}",
-                                headers={"x-api-token": self.token}, timeout=10)
-        response.raise_for_status()
-        return str(response.json()["data"]["stage_id"])
-
-    def set_display_order(self, pipeline_id: str, stage_id: str, order: int) -> None:
-        """What a user's drag in HubSpot (or another tool) may leave: any integer order."""
-        response = requests.patch(
-            f"{self.sandbox}/crm/v3/pipelines/deals/{pipeline_id}/stages/{stage_id}",
-            json={"displayOrder": order},
-            headers={"Authorization": f"Bearer {self.token}"}, timeout=10)
-        response.raise_for_status()
-
-    # -- the adapters the CLI gets: real ones, writes recorded, a kill switch ----------------
-
-    def adapter_factory(self, settings: Settings, **_: Any) -> crmsync.provision.AdapterFactory:
-        real = _REAL_FACTORY(settings, sleep=self.sleeps.append,
-                             clock=lambda: time.monotonic() + sum(self.sleeps))
-
-        def factory(crm: str, token_env: str | None) -> CrmAdapter:
-            adapter = real(crm, token_env)
-            for name in WRITES:
-                setattr(adapter, name, self._watch(name, getattr(adapter, name)))
-            return adapter
-
-        return factory
-
-    def _watch(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(method)
-        def watched(*args: Any, **kwargs: Any) -> Any:
-            result = method(*args, **kwargs)
-            spec = kwargs.get("stage") or next((a for a in args if hasattr(a, "label")), None)
-            if spec is not None:
-                what = spec.label
-            elif name == "create_pipeline":
-                what = args[0]
-            else:
-                what = kwargs.get("label") or args[-1]
-            self.writes.append((name, str(what)))
-            if self.kill_after == name:
-                self.kill_after = None
-                self.killed = True
-                raise Killed
-            return result
-
-        return watched
-
-
-_REAL_FACTORY = crmsync.provision.default_adapter_factory
-
-
-@pytest.fixture(params=CRMS)
-def world(request: pytest.FixtureRequest, sandbox: str, tmp_path: Path,
-          monkeypatch: pytest.MonkeyPatch) -> World:
-    crm: str = request.param
-    token = f"edge-{crm}-{uuid.uuid4().hex}"  # its own account
-    world = World(crm, sandbox, token, tmp_path, monkeypatch)
-    monkeypatch.chdir(tmp_path)
-    for name, value in {
-        "CRMSYNC_HUBSPOT_BASE_URL": sandbox, "CRMSYNC_PIPEDRIVE_BASE_URL": sandbox,
-        "CRMSYNC_HUBSPOT_TOKEN": token, "CRMSYNC_PIPEDRIVE_TOKEN": token,
-        "CRMSYNC_STORE_URL": f"sqlite:///{tmp_path / 'state' / 'crmsync.db'}",
-        "CRMSYNC_CONFIGS_DIR": str(tmp_path / "configs"),
-        "CRMSYNC_HTTP_TIMEOUT_SECONDS": "10",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setattr(crmsync.provision, "default_adapter_factory", world.adapter_factory)
-    return world
 
 
 def stages_of(data: dict[str, Any], pipeline: int = 0) -> dict[str, dict[str, Any]]:
@@ -256,7 +65,7 @@ def test_two_stages_swap_labels(world: World) -> None:
     stages["needs_assessed"]["label"], stages["demo_held"]["label"] = "Demo held", (
         "Needs assessed")
     world.write(swapped)
-    code, client = world.diff_json(path)
+    code, client = world.diff_client(path)
     assert code == 2
     renames = [("update", "needs_assessed", "label"), ("update", "demo_held", "label")]
     if world.crm == "hubspot":  # HubSpot: one of them steps aside first
@@ -320,7 +129,7 @@ def test_deals_move_into_a_new_stage_that_takes_their_stages_label(world: World)
     edited["pipelines"][0]["retired_stages"] = [
         {"key": "contract_sent", "move_deals_to": "contract_out"}]
     world.write(edited)
-    code, client = world.diff_json(path)
+    code, client = world.diff_client(path)
     assert code == 2
     moved = [("create", "contract_out", None), ("move", "contract_sent", "deals"),
              ("archive", "contract_sent", None)]
@@ -378,7 +187,7 @@ def test_a_swap_killed_after_the_first_label_write_converges(world: World) -> No
     killed = world.cli("apply", "--yes", str(path))
     assert world.killed
     assert killed.exit_code == 1
-    code, client = world.diff_json(path)
+    code, client = world.diff_client(path)
     assert code == 2
     if world.crm == "hubspot":  # the temporary label on a known id: a plain rename now
         assert "Needs assessed (renaming)" in world.labels("New business")
