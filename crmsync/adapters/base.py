@@ -15,6 +15,13 @@ if TYPE_CHECKING:
 
 Outcome = Literal["won", "lost"]
 
+CRM_TITLES = {"hubspot": "HubSpot", "pipedrive": "Pipedrive"}
+
+
+def crm_title(crm: str) -> str:
+    """The CRM's name as people write it ("HubSpot"), for messages; an unknown name as given."""
+    return CRM_TITLES.get(crm, crm)
+
 
 @dataclass(frozen=True)
 class RemoteStage:

@@ -46,6 +46,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
+from crmsync.adapters.base import crm_title
 from crmsync.errors import (
     FatalRemoteError,
     RemoteError,
@@ -61,9 +62,6 @@ Sleep = Callable[[float], None]
 Clock = Callable[[], float]
 
 __all__ = ["MASK", "Endpoint", "HttpPolicy", "Reply", "TransportError"]
-
-_CRM_NAMES = {"hubspot": "HubSpot", "pipedrive": "Pipedrive"}
-
 
 # --------------------------------------------------------------------------------------------
 # What each CRM says about its limits and its errors
@@ -502,7 +500,7 @@ class HttpPolicy:
 
     def advice(self, error: RemoteError, attempts: int) -> str | None:
         """What to do about `error`, the last of `attempts`: the hint of the final message."""
-        name = _CRM_NAMES.get(self.crm, self.crm)
+        name = crm_title(self.crm)
         endpoint = self.endpoint
         if isinstance(error, TokenRefusedError):
             source = (f"${endpoint.token_source}" if endpoint and endpoint.token_source

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from crmsync.adapters.base import crm_title
 from crmsync.blueprint.models import KEY_PATTERN, to_key
 from crmsync.errors import ConfigError, Finding
 
@@ -116,7 +117,7 @@ def scaffold_blueprint(client: str, crm: str, path: str = "configs/CLIENT.yaml")
     rotting = crm == "pipedrive"
     return _HEADER.format(
         client=client, client_upper=client.upper(), crm=crm, crm_upper=crm.upper(),
-        crm_title="HubSpot" if crm == "hubspot" else "Pipedrive", path=path,
+        crm_title=crm_title(crm), path=path,
         probability_note=_PROBABILITY_NOTES[crm],
         rot_first=_ROT_EXPLAINED.format(days=7) if rotting else "",
         rot=_ROT.format(days=14) if rotting else "",

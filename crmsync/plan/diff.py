@@ -13,7 +13,13 @@ from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, TypeVar
 
-from crmsync.adapters.base import AdapterCapabilities, RemotePipeline, RemoteStage, StageSpec
+from crmsync.adapters.base import (
+    AdapterCapabilities,
+    RemotePipeline,
+    RemoteStage,
+    StageSpec,
+    crm_title,
+)
 from crmsync.plan.changes import (
     AdoptPipeline,
     AdoptStage,
@@ -41,13 +47,7 @@ if TYPE_CHECKING:
 
     from crmsync.blueprint.models import Blueprint, Pipeline, RetiredStage, Stage
 
-CRM_TITLES = {"hubspot": "HubSpot", "pipedrive": "Pipedrive"}
-
 R = TypeVar("R", RemotePipeline, RemoteStage)
-
-
-def crm_title(crm: str) -> str:
-    return CRM_TITLES.get(crm, crm)
 
 
 def normalize_label(label: str) -> str:

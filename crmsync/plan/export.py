@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from crmsync.plan.diff import crm_title, normalize_label
+from crmsync.adapters.base import crm_title
+from crmsync.plan.diff import normalize_label
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence

@@ -14,6 +14,7 @@ import json
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from crmsync.adapters.base import crm_title
 from crmsync.plan.changes import (
     AdoptPipeline,
     AdoptStage,
@@ -35,7 +36,6 @@ from crmsync.plan.changes import (
     UpdatePipeline,
     UpdateStage,
 )
-from crmsync.plan.diff import crm_title
 from crmsync.plan.order import apply_order
 
 if TYPE_CHECKING:
