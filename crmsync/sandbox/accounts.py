@@ -14,14 +14,12 @@ file (`state.py`) and anything else that names an account hold no credential.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
-    from crmsync.sandbox.http import Handler, Request, Response
     from crmsync.sandbox.server import Emulator
 
     EmulatorFactory = Callable[[], Emulator]
@@ -36,47 +34,20 @@ def account_key(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class _HandlerTable:
-    """Collects one account's handlers by (method, route template) — a `RouteTable`."""
-
-    def __init__(self) -> None:
-        self.handlers: dict[tuple[str, str], Handler] = {}
-
-    def add(self, method: str, template: str, handler: Handler, *, crm: str) -> None:
-        key = (method.upper(), template)
-        if key in self.handlers:
-            raise ValueError(f"{crm}: route {method} {template} registered twice")
-        self.handlers[key] = handler
-
-
-@dataclass
-class Account:
-    """One CRM account: its emulator and the emulator's handlers by (method, template)."""
-
-    emulator: Emulator
-    handlers: dict[tuple[str, str], Handler]
-
-    @classmethod
-    def build(cls, emulator: Emulator) -> Account:
-        table = _HandlerTable()
-        emulator.register(table)
-        return cls(emulator, table.handlers)
-
-
 class _Crm:
     """One emulated CRM: its factory, its prototype and its accounts by key."""
 
     def __init__(self, factory: EmulatorFactory) -> None:
         self.factory = factory
-        # Answers for the CRM before an account is involved (route templates, how a request
+        # Answers for the CRM before an account is involved (its routes, how a request
         # carries its token, the 401 and error shapes); never serves any account's data.
         self.prototype = factory()
-        self.accounts: dict[str, Account] = {}
+        self.accounts: dict[str, Emulator] = {}
 
-    def account(self, key: str) -> Account:
+    def account(self, key: str) -> Emulator:
         account = self.accounts.get(key)
         if account is None:
-            account = self.accounts[key] = Account.build(self.factory())
+            account = self.accounts[key] = self.factory()
         return account
 
 
@@ -116,13 +87,7 @@ class Accounts:
     # -- accounts ------------------------------------------------------------------------
     def get(self, crm: str, token: str) -> Emulator:
         """`token`'s account on `crm`, created (fresh) the first time."""
-        return self._crm(crm).account(account_key(token)).emulator
-
-    def handle(self, crm: str, token: str, method: str, template: str,
-               request: Request) -> Response:
-        """Serve `request` (matched to `method` `template`) from `token`'s account."""
-        account = self._crm(crm).account(account_key(token))
-        return account.handlers[(method, template)](request)
+        return self._crm(crm).account(account_key(token))
 
     def counts(self) -> dict[str, int]:
         """How many accounts each CRM holds."""
@@ -137,7 +102,7 @@ class Accounts:
     def dump(self) -> dict[str, dict[str, Any]]:
         """``{crm: {account key: the emulator's dump_state()}}``."""
         return {
-            name: {key: account.emulator.dump_state() for key, account in crm.accounts.items()}
+            name: {key: account.dump_state() for key, account in crm.accounts.items()}
             for name, crm in self._crms.items()
         }
 
@@ -146,4 +111,4 @@ class Accounts:
         target = self._crm(crm)
         emulator = target.factory()
         emulator.load_state(state)
-        target.accounts[key] = Account.build(emulator)
+        target.accounts[key] = emulator

@@ -1,7 +1,7 @@
 """The emulator's tiny HTTP toolkit: request and response objects and a route table.
 
 Kept dependency-free (the standard library's server underneath) so the sandbox starts
-anywhere crmsync installs. Each emulated CRM registers its routes on one `Router`.
+anywhere crmsync installs. Each emulated CRM registers its routes on one `Router`, once.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qs, unquote
 
 
@@ -76,15 +76,10 @@ class Response:
         return json.dumps(self.body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-Handler = Callable[[Request], Response]
+# A route's handler serves one request from the account it is given: routes are registered
+# once per CRM, and the sandbox passes the emulator of the request's token (`accounts.py`).
+Handler = Callable[[Any, Request], Response]
 _PARAM = re.compile(r"\{(\w+)\}")
-
-
-class RouteTable(Protocol):
-    """Where an emulator registers its routes: the sandbox's `Router` (templates, matching)
-    or one account's handler table (see `accounts.py`)."""
-
-    def add(self, method: str, template: str, handler: Handler, *, crm: str) -> None: ...
 
 
 @dataclass
@@ -110,6 +105,8 @@ class Router:
         regex = "^" + _PARAM.sub(r"(?P<\1>[^/]+)", re.escape(template).replace(r"\{", "{").replace(
             r"\}", "}")) + "$"
         route = Route(method.upper(), template, handler, crm, re.compile(regex))
+        if any((r.method, r.template) == (route.method, template) for r in self._routes):
+            raise ValueError(f"{crm}: route {route.method} {template} registered twice")
         self._routes.append(route)
         self._by_slashes.setdefault(template.count("/"), []).append(route)
 

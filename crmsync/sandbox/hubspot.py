@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from crmsync.sandbox import synthetic
 from crmsync.sandbox.clock import Clock, system_clock
-from crmsync.sandbox.http import Request, Response, RouteTable, bearer_token
+from crmsync.sandbox.http import Handler, Request, Response, Router, bearer_token
 from crmsync.sandbox.hubspot_search import (
     PropertyKinds,
     SearchError,
@@ -32,7 +32,9 @@ from crmsync.sandbox.hubspot_search import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
+
+    _Method = Callable[["HubSpotEmulator", Request], Response]
 
 PORTAL_ID = 20_000_001
 LIST_LIMIT_MAX = 100  # objects list `limit` (spec: "maximum number of results per page")
@@ -262,65 +264,70 @@ class HubSpotEmulator:
                 "category": category, **extra}
         return Response(status, body)
 
-    def _wrap(self, handler: Any) -> Any:
-        def run(request: Request) -> Response:
+    @staticmethod
+    def _wrap(handler: _Method) -> Handler:
+        def run(account: HubSpotEmulator, request: Request) -> Response:
             try:
-                return handler(request)
+                return handler(account, request)
             except HubSpotError as exc:
-                return self.error(exc.status, exc.message, category=exc.category, **exc.extra)
+                return account.error(exc.status, exc.message, category=exc.category,
+                                     **exc.extra)
             except SearchError as exc:
-                return self.error(400, str(exc))
+                return account.error(400, str(exc))
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                return self.error(400, f"Invalid input JSON on line 1: {exc}")
+                return account.error(400, f"Invalid input JSON on line 1: {exc}")
 
         return run
 
-    def register(self, router: RouteTable) -> None:
-        def add(method: str, template: str, handler: Any) -> None:
-            router.add(method, template, self._wrap(handler), crm=self.crm)
+    @classmethod
+    def register(cls, router: Router) -> None:
+        """Add every route; handlers are the methods below, called on the token's account."""
+
+        def add(method: str, template: str, handler: _Method) -> None:
+            router.add(method, template, cls._wrap(handler), crm=cls.crm)
 
         base = "/crm/v3/pipelines/{objectType}"
-        add("GET", base, self.list_pipelines)
-        add("POST", base, self.create_pipeline)
-        add("GET", base + "/{pipelineId}", self.get_pipeline)
-        add("PATCH", base + "/{pipelineId}", self.patch_pipeline)
-        add("PUT", base + "/{pipelineId}", self.replace_pipeline)
-        add("DELETE", base + "/{pipelineId}", self.delete_pipeline)
-        add("GET", base + "/{pipelineId}/audit", self.pipeline_audit)
-        add("GET", base + "/{pipelineId}/stages", self.list_stages)
-        add("POST", base + "/{pipelineId}/stages", self.create_stage)
-        add("GET", base + "/{pipelineId}/stages/{stageId}", self.get_stage)
-        add("PATCH", base + "/{pipelineId}/stages/{stageId}", self.patch_stage)
-        add("PUT", base + "/{pipelineId}/stages/{stageId}", self.replace_stage)
-        add("DELETE", base + "/{pipelineId}/stages/{stageId}", self.delete_stage)
-        add("GET", base + "/{pipelineId}/stages/{stageId}/audit", self.stage_audit)
+        add("GET", base, cls.list_pipelines)
+        add("POST", base, cls.create_pipeline)
+        add("GET", base + "/{pipelineId}", cls.get_pipeline)
+        add("PATCH", base + "/{pipelineId}", cls.patch_pipeline)
+        add("PUT", base + "/{pipelineId}", cls.replace_pipeline)
+        add("DELETE", base + "/{pipelineId}", cls.delete_pipeline)
+        add("GET", base + "/{pipelineId}/audit", cls.pipeline_audit)
+        add("GET", base + "/{pipelineId}/stages", cls.list_stages)
+        add("POST", base + "/{pipelineId}/stages", cls.create_stage)
+        add("GET", base + "/{pipelineId}/stages/{stageId}", cls.get_stage)
+        add("PATCH", base + "/{pipelineId}/stages/{stageId}", cls.patch_stage)
+        add("PUT", base + "/{pipelineId}/stages/{stageId}", cls.replace_stage)
+        add("DELETE", base + "/{pipelineId}/stages/{stageId}", cls.delete_stage)
+        add("GET", base + "/{pipelineId}/stages/{stageId}/audit", cls.stage_audit)
 
         objects = "/crm/v3/objects/{objectType}"
-        add("POST", "/crm/v3/objects/contacts/gdpr-delete", self.gdpr_delete)
-        add("GET", objects, self.list_objects)
-        add("POST", objects, self.create_object)
-        add("POST", objects + "/search", self.search_objects)
-        add("POST", objects + "/batch/read", self.batch_read)
-        add("POST", objects + "/batch/create", self.batch_create)
-        add("POST", objects + "/batch/update", self.batch_update)
-        add("POST", objects + "/batch/upsert", self.batch_upsert)
-        add("POST", objects + "/batch/archive", self.batch_archive)
-        add("GET", objects + "/{objectId}", self.get_object)
-        add("PATCH", objects + "/{objectId}", self.update_object)
-        add("DELETE", objects + "/{objectId}", self.archive_object)
+        add("POST", "/crm/v3/objects/contacts/gdpr-delete", cls.gdpr_delete)
+        add("GET", objects, cls.list_objects)
+        add("POST", objects, cls.create_object)
+        add("POST", objects + "/search", cls.search_objects)
+        add("POST", objects + "/batch/read", cls.batch_read)
+        add("POST", objects + "/batch/create", cls.batch_create)
+        add("POST", objects + "/batch/update", cls.batch_update)
+        add("POST", objects + "/batch/upsert", cls.batch_upsert)
+        add("POST", objects + "/batch/archive", cls.batch_archive)
+        add("GET", objects + "/{objectId}", cls.get_object)
+        add("PATCH", objects + "/{objectId}", cls.update_object)
+        add("DELETE", objects + "/{objectId}", cls.archive_object)
 
         assoc = "/crm/v4/associations/{fromObjectType}/{toObjectType}/batch"
-        add("POST", assoc + "/read", self.assoc_batch_read)
-        add("POST", assoc + "/create", self.assoc_batch_create)
-        add("POST", assoc + "/archive", self.assoc_batch_archive)
-        add("POST", assoc + "/labels/archive", self.assoc_batch_labels_archive)
-        add("POST", assoc + "/associate/default", self.assoc_batch_default)
+        add("POST", assoc + "/read", cls.assoc_batch_read)
+        add("POST", assoc + "/create", cls.assoc_batch_create)
+        add("POST", assoc + "/archive", cls.assoc_batch_archive)
+        add("POST", assoc + "/labels/archive", cls.assoc_batch_labels_archive)
+        add("POST", assoc + "/associate/default", cls.assoc_batch_default)
         one = "/crm/v4/objects/{objectType}/{objectId}/associations"
-        add("GET", one + "/{toObjectType}", self.assoc_list)
-        add("PUT", one + "/{toObjectType}/{toObjectId}", self.assoc_put_labeled)
-        add("DELETE", one + "/{toObjectType}/{toObjectId}", self.assoc_delete)
+        add("GET", one + "/{toObjectType}", cls.assoc_list)
+        add("PUT", one + "/{toObjectType}/{toObjectId}", cls.assoc_put_labeled)
+        add("DELETE", one + "/{toObjectType}/{toObjectId}", cls.assoc_delete)
         add("PUT", "/crm/v4/objects/{fromObjectType}/{fromObjectId}/associations/default/"
-            "{toObjectType}/{toObjectId}", self.assoc_put_default)
+            "{toObjectType}/{toObjectId}", cls.assoc_put_default)
 
     # ==================================================================== pipelines
     def _create_default_pipeline(self) -> None:

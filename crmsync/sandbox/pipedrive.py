@@ -45,7 +45,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from crmsync.sandbox import pipedrive_input as inp
-from crmsync.sandbox.http import Request, Response, RouteTable, bearer_token
+from crmsync.sandbox.http import Handler, Request, Response, Router, bearer_token
 from crmsync.sandbox.pipedrive_fields import FieldCatalog, FieldError, v1_field
 from crmsync.sandbox.pipedrive_include import Shaper
 from crmsync.sandbox.pipedrive_input import ApiError, invalid, not_found
@@ -60,6 +60,8 @@ from crmsync.sandbox.pipedrive_store import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    _Method = Callable[["PipedriveEmulator", Request], Response]
 
 DEFAULT_CURRENCY = "EUR"  # Decision: the account's default currency when a deal omits it
 # the user the token belongs to: "If not provided, the user making the request will be used"
@@ -92,6 +94,8 @@ DEAL_FIELDS = ("title", "owner_id", "person_id", "org_id", "pipeline_id", "stage
                "currency", "is_deleted", "is_archived", "archive_time", "status",
                "probability", "lost_reason", "visible_to", "close_time", "won_time",
                "lost_time", "expected_close_date", "label_ids", "custom_fields")
+POST_FIELDS = {"persons": PERSON_POST, "organizations": ORG_POST, "deals": DEAL_FIELDS}
+PATCH_FIELDS = {"persons": PERSON_PATCH, "organizations": ORG_PATCH, "deals": DEAL_FIELDS}
 ADDRESS_PARTS = ("value", "country", "admin_area_level_1", "admin_area_level_2", "locality",
                  "sublocality", "route", "street_number", "subpremise", "postal_code")
 # Contact-sync person fields: "don't exist by default … only created when you set up your
@@ -111,6 +115,13 @@ RETIRED_V1 = ("pipelines", "stages", "deals", "persons", "organizations")
 ENTITY_OF = {"persons": "person", "organizations": "organization", "deals": "deal"}
 NOUN = {"persons": "Person", "organizations": "Organization", "deals": "Deal",
         "pipelines": "Pipeline", "stages": "Stage"}
+
+
+def _for(name: str, handler: Callable[[PipedriveEmulator, str, Request], Response]) -> _Method:
+    """A route handler serving `handler` for one entity (`persons`, `deal`, …)."""
+    def run(account: PipedriveEmulator, request: Request) -> Response:
+        return handler(account, name, request)
+    return run
 
 
 def _ok(data: Any, additional_data: Any = None, *, listed: bool = False) -> Response:
@@ -190,64 +201,67 @@ class PipedriveEmulator:
         }
         return Response(status, body)
 
-    def register(self, router: RouteTable) -> None:
+    @classmethod
+    def register(cls, router: Router) -> None:
+        """Add every route; handlers are the methods below, called on the token's account
+        (per-entity ones with the entity's name bound first)."""
         v2 = "/api/v2"
-        routes: list[tuple[str, str, Callable[[Request], Response]]] = [
-            ("GET", f"{v2}/pipelines", self._list_pipelines),
-            ("POST", f"{v2}/pipelines", self._add_pipeline),
-            ("GET", f"{v2}/pipelines/{{id}}", self._get_pipeline),
-            ("PATCH", f"{v2}/pipelines/{{id}}", self._update_pipeline),
-            ("DELETE", f"{v2}/pipelines/{{id}}", self._delete_pipeline),
-            ("GET", f"{v2}/stages", self._list_stages),
-            ("POST", f"{v2}/stages", self._add_stage),
-            ("GET", f"{v2}/stages/{{id}}", self._get_stage),
-            ("PATCH", f"{v2}/stages/{{id}}", self._update_stage),
-            ("DELETE", f"{v2}/stages/{{id}}", self._delete_stage),
-            ("GET", f"{v2}/deals/archived", self._list_archived_deals),
+        routes: list[tuple[str, str, _Method]] = [
+            ("GET", f"{v2}/pipelines", cls._list_pipelines),
+            ("POST", f"{v2}/pipelines", cls._add_pipeline),
+            ("GET", f"{v2}/pipelines/{{id}}", cls._get_pipeline),
+            ("PATCH", f"{v2}/pipelines/{{id}}", cls._update_pipeline),
+            ("DELETE", f"{v2}/pipelines/{{id}}", cls._delete_pipeline),
+            ("GET", f"{v2}/stages", cls._list_stages),
+            ("POST", f"{v2}/stages", cls._add_stage),
+            ("GET", f"{v2}/stages/{{id}}", cls._get_stage),
+            ("PATCH", f"{v2}/stages/{{id}}", cls._update_stage),
+            ("DELETE", f"{v2}/stages/{{id}}", cls._delete_stage),
+            ("GET", f"{v2}/deals/archived", cls._list_archived_deals),
         ]
         for name in ("persons", "organizations", "deals"):
             routes += [
                 # static paths first: `{id}` would otherwise swallow "search"
-                ("GET", f"{v2}/{name}/search", self._searcher(name)),
-                ("GET", f"{v2}/{name}", self._lister(name)),
-                ("POST", f"{v2}/{name}", self._creator(name)),
-                ("GET", f"{v2}/{name}/{{id}}", self._getter(name)),
-                ("PATCH", f"{v2}/{name}/{{id}}", self._updater(name)),
-                ("DELETE", f"{v2}/{name}/{{id}}", self._deleter(name)),
+                ("GET", f"{v2}/{name}/search", _for(name, cls._search)),
+                ("GET", f"{v2}/{name}", _for(name, cls._list_records)),
+                ("POST", f"{v2}/{name}", _for(name, cls._add_record)),
+                ("GET", f"{v2}/{name}/{{id}}", _for(name, cls._get_record)),
+                ("PATCH", f"{v2}/{name}/{{id}}", _for(name, cls._update_record)),
+                ("DELETE", f"{v2}/{name}/{{id}}", _for(name, cls._delete_record)),
             ]
         for entity, path in (("deal", "dealFields"), ("person", "personFields"),
                              ("organization", "organizationFields")):
             routes += [
-                ("GET", f"/api/v1/{path}", self._field_lister(entity)),
-                ("POST", f"/api/v1/{path}", self._field_creator(entity)),
+                ("GET", f"/api/v1/{path}", _for(entity, cls._list_fields)),
+                ("POST", f"/api/v1/{path}", _for(entity, cls._add_field)),
             ]
         for name in RETIRED_V1:
-            routes += [(m, f"/api/v1/{name}/search", self._retired)
+            routes += [(m, f"/api/v1/{name}/search", cls._retired)
                        for m in ("GET",) if name in ENTITY_OF]
-            routes += [(m, f"/api/v1/{name}", self._retired) for m in ("GET", "POST")]
-            routes += [(m, f"/api/v1/{name}/{{id}}", self._retired)
+            routes += [(m, f"/api/v1/{name}", cls._retired) for m in ("GET", "POST")]
+            routes += [(m, f"/api/v1/{name}/{{id}}", cls._retired)
                        for m in ("GET", "PUT", "DELETE")]
         for method, template, handler in routes:
-            router.add(method, template, self._guarded(handler), crm=self.crm)
+            router.add(method, template, cls._guarded(handler), crm=cls.crm)
 
-    @staticmethod
-    def _retired(_request: Request) -> Response:
+    def _retired(self, _request: Request) -> Response:
         # Pipedrive's status codes: "410 Gone - Old resource permanently unavailable". The
         # v1 CRUD endpoints of these resources left the published v1 spec (SOURCE.md) and
         # are out of support since 2026-08. Decision: they answer 410, not 404, so that a
         # client still on v1 learns why.
         raise ApiError(410, "This API v1 endpoint is no longer available; use API v2")
 
-    def _guarded(self, handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
-        def run(request: Request) -> Response:
+    @staticmethod
+    def _guarded(handler: _Method) -> Handler:
+        def run(account: PipedriveEmulator, request: Request) -> Response:
             try:
-                with self._lock:
-                    return handler(request)
+                with account._lock:
+                    return handler(account, request)
             except ApiError as exc:
-                return self.error(exc.status, exc.message, **exc.extra)
+                return account.error(exc.status, exc.message, **exc.extra)
             except (FieldError, CursorError) as exc:
-                return self.error(400, f"Validation failed: {exc}",
-                                  code="ERR_SCHEMA_VALIDATION_FAILED")
+                return account.error(400, f"Validation failed: {exc}",
+                                     code="ERR_SCHEMA_VALIDATION_FAILED")
         return run
 
     # ---- state --------------------------------------------------------------------------
@@ -521,35 +535,33 @@ class PipedriveEmulator:
 
     # ---- persons, organizations, deals: routes -------------------------------------------
 
-    def _lister(self, name: str) -> Callable[[Request], Response]:
-        def handle(request: Request) -> Response:
-            if request.arg("filter_id"):
-                # saved filters are not emulated, so no filter id exists
-                raise not_found("Filter")
-            owner_id = inp.int_param(request, "owner_id")
-            shaper = Shaper(name, request)
-            cutoff = self._purge_cutoff()
-            if name == "deals":
-                keep = self._deal_filter(request, archived=False, cutoff=cutoff)
-            else:
-                org_id = inp.int_param(request, "org_id") if name == "persons" else None
-                deal_id = inp.int_param(request, "deal_id") if name == "persons" else None
-                deal_person = None
-                if deal_id is not None:
-                    deal = self.deals.get(deal_id)
-                    deal_person = deal["person_id"] if deal else 0
+    def _list_records(self, name: str, request: Request) -> Response:
+        if request.arg("filter_id"):
+            # saved filters are not emulated, so no filter id exists
+            raise not_found("Filter")
+        owner_id = inp.int_param(request, "owner_id")
+        shaper = Shaper(name, request)
+        cutoff = self._purge_cutoff()
+        if name == "deals":
+            keep = self._deal_filter(request, archived=False, cutoff=cutoff)
+        else:
+            org_id = inp.int_param(request, "org_id") if name == "persons" else None
+            deal_id = inp.int_param(request, "deal_id") if name == "persons" else None
+            deal_person = None
+            if deal_id is not None:
+                deal = self.deals.get(deal_id)
+                deal_person = deal["person_id"] if deal else 0
 
-                def keep(row: Row) -> bool:
-                    if row["is_deleted"]:
-                        return False
-                    if owner_id is not None and row["owner_id"] != owner_id:
-                        return False
-                    if org_id is not None and row["org_id"] != org_id:
-                        return False
-                    return deal_id is None or row["id"] == deal_person
+            def keep(row: Row) -> bool:
+                if row["is_deleted"]:
+                    return False
+                if owner_id is not None and row["owner_id"] != owner_id:
+                    return False
+                if org_id is not None and row["org_id"] != org_id:
+                    return False
+                return deal_id is None or row["id"] == deal_person
 
-            return self._list(request, self.tables()[name], keep, shaper=shaper)
-        return handle
+        return self._list(request, self.tables()[name], keep, shaper=shaper)
 
     def _list_archived_deals(self, request: Request) -> Response:
         if request.arg("filter_id"):
@@ -591,36 +603,23 @@ class PipedriveEmulator:
             )
         return keep
 
-    def _getter(self, name: str) -> Callable[[Request], Response]:
-        def handle(request: Request) -> Response:
-            row = self._record(name, inp.path_id(request))
-            return _ok(self._shape(row, Shaper(name, request)))
-        return handle
+    def _get_record(self, name: str, request: Request) -> Response:
+        row = self._record(name, inp.path_id(request))
+        return _ok(self._shape(row, Shaper(name, request)))
 
-    def _creator(self, name: str) -> Callable[[Request], Response]:
-        allowed = {"persons": PERSON_POST, "organizations": ORG_POST, "deals": DEAL_FIELDS}[name]
+    def _add_record(self, name: str, request: Request) -> Response:
+        return _ok(self.create(name, inp.json_body(request, POST_FIELDS[name])))
 
-        def handle(request: Request) -> Response:
-            return _ok(self.create(name, inp.json_body(request, allowed)))
-        return handle
+    def _update_record(self, name: str, request: Request) -> Response:
+        row_id = inp.path_id(request)
+        self._record(name, row_id)
+        return _ok(self.update(name, row_id, inp.json_body(request, PATCH_FIELDS[name])))
 
-    def _updater(self, name: str) -> Callable[[Request], Response]:
-        allowed = {"persons": PERSON_PATCH, "organizations": ORG_PATCH,
-                   "deals": DEAL_FIELDS}[name]
-
-        def handle(request: Request) -> Response:
-            row_id = inp.path_id(request)
-            self._record(name, row_id)
-            return _ok(self.update(name, row_id, inp.json_body(request, allowed)))
-        return handle
-
-    def _deleter(self, name: str) -> Callable[[Request], Response]:
-        def handle(request: Request) -> Response:
-            row_id = inp.path_id(request)
-            self._record(name, row_id)
-            self.delete(name, row_id)
-            return _ok({"id": row_id})
-        return handle
+    def _delete_record(self, name: str, request: Request) -> Response:
+        row_id = inp.path_id(request)
+        self._record(name, row_id)
+        self.delete(name, row_id)
+        return _ok({"id": row_id})
 
     # ---- persons, organizations, deals: the internal API (also used by tests) -------------
 
@@ -868,11 +867,6 @@ class PipedriveEmulator:
 
     # ---- search -------------------------------------------------------------------------
 
-    def _searcher(self, name: str) -> Callable[[Request], Response]:
-        def handle(request: Request) -> Response:
-            return self._search(name, request)
-        return handle
-
     def _search(self, name: str, request: Request) -> Response:
         term = (request.arg("term") or "").strip()
         exact = inp.bool_param(request, "exact_match")
@@ -950,29 +944,25 @@ class PipedriveEmulator:
 
     # ---- v1 field definitions -----------------------------------------------------------
 
-    def _field_lister(self, entity: str) -> Callable[[Request], Response]:
-        def handle(request: Request) -> Response:
-            start = inp.int_param(request, "start", minimum=0) or 0
-            limit = inp.int_param(request, "limit") or 100
-            limit = min(limit, inp.MAX_LIMIT)
-            fields = self.fields.fields[entity]
-            page = [v1_field(f) for f in fields[start:start + limit]]
-            more = start + limit < len(fields)
-            pagination: dict[str, Any] = {"start": start, "limit": limit,
-                                          "more_items_in_collection": more}
-            if more:
-                pagination["next_start"] = start + limit
-            return _ok(page, {"pagination": pagination})
-        return handle
+    def _list_fields(self, entity: str, request: Request) -> Response:
+        start = inp.int_param(request, "start", minimum=0) or 0
+        limit = inp.int_param(request, "limit") or 100
+        limit = min(limit, inp.MAX_LIMIT)
+        fields = self.fields.fields[entity]
+        page = [v1_field(f) for f in fields[start:start + limit]]
+        more = start + limit < len(fields)
+        pagination: dict[str, Any] = {"start": start, "limit": limit,
+                                      "more_items_in_collection": more}
+        if more:
+            pagination["next_start"] = start + limit
+        return _ok(page, {"pagination": pagination})
 
-    def _field_creator(self, entity: str) -> Callable[[Request], Response]:
-        def handle(request: Request) -> Response:
-            body = inp.json_body(request, ("name", "field_type", "options", "add_visible_flag"))
-            definition = self.fields.add_custom(entity, body.get("name", ""),
-                                                body.get("field_type", ""),
-                                                body.get("options"), now=self.now())
-            return _ok(v1_field(definition))
-        return handle
+    def _add_field(self, entity: str, request: Request) -> Response:
+        body = inp.json_body(request, ("name", "field_type", "options", "add_visible_flag"))
+        definition = self.fields.add_custom(entity, body.get("name", ""),
+                                            body.get("field_type", ""),
+                                            body.get("options"), now=self.now())
+        return _ok(v1_field(definition))
 
     # ---- seeding ------------------------------------------------------------------------
 

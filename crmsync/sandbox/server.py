@@ -23,7 +23,7 @@ from crmsync.sandbox.accounts import DEFAULT_TOKEN, Accounts
 from crmsync.sandbox.clock import Clock, system_clock
 from crmsync.sandbox.config import SandboxConfig
 from crmsync.sandbox.faults import FaultDecision, FaultInjector
-from crmsync.sandbox.http import Request, Response, Route, Router, RouteTable
+from crmsync.sandbox.http import Request, Response, Route, Router
 from crmsync.sandbox.limits import RateLimits, hubspot_limit_body, pipedrive_limit_body
 
 if TYPE_CHECKING:
@@ -42,14 +42,14 @@ class Emulator(Protocol):
 
     The sandbox builds one per (CRM, token) with the CRM's factory (`accounts.py`), plus one
     prototype per CRM that answers before any account is involved: which paths are the CRM's,
-    its route templates, how a request carries its token, its 401 and error shapes.
+    its routes, how a request carries its token, its 401 and error shapes.
     """
 
     crm: str
     path_prefixes: tuple[str, ...]  # requests under these prefixes belong to this CRM
 
-    def register(self, router: RouteTable) -> None:
-        """Add every route, with handlers bound to this account."""
+    def register(self, router: Router) -> None:
+        """Add every route of the CRM; each handler takes the account and the request."""
         ...
 
     def token_of(self, request: Request) -> str:
@@ -93,7 +93,7 @@ class Sandbox:
         self.token = token
         self.accounts = Accounts(factories)
         self.clock: Clock = clock or system_clock
-        self.router = Router()  # route templates, registered by each CRM's prototype
+        self.router = Router()  # every CRM's routes, registered once by its prototype
         for prototype in self.accounts.prototypes():
             prototype.register(self.router)
         self.lock = threading.RLock()  # serialises every emulator handler and control action
@@ -178,8 +178,7 @@ class Sandbox:
         else:
             with self.lock:
                 try:
-                    response = self.accounts.handle(crm.crm, token, route.method,
-                                                    route.template, request)
+                    response = route.handler(self.accounts.get(crm.crm, token), request)
                 except ValueError as exc:  # malformed JSON bodies and bad numbers
                     response = crm.error(400, f"Invalid input: {exc}")
         response.headers.update(limit.headers)
