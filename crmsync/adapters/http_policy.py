@@ -282,10 +282,6 @@ class Pacer:
             if limit is not None:  # the reported window already counts this request
                 self._windows[bucket] = (limit, now)
 
-    def observe(self, bucket: str, limit: RateLimit) -> None:
-        """Record a window reported outside a request (kept for callers and tests)."""
-        self.after_response(bucket, limit)
-
     def _rolling_wait(self, bucket: str, limit: RateLimit, observed_at: float,
                       now: float) -> float:
         done = self._done.get(bucket, deque())

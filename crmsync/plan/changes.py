@@ -338,7 +338,3 @@ class PlanCounts:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values[action] += n
         return PlanCounts(**values)
-
-    def __add__(self, other: PlanCounts) -> PlanCounts:
-        return PlanCounts(**{f.name: getattr(self, f.name) + getattr(other, f.name)
-                             for f in fields(self)})
