@@ -165,6 +165,51 @@ class HubSpotError(Exception):
         self.extra = extra
 
 
+def _object_not_found() -> HubSpotError:
+    return HubSpotError(404, "Object not found.  objectId are usually numeric.",
+                        category="OBJECT_NOT_FOUND")
+
+
+def _batch_error(message: str, context: dict[str, list[str]], **extra: str) -> dict[str, Any]:
+    """One entry of a batch response's `errors` (an input that names no usable object)."""
+    return {"status": "error", "category": "OBJECT_NOT_FOUND", **extra, "message": message,
+            "context": context, "links": {}, "errors": []}
+
+
+def _unassociable(pair: str) -> dict[str, Any]:
+    return _batch_error(f"Could not associate {pair}: object not found", {"ids": [pair]})
+
+
+def _association_to(to_id: int, type_ids: Iterable[int]) -> dict[str, Any]:
+    """A v4 read's associated record with its association types."""
+    return {"toObjectId": to_id, "associationTypes": [
+        {"category": "HUBSPOT_DEFINED", "typeId": t, "label": ASSOCIATION_TYPES[t][2]}
+        for t in sorted(type_ids)]}
+
+
+def _targets_page(targets: list[tuple[int, set[int]]], after: Any,
+                  limit: int) -> tuple[list[tuple[int, set[int]]], str | None]:
+    """The page of `targets` (sorted by id) from id `after` on, and the next page's `after`."""
+    start = bisect_left([to_id for to_id, _ in targets], int(str(after))) if after else 0
+    end = start + limit
+    return targets[start:end], str(targets[end][0]) if end < len(targets) else None
+
+
+def _labels_between(from_type: str, from_id: int, to_type: str, to_id: int,
+                    type_ids: Iterable[int]) -> dict[str, Any]:
+    """v4 `LabelsBetweenObjectPair`: the labels of the pair's association types."""
+    return {"fromObjectTypeId": TYPE_IDS[from_type], "fromObjectId": from_id,
+            "toObjectTypeId": TYPE_IDS[to_type], "toObjectId": to_id,
+            "labels": sorted({label for t in type_ids if (label := ASSOCIATION_TYPES[t][2])})}
+
+
+def _default_association(from_id: int, to_id: int, type_id: int) -> dict[str, Any]:
+    """One result of creating a default association."""
+    return {"from": {"id": str(from_id)}, "to": {"id": str(to_id)},
+            "associationSpec": {"associationCategory": "HUBSPOT_DEFINED",
+                                "associationTypeId": type_id}}
+
+
 class _Record:
     __slots__ = ("archived", "archived_ms", "created_ms", "id", "props", "updated_ms")
 
@@ -381,6 +426,11 @@ class HubSpotEmulator:
                            category="OBJECT_NOT_FOUND")
 
     @staticmethod
+    def _active_stages(pipeline: dict[str, Any]) -> list[dict[str, Any]]:
+        """The pipeline's stages that are not archived (deleted), in stored order."""
+        return [s for s in pipeline["stages"] if not s["archived"]]
+
+    @staticmethod
     def _ordered(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         # displayOrder first; ties sort by label (pipelines guide)
         return sorted(items, key=lambda item: (item["displayOrder"], item["label"]))
@@ -397,8 +447,8 @@ class HubSpotEmulator:
         out = {
             "id": pipeline["id"], "label": pipeline["label"],
             "displayOrder": pipeline["displayOrder"],
-            "stages": [self._render_stage(s) for s in self._ordered(pipeline["stages"])
-                       if not s["archived"]],
+            "stages": [self._render_stage(s)
+                       for s in self._ordered(self._active_stages(pipeline))],
             "archived": pipeline["archived"],
             "createdAt": iso(pipeline["createdAt"]), "updatedAt": iso(pipeline["updatedAt"]),
         }
@@ -562,7 +612,7 @@ class HubSpotEmulator:
         # no id, so every existing stage is dropped (archived) and the inputs become new
         # stages with new ids — deals left in the old stages are refused by the validate
         # flags, or stranded without them.
-        existing = [s for s in pipeline["stages"] if not s["archived"]]
+        existing = self._active_stages(pipeline)
         self._refuse_if_used(request, pipeline["id"], [s["id"] for s in existing])
         now = self.now_ms()
         for old in existing:
@@ -628,9 +678,8 @@ class HubSpotEmulator:
 
     def list_stages(self, request: Request) -> Response:
         pipeline = self._pipeline(request)
-        return Response(200, {"results": [self._render_stage(s)
-                                          for s in self._ordered(pipeline["stages"])
-                                          if not s["archived"]]})
+        return Response(200, {"results": [
+            self._render_stage(s) for s in self._ordered(self._active_stages(pipeline))]})
 
     def get_stage(self, request: Request) -> Response:
         pipeline = self._pipeline(request)
@@ -643,7 +692,7 @@ class HubSpotEmulator:
         label = self._check_label(body.get("label"), "stage")
         order = self._check_order(body.get("displayOrder"), "stage")
         metadata = self._check_metadata(body.get("metadata"), "stage")
-        active = [s for s in pipeline["stages"] if not s["archived"]]
+        active = self._active_stages(pipeline)
         if len(active) >= MAX_STAGES:
             raise HubSpotError(400, f"A deal pipeline can have at most {MAX_STAGES} stages")
         self._check_unique_labels([s["label"] for s in active] + [label])
@@ -670,8 +719,7 @@ class HubSpotEmulator:
             stage = self._stage_of(pipeline, stage_id)
         if replace or "label" in body:
             stage_label = self._check_label(body.get("label"), "stage")
-            others = [s["label"] for s in pipeline["stages"]
-                      if not s["archived"] and s["id"] != stage["id"]]
+            others = [s["label"] for s in self._active_stages(pipeline) if s["id"] != stage["id"]]
             self._check_unique_labels([*others, stage_label])
             stage["label"] = stage_label
         if replace or "displayOrder" in body:
@@ -697,7 +745,7 @@ class HubSpotEmulator:
     def delete_stage(self, request: Request) -> Response:
         pipeline = self._pipeline(request)
         stage = self._stage_of(pipeline, request.path_params["stageId"])
-        if len([s for s in pipeline["stages"] if not s["archived"]]) == 1:
+        if len(self._active_stages(pipeline)) == 1:
             raise HubSpotError(400, "A pipeline must keep at least one stage")
         self._refuse_if_used(request, pipeline["id"], [stage["id"]])
         now = self.now_ms()
@@ -806,7 +854,7 @@ class HubSpotEmulator:
                 "isValid": False, "message": f"{merged['pipeline']} is not a valid pipeline",
                 "error": "INVALID_OPTION", "name": "pipeline"}]))
         if ("dealstage" in props or "pipeline" in props) and merged.get("dealstage"):
-            allowed = [s["id"] for s in pipeline["stages"] if not s["archived"]]
+            allowed = [s["id"] for s in self._active_stages(pipeline)]
             if merged["dealstage"] not in allowed:
                 raise HubSpotError(400, "Property values were not valid: " + json.dumps([{
                     "isValid": False, "name": "dealstage", "error": "INVALID_OPTION",
@@ -835,18 +883,22 @@ class HubSpotEmulator:
         if email and not record.archived:
             index[email.strip().lower()] = record.id
 
-    def _insert(self, object_type: str, props: dict[str, str], now: int,
-                created_ms: int | None = None) -> _Record:
-        record_id = self._next_object_id
-        self._next_object_id += 1
-        created = created_ms if created_ms is not None else now
+    def _insert(self, object_type: str, props: dict[str, str], now: int) -> _Record:
+        created = now
         if props.get("createdate"):
             created = parse_instant(props["createdate"]) or created
         clean = {k: v for k, v in props.items() if v != ""}
-        clean["createdate"] = iso(created)
-        clean["hs_object_id"] = str(record_id)
-        clean[_MODIFIED[object_type]] = iso(now)
-        record = _Record(record_id, clean, created, now)
+        return self._store_new(object_type, clean, created, now)
+
+    def _store_new(self, object_type: str, props: dict[str, str], created: int,
+                   modified: int) -> _Record:
+        """Store a new record under the next id, with its id and times among `props`."""
+        record_id = self._next_object_id
+        self._next_object_id += 1
+        props["createdate"] = iso(created)
+        props["hs_object_id"] = str(record_id)
+        props[_MODIFIED[object_type]] = iso(modified)
+        record = _Record(record_id, props, created, modified)
         self.objects[object_type].add(record)
         if object_type == "contacts":
             self._index_email(record, None)
@@ -959,8 +1011,7 @@ class HubSpotEmulator:
                             request.arg("idProperty"),
                             archived=_truthy(request.arg("archived")))
         if record is None:
-            raise HubSpotError(404, "Object not found.  objectId are usually numeric.",
-                               category="OBJECT_NOT_FOUND")
+            raise _object_not_found()
         return Response(200, self._render(
             object_type, record, request.args("properties"),
             associations=request.args("associations"),
@@ -1033,8 +1084,7 @@ class HubSpotEmulator:
         record = self._find(object_type, request.path_params["objectId"],
                             request.arg("idProperty"))
         if record is None:
-            raise HubSpotError(404, "Object not found.  objectId are usually numeric.",
-                               category="OBJECT_NOT_FOUND")
+            raise _object_not_found()
         props = self._normalise(object_type, self._body(request).get("properties"))
         self._validate_update(object_type, record, props)
         self._apply_update(object_type, record, props, self.now_ms())
@@ -1072,8 +1122,7 @@ class HubSpotEmulator:
             self._touch()
             return Response(204)
         if record is None:
-            raise HubSpotError(404, "Object not found.  objectId are usually numeric.",
-                               category="OBJECT_NOT_FOUND")
+            raise _object_not_found()
         # Permanently deleted: gone from lists, archived lists and associations.
         email = (record.props.get("email") or "").strip().lower()
         if self.objects["contacts"].by_email.get(email) == record.id:
@@ -1110,12 +1159,9 @@ class HubSpotEmulator:
 
     @staticmethod
     def _not_found_error(object_type: str, ids: list[str]) -> dict[str, Any]:
-        return {
-            "status": "error", "category": "OBJECT_NOT_FOUND",
-            "message": f"Could not get some {_SINGULAR[object_type].upper()} objects, they may "
-            "be deleted or not exist. Check that ids are valid.",
-            "context": {"ids": ids}, "links": {}, "errors": [],
-        }
+        return _batch_error(
+            f"Could not get some {_SINGULAR[object_type].upper()} objects, they may be "
+            "deleted or not exist. Check that ids are valid.", {"ids": ids})
 
     def batch_read(self, request: Request) -> Response:
         object_type = self._type_of(request)
@@ -1361,11 +1407,6 @@ class HubSpotEmulator:
         return (self._object_type(request.path_params["fromObjectType"]),
                 self._object_type(request.path_params["toObjectType"]))
 
-    @staticmethod
-    def _spec(type_id: int) -> dict[str, Any]:
-        return {"category": "HUBSPOT_DEFINED", "typeId": type_id,
-                "label": ASSOCIATION_TYPES[type_id][2]}
-
     def assoc_batch_read(self, request: Request) -> Response:
         from_type, to_type = self._assoc_types(request)
         started = self.now_ms()
@@ -1377,27 +1418,18 @@ class HubSpotEmulator:
             targets = sorted(self._targets(from_type, record.id, to_type)) if record else []
             if not targets:
                 # unconfirmed wording; HubSpot reports inputs without associations as errors
-                errors.append({
-                    "status": "error", "category": "OBJECT_NOT_FOUND",
-                    "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
-                    "message": f"No {_SINGULAR[to_type]} is associated with "
-                    f"{_SINGULAR[from_type]} {raw}.",
-                    "context": {"fromObjectId": [str(raw)]}, "links": {}, "errors": [],
-                })
+                errors.append(_batch_error(
+                    f"No {_SINGULAR[to_type]} is associated with {_SINGULAR[from_type]} {raw}.",
+                    {"fromObjectId": [str(raw)]},
+                    subCategory="crm.associations.NO_ASSOCIATIONS_FOUND"))
                 continue
-            start = 0
-            after = item.get("after")
-            if after:
-                start = bisect_left([t for t, _ in targets], int(str(after)))
-            page = targets[start:start + ASSOCIATIONS_PAGE]
+            page, following = _targets_page(targets, item.get("after"), ASSOCIATIONS_PAGE)
             result: dict[str, Any] = {
                 "from": {"id": str(record.id)},  # type: ignore[union-attr]
-                "to": [{"toObjectId": to_id,
-                        "associationTypes": [self._spec(t) for t in sorted(type_ids)]}
-                       for to_id, type_ids in page],
+                "to": [_association_to(to_id, type_ids) for to_id, type_ids in page],
             }
-            if start + ASSOCIATIONS_PAGE < len(targets):
-                result["paging"] = {"next": {"after": str(targets[start + ASSOCIATIONS_PAGE][0])}}
+            if following is not None:
+                result["paging"] = {"next": {"after": following}}
             results.append(result)
         return self._batch_response(200, results, errors, started)
 
@@ -1419,16 +1451,11 @@ class HubSpotEmulator:
             type_ids = [self._checked_type(t, from_type, to_type) for t in types]
             source, target, label = self._pair_inputs(request, from_type, to_type, item)
             if source is None or target is None:
-                errors.append({"status": "error", "category": "OBJECT_NOT_FOUND",
-                               "message": f"Could not associate {label}: object not found",
-                               "context": {"ids": [label]}, "links": {}, "errors": []})
+                errors.append(_unassociable(label))
                 continue
             for type_id in type_ids:
                 self._associate(from_type, source.id, to_type, target.id, type_id)
-            labels = sorted({lbl for t in type_ids if (lbl := ASSOCIATION_TYPES[t][2])})
-            results.append({"fromObjectTypeId": TYPE_IDS[from_type], "fromObjectId": source.id,
-                            "toObjectTypeId": TYPE_IDS[to_type], "toObjectId": target.id,
-                            "labels": labels})
+            results.append(_labels_between(from_type, source.id, to_type, target.id, type_ids))
         self._touch()
         return self._batch_response(201, results, errors, started)
 
@@ -1443,14 +1470,10 @@ class HubSpotEmulator:
         for item in inputs:
             source, target, label = self._pair_inputs(request, from_type, to_type, item)
             if source is None or target is None:
-                errors.append({"status": "error", "category": "OBJECT_NOT_FOUND",
-                               "message": f"Could not associate {label}: object not found",
-                               "context": {"ids": [label]}, "links": {}, "errors": []})
+                errors.append(_unassociable(label))
                 continue
             self._associate(from_type, source.id, to_type, target.id, type_id)
-            results.append({"from": {"id": str(source.id)}, "to": {"id": str(target.id)},
-                            "associationSpec": {"associationCategory": "HUBSPOT_DEFINED",
-                                                "associationTypeId": type_id}})
+            results.append(_default_association(source.id, target.id, type_id))
         self._touch()
         # The SDK maps only 200 here; per-input failures are listed with numErrors.
         response = self._batch_response(200, results, errors, started)
@@ -1494,14 +1517,11 @@ class HubSpotEmulator:
             raise HubSpotError(404, "Object not found.", category="OBJECT_NOT_FOUND")
         limit = self._limit(request, ASSOCIATIONS_PAGE, ASSOCIATIONS_PAGE)
         targets = sorted(self._targets(from_type, record.id, to_type))
-        after = request.arg("after")
-        start = bisect_left([t for t, _ in targets], int(after)) if after else 0
-        page = targets[start:start + limit]
-        body: dict[str, Any] = {"results": [
-            {"toObjectId": to_id, "associationTypes": [self._spec(t) for t in sorted(types)]}
-            for to_id, types in page]}
-        if start + limit < len(targets):
-            body["paging"] = {"next": {"after": str(targets[start + limit][0])}}
+        page, following = _targets_page(targets, request.arg("after"), limit)
+        body: dict[str, Any] = {"results": [_association_to(to_id, type_ids)
+                                            for to_id, type_ids in page]}
+        if following is not None:
+            body["paging"] = {"next": {"after": following}}
         return Response(200, body)
 
     def _one_pair(self, request: Request, from_key: str = "objectType",
@@ -1524,11 +1544,8 @@ class HubSpotEmulator:
             self._associate(from_type, source.id, to_type, target.id, type_id)
         self._touch()
         type_ids = dict(self._targets(from_type, source.id, to_type)).get(target.id, set())
-        return Response(201, {
-            "fromObjectTypeId": TYPE_IDS[from_type], "fromObjectId": source.id,
-            "toObjectTypeId": TYPE_IDS[to_type], "toObjectId": target.id,
-            "labels": sorted({label for t in type_ids if (label := ASSOCIATION_TYPES[t][2])}),
-        })
+        return Response(201, _labels_between(from_type, source.id, to_type, target.id,
+                                             type_ids))
 
     def assoc_put_default(self, request: Request) -> Response:
         from_type, source, to_type, target = self._one_pair(request, "fromObjectType",
@@ -1539,10 +1556,8 @@ class HubSpotEmulator:
         started = self.now_ms()
         self._associate(from_type, source.id, to_type, target.id, type_id)
         self._touch()
-        return self._batch_response(200, [{
-            "from": {"id": str(source.id)}, "to": {"id": str(target.id)},
-            "associationSpec": {"associationCategory": "HUBSPOT_DEFINED",
-                                "associationTypeId": type_id}}], [], started)
+        return self._batch_response(
+            200, [_default_association(source.id, target.id, type_id)], [], started)
 
     def assoc_delete(self, request: Request) -> Response:
         from_type, source, to_type, target = self._one_pair(request)
@@ -1562,7 +1577,7 @@ class HubSpotEmulator:
         account = synthetic.generate(seed=seed, contacts=contacts, companies=companies,
                                      deals=deals, now=datetime.fromtimestamp(now_s, tz=UTC))
         pipeline = self.pipelines[DEFAULT_PIPELINE_ID]
-        stages = self._ordered(s for s in pipeline["stages"] if not s["archived"])
+        stages = self._ordered(self._active_stages(pipeline))
         open_stages = [s["id"] for s in stages if not _truthy(s["metadata"].get("isClosed"))]
         won = next((s["id"] for s in stages if s["metadata"].get("probability") == "1.0"),
                    stages[-1]["id"])
@@ -1577,8 +1592,8 @@ class HubSpotEmulator:
         for c in account.companies:
             props = {"name": c.name, "domain": c.domain, "industry": c.industry,
                      "city": c.city, "country": c.country}
-            company_ids.append(self._seed_record("companies", props, ms(c.created_at),
-                                                 ms(c.modified_at)))
+            company_ids.append(self._store_new("companies", props, ms(c.created_at),
+                                               ms(c.modified_at)).id)
         person_ids = []
         links = 0
         emails = self.objects["contacts"].by_email
@@ -1589,7 +1604,7 @@ class HubSpotEmulator:
                 props["email"] = p.email
             if p.marketing_consent:
                 props["hs_legal_basis"] = "Freely given consent from contact"
-            record_id = self._seed_record("contacts", props, ms(p.created_at), ms(p.modified_at))
+            record_id = self._store_new("contacts", props, ms(p.created_at), ms(p.modified_at)).id
             person_ids.append(record_id)
             if p.company_index is not None:
                 self._associate("contacts", record_id, "companies",
@@ -1604,7 +1619,7 @@ class HubSpotEmulator:
                 stage = open_stages[synthetic.stage_index(d.stage_fraction, len(open_stages))]
             props = {"dealname": d.title, "amount": f"{d.amount:.2f}", "pipeline": pipeline["id"],
                      "dealstage": stage, "closedate": iso(ms(d.close_date))}
-            record_id = self._seed_record("deals", props, ms(d.created_at), ms(d.modified_at))
+            record_id = self._store_new("deals", props, ms(d.created_at), ms(d.modified_at)).id
             if d.company_index is not None:
                 self._associate("deals", record_id, "companies", company_ids[d.company_index], 5)
                 links += 1
@@ -1614,19 +1629,6 @@ class HubSpotEmulator:
         self._touch()
         return {"contacts": len(person_ids), "companies": len(company_ids),
                 "deals": len(account.deals), "associations": links}
-
-    def _seed_record(self, object_type: str, props: dict[str, str], created: int,
-                     modified: int) -> int:
-        record_id = self._next_object_id
-        self._next_object_id += 1
-        props["createdate"] = iso(created)
-        props["hs_object_id"] = str(record_id)
-        props[_MODIFIED[object_type]] = iso(modified)
-        record = _Record(record_id, props, created, modified)
-        self.objects[object_type].add(record)
-        if object_type == "contacts" and props.get("email"):
-            self.objects["contacts"].by_email[props["email"].lower()] = record_id
-        return record_id
 
     def dump_state(self) -> dict[str, Any]:
         return {
