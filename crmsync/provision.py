@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypedDict
@@ -175,17 +176,30 @@ def _load(paths: Sequence[str | Path], settings: Settings) -> list[ClientPlan]:
     return loaded
 
 
-class _Session:
-    """The store and adapters one command uses, closed together at the end."""
+class Session:
+    """The store and the CRM adapters that commands share, opened on first use and closed
+    together (`with Session(settings) as session:`).
 
-    def __init__(self, settings: Settings, store: Store | None,
-                 adapter_factory: AdapterFactory | None) -> None:
+    One adapter per CRM account (CRM and token variable): `apply`, sharing its session with
+    the `diff` it shows first, opens the store once and connects to each account once, and
+    clients on one account share its rate-limit pacing. A `store` passed in is the caller's
+    to close.
+    """
+
+    def __init__(self, settings: Settings, *, store: Store | None = None,
+                 adapter_factory: AdapterFactory | None = None) -> None:
         self.settings = settings
         self._store = store
         self._own_store = store is None
         self._store_error: StoreError | None = None
-        self.factory = adapter_factory or default_adapter_factory(settings)
-        self.adapters: list[CrmAdapter] = []
+        self._factory = adapter_factory or default_adapter_factory(settings)
+        self._adapters: dict[tuple[str, str | None], CrmAdapter] = {}
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def store(self) -> Store:
@@ -203,12 +217,15 @@ class _Session:
         return self._store
 
     def adapter(self, crm: str, token_env: str | None) -> CrmAdapter:
-        adapter = self.factory(crm, token_env)
-        self.adapters.append(adapter)
-        return adapter
+        """The adapter for one CRM account, built on first use."""
+        key = (crm, token_env)
+        if key not in self._adapters:
+            self._adapters[key] = self._factory(crm, token_env)
+        return self._adapters[key]
 
     def close(self) -> None:
-        for adapter in self.adapters:
+        """Close every adapter, and the store if this session opened it."""
+        for adapter in self._adapters.values():
             try:
                 adapter.close()
             except Exception:
@@ -217,26 +234,32 @@ class _Session:
             self._store.close()
 
 
+@contextmanager
+def _session(settings: Settings, session: Session | None) -> Iterator[Session]:
+    """The caller's `session` (the caller closes it), else a new one closed at the end."""
+    if session is not None:
+        yield session
+        return
+    with Session(settings) as own:
+        yield own
+
+
 def diff_clients(
     paths: Sequence[str | Path],
     settings: Settings,
     *,
-    store: Store | None = None,
-    adapter_factory: AdapterFactory | None = None,
+    session: Session | None = None,
 ) -> list[ClientPlan]:
     """Plan every client named by `paths` (files or folders; none: `settings.configs_dir`).
 
     A path that does not exist raises `ConfigError`; everything else is per client.
     """
     clients = _load(paths, settings)
-    session = _Session(settings, store, adapter_factory)
-    try:
-        return [_diff_one(client, session) for client in clients]
-    finally:
-        session.close()
+    with _session(settings, session) as active:
+        return [_diff_one(client, active) for client in clients]
 
 
-def _diff_one(client: ClientPlan, session: _Session) -> ClientPlan:
+def _diff_one(client: ClientPlan, session: Session) -> ClientPlan:
     blueprint = client.blueprint
     if blueprint is None:
         return client
@@ -256,22 +279,19 @@ def apply_clients(
     clients: Sequence[ClientPlan],
     settings: Settings,
     *,
-    store: Store | None = None,
-    adapter_factory: AdapterFactory | None = None,
+    session: Session | None = None,
     on_step: Callable[[ClientPlan, Change], None] | None = None,
 ) -> list[ClientApply]:
     """Apply the plans `diff_clients` made, then diff each client again to prove the result.
 
     Clients whose diff failed are passed through as errors; clean ones cost no API call.
+    Pass the `session` the diff used to reuse its store and connections.
     """
-    session = _Session(settings, store, adapter_factory)
-    try:
-        return [_apply_one(client, session, on_step) for client in clients]
-    finally:
-        session.close()
+    with _session(settings, session) as active:
+        return [_apply_one(client, active, on_step) for client in clients]
 
 
-def _apply_one(client: ClientPlan, session: _Session,
+def _apply_one(client: ClientPlan, session: Session,
                on_step: Callable[[ClientPlan, Change], None] | None) -> ClientApply:
     blueprint, plan = client.blueprint, client.plan
     if client.error is not None or blueprint is None or plan is None:
@@ -331,8 +351,7 @@ def export_blueprint(
     target = Path(output) if output is not None else None
     if target is not None and target.exists() and not force:
         raise ConfigError(message=f"{target} already exists; pass --force to overwrite it")
-    session = _Session(settings, store, None)
-    try:
+    with Session(settings, store=store) as session:
         crm_adapter = adapter or session.adapter(crm, token_env)
         remote = crm_adapter.list_pipelines()
         state = session.store.provisioning(client, crm)
@@ -346,6 +365,4 @@ def export_blueprint(
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
         state.record_many(export.pipelines, export.stages)
-    finally:
-        session.close()
     return text

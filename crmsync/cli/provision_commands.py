@@ -257,31 +257,31 @@ def apply_command(app: App, paths: tuple[Path, ...], yes: bool, as_json: bool) -
       1  an error, a cancelled apply, or a CRM that still differs after applying
     """
     from crmsync.plan.render import describe_item
-    from crmsync.provision import apply_clients, diff_clients
-
-    clients = diff_clients(list(paths), app.settings)
-    if not as_json:
-        _show_plans(app, clients)
-    to_apply = [c for c in clients if c.plan is not None and c.plan.changes]
-    if to_apply and not yes:
-        if not as_json:
-            click.echo()
-        if not _confirm(len(to_apply)):
-            click.echo("Apply cancelled; nothing was changed.", err=True)
-            _exit(EXIT_ERROR)
+    from crmsync.provision import Session, apply_clients, diff_clients
 
     def progress(client: ClientPlan, change: Change) -> None:
         if not as_json:
             click.echo(f"{client.name}: {describe_item(change)}")
 
-    if to_apply and not as_json:
-        click.echo()
-    try:
-        outcomes = apply_clients(clients, app.settings, on_step=progress)
-    except KeyboardInterrupt:
-        click.echo("\nApply interrupted. Every step that finished is recorded in the store: run "
-                   "the same apply again to finish the rest.", err=True)
-        raise
+    with Session(app.settings) as session:  # the diff's store and connections serve the apply
+        clients = diff_clients(list(paths), app.settings, session=session)
+        if not as_json:
+            _show_plans(app, clients)
+        to_apply = [c for c in clients if c.plan is not None and c.plan.changes]
+        if to_apply and not yes:
+            if not as_json:
+                click.echo()
+            if not _confirm(len(to_apply)):
+                click.echo("Apply cancelled; nothing was changed.", err=True)
+                _exit(EXIT_ERROR)
+        if to_apply and not as_json:
+            click.echo()
+        try:
+            outcomes = apply_clients(clients, app.settings, session=session, on_step=progress)
+        except KeyboardInterrupt:
+            click.echo("\nApply interrupted. Every step that finished is recorded in the store: "
+                       "run the same apply again to finish the rest.", err=True)
+            raise
     if as_json:
         click.echo(json.dumps({"clients": [_outcome_json(o) for o in outcomes]}, indent=2,
                               ensure_ascii=False))
