@@ -21,8 +21,9 @@ from openapi_core import OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 from openapi_schema_validator import OAS30Validator
 
-from crmsync.sandbox.clock import ManualClock
+from crmsync.sandbox.clock import ManualClock, to_datetime
 from crmsync.sandbox.pipedrive import PipedriveEmulator
+from crmsync.sandbox.pipedrive_store import format_time
 from crmsync.sandbox.server import Sandbox, SandboxServer
 
 if TYPE_CHECKING:
@@ -34,6 +35,11 @@ SPEC_DIR = Path(
 )
 TOKEN = "sandbox-test-token"
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+def stamp(offset_seconds: float = 0) -> str:
+    """The timestamp Pipedrive shows `offset_seconds` after START (the manual clock's start)."""
+    return format_time(to_datetime(START + offset_seconds))
 
 
 def load_spec(name: str) -> dict[str, Any]:

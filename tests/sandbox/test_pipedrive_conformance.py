@@ -8,37 +8,19 @@ fails the suite.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from pipedrive_support import (
-    START,
     TOKEN,
     PipedriveSandbox,
     SpecValidator,
-    build_validator,
+    stamp,
     start_pipedrive_sandbox,
 )
 
-from crmsync.sandbox.clock import to_datetime
-from crmsync.sandbox.pipedrive_store import format_time
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
 V2 = "/api/v2"
-
-
-@pytest.fixture(scope="module")
-def pd() -> Iterator[PipedriveSandbox]:
-    yield from start_pipedrive_sandbox()
-
-
-@pytest.fixture(scope="module")
-def spec() -> SpecValidator:
-    """The specs, loaded once per module (about a second)."""
-    return build_validator()
 
 
 EXERCISED: set[tuple[str, str]] = set()  # (method, route template) called by this module
@@ -99,10 +81,6 @@ def _default_pipeline(api: Api) -> tuple[int, list[int]]:
     return pipeline["id"], [s["id"] for s in stages]
 
 
-def _iso(offset_seconds: float = 0) -> str:
-    return format_time(to_datetime(START + offset_seconds))
-
-
 # ---- pipelines -----------------------------------------------------------------------------
 
 def test_a_new_company_has_the_default_pipeline(api: Api) -> None:
@@ -110,7 +88,7 @@ def test_a_new_company_has_the_default_pipeline(api: Api) -> None:
     [pipeline] = api.get(f"{V2}/pipelines")["data"]
     assert (pipeline["name"], pipeline["order_nr"], pipeline["is_deleted"]) == (
         "Pipeline", 1, False)
-    assert pipeline["add_time"] == pipeline["update_time"] == _iso()
+    assert pipeline["add_time"] == pipeline["update_time"] == stamp()
     stages = api.get(f"{V2}/stages", params={"sort_by": "order_nr"})["data"]
     assert [s["name"] for s in stages] == [
         "Qualified", "Contact Made", "Demo Scheduled", "Proposal Made", "Negotiations Started"]
@@ -132,7 +110,7 @@ def test_pipelines_crud_order_and_soft_delete(api: Api, pd: PipedriveSandbox) ->
     assert first["success"] is True
     assert first["data"]["order_nr"] == 2  # after the default pipeline
     assert first["data"]["is_deal_probability_enabled"] is True
-    assert first["data"]["add_time"] == _iso()
+    assert first["data"]["add_time"] == stamp()
     pd.tick(5)
     second = api.post(f"{V2}/pipelines", {"name": "Renewals"})["data"]
     assert second["order_nr"] == 3  # new pipelines go last; order_nr is read-only
@@ -150,8 +128,8 @@ def test_pipelines_crud_order_and_soft_delete(api: Api, pd: PipedriveSandbox) ->
     updated = api.patch(f"{V2}/pipelines/{second['id']}",
                         {"name": "Renewals 2027", "is_deal_probability_enabled": True})["data"]
     assert updated["name"] == "Renewals 2027"
-    assert updated["update_time"] == _iso(10)
-    assert updated["add_time"] == _iso(5)
+    assert updated["update_time"] == stamp(10)
+    assert updated["add_time"] == stamp(5)
     assert api.get(f"{V2}/pipelines/{second['id']}")["data"] == updated
 
     assert api.delete(f"{V2}/pipelines/{second['id']}") == {"success": True,
@@ -246,7 +224,7 @@ def test_moving_a_stage_moves_its_deals(api: Api, pd: PipedriveSandbox) -> None:
     moved = api.get(f"{V2}/deals/{moving['id']}")["data"]
     # a deal's pipeline is its stage's: never a stage of one pipeline in another
     assert (moved["pipeline_id"], moved["stage_id"]) == (target, stages[1])
-    assert moved["update_time"] == _iso(30)
+    assert moved["update_time"] == stamp(30)
     assert api.get(f"{V2}/deals/{staying['id']}")["data"]["pipeline_id"] == source
     assert [d["id"] for d in api.get(f"{V2}/deals", params={"pipeline_id": target})["data"]] \
         == [moving["id"]]
@@ -305,7 +283,7 @@ def test_organizations_crud(api: Api, pd: PipedriveSandbox) -> None:
     assert patched["name"] == "Nord Logistik GmbH"
     assert patched["custom_fields"] == {}
     assert patched["label_ids"] == [3]
-    assert patched["update_time"] == _iso(1)
+    assert patched["update_time"] == stamp(1)
     assert api.get(f"{V2}/organizations/{org['id']}")["data"] == patched
     listed = api.get(f"{V2}/organizations", params={"owner_id": 1})["data"]
     assert [o["id"] for o in listed] == [org["id"], bare["id"]]
@@ -407,25 +385,25 @@ def test_deal_lifecycle_placement_and_status_times(api: Api, pd: PipedriveSandbo
 
     pd.tick(60)
     moved = api.patch(f"{V2}/deals/{deal['id']}", {"stage_id": stages[2]})["data"]
-    assert moved["stage_change_time"] == _iso(60)
-    assert moved["update_time"] == _iso(60)
+    assert moved["stage_change_time"] == stamp(60)
+    assert moved["update_time"] == stamp(60)
     pd.tick(60)
     won = api.patch(f"{V2}/deals/{deal['id']}", {"status": "won"})["data"]
     assert won["status"] == "won"
-    assert won["won_time"] == won["close_time"] == _iso(120)
+    assert won["won_time"] == won["close_time"] == stamp(120)
     assert won["lost_time"] is None
     pd.tick(60)
     lost = api.patch(f"{V2}/deals/{deal['id']}", {"status": "lost", "lost_reason": "Price"})
     assert lost["data"]["lost_reason"] == "Price"
     assert lost["data"]["won_time"] is None
-    assert lost["data"]["lost_time"] == _iso(180)
+    assert lost["data"]["lost_time"] == stamp(180)
     reopened = api.patch(f"{V2}/deals/{deal['id']}", {"status": "open"})["data"]
     assert (reopened["lost_reason"], reopened["lost_time"], reopened["close_time"]) == (
         None, None, None)
     # won/lost times and reasons exist only with the matching status
     api.patch(f"{V2}/deals/{deal['id']}", {"lost_reason": "Price"}, status=400)
-    api.patch(f"{V2}/deals/{deal['id']}", {"won_time": _iso()}, status=400)
-    api.patch(f"{V2}/deals/{deal['id']}", {"status": "won", "lost_time": _iso()}, status=400)
+    api.patch(f"{V2}/deals/{deal['id']}", {"won_time": stamp()}, status=400)
+    api.patch(f"{V2}/deals/{deal['id']}", {"status": "won", "lost_time": stamp()}, status=400)
     explicit = api.patch(f"{V2}/deals/{deal['id']}",
                          {"status": "won", "won_time": "2026-01-01T10:00:00Z"})["data"]
     assert explicit["won_time"] == "2026-01-01T10:00:00Z"
@@ -453,9 +431,9 @@ def test_deal_input_errors(api: Api) -> None:
     api.post(f"{V2}/deals", {"title": "X", "probability": 101}, status=400)
     api.post(f"{V2}/deals", {"title": "X", "expected_close_date": "31.03.2026"}, status=400,
              request_valid=False)
-    api.post(f"{V2}/deals", {"title": "X", "status": "lost", "won_time": _iso()}, status=400)
+    api.post(f"{V2}/deals", {"title": "X", "status": "lost", "won_time": stamp()}, status=400)
     api.post(f"{V2}/deals", {"title": "X", "lost_reason": "why"}, status=400)
-    api.post(f"{V2}/deals", {"title": "X", "stage_id": stages[0], "add_time": _iso()},
+    api.post(f"{V2}/deals", {"title": "X", "stage_id": stages[0], "add_time": stamp()},
              status=400)  # add_time is not writable on v2 deals
     api.get(f"{V2}/deals/0", status=400)
     api.get(f"{V2}/deals/424242", status=404)
@@ -473,7 +451,7 @@ def test_deal_list_filters_status_and_archive(api: Api, pd: PipedriveSandbox) ->
     deleted = api.post(f"{V2}/deals", {"title": "deleted", "status": "won"})["data"]
     api.delete(f"{V2}/deals/{deleted['id']}")
     archived = api.post(f"{V2}/deals", {"title": "archived", "is_archived": True})["data"]
-    assert archived["archive_time"] == _iso()
+    assert archived["archive_time"] == stamp()
 
     def ids(**params: Any) -> list[int]:
         return [d["id"] for d in api.get(f"{V2}/deals", params=params)["data"]]
@@ -575,17 +553,17 @@ def test_include_fields_and_option_labels(api: Api, pd: PipedriveSandbox) -> Non
     api.patch(f"{V2}/deals/{deal_id}", {"status": "open"})
     pd.tick(10)
     rewon = api.patch(f"{V2}/deals/{deal_id}", {"status": "won"})["data"]
-    assert rewon["won_time"] == _iso(30)
+    assert rewon["won_time"] == stamp(30)
     asked = api.get(f"{V2}/deals/{deal_id}", params={
         "include_fields": "first_won_time,activities_count,participants_count,next_activity_id",
         "include_option_labels": "true"})["data"]
-    assert asked["first_won_time"] == _iso(10)  # the first win, not the latest
+    assert asked["first_won_time"] == stamp(10)  # the first win, not the latest
     assert (asked["activities_count"], asked["participants_count"]) == (0, 1)
     assert asked["next_activity_id"] is None
     assert asked["custom_fields"][source] == {"id": referral, "label": "Referral"}
     listed = api.get(f"{V2}/deals", params={"include_fields": "first_won_time",
                                             "ids": str(deal_id)})["data"]
-    assert listed[0]["first_won_time"] == _iso(10)
+    assert listed[0]["first_won_time"] == stamp(10)
 
     counts = "open_deals_count,closed_deals_count,won_deals_count,lost_deals_count"
     shown = api.get(f"{V2}/organizations/{org['id']}",

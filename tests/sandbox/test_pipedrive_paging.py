@@ -9,46 +9,21 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
-from pipedrive_support import (
-    START,
-    PipedriveSandbox,
-    SpecValidator,
-    build_validator,
-    start_pipedrive_sandbox,
-)
+from pipedrive_support import PipedriveSandbox, SpecValidator, stamp
 
-from crmsync.sandbox.clock import to_datetime
 from crmsync.sandbox.pipedrive import PipedriveEmulator
-from crmsync.sandbox.pipedrive_store import format_time
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
 
 V2 = "/api/v2"
 PAGE = 500
-
-
-@pytest.fixture(scope="module")
-def pd() -> Iterator[PipedriveSandbox]:
-    yield from start_pipedrive_sandbox()
-
-
-@pytest.fixture(scope="module")
-def spec() -> SpecValidator:
-    return build_validator()
 
 
 @pytest.fixture
 def fresh(pd: PipedriveSandbox) -> PipedriveSandbox:
     pd.reset()
     return pd
-
-
-def _iso(offset: float) -> str:
-    return format_time(to_datetime(START + offset))
 
 
 def _stages(pd: PipedriveSandbox) -> list[int]:
@@ -185,12 +160,12 @@ def test_updated_since_is_inclusive_and_until_exclusive(
     def seconds(*which: int) -> list[int]:
         return sorted(i for s in which for i in by_second[s])
 
-    assert window(updated_since=_iso(2)) == seconds(2, 3, 4)
-    assert window(updated_until=_iso(2)) == seconds(0, 1)
-    assert window(updated_since=_iso(1), updated_until=_iso(3)) == seconds(1, 2)
-    assert window(updated_since=_iso(2), updated_until=_iso(2)) == []
+    assert window(updated_since=stamp(2)) == seconds(2, 3, 4)
+    assert window(updated_until=stamp(2)) == seconds(0, 1)
+    assert window(updated_since=stamp(1), updated_until=stamp(3)) == seconds(1, 2)
+    assert window(updated_since=stamp(2), updated_until=stamp(2)) == []
     assert window(updated_since="2026-01-01T02:00:03+02:00") == seconds(3, 4)  # an offset
-    assert window(updated_since=_iso(99)) == []
+    assert window(updated_since=stamp(99)) == []
 
 
 def test_incremental_pull_from_the_last_seen_second_misses_nothing(
@@ -279,7 +254,7 @@ def test_seeding_100k_records(fresh: PipedriveSandbox, spec: SpecValidator) -> N
     assert sum(counts.values()) == 100_000
     page = fresh.session.get(fresh.url(f"{V2}/deals"),
                              params={"limit": 500, "sort_by": "update_time",
-                                     "updated_since": _iso(-86_400 * 30)})
+                                     "updated_since": stamp(-86_400 * 30)})
     spec.check(page)
     assert len(page.json()["data"]) == 500
     assert page.json()["additional_data"]["next_cursor"] is not None
