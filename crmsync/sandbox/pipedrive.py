@@ -40,7 +40,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import threading
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -132,7 +131,10 @@ def _ok(data: Any, additional_data: Any = None, *, listed: bool = False) -> Resp
 
 
 class PipedriveEmulator:
-    """One emulated Pipedrive company account served under `/api/` (a sandbox `Emulator`)."""
+    """One emulated Pipedrive company account served under `/api/` (a sandbox `Emulator`).
+
+    Handlers run under the sandbox's lock (`server.py`), so none is taken here.
+    """
 
     crm: str = "pipedrive"
     path_prefixes: tuple[str, ...] = ("/api/",)  # v2 resources and the v1 field endpoints
@@ -141,12 +143,16 @@ class PipedriveEmulator:
         """`clock` returns the current time as an aware datetime or POSIX seconds (the
         sandbox's shared `Clock`); records get its time truncated to the second."""
         self._read_clock = clock or (lambda: datetime.now(UTC))
-        self._lock = threading.RLock()
         self.pipelines = Table()
         self.stages = Table(("id", "update_time", "add_time", "order_nr"))
         self.persons = Table()
         self.organizations = Table()
         self.deals = Table()
+        # by name; the tables themselves are never replaced (reset and load refill them)
+        self.tables: dict[str, Table] = {
+            "pipelines": self.pipelines, "stages": self.stages, "persons": self.persons,
+            "organizations": self.organizations, "deals": self.deals,
+        }
         # when each deleted record was deleted (its purge clock), per table name
         self.deleted_at: dict[str, dict[int, str]] = {}
         # when each deal was first won (`include_fields=first_won_time`)
@@ -165,20 +171,13 @@ class PipedriveEmulator:
     def now(self) -> str:
         return format_time(self._clock())
 
-    def tables(self) -> dict[str, Table]:
-        return {
-            "pipelines": self.pipelines, "stages": self.stages, "persons": self.persons,
-            "organizations": self.organizations, "deals": self.deals,
-        }
-
     def reset(self) -> None:
-        with self._lock:
-            for table in self.tables().values():
-                table.clear()
-            self.deleted_at = {name: {} for name in ("persons", "organizations", "deals")}
-            self.first_won = {}
-            self.fields = FieldCatalog(self.now())
-            self.ensure_default_pipeline()
+        for table in self.tables.values():
+            table.clear()
+        self.deleted_at = {name: {} for name in ("persons", "organizations", "deals")}
+        self.first_won = {}
+        self.fields = FieldCatalog(self.now())
+        self.ensure_default_pipeline()
 
     def token_of(self, request: Request) -> str:
         """`x-api-token`, else the `api_token` query parameter, else `Authorization: Bearer`.
@@ -255,8 +254,7 @@ class PipedriveEmulator:
     def _guarded(handler: _Method) -> Handler:
         def run(account: PipedriveEmulator, request: Request) -> Response:
             try:
-                with account._lock:
-                    return handler(account, request)
+                return handler(account, request)
             except ApiError as exc:
                 return account.error(exc.status, exc.message, **exc.extra)
             except (FieldError, CursorError) as exc:
@@ -268,35 +266,33 @@ class PipedriveEmulator:
 
     def dump_state(self) -> dict[str, Any]:
         """The whole account as JSON-serialisable data."""
-        with self._lock:
-            return {
-                "version": 1,
-                "tables": {
-                    name: {"next_id": table.next_id, "rows": list(table.rows.values())}
-                    for name, table in self.tables().items()
-                },
-                "deleted_at": {
-                    name: {str(k): v for k, v in times.items()}
-                    for name, times in self.deleted_at.items()
-                },
-                "fields": self.fields.to_state(),
-                "first_won": {str(k): v for k, v in self.first_won.items()},
-            }
+        return {
+            "version": 1,
+            "tables": {
+                name: {"next_id": table.next_id, "rows": list(table.rows.values())}
+                for name, table in self.tables.items()
+            },
+            "deleted_at": {
+                name: {str(k): v for k, v in times.items()}
+                for name, times in self.deleted_at.items()
+            },
+            "fields": self.fields.to_state(),
+            "first_won": {str(k): v for k, v in self.first_won.items()},
+        }
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Replace the account with one produced by `dump_state`."""
         if state.get("version") != 1:
             raise ValueError("unsupported Pipedrive sandbox state version")
-        with self._lock:
-            for name, table in self.tables().items():
-                saved = state["tables"][name]
-                table.load(saved["rows"], saved["next_id"])
-            self.deleted_at = {
-                name: {int(k): v for k, v in times.items()}
-                for name, times in state["deleted_at"].items()
-            }
-            self.fields.load_state(state["fields"])
-            self.first_won = {int(k): v for k, v in state.get("first_won", {}).items()}
+        for name, table in self.tables.items():
+            saved = state["tables"][name]
+            table.load(saved["rows"], saved["next_id"])
+        self.deleted_at = {
+            name: {int(k): v for k, v in times.items()}
+            for name, times in state["deleted_at"].items()
+        }
+        self.fields.load_state(state["fields"])
+        self.first_won = {int(k): v for k, v in state.get("first_won", {}).items()}
 
     # ---- shared helpers -----------------------------------------------------------------
 
@@ -311,7 +307,7 @@ class PipedriveEmulator:
 
     def _record(self, name: str, row_id: int) -> Row:
         """A record by id, deleted ones included until purged; 404 otherwise."""
-        row = self.tables()[name].get(row_id)
+        row = self.tables[name].get(row_id)
         if row is None or (name in self.deleted_at
                            and not self._alive(name, row, self._purge_cutoff())):
             raise not_found(NOUN[name])
@@ -321,7 +317,7 @@ class PipedriveEmulator:
         """Validate a link to another record: it must exist and not be deleted."""
         if row_id is None:
             return None
-        row = self.tables()[name].get(row_id)
+        row = self.tables[name].get(row_id)
         if row is None or row["is_deleted"]:
             raise invalid(f"{field}: {NOUN[name].lower()} {row_id} not found")
         return row_id
@@ -561,7 +557,7 @@ class PipedriveEmulator:
                     return False
                 return deal_id is None or row["id"] == deal_person
 
-        return self._list(request, self.tables()[name], keep, shaper=shaper)
+        return self._list(request, self.tables[name], keep, shaper=shaper)
 
     def _list_archived_deals(self, request: Request) -> Response:
         if request.arg("filter_id"):
@@ -625,35 +621,33 @@ class PipedriveEmulator:
 
     def create(self, name: str, body: dict[str, Any]) -> Row:
         """Create a person, organization or deal from a v2 request body (validated)."""
-        with self._lock:
-            now = self.now()
-            base: Row = {"id": self.tables()[name].allocate_id(), "add_time": now,
-                         "is_deleted": False, "custom_fields": {}}
-            if name == "persons":
-                row = self._person(base, body, creating=True)
-            elif name == "organizations":
-                row = self._organization(base, body, creating=True)
-            else:
-                row = self._deal(base, body, creating=True)
-            if "add_time" in body:
-                row["add_time"] = inp.body_time(body, "add_time") or now
-            row["update_time"] = now
-            self._note_first_win(name, row)
-            return self.tables()[name].insert(row)
+        now = self.now()
+        base: Row = {"id": self.tables[name].allocate_id(), "add_time": now,
+                     "is_deleted": False, "custom_fields": {}}
+        if name == "persons":
+            row = self._person(base, body, creating=True)
+        elif name == "organizations":
+            row = self._organization(base, body, creating=True)
+        else:
+            row = self._deal(base, body, creating=True)
+        if "add_time" in body:
+            row["add_time"] = inp.body_time(body, "add_time") or now
+        row["update_time"] = now
+        self._note_first_win(name, row)
+        return self.tables[name].insert(row)
 
     def update(self, name: str, row_id: int, body: dict[str, Any]) -> Row:
         """Apply a v2 PATCH body to a record; bumps `update_time`."""
-        with self._lock:
-            current = self._record(name, row_id)
-            if name == "persons":
-                row = self._person(dict(current), body, creating=False)
-            elif name == "organizations":
-                row = self._organization(dict(current), body, creating=False)
-            else:
-                row = self._deal(dict(current), body, creating=False)
-            row["update_time"] = self.now()
-            self._note_first_win(name, row)
-            return self.tables()[name].replace(row)
+        current = self._record(name, row_id)
+        if name == "persons":
+            row = self._person(dict(current), body, creating=False)
+        elif name == "organizations":
+            row = self._organization(dict(current), body, creating=False)
+        else:
+            row = self._deal(dict(current), body, creating=False)
+        row["update_time"] = self.now()
+        self._note_first_win(name, row)
+        return self.tables[name].replace(row)
 
     def _note_first_win(self, name: str, row: Row) -> None:
         if name == "deals" and row["status"] == "won":
@@ -661,18 +655,18 @@ class PipedriveEmulator:
 
     def delete(self, name: str, row_id: int) -> None:
         """Soft-delete a record ("Marks a … as deleted"); a no-op when already deleted."""
-        with self._lock:
-            row = self._record(name, row_id)
-            if not row["is_deleted"]:
-                self._set_deleted(name, row, deleted=True)
+        row = self._record(name, row_id)
+        if not row["is_deleted"]:
+            now = self.now()
+            self._start_purge_clock(name, row_id, deleted=True, now=now)
+            self.tables[name].replace({**row, "is_deleted": True, "update_time": now})
 
-    def _set_deleted(self, name: str, row: Row, *, deleted: bool) -> Row:
-        now = self.now()
+    def _start_purge_clock(self, name: str, row_id: int, *, deleted: bool, now: str) -> None:
+        """Note when a record was deleted (its 30 days run from then); undeleting stops it."""
         if deleted:
-            self.deleted_at[name][row["id"]] = now
+            self.deleted_at[name][row_id] = now
         else:
-            self.deleted_at[name].pop(row["id"], None)
-        return self.tables()[name].replace({**row, "is_deleted": deleted, "update_time": now})
+            self.deleted_at[name].pop(row_id, None)
 
     def _custom(self, entity: str, row: Row, body: dict[str, Any]) -> dict[str, Any]:
         if "custom_fields" not in body or body["custom_fields"] is None:
@@ -763,10 +757,7 @@ class PipedriveEmulator:
         deleted = inp.boolean(body, "is_deleted")
         if deleted is not None and deleted != row["is_deleted"]:
             row["is_deleted"] = deleted
-            if deleted:
-                self.deleted_at["deals"][row["id"]] = now
-            else:
-                self.deleted_at["deals"].pop(row["id"], None)
+            self._start_purge_clock("deals", row["id"], deleted=deleted, now=now)
         return row
 
     @staticmethod
@@ -885,7 +876,7 @@ class PipedriveEmulator:
         searchable = {k for k, d in self.fields.custom(ENTITY_OF[name]).items()
                       if d["field_type"] in SEARCHABLE_TYPES}
         hits: list[tuple[float, int, Row, list[str]]] = []
-        for row in self.tables()[name].rows.values():
+        for row in self.tables[name].rows.values():
             if row["is_deleted"]:
                 continue
             if name == "deals" and (
@@ -968,25 +959,23 @@ class PipedriveEmulator:
 
     def ensure_default_pipeline(self) -> tuple[Row, list[Row]]:
         """The default pipeline and its stages, creating Pipedrive's default one if needed."""
-        with self._lock:
-            pipeline = self.default_pipeline()
-            if pipeline is not None and self.pipeline_stages(pipeline["id"]):
-                return pipeline, self.pipeline_stages(pipeline["id"])
-            if pipeline is None:
-                pipeline = self.create_pipeline(
-                    {"name": DEFAULT_PIPELINE, "is_deal_probability_enabled": True})
-            for stage_name, probability in DEFAULT_STAGES:
-                self.create_stage({"name": stage_name, "pipeline_id": pipeline["id"],
-                                   "deal_probability": probability})
+        pipeline = self.default_pipeline()
+        if pipeline is not None and self.pipeline_stages(pipeline["id"]):
             return pipeline, self.pipeline_stages(pipeline["id"])
+        if pipeline is None:
+            pipeline = self.create_pipeline(
+                {"name": DEFAULT_PIPELINE, "is_deal_probability_enabled": True})
+        for stage_name, probability in DEFAULT_STAGES:
+            self.create_stage({"name": stage_name, "pipeline_id": pipeline["id"],
+                               "deal_probability": probability})
+        return pipeline, self.pipeline_stages(pipeline["id"])
 
     def seed(self, *, contacts: int, companies: int, deals: int, seed: int) -> dict[str, int]:
         """Add a deterministic synthetic account (`synthetic.generate`) to the current one."""
         from crmsync.sandbox.pipedrive_seed import seed_account
 
-        with self._lock:
-            return seed_account(self, contacts=contacts, companies=companies, deals=deals,
-                                seed=seed, now=self._clock())
+        return seed_account(self, contacts=contacts, companies=companies, deals=deals,
+                            seed=seed, now=self._clock())
 
 
 def _search_offset(cursor: str | None) -> int:

@@ -2,7 +2,7 @@
 
 Rows are plain dicts in the v2 response shape and are never mutated in place: an update
 replaces the row with a new dict (nested lists/dicts are replaced too). Responses can then
-reference stored rows directly and be JSON-encoded outside the emulator's lock.
+reference stored rows directly and be JSON-encoded outside the sandbox's lock.
 
 Timestamps are stored as RFC 3339 strings at second resolution, `YYYY-MM-DDTHH:MM:SSZ`, as
 the v2 API returns them (migration guide: "All timestamps in the v2 API are now in RFC 3339
