@@ -180,6 +180,15 @@ def _order_after_apply(desired: Sequence[str], existing: Mapping[str, int]) -> l
     return kept + [k for k in desired if k not in existing]
 
 
+def _planned_orders(desired: Sequence[str], existing: Mapping[str, int],
+                    labels: Mapping[str, str], *, writable: bool) -> dict[str, int]:
+    """The order value each key ends with: as few writes as possible where the CRM lets us
+    write order (`_final_orders`); where it does not, what the CRM has (new: the position)."""
+    if writable:
+        return _final_orders(desired, existing, labels)
+    return {k: existing.get(k, i) for i, k in enumerate(desired)}
+
+
 def _quote_list(labels: Sequence[str]) -> str:
     return ", ".join(f"'{label}'" for label in labels)
 
@@ -279,7 +288,11 @@ class _Planner:
 
     def plan(self, remote: Sequence[RemotePipeline]) -> Plan:
         matched = _match(_wanted_pipelines(self.blueprint), remote, self.state.pipelines)
-        pipeline_orders = self._pipeline_orders(matched)
+        keys = [p.key for p in self.blueprint.pipelines]
+        existing_orders = {k: rp.order for k, (rp, _) in matched.items()}
+        labels = {p.key: p.label for p in self.blueprint.pipelines}
+        writable = self.caps.pipeline_order_writable
+        pipeline_orders = _planned_orders(keys, existing_orders, labels, writable=writable)
         forgotten_pipelines, forgotten_stages = self._stale_state(remote)
         plans: list[PipelinePlan] = []
         for pipeline in self.blueprint.pipelines:
@@ -298,7 +311,8 @@ class _Planner:
                      for f in forgotten_pipelines)
         if self.caps.unique_labels:
             plans = settle_pipeline_labels(plans, remote, self.crm)
-        order_blocked = self._pipeline_order_blocked(matched)
+        order_blocked = None if writable else self._order_blocked(
+            None, "pipeline order", keys, existing_orders, labels)
         if order_blocked is not None:
             plans.append(PipelinePlan("", "pipeline order", None, (order_blocked,)))
         return Plan(
@@ -331,30 +345,16 @@ class _Planner:
             stages.setdefault(pkey, []).append(ForgetStage(pkey, key, sid))
         return pipelines, stages
 
-    def _pipeline_orders(self, matched: Mapping[str, tuple[RemotePipeline, str]]
-                         ) -> dict[str, int]:
-        keys = [p.key for p in self.blueprint.pipelines]
-        existing = {k: rp.order for k, (rp, _) in matched.items()}
-        if self.caps.pipeline_order_writable:
-            labels = {p.key: p.label for p in self.blueprint.pipelines}
-            return _final_orders(keys, existing, labels)
-        return {k: existing.get(k, i) for i, k in enumerate(keys)}
-
-    def _pipeline_order_blocked(self, matched: Mapping[str, tuple[RemotePipeline, str]]
-                                ) -> Blocked | None:
-        if self.caps.pipeline_order_writable:
+    def _order_blocked(self, pipeline_key: str | None, target: str, desired: Sequence[str],
+                       existing: Mapping[str, int], labels: Mapping[str, str]) -> Blocked | None:
+        """Where order is read-only: the order the CRM will show, if not the blueprint's."""
+        after = _order_after_apply(desired, existing)
+        if after == list(desired):
             return None
-        keys = [p.key for p in self.blueprint.pipelines]
-        existing = {k: rp.order for k, (rp, _) in matched.items()}
-        after = _order_after_apply(keys, existing)
-        if after == keys:
-            return None
-        labels = {p.key: p.label for p in self.blueprint.pipelines}
-        return Blocked(
-            None, "pipeline order",
-            f"the blueprint lists {_quote_list([labels[k] for k in keys])}; {self.crm} will "
-            f"show {_quote_list([labels[k] for k in after])}. {self.caps.order_note}".strip(),
-        )
+        return Blocked(pipeline_key, target, (
+            f"the blueprint lists {_quote_list([labels[k] for k in desired])}; {self.crm} will "
+            f"show {_quote_list([labels[k] for k in after])}. {self.caps.order_note}"
+        ).strip())
 
     def _new_pipeline(self, pipeline: Pipeline, order: int) -> list[Item]:
         items: list[Item] = []
@@ -494,26 +494,19 @@ class _StagePlanner:
     def items(self) -> list[Item]:
         keys = [s.key for s in self.stages]
         existing = {k: r.order for k, (r, _) in self.matched.items()}
+        labels = {s.key: s.label for s in self.stages}
         writable = self.p.caps.stage_order_writable
-        if writable:
-            orders = _final_orders(keys, existing, {s.key: s.label for s in self.stages})
-        else:
-            orders = {k: existing.get(k, i) for i, k in enumerate(keys)}
+        orders = _planned_orders(keys, existing, labels, writable=writable)
         items: list[Item] = []
         for stage in self.stages:
             items.extend(self._stage(stage, orders[stage.key]))
         items.extend(self._removals())
         if self.p.caps.unique_labels:
             items = settle_stage_labels(items, self.remote, self.p.crm)
-        if not writable:
-            after = _order_after_apply(keys, existing)
-            if after != keys:
-                labels = {s.key: s.label for s in self.stages}
-                items.append(Blocked(self.pipeline.key, "stage order", (
-                    f"the blueprint lists {_quote_list([labels[k] for k in keys])}; "
-                    f"{self.p.crm} will show {_quote_list([labels[k] for k in after])}. "
-                    f"{self.p.caps.order_note}"
-                ).strip()))
+        order_blocked = None if writable else self.p._order_blocked(
+            self.pipeline.key, "stage order", keys, existing, labels)
+        if order_blocked is not None:
+            items.append(order_blocked)
         return items
 
     def _stage(self, stage: Stage, order: int) -> list[Item]:

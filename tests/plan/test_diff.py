@@ -274,6 +274,23 @@ def test_reorder_on_pipedrive_is_blocked_with_the_reason() -> None:
         "'Proposal sent', 'Meeting booked'. " + PIPEDRIVE.order_note)
 
 
+def test_pipeline_reorder_on_pipedrive_is_one_blocked_change_for_the_account() -> None:
+    partners = RemotePipeline("8", "Partners", 0, (RemoteStage("81", "Intro", 1, 0.1),))
+    intro = {"key": "intro", "label": "Intro", "probability": 0.1}
+    data = blueprint("pipedrive", sales(), {"key": "partners", "label": "Partners",
+                                            "stages": [intro]})
+    state = KnownIds({**PIPEDRIVE_STATE.pipelines, "partners": "8"},
+                     {**PIPEDRIVE_STATE.stages, ("partners", "intro"): "81"})
+    plan = diff(data, [pipedrive_sales(), partners], state, PIPEDRIVE)
+    assert plan.changes == ()
+    [blocked] = plan.blocked
+    assert (blocked.pipeline, blocked.target) == (None, "pipeline order")
+    assert blocked.reason == (
+        "the blueprint lists 'Sales', 'Partners'; Pipedrive will show 'Partners', 'Sales'. "
+        + PIPEDRIVE.order_note)
+    assert (plan.pipelines[-1].key, plan.pipelines[-1].label) == ("", "pipeline order")
+
+
 def test_pipedrive_new_stage_goes_last() -> None:
     at_end = sales()
     at_end["stages"].insert(2, {"key": "signed", "label": "Signed", "probability": 0.9})  # type: ignore[attr-defined]
