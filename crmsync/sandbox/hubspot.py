@@ -1319,14 +1319,14 @@ class HubSpotEmulator:
         return Response(200, out)
 
     def _search_ids(self, object_type: str, body: dict[str, Any]) -> list[int]:
-        matcher = compile_filter_groups(body.get("filterGroups"), KINDS)
-        sorts = parse_sorts(body.get("sorts"))
-        text = query_predicate(body.get("query"), _SEARCHABLE[object_type])
         key = json.dumps([object_type, body.get("filterGroups"), body.get("sorts"),
                           body.get("query")], sort_keys=True, default=str)
         cached = self._search_cache.get(key)
         if cached is not None and cached[0] == self._version:
-            return cached[1]
+            return cached[1]  # validated when it was cached: the same body compiles the same
+        matcher = compile_filter_groups(body.get("filterGroups"), KINDS)
+        sorts = parse_sorts(body.get("sorts"))
+        text = query_predicate(body.get("query"), _SEARCHABLE[object_type])
         store = self.objects[object_type]
         matched = [r for r in (store.records[i] for i in store.ids)
                    if not r.archived and matcher(r.props) and text(r.props)]
