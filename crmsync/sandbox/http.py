@@ -73,7 +73,10 @@ class Response:
             return b""
         if isinstance(self.body, bytes):
             return self.body
-        return json.dumps(self.body, ensure_ascii=False, separators=(",", ":")).encode()
+        return _JSON.encode(self.body).encode()
+
+
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one for every response
 
 
 # A route's handler serves one request from the account it is given: routes are registered
