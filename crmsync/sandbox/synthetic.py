@@ -140,10 +140,6 @@ class SyntheticAccount:
     people: list[SyntheticPerson]
     deals: list[SyntheticDeal]
 
-    @property
-    def total(self) -> int:
-        return len(self.companies) + len(self.people) + len(self.deals)
-
 
 def stage_index(fraction: float, open_stages: int) -> int:
     """Map a deal's `stage_fraction` onto one of `open_stages` stages (0-based)."""
