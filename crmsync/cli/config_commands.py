@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from crmsync.cli import App, pass_app
+from crmsync.cli.failures import EXIT_ERROR, exit_with
 from crmsync.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -66,12 +67,6 @@ def _render_reports(reports: list[FileReport]) -> None:
     click.echo(f"\nChecked {files}: {failed} with errors, {warned} with warnings only.")
 
 
-def _exit(code: int) -> None:
-    # Not ctx.exit(): under standalone_mode=False (how crmsync.cli.main runs the group) click
-    # returns that code instead of raising it, and the exit status would be lost.
-    raise SystemExit(code)
-
-
 @click.command("validate")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--strict", is_flag=True, help="Treat lint warnings as errors (exit 1 on any).")
@@ -107,15 +102,14 @@ def validate(app: App, paths: tuple[Path, ...], strict: bool, as_json: bool) -> 
         if not as_json:
             raise  # reported like every error, by crmsync.cli.failures
         click.echo(_findings_json(exc.findings))  # --json: the findings are the output
-        _exit(1)
-        return
+        exit_with(EXIT_ERROR)
     reports = check_files(files, strict_mode=strict)
     if as_json:
         click.echo(_findings_json(f for r in reports for f in r.findings))
     else:
         _render_reports(reports)
     if any(r.failed for r in reports):
-        _exit(1)
+        exit_with(EXIT_ERROR)
 
 
 @click.command("init")

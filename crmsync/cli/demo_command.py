@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from crmsync.cli import App, pass_app
+from crmsync.cli.failures import EXIT_ERROR, exit_with
 
 
 def _run_cli(args: list[str]) -> int:
@@ -58,7 +59,7 @@ def demo_command(app: App, configs_dir: Path | None, workdir: Path | None) -> No
         for result in failed:
             click.secho(f"demo step '{' '.join(result.step.args)}' exited {result.exit_code}, "
                         f"expected {result.step.expected_exit}", fg="red", err=True)
-        raise SystemExit(1)
+        exit_with(EXIT_ERROR)
     click.secho(f"Demo complete: {len(results)} steps as expected. Files in {target}", bold=True)
 
 

@@ -9,6 +9,7 @@ gets a short message that says so (and how to see the traceback), never a raw tr
 from __future__ import annotations
 
 import traceback
+from typing import NoReturn
 
 import click
 
@@ -18,6 +19,13 @@ EXIT_ERROR = 1
 # Ctrl-C is a failure like any other for a script: 1, within the documented codes (0/1, diff
 # 2, apply 3), rather than the shell's 130.
 EXIT_INTERRUPTED = EXIT_ERROR
+
+
+def exit_with(code: int) -> NoReturn:
+    """End the command with exit status `code`."""
+    # Not click's ctx.exit(): under standalone_mode=False (how CrmsyncGroup.main runs the
+    # group) click returns that code instead of raising it, and the exit status would be lost.
+    raise SystemExit(code)
 
 
 def describe(exc: BaseException) -> str:

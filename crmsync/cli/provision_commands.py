@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from crmsync.cli import App, pass_app
-from crmsync.cli.failures import echo_error, echo_message
+from crmsync.cli.failures import EXIT_ERROR, echo_error, echo_message, exit_with
 
 if TYPE_CHECKING:
     from crmsync.plan.changes import Change
     from crmsync.provision import ClientApply, ClientPlan
 
-EXIT_OK, EXIT_ERROR, EXIT_PENDING, EXIT_BLOCKED = 0, 1, 2, 3
+EXIT_OK, EXIT_PENDING, EXIT_BLOCKED = 0, 2, 3
 
 _STYLES: dict[str, dict[str, Any]] = {
     "+": {"fg": "green"}, "~": {"fg": "yellow"}, "-": {"fg": "red"}, ">": {"fg": "cyan"},
@@ -37,12 +37,6 @@ def _echo_styled(text: str) -> None:
         if line.startswith(("Plan:", "No changes.")):
             style = {"bold": True}
         click.echo(click.style(line, **style) if style else line)
-
-
-def _exit(code: int) -> None:
-    # Not click's Exit: under standalone_mode=False (crmsync.cli.main) click returns that code
-    # instead of raising it, and the exit status would be lost.
-    raise SystemExit(code)
 
 
 def _echo_error(app: App, name: str, message: str, exc: BaseException | None) -> None:
@@ -150,7 +144,7 @@ def diff_command(app: App, paths: tuple[Path, ...], as_json: bool) -> None:
             click.echo("Summary:")
             for client in clients:
                 click.echo(f"  {_diff_summary(client)}")
-    _exit(_diff_exit(clients))
+    exit_with(_diff_exit(clients))
 
 
 # --- apply -----------------------------------------------------------------------------------
@@ -221,7 +215,7 @@ def _confirm(count: int) -> bool:
         echo_message("refusing to apply without confirmation: input is not a terminal (a "
                      "script, cron or CI), so nothing was changed; pass --yes to apply without "
                      "asking")
-        _exit(EXIT_ERROR)
+        exit_with(EXIT_ERROR)
     try:
         return click.confirm(
             f"Apply these changes to {count} client{'' if count == 1 else 's'}?", err=True
@@ -273,7 +267,7 @@ def apply_command(app: App, paths: tuple[Path, ...], yes: bool, as_json: bool) -
                 click.echo()
             if not _confirm(len(to_apply)):
                 click.echo("Apply cancelled; nothing was changed.", err=True)
-                _exit(EXIT_ERROR)
+                exit_with(EXIT_ERROR)
         if to_apply and not as_json:
             click.echo()
         try:
@@ -291,7 +285,7 @@ def apply_command(app: App, paths: tuple[Path, ...], yes: bool, as_json: bool) -
             _show_outcome(app, outcome)
         for outcome in outcomes:
             click.echo(_apply_summary(outcome))
-    _exit(_apply_exit(outcomes))
+    exit_with(_apply_exit(outcomes))
 
 
 def _outcome_json(outcome: ClientApply) -> dict[str, Any]:
