@@ -45,6 +45,7 @@ class ProvisioningState:
         return and_(table.c.client == self.client, table.c.crm == self.crm)
 
     def rows(self) -> list[StateRow]:
+        """Every recorded id of this client's CRM, pipelines first, by key."""
         query = (
             select(table.c.kind, table.c.pipeline_key, table.c.key, table.c.remote_id,
                    table.c.label)
@@ -55,6 +56,7 @@ class ProvisioningState:
             return [StateRow(*row) for row in conn.execute(query)]
 
     def known_ids(self) -> KnownIds:
+        """The recorded ids as `diff` reads them."""
         pipelines: dict[str, str] = {}
         stages: dict[tuple[str, str], str] = {}
         for row in self.rows():
@@ -78,14 +80,12 @@ class ProvisioningState:
         }, ["client", "crm", "kind", "pipeline_key", "key"]))
 
     def record_pipeline(self, key: str, remote_id: str, label: str) -> None:
-        with self.store.engine.begin() as conn:
-            self._record(conn, PIPELINE, pipeline_key=key, key=key, remote_id=remote_id,
-                         label=label)
+        """Record the id a pipeline key was applied as."""
+        self.record_many([(key, remote_id, label)], [])
 
     def record_stage(self, pipeline_key: str, key: str, remote_id: str, label: str) -> None:
-        with self.store.engine.begin() as conn:
-            self._record(conn, STAGE, pipeline_key=pipeline_key, key=key, remote_id=remote_id,
-                         label=label)
+        """Record the id a stage key was applied as."""
+        self.record_many([], [(pipeline_key, key, remote_id, label)])
 
     def record_many(self, pipelines: list[tuple[str, str, str]],
                     stages: list[tuple[str, str, str, str]]) -> None:
@@ -93,16 +93,18 @@ class ProvisioningState:
         with self.store.engine.begin() as conn:
             for key, remote_id, label in pipelines:
                 self._record(conn, PIPELINE, pipeline_key=key, key=key, remote_id=remote_id,
-                         label=label)
+                             label=label)
             for pipeline_key, key, remote_id, label in stages:
-                self._record(conn, STAGE, pipeline_key=pipeline_key, key=key, remote_id=remote_id,
-                         label=label)
+                self._record(conn, STAGE, pipeline_key=pipeline_key, key=key,
+                             remote_id=remote_id, label=label)
 
     def forget_pipeline(self, key: str) -> None:
+        """Drop a pipeline's id and the ids of every stage recorded under it."""
         with self.store.engine.begin() as conn:
             conn.execute(delete(table).where(self._mine(), table.c.pipeline_key == key))
 
     def forget_stage(self, pipeline_key: str, key: str) -> None:
+        """Drop one stage's id."""
         with self.store.engine.begin() as conn:
             conn.execute(delete(table).where(
                 self._mine(), table.c.kind == STAGE, table.c.pipeline_key == pipeline_key,
