@@ -76,9 +76,7 @@ def _diff_summary(client: ClientPlan) -> str:
         return f"{client.name}: no changes"
     counts = client.plan.counts()
     # Objects, as the plan's own "Plan: …" line counts them (not per field or temporary label).
-    pending = counts.create + counts.update + counts.archive + counts.move + counts.adopt
-    pending += counts.forget
-    blocked = counts.blocked
+    pending, blocked = counts.pending, counts.blocked
     if client.plan.state_only:
         return f"{client.name}: matches; {pending} stored id{'' if pending == 1 else 's'} to update"
     parts = [f"{pending} change{'' if pending == 1 else 's'} pending"] if pending else []

@@ -326,6 +326,8 @@ class Plan:
 
 @dataclass(frozen=True)
 class PlanCounts:
+    """How many objects a plan changes, per action (see `Plan.counts`)."""
+
     create: int = 0
     update: int = 0
     archive: int = 0
@@ -334,7 +336,13 @@ class PlanCounts:
     blocked: int = 0
     forget: int = 0
 
+    @property
+    def pending(self) -> int:
+        """Objects that applying would change or record: every action but blocked."""
+        return self.create + self.update + self.archive + self.move + self.adopt + self.forget
+
     def add(self, action: str, n: int = 1) -> PlanCounts:
+        """These counts with `n` more for `action`."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values[action] += n
         return PlanCounts(**values)
