@@ -226,8 +226,13 @@ class PipedriveAdapter:
     def _ensure_probability(self, pipeline_id: str) -> None:
         # A stage's deal_probability only counts where the pipeline has probabilities switched
         # on (Pipeline.is_deal_probability_enabled); listing reports None for such stages, so
-        # writing a probability must switch it on or the diff would never come clean.
-        if self._probability_enabled.get(pipeline_id) is False:
+        # writing a probability must switch it on or the diff would never come clean. A
+        # pipeline this adapter has not listed yet is looked up once (GET costs 1 token).
+        if pipeline_id not in self._probability_enabled:
+            raw = self._get(f"/pipelines/{pipeline_id}", params={},
+                            what=f"read pipeline {pipeline_id}").get("data") or {}
+            self._probability_enabled[pipeline_id] = bool(raw.get("is_deal_probability_enabled"))
+        if not self._probability_enabled[pipeline_id]:
             self._send("PATCH", f"/pipelines/{pipeline_id}",
                        json={"is_deal_probability_enabled": True},
                        what=f"enable deal probability in pipeline {pipeline_id}")

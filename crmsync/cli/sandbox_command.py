@@ -7,10 +7,14 @@ import os
 import signal
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from crmsync.errors import CrmsyncError
+
+if TYPE_CHECKING:
+    from crmsync.sandbox import SandboxConfig
 
 COMMANDS: list[click.Command] = []
 
@@ -71,7 +75,7 @@ def sandbox(  # noqa: PLR0917 - click passes every option positionally
       crmsync sandbox --port 0 --state sandbox.json --seed-deals 50
       crmsync sandbox --token secret --rate-limits --hubspot-limit 190
     """
-    from crmsync.sandbox import SandboxConfig, start_sandbox
+    from crmsync.sandbox import SandboxConfig
 
     config = SandboxConfig(
         latency_ms=latency_ms, jitter_ms=jitter_ms, seed=seed_value,
@@ -80,6 +84,22 @@ def sandbox(  # noqa: PLR0917 - click passes every option positionally
     )
     if state_file is not None:
         _check_state_writable(state_file)
+    # SIGTERM from here on is a Ctrl-C: one that comes while seeding still stops the server
+    # through the `finally` below, which saves the state.
+    previous_handler = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        _serve(host, port, token=token, state_file=state_file, config=config,
+               seed_counts={"contacts": seed_contacts, "companies": seed_companies,
+                            "deals": seed_deals}, seed_value=seed_value)
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+
+
+def _serve(host: str, port: int, *, token: str | None, state_file: Path | None,
+           config: SandboxConfig, seed_counts: dict[str, int], seed_value: int) -> None:
+    """Start the sandbox, seed and announce it, and serve until interrupted."""
+    from crmsync.sandbox import start_sandbox
+
     try:
         server = start_sandbox(host, port, token=token, state_file=state_file, config=config)
     except OSError as exc:
@@ -96,12 +116,11 @@ def sandbox(  # noqa: PLR0917 - click passes every option positionally
         ) from exc
     app = server.app
     try:
-        if seed_contacts or seed_companies or seed_deals:
-            created = {
-                crm: app.seed(crm, contacts=seed_contacts, companies=seed_companies,
-                              deals=seed_deals, seed=seed_value)
-                for crm in app.accounts.crms
-            }
+        if any(seed_counts.values()):
+            created = {crm: app.seed(crm, contacts=seed_counts["contacts"],
+                                     companies=seed_counts["companies"],
+                                     deals=seed_counts["deals"], seed=seed_value)
+                       for crm in app.accounts.crms}
             click.echo(f"seeded the printed token's accounts: {created}")
         base_url = server.base_url
         click.echo(f"crmsync sandbox serving HubSpot and Pipedrive at {base_url}")
@@ -158,21 +177,18 @@ def _check_state_writable(state_file: Path) -> None:
         )
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _wait_for_stop() -> None:
     """Block until Ctrl-C or SIGTERM (both end in a clean stop and a state save)."""
-    stop = threading.Event()
-
-    def on_term(signum: int, frame: object) -> None:
-        stop.set()
-
-    previous = signal.signal(signal.SIGTERM, on_term)
+    never = threading.Event()
     try:
-        while not stop.wait(0.5):  # a timed wait keeps Ctrl-C deliverable on every platform
+        while not never.wait(0.5):  # a timed wait keeps Ctrl-C deliverable on every platform
             pass
     except KeyboardInterrupt:
         pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 COMMANDS.append(sandbox)

@@ -98,6 +98,7 @@ class FakePipedrive:
         routes: list[tuple[str, str, Callable[..., Reply]]] = [
             ("GET", r"/api/v2/pipelines", self._list_pipelines),
             ("POST", r"/api/v2/pipelines", self._create_pipeline),
+            ("GET", r"/api/v2/pipelines/(\d+)", self._get_pipeline),
             ("PATCH", r"/api/v2/pipelines/(\d+)", self._patch_pipeline),
             ("DELETE", r"/api/v2/pipelines/(\d+)", self._delete_pipeline),
             ("GET", r"/api/v2/stages", self._list_stages),
@@ -153,6 +154,12 @@ class FakePipedrive:
             return self._error(400, "Parameter 'name' is required")
         pipeline = self.add_pipeline(call.body["name"], is_deal_probability_enabled=bool(
             call.body.get("is_deal_probability_enabled")))
+        return self._ok(pipeline)
+
+    def _get_pipeline(self, call: Call, pipeline_id: str) -> Reply:
+        pipeline = self.pipelines.get(int(pipeline_id))
+        if pipeline is None:
+            return self._error(404, "Pipeline not found")
         return self._ok(pipeline)
 
     def _patch_pipeline(self, call: Call, pipeline_id: str) -> Reply:

@@ -318,10 +318,24 @@ def test_a_create_refused_with_429_is_simply_sent_again(
     adapter: PipedriveAdapter, fake: FakePipedrive
 ) -> None:
     pipeline = fake.add_pipeline("Sales")
+    adapter.list_pipelines()  # as diff does before apply: the adapter knows the pipeline
     fake.fail_next(429, headers={"Retry-After": "1"})
     adapter.create_stage(str(pipeline["id"]), StageSpec("Qualified", 0, 0.2))
     assert len(fake.calls_to("POST", "/api/v2/stages")) == 2
-    assert len(fake.calls_to("GET", "/api/v2/stages")) == 0  # no lookup needed after a 429
+    assert len(fake.calls_to("GET", "/api/v2/stages")) == 1  # the listing; none after the 429
+
+
+def test_writing_a_probability_switches_it_on_in_a_pipeline_not_listed_before(
+    adapter: PipedriveAdapter, fake: FakePipedrive
+) -> None:
+    pipeline = fake.add_pipeline("Sales", is_deal_probability_enabled=False)
+    adapter.create_stage(str(pipeline["id"]), StageSpec("Qualified", 0, 0.2))
+    assert len(fake.calls_to("GET", r"/api/v2/pipelines/\d+")) == 1
+    assert [c.body for c in fake.calls_to("PATCH", r"/api/v2/pipelines/\d+")] == [
+        {"is_deal_probability_enabled": True}]
+    assert fake.pipelines[pipeline["id"]]["is_deal_probability_enabled"] is True
+    adapter.create_stage(str(pipeline["id"]), StageSpec("Proposal sent", 1, 0.5))
+    assert len(fake.calls_to("GET", r"/api/v2/pipelines/\d+")) == 1  # remembered
 
 
 # -- pacing -----------------------------------------------------------------------------------
