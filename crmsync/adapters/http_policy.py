@@ -33,6 +33,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Generic, TypeVar
 
 import requests
@@ -337,14 +339,21 @@ class TransportError(RetriableRemoteError):
         self.timed_out = timed_out
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """`Retry-After` in seconds (the form HubSpot and Pipedrive send); None if absent/unparsable."""
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """`Retry-After` in seconds: delay-seconds (what HubSpot and Pipedrive send) or an
+    HTTP-date (RFC 9110 §10.2.3), measured from `now`; None if absent or unparsable."""
     if value is None:
         return None
     try:
         seconds = float(value.strip())
     except ValueError:
-        return None  # an HTTP-date: fall back to our own backoff
+        try:
+            when = parsedate_to_datetime(value.strip())
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:  # an HTTP-date is always GMT
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
     return max(seconds, 0.0)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import pytest
@@ -49,11 +50,13 @@ def test_error_messages_in_each_crms_shape() -> None:
 
 
 @pytest.mark.parametrize(("value", "seconds"), [
-    ("7", 7.0), (" 2.5 ", 2.5), ("-3", 0.0), (None, None),
-    ("Wed, 21 Oct 2026 07:28:00 GMT", None),  # HTTP-date: our own backoff instead
+    ("7", 7.0), (" 2.5 ", 2.5), ("-3", 0.0), (None, None), ("soon", None),
+    ("Wed, 21 Oct 2026 07:28:30 GMT", 30.0),  # HTTP-date: seconds from now
+    ("Wed, 21 Oct 2026 07:27:00 GMT", 0.0),  # already past
 ])
 def test_parse_retry_after(value: str | None, seconds: float | None) -> None:
-    assert parse_retry_after(value) == seconds
+    now = datetime(2026, 10, 21, 7, 28, 0, tzinfo=UTC)
+    assert parse_retry_after(value, now=now) == seconds
 
 
 @pytest.mark.parametrize(("status", "kind"), [
