@@ -27,6 +27,7 @@ from crmsync.adapters.http_policy import (
     parse_body,
     request_timeouts,
 )
+from crmsync.errors import FatalRemoteError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -50,6 +51,11 @@ PIPEDRIVE_CAPABILITIES = AdapterCapabilities(
 )
 
 PAGE_SIZE = 500  # the v2 maximum for list endpoints (`limit`, "a maximum value of 500")
+
+
+# Archived deals are listed apart from the others (GET /api/v2/deals/archived) but keep their
+# stage: both listings are read wherever "the deals of a stage" matter.
+DEAL_LISTINGS = ("/deals", "/deals/archived")
 
 
 class PipedriveAdapter:
@@ -183,10 +189,11 @@ class PipedriveAdapter:
     # -- deals --------------------------------------------------------------------------------
 
     def count_deals(self, pipeline_id: str, stage_id: str) -> int:
-        """Deals in the stage that are not deleted: open, won and lost alike.
+        """Deals in the stage that are not deleted: open, won, lost and archived alike.
 
-        Won and lost deals keep their `stage_id` in Pipedrive, so a stage holding only closed
-        deals still holds deals; counting them all keeps "never remove a stage with deals" true.
+        Won, lost and archived deals all keep their `stage_id` in Pipedrive, so a stage holding
+        only those still holds deals; counting them all keeps "never remove a stage with deals"
+        true.
         """
         return sum(1 for _ in self.iter_deals(stage_id))
 
@@ -195,28 +202,32 @@ class PipedriveAdapter:
         if from_stage_id == to_stage_id:
             return 0
         moved: set[int] = set()
-        while True:
-            # Always re-read the first page: each moved deal leaves the filter, so this
-            # converges without relying on how a cursor behaves on a shrinking result.
-            page = self._get("/deals", params={"stage_id": from_stage_id,
-                                               "limit": self._page_size},
-                             what=f"list deals in stage {from_stage_id}")
-            deals = page.get("data") or []
-            if not deals:
-                return len(moved)
-            for deal in deals:
-                if deal["id"] in moved:
-                    raise RuntimeError(
-                        f"deal {deal['id']} is still in stage {from_stage_id} after moving it"
-                    )
-                self._send("PATCH", f"/deals/{deal['id']}", json={"stage_id": int(to_stage_id)},
-                           what=f"move deal {deal['id']} to stage {to_stage_id}")
-                moved.add(deal["id"])
+        for listing in DEAL_LISTINGS:
+            while True:
+                # Always re-read the first page: each moved deal leaves the filter, so this
+                # converges without relying on how a cursor behaves on a shrinking result.
+                page = self._get(listing, params={"stage_id": from_stage_id,
+                                                  "limit": self._page_size},
+                                 what=f"list deals in stage {from_stage_id}")
+                deals = page.get("data") or []
+                if not deals:
+                    break
+                for deal in deals:
+                    if deal["id"] in moved:
+                        raise FatalRemoteError(
+                            self.crm, f"deal {deal['id']} is still in stage {from_stage_id} "
+                            "after it was moved; nothing more was moved")
+                    self._send("PATCH", f"/deals/{deal['id']}",
+                               json={"stage_id": int(to_stage_id)},
+                               what=f"move deal {deal['id']} to stage {to_stage_id}")
+                    moved.add(deal["id"])
+        return len(moved)
 
     def iter_deals(self, stage_id: str) -> Iterator[dict[str, Any]]:
-        """Every not-deleted deal in the stage, page by page (a generator)."""
-        return self._paged("/deals", params={"stage_id": stage_id},
-                           what=f"list deals in stage {stage_id}")
+        """Every not-deleted deal in the stage, archived ones included, page by page."""
+        for listing in DEAL_LISTINGS:
+            yield from self._paged(listing, params={"stage_id": stage_id},
+                                   what=f"list deals in stage {stage_id}")
 
     def close(self) -> None:
         self._session.close()

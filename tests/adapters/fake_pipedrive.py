@@ -8,6 +8,7 @@ as "429, then 200".
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections import deque
@@ -82,10 +83,11 @@ class FakePipedrive:
         self.stages[stage["id"]] = stage
         return stage
 
-    def add_deal(self, stage_id: int, status: str = "open") -> dict[str, Any]:
+    def add_deal(self, stage_id: int, status: str = "open", *, archived: bool = False
+                 ) -> dict[str, Any]:
         deal = {"id": self._id(), "title": f"Deal {self._next_id}", "stage_id": stage_id,
                 "pipeline_id": self.stages[stage_id]["pipeline_id"], "status": status,
-                "is_deleted": False}
+                "is_deleted": False, "is_archived": archived}
         self.deals[deal["id"]] = deal
         return deal
 
@@ -105,7 +107,8 @@ class FakePipedrive:
             ("POST", r"/api/v2/stages", self._create_stage),
             ("PATCH", r"/api/v2/stages/(\d+)", self._patch_stage),
             ("DELETE", r"/api/v2/stages/(\d+)", self._delete_stage),
-            ("GET", r"/api/v2/deals", self._list_deals),
+            ("GET", r"/api/v2/deals", functools.partial(self._list_deals, archived=False)),
+            ("GET", r"/api/v2/deals/archived", functools.partial(self._list_deals, archived=True)),
             ("PATCH", r"/api/v2/deals/(\d+)", self._patch_deal),
         ]
         for method, pattern, handler in routes:
@@ -210,11 +213,11 @@ class FakePipedrive:
         stage["is_deleted"] = True
         return self._ok({"id": stage["id"]})
 
-    def _list_deals(self, call: Call) -> Reply:
+    def _list_deals(self, call: Call, *, archived: bool) -> Reply:
         stage = call.query.get("stage_id")
         statuses = call.query.get("status", [""])[0].split(",")
         deals = [d for d in sorted(self.deals.values(), key=lambda d: d["id"])
-                 if not d["is_deleted"]
+                 if not d["is_deleted"] and d.get("is_archived", False) == archived
                  and (not stage or str(d["stage_id"]) == stage[0])
                  and (statuses == [""] or d["status"] in statuses)]
         return self._page(call, deals)

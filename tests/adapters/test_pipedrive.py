@@ -172,13 +172,15 @@ def test_count_and_move_deals(fake: FakePipedrive, fake_time: FakeTime) -> None:
     new = fake.add_stage(pipeline["id"], "New")
     for status in ("open", "open", "won", "lost", "open"):
         fake.add_deal(old["id"], status)
+    archived = fake.add_deal(old["id"], "won", archived=True)
     fake.add_deal(new["id"])
 
-    # won and lost deals keep their stage in Pipedrive: they count too
-    assert adapter.count_deals(str(pipeline["id"]), str(old["id"])) == 5
-    assert adapter.move_deals(str(pipeline["id"]), str(old["id"]), str(new["id"])) == 5
+    # won, lost and archived deals keep their stage in Pipedrive: they count too
+    assert adapter.count_deals(str(pipeline["id"]), str(old["id"])) == 6
+    assert adapter.move_deals(str(pipeline["id"]), str(old["id"]), str(new["id"])) == 6
     assert adapter.count_deals(str(pipeline["id"]), str(old["id"])) == 0
-    assert adapter.count_deals(str(pipeline["id"]), str(new["id"])) == 6
+    assert adapter.count_deals(str(pipeline["id"]), str(new["id"])) == 7
+    assert fake.deals[archived["id"]]["stage_id"] == new["id"]
     assert {c.body["stage_id"] for c in fake.calls_to("PATCH", r"/api/v2/deals/\d+")} == {
         new["id"]}
 
