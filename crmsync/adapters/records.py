@@ -1,0 +1,181 @@
+"""The record interface: contacts, companies and deals, page by page, in domain terms.
+
+Beside the pipeline interface (`base.CrmAdapter`), so pipeline fakes need not grow. Both CRM
+adapters implement `RecordAdapter`; the sync engine speaks only these types.
+
+Shapes, whatever the CRM:
+- ids are strings; times are timezone-aware UTC `datetime`s;
+- a record's `fields` hold the canonical fields of its object type (`CANONICAL_FIELDS`), the
+  ones reports and matching need; `properties` hold every other property under its *name*
+  (HubSpot's internal name; a Pipedrive custom field under the name derived from its label,
+  never its 40-character hash key), option values as their labels;
+- associations travel with the record that owns them (contact→company, deal→contact,
+  deal→company), with HubSpot's primary flag;
+- a `RecordPage` carries the `PullCursor` to resume from once the page is committed: the
+  engine commits the page's rows and that cursor in one transaction, so a crash between pages
+  re-reads at most one page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping, Sequence
+
+    from crmsync.names import ObjectType
+
+# The fields each object type carries as typed columns in the store.
+CANONICAL_FIELDS: dict[str, tuple[str, ...]] = {
+    "contacts": ("email", "first_name", "last_name", "phone", "owner_id"),
+    "companies": ("name", "domain", "owner_id"),
+    # pipeline_id / stage_id are the CRM's ids; the engine maps them to blueprint keys.
+    "deals": ("name", "amount", "currency", "pipeline_id", "stage_id", "status", "close_date",
+              "closed_at", "stage_changed_at", "owner_id", "created_at"),
+}
+
+RemovalReason = Literal["archived", "deleted", "merged"]
+FieldType = Literal["text", "number", "date", "datetime", "enumeration", "bool", "monetary",
+                    "other"]
+
+
+@dataclass(frozen=True)
+class FieldOption:
+    value: str  # what the CRM stores (HubSpot option value; Pipedrive option id as text)
+    label: str
+
+
+@dataclass(frozen=True)
+class FieldDefinition:
+    """One property of an object type, as the CRM defines it."""
+
+    name: str  # the name records carry it under (see the module docstring)
+    label: str
+    type: FieldType
+    remote_key: str  # how the CRM keys it (HubSpot: the name; Pipedrive: the field key/hash)
+    custom: bool = False
+    options: tuple[FieldOption, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "label": self.label, "type": self.type,
+                "remote_key": self.remote_key, "custom": self.custom,
+                "options": [[o.value, o.label] for o in self.options]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FieldDefinition:
+        return cls(name=data["name"], label=data["label"], type=data["type"],
+                   remote_key=data["remote_key"], custom=bool(data.get("custom")),
+                   options=tuple(FieldOption(str(v), str(lbl))
+                                 for v, lbl in data.get("options", ())))
+
+
+@dataclass(frozen=True)
+class Association:
+    to_type: ObjectType
+    to_id: str
+    primary: bool = False
+
+
+@dataclass(frozen=True)
+class RemoteRecord:
+    object_type: ObjectType
+    id: str
+    modified_at: dt.datetime
+    fields: Mapping[str, Any]
+    properties: Mapping[str, Any]
+    # None: this page did not read the record's associations (keep what the store has);
+    # a tuple (possibly empty): its associations of the owning side, complete.
+    associations: tuple[Association, ...] | None = None
+
+
+@dataclass(frozen=True)
+class RemoteRemoval:
+    """A record gone from the CRM: archived or deleted, or merged into another record."""
+
+    object_type: ObjectType
+    id: str
+    reason: RemovalReason
+    removed_at: dt.datetime | None = None
+    merged_into: str | None = None
+
+
+@dataclass(frozen=True)
+class PullCursor:
+    """Where one object type's pull stands. JSON-serialisable (`to_json` / `from_json`).
+
+    `phase` and `token` belong to the adapter (which listing it is in, the CRM's own page
+    token). `high_water` / `high_water_id` are the newest (modified time, id) committed so far:
+    the next increment starts there. `pass_started_at` is when the current full pass began: a
+    full pass that ends hands over to increments from that moment (minus the adapter's
+    overlap), so nothing changed during a long first load is missed.
+    """
+
+    phase: str = "full"
+    token: str | None = None
+    high_water: dt.datetime | None = None
+    high_water_id: str | None = None
+    pass_started_at: dt.datetime | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "phase": self.phase, "token": self.token,
+            "high_water": self.high_water.isoformat() if self.high_water else None,
+            "high_water_id": self.high_water_id,
+            "pass_started_at": self.pass_started_at.isoformat() if self.pass_started_at
+            else None,
+            "extra": dict(self.extra),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PullCursor:
+        def when(value: str | None) -> dt.datetime | None:
+            return dt.datetime.fromisoformat(value) if value else None
+
+        return cls(phase=data.get("phase", "full"), token=data.get("token"),
+                   high_water=when(data.get("high_water")),
+                   high_water_id=data.get("high_water_id"),
+                   pass_started_at=when(data.get("pass_started_at")),
+                   extra=data.get("extra") or {})
+
+
+@dataclass(frozen=True)
+class RecordPage:
+    object_type: ObjectType
+    records: tuple[RemoteRecord, ...]
+    removals: tuple[RemoteRemoval, ...]
+    cursor: PullCursor  # resume from here once this page is committed
+    done: bool = False  # the pull has caught up: `cursor` is where the next run starts
+    calls: int = 0  # API requests this page cost (for the run summary and the bench)
+
+
+@runtime_checkable
+class RecordAdapter(Protocol):
+    """Contacts, companies and deals of one CRM account."""
+
+    crm: str
+
+    def field_definitions(self, object_type: ObjectType) -> list[FieldDefinition]:
+        """Every property of the object type (one or two calls; the engine caches them)."""
+        ...
+
+    def pull(
+        self,
+        object_type: ObjectType,
+        cursor: PullCursor | None,
+        fields: Sequence[FieldDefinition],
+        *,
+        scan_removals: bool = False,
+    ) -> Iterator[RecordPage]:
+        """Pages of records changed since `cursor` (everything when None), oldest first.
+
+        A generator: nothing is collected. `fields` are the definitions the engine holds
+        (what to request, how to name custom fields). With `scan_removals` the pull also
+        reports records archived or deleted since the cursor where the CRM can only tell by a
+        listing that costs calls (HubSpot's archived list); removals the CRM reports for free
+        (merged ids on a survivor, Pipedrive's deleted status) always come. The last page has
+        `done` set. A paginator that sees the same page token twice raises `RemoteError`.
+        """
+        ...
