@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from sqlalchemy.sql.dml import Insert
 
 
-def _insert(conn: Connection, table: Table) -> Any:
+def dialect_insert(conn: Connection, table: Table) -> Any:
+    """The dialect's own INSERT (with `on_conflict_do_*`) for `table`."""
     name = conn.dialect.name
     if name == "postgresql":
         return postgresql.insert(table)
@@ -26,14 +27,14 @@ def _insert(conn: Connection, table: Table) -> Any:
 
 def insert_ignore(conn: Connection, table: Table, conflict: Sequence[str]) -> Insert:
     """INSERT that does nothing when a row with the same `conflict` columns exists."""
-    stmt: Insert = _insert(conn, table).on_conflict_do_nothing(index_elements=list(conflict))
+    stmt: Insert = dialect_insert(conn, table).on_conflict_do_nothing(index_elements=list(conflict))
     return stmt
 
 
 def upsert(conn: Connection, table: Table, values: Mapping[str, Any],
            conflict: Sequence[str]) -> Insert:
     """INSERT … ON CONFLICT (conflict) DO UPDATE the other columns: atomic, race-free."""
-    stmt = _insert(conn, table).values(**values)
+    stmt = dialect_insert(conn, table).values(**values)
     updates = {k: stmt.excluded[k] for k in values if k not in conflict}
     result: Insert = stmt.on_conflict_do_update(index_elements=list(conflict), set_=updates)
     return result

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from crmsync.store.dialects import insert_ignore
-from crmsync.store.schema import schema_version
+from crmsync.store.schema import record_tables, schema_version
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -71,8 +71,15 @@ def _v1_provisioning_state(conn: Connection) -> None:
     ))
 
 
+def _v3_records(conn: Connection) -> None:
+    for table in record_tables(MetaData()).values():
+        _create(conn, table)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "provisioning state: remote ids of pipelines and stages", _v1_provisioning_state),
+    Migration(3, "record sync: companies, contacts, deals, links, associations, cursors, runs",
+              _v3_records),
 )
 
 

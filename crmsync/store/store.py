@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
     from crmsync.store.provisioning import ProvisioningState
+    from crmsync.store.records import RecordStore
 
 Clock = Callable[[], dt.datetime]
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -41,6 +42,12 @@ class Store:
         from crmsync.store.provisioning import ProvisioningState
 
         return ProvisioningState(self, client, crm)
+
+    def records(self, client: str) -> RecordStore:
+        """One client's synced records: pages in, live rows out."""
+        from crmsync.store.records import RecordStore
+
+        return RecordStore(self, client)
 
     def schema_version(self) -> int:
         with self.engine.connect() as conn:
@@ -81,6 +88,11 @@ def _engine(url: URL, schema: str | None) -> Engine:
         def _pragmas(dbapi_connection: object, _record: object) -> None:
             cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
             cursor.execute("PRAGMA foreign_keys=ON")
+            if database not in ("", ":memory:"):
+                # Readers (report, a second cron run checking its lease) never wait for the
+                # writer, and a page commit is one fsync.
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
         return engine

@@ -1,0 +1,174 @@
+"""The pull side of `crmsync sync`: one client's CRM into the store, page by page.
+
+For each object type (companies, contacts, deals — any order works: associations to records
+not pulled yet become stubs), the loop is:
+
+    cursor ← store            (None on the first run or with --full)
+    for page in adapter.pull(type, cursor, field definitions):
+        store.commit_page(rows, removals, page.cursor)   # one transaction
+
+so the cursor never runs ahead of the data it covers, and a run killed anywhere resumes from
+the last committed page; re-reading a page is harmless (upserts keyed on the CRM's id).
+
+Field definitions are cached in the store and re-read when older than a day (or with --full),
+so a run with nothing changed costs one call per object type. Removals the CRM can only show
+through a listing that costs calls (HubSpot's archived records, Pipedrive's recents) are
+scanned once a day and on --full; a full pass that completes also tombstones records it no
+longer lists (deleted and purged since) as `missing`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+from crmsync.adapters.records import FieldDefinition, PullCursor
+from crmsync.names import OBJECT_TYPES, ObjectType
+from crmsync.sync.mapping import MappingRules, record_row, removal_row
+
+if TYPE_CHECKING:
+    from crmsync.adapters.records import RecordAdapter, RecordPage
+    from crmsync.store import Store
+    from crmsync.store.records import PageOutcome, RecordStore
+
+log = logging.getLogger(__name__)
+
+FIELD_DEFINITIONS_MAX_AGE = dt.timedelta(hours=24)
+REMOVAL_SCAN_INTERVAL = dt.timedelta(hours=24)
+FULL_PHASE = "full"
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class TypeCounts:
+    """What a pull did to one object type."""
+
+    pulled: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    tombstoned: int = 0
+    restored: int = 0
+    associations: int = 0
+    pages: int = 0
+    calls: int = 0
+
+    def add(self, outcome: PageOutcome, page: RecordPage) -> None:
+        self.pulled += len(page.records)
+        self.pages += 1
+        self.calls += page.calls
+        self.created += outcome.created
+        self.updated += outcome.updated
+        self.unchanged += outcome.unchanged
+        self.tombstoned += outcome.tombstoned
+        self.restored += outcome.restored
+        self.associations += outcome.associations
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass
+class PullResult:
+    """One client's pull: counts per object type."""
+
+    client: str
+    crm: str
+    full: bool = False
+    dry_run: bool = False
+    counts: dict[str, TypeCounts] = field(default_factory=dict)
+
+    def total(self, name: str) -> int:
+        return sum(getattr(c, name) for c in self.counts.values())
+
+
+OnPage = Callable[[str, "TypeCounts"], None]
+
+
+def pull_client(
+    client: str,
+    crm: str,
+    adapter: RecordAdapter,
+    store: Store,
+    rules: MappingRules,
+    *,
+    full: bool = False,
+    dry_run: bool = False,
+    object_types: Sequence[ObjectType] = OBJECT_TYPES,
+    on_page: OnPage | None = None,
+    clock: Callable[[], dt.datetime] = _utcnow,
+) -> PullResult:
+    """Pull every object type of one client's CRM into the store (see the module docstring).
+
+    `dry_run` reads everything the same way and reports what would change, writing nothing
+    (no records, no cursors). Raises `RemoteError` / `StoreError`; what was committed before
+    stays committed and the next run resumes after it.
+    """
+    result = PullResult(client, crm, full=full, dry_run=dry_run)
+    records = store.records(client)
+    for object_type in object_types:
+        counts = result.counts[object_type] = TypeCounts()
+        _pull_type(records, adapter, crm=crm, object_type=object_type, rules=rules,
+                   counts=counts, full=full, dry_run=dry_run, on_page=on_page, now=clock())
+    return result
+
+
+def _pull_type(records: RecordStore, adapter: RecordAdapter, *, crm: str,
+               object_type: ObjectType, rules: MappingRules, counts: TypeCounts, full: bool,
+               dry_run: bool, on_page: OnPage | None, now: dt.datetime) -> None:
+    definitions = _field_definitions(records, adapter, crm, object_type, counts,
+                                     refresh=full, dry_run=dry_run, now=now)
+    stored = None if full else records.cursor(crm, object_type)
+    cursor = PullCursor.from_json(stored.cursor) if stored is not None else None
+    scan = (full or stored is None or stored.removals_scanned_at is None
+            or now - stored.removals_scanned_at >= REMOVAL_SCAN_INTERVAL)
+    phase = cursor.phase if cursor is not None else FULL_PHASE
+    for page in adapter.pull(object_type, cursor, definitions, scan_removals=scan):
+        rows = [record_row(r, rules) for r in page.records]
+        removals = [removal_row(r) for r in page.removals]
+        in_full_pass = phase == FULL_PHASE
+        pass_id = (page.cursor.pass_started_at.isoformat()
+                   if in_full_pass and page.cursor.pass_started_at else None)
+        if dry_run:
+            outcome = records.preview_page(crm, object_type, rows, removals)
+        else:
+            outcome = records.commit_page(
+                crm, object_type, rows, removals, page.cursor.to_json(), pass_id=pass_id,
+                removals_scanned=scan and page.done)
+        counts.add(outcome, page)
+        if in_full_pass and page.cursor.phase != FULL_PHASE and pass_id and not dry_run:
+            # The full pass listed everything the CRM has: what it did not list is gone.
+            counts.tombstoned += records.tombstone_unseen(crm, object_type, pass_id)
+        phase = page.cursor.phase
+        if on_page is not None:
+            on_page(object_type, counts)
+        if page.done:
+            break
+
+
+def _field_definitions(records: RecordStore, adapter: RecordAdapter, crm: str,
+                       object_type: ObjectType, counts: TypeCounts, *, refresh: bool,
+                       dry_run: bool, now: dt.datetime) -> list[FieldDefinition]:
+    cached = None if refresh else records.field_definitions(crm, object_type)
+    if cached is not None and now - cached[1] < FIELD_DEFINITIONS_MAX_AGE:
+        return [FieldDefinition.from_json(d) for d in cached[0]]
+    definitions = adapter.field_definitions(object_type)
+    counts.calls += 1
+    if not dry_run:
+        records.save_field_definitions(crm, object_type, [d.to_json() for d in definitions])
+    return definitions
+
+
+def summary_counts(result: PullResult) -> dict[str, Any]:
+    """Totals and per-type counts, JSON-ready."""
+    names = [f.name for f in fields(TypeCounts)]
+    return {
+        "totals": {name: result.total(name) for name in names},
+        "by_type": {t: c.as_dict() for t, c in result.counts.items()},
+    }
