@@ -93,6 +93,15 @@ class Pipeline(_Frozen):
         return next((s for s in self.stages if s.key == key), None)
 
 
+class SyncOptions(_Frozen):
+    """How `crmsync sync` treats the client's records."""
+
+    # The property (HubSpot) or custom field (Pipedrive, by the name crmsync gives it: its
+    # label in snake_case) that holds a contact's marketing consent. Unset: consent unknown.
+    consent_field: Annotated[str, StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=100)] | None = None
+
+
 class Blueprint(_Frozen):
     """One client's designed sales process, targeting one CRM."""
 
@@ -102,6 +111,7 @@ class Blueprint(_Frozen):
     language: Annotated[str, StringConstraints(pattern=LANGUAGE_PATTERN)] | None = None
     token_env: Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)] | None = None
     conflict_policy: ConflictPolicy = "remote_wins"
+    sync: SyncOptions = SyncOptions()
     silence: tuple[Silence, ...] = ()
     pipelines: tuple[Pipeline, ...] = Field(min_length=1)
 

@@ -129,9 +129,11 @@ def _register_commands() -> None:
         demo_command,
         provision_commands,
         sandbox_command,
+        sync_command,
     )
 
-    for module in (config_commands, provision_commands, sandbox_command, demo_command):
+    for module in (config_commands, provision_commands, sync_command, sandbox_command,
+                   demo_command):
         for command in module.COMMANDS:
             cli.add_command(command)
 

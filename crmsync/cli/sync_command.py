@@ -1,0 +1,181 @@
+"""`crmsync sync`: a thin command over `crmsync.sync.run.sync_clients`.
+
+Exit codes: 0 every client synced (or synced by another run this round), 1 an error,
+3 partial (some records failed: named in the output and the run log, retried next run),
+4 a client was skipped because another run holds its lease.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from crmsync.cli import App, pass_app
+from crmsync.cli.failures import EXIT_ERROR, echo_message, exit_with
+
+if TYPE_CHECKING:
+    from crmsync.sync.run import ClientSync
+
+EXIT_OK, EXIT_PARTIAL, EXIT_LEASE_HELD = 0, 3, 4
+
+
+def _summary(outcome: ClientSync) -> str:
+    """One line per client for the cron log."""
+    if outcome.status == "held":
+        return f"{outcome.name}: skipped: {outcome.error}"
+    if outcome.status == "done-elsewhere":
+        return f"{outcome.name}: skipped: already synced this round by another run"
+    if outcome.result is None:
+        return f"{outcome.name}: error: {outcome.error}"
+    result = outcome.result
+    verb = "would pull" if result.dry_run else "pulled"
+    text = (f"{outcome.name}: {verb} {result.total('pulled')}, "
+            f"created {result.total('created')}, updated {result.total('updated')}, "
+            f"tombstoned {result.total('tombstoned')}; {result.total('calls')} API calls, "
+            f"{outcome.throttled} 429s, {outcome.seconds:.1f}s")
+    if outcome.status == "error":
+        text += f"; error: {outcome.error}"
+    return text
+
+
+def _as_json(outcome: ClientSync) -> dict[str, Any]:
+    from crmsync.sync.engine import summary_counts
+
+    data: dict[str, Any] = {
+        "path": str(outcome.path),
+        "client": outcome.blueprint.client if outcome.blueprint else None,
+        "crm": outcome.blueprint.crm if outcome.blueprint else None,
+        "status": outcome.status, "error": outcome.error,
+        "seconds": round(outcome.seconds, 3), "throttled": outcome.throttled,
+    }
+    if outcome.result is not None:
+        data.update(dry_run=outcome.result.dry_run, full=outcome.result.full,
+                    **summary_counts(outcome.result))
+    return data
+
+
+def _exit_code(outcomes: list[ClientSync]) -> int:
+    statuses = {o.status for o in outcomes}
+    if "error" in statuses:
+        return EXIT_ERROR
+    if "partial" in statuses:
+        return EXIT_PARTIAL
+    return EXIT_LEASE_HELD if "held" in statuses else EXIT_OK
+
+
+class _Progress:
+    """A rich progress line per client and object type, on a terminal only."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._tasks: dict[tuple[str, str], Any] = {}
+        self._progress: Any = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                                      TextColumn("{task.fields[counts]}"), TimeElapsedColumn(),
+                                      transient=True)
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def update(self, client: str, object_type: str, counts: Any) -> None:
+        if self._progress is None:
+            return
+        key = (client, object_type)
+        text = (f"{counts.pulled} pulled, {counts.created} new, {counts.updated} changed, "
+                f"{counts.tombstoned} gone")
+        if key not in self._tasks:
+            self._tasks[key] = self._progress.add_task(f"{client} {object_type}", total=None,
+                                                       counts=text)
+        self._progress.update(self._tasks[key], counts=text)
+
+
+@click.command("sync")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--full", is_flag=True,
+              help="Re-read everything (and reconcile records deleted without a trace).")
+@click.option("--dry-run", is_flag=True, help="Read and report what would change; write nothing.")
+@click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Clients synced at once (each has its own CRM rate limit).")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON (for logs).")
+@click.option("--failures", "show_failures", is_flag=True,
+              help="List records that failed and wait to be retried; sync nothing.")
+@pass_app
+def sync_command(app: App, paths: tuple[Path, ...], full: bool, dry_run: bool, workers: int,
+                 as_json: bool, show_failures: bool) -> None:
+    """Bring each client's contacts, companies, deals and associations into the local store.
+
+    Incremental: each run reads only what changed since the last (one API call per object
+    type when nothing did), page by page, committing each page with its cursor, so a killed
+    run resumes where it stopped. Safe to overlap: a client another run is syncing is
+    skipped. PATHS are blueprint files or folders; without PATHS, every blueprint in
+    CRMSYNC_CONFIGS_DIR.
+
+    \b
+    Examples:
+      crmsync sync                          # every client, incrementally
+      crmsync sync configs/acme.yaml --full # re-read one client whole
+      crmsync sync --json >> sync.log       # for cron
+
+    \b
+    Exit codes:
+      0  every client synced (or already synced this round by another host)
+      1  an error (one client's failure does not stop the others)
+      3  partial: some records failed; listed, retried next run (--failures)
+      4  skipped: another run holds a client's lease
+    """
+    if show_failures:
+        _show_failures(app, paths, as_json)
+        return
+    from crmsync.sync.run import sync_clients
+
+    with _Progress(enabled=not as_json and sys.stderr.isatty()) as progress:
+        outcomes = sync_clients(list(paths), app.settings, full=full, dry_run=dry_run,
+                                workers=workers, on_page=progress.update)
+    if as_json:
+        click.echo(json.dumps({"clients": [_as_json(o) for o in outcomes]}, indent=2,
+                              ensure_ascii=False))
+    else:
+        for outcome in outcomes:
+            line = _summary(outcome)
+            if outcome.status == "error":
+                echo_message(line)
+            else:
+                click.echo(line)
+    exit_with(_exit_code(outcomes))
+
+
+def _show_failures(app: App, paths: tuple[Path, ...], as_json: bool) -> None:
+    from crmsync.provision import load_blueprints
+    from crmsync.session import Session
+
+    rows: list[dict[str, Any]] = []
+    with Session(app.settings) as session:
+        for entry in load_blueprints(list(paths), app.settings):
+            if entry.blueprint is None:
+                continue
+            rows.extend(session.store.records(entry.blueprint.client).failures(
+                entry.blueprint.crm))
+    if as_json:
+        click.echo(json.dumps({"failures": rows}, indent=2, default=str, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo("No failed records waiting.")
+        return
+    for row in rows:
+        click.echo(f"{row['client']} ({row['crm']}) {row['object_type']} {row['record_key']} "
+                   f"[{row['direction']}, {row['attempts']} attempts]: {row['error']}")
+
+
+COMMANDS = [sync_command]
