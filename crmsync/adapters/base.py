@@ -78,6 +78,11 @@ class CrmAdapter(Protocol):
     crm: str
     capabilities: AdapterCapabilities
 
+    def account_id(self) -> str:
+        """The CRM account the token reaches (HubSpot portal id, Pipedrive company id); asked
+        once per adapter, then remembered."""
+        ...
+
     def list_pipelines(self) -> list[RemotePipeline]:
         """Every live (not archived/deleted) deal pipeline with its live stages, in CRM order."""
         ...

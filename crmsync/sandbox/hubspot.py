@@ -257,7 +257,7 @@ class HubSpotEmulator:
     """One HubSpot portal's CRM APIs over in-memory state (a sandbox `Emulator`)."""
 
     crm: str = "hubspot"
-    path_prefixes: tuple[str, ...] = ("/crm/",)
+    path_prefixes: tuple[str, ...] = ("/crm/", "/account-info/")
 
     def __init__(self, clock: Clock | None = None) -> None:
         self.clock = clock or system_clock
@@ -361,6 +361,8 @@ class HubSpotEmulator:
         add("PATCH", objects + "/{objectId}", cls.update_object)
         add("DELETE", objects + "/{objectId}", cls.archive_object)
 
+        from crmsync.sandbox.account_info import register_hubspot  # who the token is
+        register_hubspot(router)
         assoc = "/crm/v4/associations/{fromObjectType}/{toObjectType}/batch"
         add("POST", assoc + "/read", cls.assoc_batch_read)
         add("POST", assoc + "/create", cls.assoc_batch_create)

@@ -242,6 +242,8 @@ class PipedriveEmulator:
                        for m in ("GET", "PUT", "DELETE")]
         for method, template, handler in routes:
             router.add(method, template, cls._guarded(handler), crm=cls.crm)
+        from crmsync.sandbox.account_info import register_pipedrive  # who the token is
+        register_pipedrive(router)
 
     def _retired(self, _request: Request) -> Response:
         # Pipedrive's status codes: "410 Gone - Old resource permanently unavailable". The

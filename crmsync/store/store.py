@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,9 +18,13 @@ from crmsync.errors import StoreError
 from crmsync.store.migrations import MIGRATIONS, applied_versions, migrate
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from sqlalchemy import Engine
     from sqlalchemy.engine import URL
 
+    from crmsync.store.accounts import AccountRecord
+    from crmsync.store.lease import Lease, Sleep
     from crmsync.store.provisioning import ProvisioningState
     from crmsync.store.records import RecordStore
 
@@ -48,6 +54,25 @@ class Store:
         from crmsync.store.records import RecordStore
 
         return RecordStore(self, client)
+    def accounts(self, client: str, crm: str) -> AccountRecord:
+        """The CRM account one client's recorded ids belong to."""
+        from crmsync.store.accounts import AccountRecord
+
+        return AccountRecord(self, client, crm)
+
+    @contextmanager
+    def lease(self, client: str, crm: str, *, purpose: str, wait_seconds: float = 0.0,
+              sleep: Sleep | None = None) -> Iterator[Lease]:
+        """Hold the lease of one client's CRM for the `with` block (see `store/lease.py`).
+
+        Raises `LeaseHeldError` (naming the holder) if another run still holds it after
+        `wait_seconds`; `sleep` (default `time.sleep`) is how the waiting is done.
+        """
+        from crmsync.store.lease import lease
+
+        with lease(self, client, crm, purpose=purpose, wait_seconds=wait_seconds,
+                   sleep=sleep or time.sleep) as held:
+            yield held
 
     def schema_version(self) -> int:
         with self.engine.connect() as conn:
