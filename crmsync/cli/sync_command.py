@@ -112,7 +112,7 @@ class _Progress:
 @click.option("--failures", "show_failures", is_flag=True,
               help="List records that failed and wait to be retried; sync nothing.")
 @pass_app
-def sync_command(app: App, paths: tuple[Path, ...], full: bool, dry_run: bool, workers: int,
+def sync_command(app: App, *, paths: tuple[Path, ...], full: bool, dry_run: bool, workers: int,
                  as_json: bool, show_failures: bool) -> None:
     """Bring each client's contacts, companies, deals and associations into the local store.
 

@@ -18,20 +18,20 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from crmsync.adapters.records import RecordAdapter
 from crmsync.errors import CrmsyncError, LeaseHeldError, StoreError
 from crmsync.session import Session, session_for
 from crmsync.sync.engine import OnPage, PullResult, pull_client, summary_counts
 from crmsync.sync.mapping import MappingRules, StageKeys
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
     from pathlib import Path
 
-    from crmsync.adapters.records import RecordAdapter
     from crmsync.blueprint.models import Blueprint
     from crmsync.settings import Settings
 
@@ -101,9 +101,15 @@ def sync_clients(
             adapter = None
             if entry.blueprint is not None and entry.error is None:
                 try:  # built here, one thread: clients on one account share it
-                    adapter = active.adapter(entry.blueprint.crm, entry.blueprint.token_env)
+                    built = active.adapter(entry.blueprint.crm, entry.blueprint.token_env)
                 except CrmsyncError as exc:
                     outcome.error, outcome.exception = str(exc), exc
+                else:
+                    if isinstance(built, RecordAdapter):
+                        adapter = built
+                    else:
+                        outcome.error = (f"the {entry.blueprint.crm} adapter cannot sync "
+                                         "records")
             todo.append((outcome, adapter))
 
         def run(item: tuple[ClientSync, RecordAdapter | None]) -> ClientSync:

@@ -17,7 +17,7 @@ from crmsync.store.schema import leases
 
 if TYPE_CHECKING:
     from crmsync.store import Store
-    from tests.store.conftest import StoreFactory
+    from tests.conftest import StoreFactory
 
 
 def test_a_held_lease_refuses_a_second_holder_and_names_the_first(store: Store) -> None:
