@@ -236,6 +236,10 @@ class HubSpotRecords:
                    else dt.datetime.now(dt.UTC))
         guard = TokenGuard(self.crm, f"list archived {object_type}")
         token = cursor.token if cursor.phase == "archived" else None
+        # The next scan starts after the newest `archivedAt` seen (HubSpot's clock) or, when
+        # none was newer, where this one started.
+        newest_text = cursor.extra.get("archived_newest") if cursor.phase == "archived" else None
+        newest = dt.datetime.fromisoformat(newest_text) if newest_text else since
         guard.check(token)
         while True:
             params: dict[str, Any] = {"limit": LIST_LIMIT, "archived": "true",
@@ -250,17 +254,20 @@ class HubSpotRecords:
                 if since is None or when is None or when > since:
                     removals.append(RemoteRemoval(object_type, str(raw["id"]), "archived",
                                                   removed_at=when))
+                if when is not None and (newest is None or when > newest):
+                    newest = when
             token = ((body.get("paging") or {}).get("next") or {}).get("after")
             guard.check(token)
             if token:
                 after = PullCursor(phase="archived", token=token, high_water=cursor.high_water,
                                    high_water_id=cursor.high_water_id,
                                    pass_started_at=cursor.pass_started_at,
-                                   extra=dict(cursor.extra, archived_started=_iso(started)))
+                                   extra=dict(cursor.extra, archived_started=_iso(started),
+                                              archived_newest=_iso(newest)))
             else:
-                extra = {k: v for k, v in cursor.extra.items() if k != "archived_started"}
-                # Overlap as for increments: archivedAt is HubSpot's clock, `started` ours.
-                extra["archived_since"] = _iso(started - OVERLAP)
+                extra = {k: v for k, v in cursor.extra.items()
+                         if k not in ("archived_started", "archived_newest")}
+                extra["archived_since"] = _iso(newest or started - OVERLAP)
                 after = PullCursor(phase="incremental", token=None,
                                    high_water=cursor.high_water,
                                    high_water_id=cursor.high_water_id,

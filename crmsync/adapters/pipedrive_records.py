@@ -178,7 +178,7 @@ class PipedriveRecords:
             token = (body.get("additional_data") or {}).get("next_cursor") or None
             guard.check(token)
             extra = {k: v for k, v in cursor.extra.items() if k not in ("since", "seen")}
-            extra["seen"] = seen
+            extra["seen"] = dict(seen)  # a snapshot: `seen` goes on changing
             if token:
                 extra["since"] = since
             after = PullCursor(phase=phase if token else "incremental", token=token,
