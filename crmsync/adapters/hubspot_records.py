@@ -145,7 +145,8 @@ class HubSpotRecords:
         guard.check(token)
         while True:
             query = dict(params, after=token) if token else params
-            body, calls = self._records_request("GET", path, params=query, what=f"list {object_type}")
+            body, calls = self._records_request("GET", path, params=query,
+                                                what=f"list {object_type}")
             raws = body.get("results") or []
             records = [self._record(object_type, raw, _inline_associations(raw, owned))
                        for raw in raws]
@@ -176,56 +177,50 @@ class HubSpotRecords:
 
     def _increment(self, object_type: ObjectType, cursor: PullCursor,
                    names: list[str]) -> Generator[RecordPage, None, PullCursor]:
-        """Search pages on the modification date; returns the cursor after the last one."""
-        prop = MODIFIED[object_type]
+        """Search pages on the modification date; returns the cursor after the last one.
+
+        The query state lives in `cursor.extra["query"]`: mode "range" (`op` GTE or GT the
+        timestamp `ts`, sorted by it, paged by offset in `cursor.token`; with GTE, records at
+        or before (`ts`, `id`) are skipped) or mode "tie" (`EQ ts`, `hs_object_id GT id`,
+        sorted by id: one timestamp's records, however many, by keyset).
+        """
         guard = TokenGuard(self.crm, f"search {object_type}")
         query = dict(cursor.extra.get("query") or _range_query(cursor, "GTE"))
         token = cursor.token
         guard.check(token)
         high, high_id = cursor.high_water, cursor.high_water_id
         while True:
-            tie = query["mode"] == "tie"
-            ts = dt.datetime.fromisoformat(query["ts"]) if query.get("ts") else None
-            if tie:
-                filters = [_filter(prop, "EQ", ts), _filter("hs_object_id", "GT", query["id"])]
-                raws, next_after, calls = self._search_records(object_type, filters, "hs_object_id",
-                                                       names, None)
-            else:
-                filters = [_filter(prop, query["op"], ts)] if ts else []
-                raws, next_after, calls = self._search_records(object_type, filters, prop, names, token)
-            if not tie and query["op"] == "GTE" and query.get("id"):
-                floor = (ts, int(query["id"]))
-                raws = [r for r in raws if (_modified(object_type, r), int(r["id"])) > floor]
+            raws, next_after, calls = self._search_step(object_type, query, names, token)
             page, more = self._search_page(object_type, raws)
-            calls += more
             if raws:
                 high, high_id = _modified(object_type, raws[-1]), str(raws[-1]["id"])
-            if tie:
-                if next_after is not None and raws:
-                    query = {"mode": "tie", "ts": query["ts"], "id": high_id}
-                else:  # this timestamp is done: on to strictly later ones
-                    query = {"mode": "range", "op": "GT", "ts": query["ts"], "id": None}
-                token = None
-            elif next_after is None:
-                token = None
-            elif int(next_after) + SEARCH_LIMIT > SEARCH_CAP:
-                # The next page would pass the cap: restart from the last record read.
-                query = {"mode": "tie", "ts": _iso(high), "id": high_id}
-                token = None
-                guard.reset()
-            else:
-                token = next_after
-                guard.check(token)
-            finished = not tie and next_after is None
-            if finished:
-                query = {"mode": "range", "op": "GTE", "ts": _iso(high), "id": high_id}
+            query, token, finished = _next_step(query, next_after, bool(raws), high, high_id)
+            if token is None:
+                guard.reset()  # a new query: its offsets are its own
+            guard.check(token)
             extra = dict(cursor.extra, query=query)
             after = PullCursor(phase="incremental", token=token, high_water=high,
                                high_water_id=high_id, pass_started_at=cursor.pass_started_at,
                                extra=extra)
-            yield replace_page(page, after, calls)
+            yield replace_page(page, after, calls + more)
             if finished:
                 return after
+
+    def _search_step(self, object_type: ObjectType, query: Mapping[str, Any],
+                     names: list[str], token: str | None
+                     ) -> tuple[list[dict[str, Any]], str | None, int]:
+        """One search request of the increment's current query (see `_increment`)."""
+        prop = MODIFIED[object_type]
+        ts = dt.datetime.fromisoformat(query["ts"]) if query.get("ts") else None
+        if query["mode"] == "tie":
+            filters = [_filter(prop, "EQ", ts), _filter("hs_object_id", "GT", query["id"])]
+            return self._search_records(object_type, filters, "hs_object_id", names, None)
+        filters = [_filter(prop, query["op"], ts)] if ts else []
+        raws, next_after, calls = self._search_records(object_type, filters, prop, names, token)
+        if query["op"] == "GTE" and query.get("id"):
+            floor = (ts, int(query["id"]))
+            raws = [r for r in raws if (_modified(object_type, r), int(r["id"])) > floor]
+        return raws, next_after, calls
 
     def _archived(self, object_type: ObjectType, cursor: PullCursor) -> Iterator[RecordPage]:
         """Records archived since the last scan (`archivedAt` after it), as removals."""
@@ -246,8 +241,9 @@ class HubSpotRecords:
                                       "properties": "hs_object_id"}
             if token:
                 params["after"] = token
-            body, calls = self._records_request("GET", f"/crm/v3/objects/{object_type}", params=params,
-                                        what=f"list archived {object_type}")
+            body, calls = self._records_request("GET", f"/crm/v3/objects/{object_type}",
+                                                params=params,
+                                                what=f"list archived {object_type}")
             removals = []
             for raw in body.get("results") or []:
                 when = _time(raw.get("archivedAt"))
@@ -281,7 +277,7 @@ class HubSpotRecords:
     def _search_records(self, object_type: ObjectType, filters: list[dict[str, Any]], sort: str,
                 names: list[str], after: str | None
                 ) -> tuple[list[dict[str, Any]], str | None, int]:
-        from crmsync.adapters.hubspot import SEARCH_BUCKET  # noqa: PLC0415 -- import cycle
+        from crmsync.adapters.hubspot import SEARCH_BUCKET
 
         body: dict[str, Any] = {
             "filterGroups": [{"filters": filters}] if filters else [],
@@ -366,7 +362,7 @@ class HubSpotRecords:
         calls = 0
         unknown = known is None or any(r.fields.get("stage_id") not in known for r in records)
         reads = getattr(self, "_stage_reads", 0)
-        if unknown and reads < 2:  # noqa: PLR2004 -- the first read and one refresh
+        if unknown and reads < 2:
             known = {stage.id: stage.outcome
                      for pipeline in self.list_pipelines()  # type: ignore[attr-defined]
                      for stage in pipeline.stages}
@@ -424,6 +420,24 @@ def _after_full(cursor: PullCursor, token: str | None, started: dt.datetime) -> 
     extra.setdefault("archived_since", _iso(started - OVERLAP))
     return PullCursor(phase="incremental", high_water=high, pass_started_at=started,
                       extra=extra)
+
+
+def _next_step(query: Mapping[str, Any], next_after: str | None, read_any: bool,
+               high: dt.datetime | None, high_id: str | None
+               ) -> tuple[dict[str, Any], str | None, bool]:
+    """The increment's next (query, offset token, finished) after one search page."""
+    if query["mode"] == "tie":
+        if next_after is not None and read_any:
+            return {"mode": "tie", "ts": query["ts"], "id": high_id}, None, False
+        # This timestamp is done: on to strictly later ones.
+        return {"mode": "range", "op": "GT", "ts": query["ts"], "id": None}, None, False
+    if next_after is None:  # caught up: the next run starts at the high-water mark
+        return {"mode": "range", "op": "GTE", "ts": _iso(high), "id": high_id}, None, True
+    if int(next_after) + SEARCH_LIMIT > SEARCH_CAP:
+        # The next page would pass search's cap: restart from the last record read, first
+        # with the rest of its timestamp by id.
+        return {"mode": "tie", "ts": _iso(high), "id": high_id}, None, False
+    return dict(query), next_after, False
 
 
 def _range_query(cursor: PullCursor, op: str) -> dict[str, Any]:

@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from crmsync.adapters.http_policy import Reply, parse_body
-
 from crmsync.adapters.records import (
     Association,
     FieldDefinition,
@@ -56,7 +55,6 @@ if TYPE_CHECKING:
     import requests
 
     from crmsync.adapters.http_policy import HttpPolicy
-
     from crmsync.names import ObjectType
 
 PAGE_LIMIT = 500  # the v2 list maximum
@@ -139,32 +137,22 @@ class PipedriveRecords:
         token = cursor.token
         guard.check(token)
         high, high_id = cursor.high_water, cursor.high_water_id
-        if token:
-            since = cursor.extra.get("since")
-        else:
-            since = _rfc3339(high - OVERLAP) if high else None
+        # A page token belongs to its query: resuming, the query is the one it came from.
+        since = cursor.extra.get("since") if token else _rfc3339(high - OVERLAP) if high else None
         seen: dict[str, list[str]] = dict(cursor.extra.get("seen") or {})
         phase = cursor.phase if cursor.phase in ("full", "incremental") else "incremental"
         while True:
-            params: dict[str, Any] = {"limit": PAGE_LIMIT, "sort_by": "update_time",
-                                      "sort_direction": "asc"}
-            if since:
-                params["updated_since"] = since
-            if object_type == "deals":
-                # Deleted deals stay listed for 30 days with this status (v2 `status`).
-                params["status"] = "open,won,lost,deleted"
-            if token:
-                params["cursor"] = token
-            body = self._pd_get(f"{self._api}/{ENTITY[object_type]}", params=params,
+            body = self._pd_get(f"{self._api}/{ENTITY[object_type]}",
+                                params=_list_params(object_type, since, token),
                                 what=f"list {ENTITY[object_type]}")
             records, removals = [], []
             for raw in body.get("data") or []:
                 record_id = str(raw["id"])
                 when = _time(raw.get("update_time")) or dt.datetime.fromtimestamp(0, dt.UTC)
-                digest = _digest(raw)
                 if high is None or (when, int(record_id)) > (high, int(high_id or 0)):
                     high, high_id = when, record_id
-                if (seen.get(record_id) or [None, None])[1] == digest:
+                digest = _digest(raw)
+                if record_id in seen and seen[record_id][1] == digest:
                     continue  # read before, unchanged: the overlap window
                 seen[record_id] = [when.isoformat(), digest]
                 if raw.get("is_deleted") or raw.get("status") == "deleted":
@@ -304,6 +292,19 @@ class _Mapper:
         if isinstance(value, list):
             return [options.get(str(v), v) for v in value]
         return options.get(str(value), value)
+
+
+def _list_params(object_type: str, since: str | None, token: str | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"limit": PAGE_LIMIT, "sort_by": "update_time",
+                              "sort_direction": "asc"}
+    if since:
+        params["updated_since"] = since
+    if object_type == "deals":
+        # Deleted deals stay listed for 30 days with this status (v2 `status`).
+        params["status"] = "open,won,lost,deleted"
+    if token:
+        params["cursor"] = token
+    return params
 
 
 def _definitions(raws: Sequence[Mapping[str, Any]]) -> list[FieldDefinition]:
