@@ -34,6 +34,7 @@ from crmsync.adapters.base import (
 )
 from crmsync.adapters.http_policy import HUBSPOT, HttpPolicy, Reply, request_timeouts
 from crmsync.errors import FatalRemoteError
+from crmsync.adapters.hubspot_records import HubSpotRecords
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -82,7 +83,7 @@ def _sdk_client(base_url: str, token: str) -> hubspot.Client:
                                  retry=False)
 
 
-class HubSpotAdapter:
+class HubSpotAdapter(HubSpotRecords):
     """A `CrmAdapter` for one HubSpot account (deal pipelines)."""
 
     crm = "hubspot"

@@ -27,6 +27,7 @@ from crmsync.adapters.http_policy import (
     parse_body,
     request_timeouts,
 )
+from crmsync.adapters.pipedrive_records import PipedriveRecords
 from crmsync.errors import FatalRemoteError
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ PAGE_SIZE = 500  # the v2 maximum for list endpoints (`limit`, "a maximum value 
 DEAL_LISTINGS = ("/deals", "/deals/archived")
 
 
-class PipedriveAdapter:
+class PipedriveAdapter(PipedriveRecords):
     """A `CrmAdapter` for one Pipedrive company account."""
 
     crm = "pipedrive"

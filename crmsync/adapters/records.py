@@ -22,6 +22,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
+from crmsync.errors import RemoteError
+
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
@@ -179,3 +181,41 @@ class RecordAdapter(Protocol):
         `done` set. A paginator that sees the same page token twice raises `RemoteError`.
         """
         ...
+
+
+class TokenGuard:
+    """Remembers the page tokens one listing has followed; a token seen twice is an error.
+
+    A CRM that hands back a token it gave before would otherwise page forever
+    (singer-sdk's paginator stops the same way).
+    """
+
+    def __init__(self, crm: str, what: str) -> None:
+        self._crm = crm
+        self._what = what
+        self._seen: set[str] = set()
+
+    def check(self, token: str | None) -> None:
+        if token is None:
+            return
+        if token in self._seen:
+            raise RemoteError(
+                self._crm, f"{self._what}: the CRM returned the page token {token[:60]!r} a "
+                "second time; stopped instead of reading the same pages again")
+        self._seen.add(token)
+
+    def reset(self) -> None:
+        """A new listing (another query) starts: its tokens are its own."""
+        self._seen.clear()
+
+
+def ensure_last_done(pages: Iterator[RecordPage]) -> Iterator[RecordPage]:
+    """Yield `pages` with `done` set on the last one (one page of look-ahead)."""
+    pending: RecordPage | None = None
+    for page in pages:
+        if pending is not None:
+            yield pending
+        pending = page
+    if pending is not None:
+        yield RecordPage(pending.object_type, pending.records, pending.removals,
+                         pending.cursor, done=True, calls=pending.calls)

@@ -1,0 +1,394 @@
+"""Pipedrive persons, organizations and deals page by page: the `RecordAdapter` side of
+`PipedriveAdapter` (mixed in as `PipedriveRecords`).
+
+One listing serves the first load and every increment: `GET /api/v2/{persons|organizations|
+deals}` with `limit=500`, `sort_by=update_time`, `sort_direction=asc`, paged by
+`additional_data.next_cursor` (null at the end), and from the second run on
+`updated_since` = high-water mark minus `OVERLAP` (`update_time` has one-second resolution, so
+records written in the high-water second, or committed late, are read again). What was already
+taken is recognised by a digest per record of the overlap window kept in the cursor: a record
+comes again only if it changed, so nothing is missed nor repeated at the boundary.
+
+What each way costs, in calls (list = 10 tokens, `x-token-cost` in the v2 spec):
+
+- first load: 2 calls per 1,000 records (500 a page), nothing else; custom-field names come
+  from the field definitions the engine passes (or, without them, one paged read of
+  `/api/v1/{deal,person,organization}Fields` per type and adapter);
+- increment: 1 call per 500 changed records; nothing changed: exactly 1 call;
+- removals: deleted deals come free in the same listing (`status=open,won,lost,deleted`; v2
+  keeps deleted deals listed for 30 days). Deleted persons and organizations do not show in
+  v2 lists: with `scan_removals`, `GET /v1/recents?since_timestamp=…&items=person` (or
+  `organization`) lists every change since the last scan, 500 a page (20 tokens a call): 1
+  call per 500 changes of the type since the last scan.
+
+Archived deals (`/api/v2/deals/archived`) are not read (a second listing would double the
+no-change cost).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
+
+from crmsync.adapters.http_policy import Reply, parse_body
+from crmsync.adapters.records import (
+    Association,
+    FieldDefinition,
+    FieldOption,
+    FieldType,
+    PullCursor,
+    RecordPage,
+    RemoteRecord,
+    RemoteRemoval,
+    TokenGuard,
+    ensure_last_done,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Generator, Iterator, Mapping, Sequence
+
+    import requests
+
+    from crmsync.adapters.http_policy import HttpPolicy
+    from crmsync.names import ObjectType
+
+PAGE_LIMIT = 500  # the v2 list maximum
+FIELDS_LIMIT = 500  # v1 field definitions per page
+OVERLAP = dt.timedelta(seconds=2)
+ENTITY = {"contacts": "persons", "companies": "organizations", "deals": "deals"}
+FIELDS_PATH = {"contacts": "personFields", "companies": "organizationFields",
+               "deals": "dealFields"}
+RECENTS_ITEM = {"contacts": "person", "companies": "organization"}
+_HASH_KEY = re.compile(r"^[0-9a-f]{40}$")
+_TYPES: dict[str, FieldType] = {
+    "varchar": "text", "varchar_auto": "text", "text": "text", "phone": "text",
+    "address": "text", "double": "number", "int": "number", "monetary": "monetary",
+    "date": "date", "enum": "enumeration", "set": "enumeration",
+}
+# Top-level keys that become canonical fields (or the record's id and time) per type.
+_CONSUMED = {
+    "contacts": frozenset({"id", "first_name", "last_name", "owner_id", "org_id",
+                           "update_time", "custom_fields", "is_deleted"}),
+    "companies": frozenset({"id", "name", "owner_id", "update_time", "custom_fields",
+                            "is_deleted"}),
+    "deals": frozenset({"id", "title", "value", "currency", "pipeline_id", "stage_id",
+                        "status", "expected_close_date", "won_time", "lost_time",
+                        "stage_change_time", "owner_id", "add_time", "update_time",
+                        "custom_fields", "org_id", "person_id", "is_deleted"}),
+}
+
+
+class PipedriveRecords:
+    """Persons, organizations and deals for `PipedriveAdapter` (see the module docstring)."""
+
+    crm: str
+    policy: HttpPolicy
+    _api: str  # …/api/v2
+    _session: requests.Session
+    _timeouts: tuple[float, float]
+
+    # -- the interface ------------------------------------------------------------------------
+
+    def field_definitions(self, object_type: ObjectType) -> list[FieldDefinition]:
+        """Every field of the type (`/api/v1/{entity}Fields`, paged); custom fields named
+        from their label in snake_case, unique within the type."""
+        raws: list[dict[str, Any]] = []
+        start = 0
+        while True:
+            body = self._pd_get(
+                f"{self._v1()}/{FIELDS_PATH[object_type]}",
+                params={"start": start, "limit": FIELDS_LIMIT},
+                what=f"list {ENTITY[object_type]} fields")
+            raws.extend(body.get("data") or [])
+            pagination = (body.get("additional_data") or {}).get("pagination") or {}
+            if not pagination.get("more_items_in_collection"):
+                break
+            start = int(pagination.get("next_start") or start + FIELDS_LIMIT)
+        return _definitions(raws)
+
+    def pull(self, object_type: ObjectType, cursor: PullCursor | None,
+             fields: Sequence[FieldDefinition], *,
+             scan_removals: bool = False) -> Iterator[RecordPage]:
+        """Pages changed since `cursor`; see the module docstring for the calls each costs."""
+        return ensure_last_done(self._pd_phases(object_type, cursor or PullCursor(), fields,
+                                                scan_removals=scan_removals))
+
+    # -- phases -------------------------------------------------------------------------------
+
+    def _pd_phases(self, object_type: ObjectType, cursor: PullCursor,
+                   fields: Sequence[FieldDefinition], *,
+                   scan_removals: bool) -> Iterator[RecordPage]:
+        if cursor.phase != "recents":
+            cursor = yield from self._pd_listing(object_type, cursor, fields)
+            if not scan_removals or object_type not in RECENTS_ITEM:
+                return
+        yield from self._pd_recents(object_type, cursor)
+
+    def _pd_listing(self, object_type: ObjectType, cursor: PullCursor,
+                    fields: Sequence[FieldDefinition]
+                    ) -> Generator[RecordPage, None, PullCursor]:
+        mapper = _Mapper(object_type, fields or self._pd_definitions(object_type))
+        guard = TokenGuard(self.crm, f"list {ENTITY[object_type]}")
+        token = cursor.token
+        guard.check(token)
+        high, high_id = cursor.high_water, cursor.high_water_id
+        # A page token belongs to its query: resuming, the query is the one it came from.
+        since = cursor.extra.get("since") if token else _rfc3339(high - OVERLAP) if high else None
+        seen: dict[str, list[str]] = dict(cursor.extra.get("seen") or {})
+        phase = cursor.phase if cursor.phase in ("full", "incremental") else "incremental"
+        while True:
+            body = self._pd_get(f"{self._api}/{ENTITY[object_type]}",
+                                params=_list_params(object_type, since, token),
+                                what=f"list {ENTITY[object_type]}")
+            records, removals = [], []
+            for raw in body.get("data") or []:
+                record_id = str(raw["id"])
+                when = _time(raw.get("update_time")) or dt.datetime.fromtimestamp(0, dt.UTC)
+                if high is None or (when, int(record_id)) > (high, int(high_id or 0)):
+                    high, high_id = when, record_id
+                digest = _digest(raw)
+                if record_id in seen and seen[record_id][1] == digest:
+                    continue  # read before, unchanged: the overlap window
+                seen[record_id] = [when.isoformat(), digest]
+                if raw.get("is_deleted") or raw.get("status") == "deleted":
+                    removals.append(RemoteRemoval(object_type, record_id, "deleted",
+                                                  removed_at=when))
+                else:
+                    records.append(mapper.record(raw, when))
+            if high is not None:
+                floor = (high - OVERLAP).isoformat()
+                seen = {k: v for k, v in seen.items() if v[0] >= floor}
+            token = (body.get("additional_data") or {}).get("next_cursor") or None
+            guard.check(token)
+            extra = {k: v for k, v in cursor.extra.items() if k not in ("since", "seen")}
+            extra["seen"] = dict(seen)  # a snapshot: `seen` goes on changing
+            if token:
+                extra["since"] = since
+            after = PullCursor(phase=phase if token else "incremental", token=token,
+                               high_water=high, high_water_id=high_id, extra=extra)
+            yield RecordPage(object_type, tuple(records), tuple(removals), after, calls=1)
+            if not token:
+                return after
+
+    def _pd_recents(self, object_type: ObjectType, cursor: PullCursor) -> Iterator[RecordPage]:
+        """Persons or organizations deleted since the last scan, from `/v1/recents`."""
+        item = RECENTS_ITEM[object_type]
+        resuming = cursor.phase == "recents"
+        started = (cursor.extra.get("recents_started") if resuming else None) or \
+            _v1_time(dt.datetime.now(dt.UTC))
+        since = cursor.extra.get("recents_since") or _v1_time(
+            (cursor.high_water or dt.datetime.now(dt.UTC)) - OVERLAP)
+        start = int(cursor.token or 0) if resuming else 0
+        guard = TokenGuard(self.crm, f"list recent {item} changes")
+        while True:
+            body = self._pd_get(
+                f"{self._v1()}/recents",
+                params={"since_timestamp": since, "items": item, "start": start,
+                        "limit": PAGE_LIMIT},
+                what=f"list recent {item} changes")
+            removals = []
+            for entry in body.get("data") or []:
+                data = entry.get("data")
+                gone = data is None or (isinstance(data, dict) and (
+                    data.get("active_flag") is False or data.get("is_deleted")))
+                if entry.get("item") == item and gone:
+                    removed = _time((data or {}).get("update_time"))
+                    removals.append(RemoteRemoval(object_type, str(entry["id"]), "deleted",
+                                                  removed_at=removed))
+            pagination = (body.get("additional_data") or {}).get("pagination") or {}
+            more = bool(pagination.get("more_items_in_collection"))
+            start = int(pagination.get("next_start") or start + PAGE_LIMIT)
+            extra = dict(cursor.extra)
+            if more:
+                guard.check(str(start))
+                extra.update(recents_since=since, recents_started=started)
+                after = PullCursor("recents", str(start), cursor.high_water,
+                                   cursor.high_water_id, extra=extra)
+            else:
+                extra.pop("recents_started", None)
+                extra["recents_since"] = started
+                after = PullCursor("incremental", None, cursor.high_water,
+                                   cursor.high_water_id, extra=extra)
+            yield RecordPage(object_type, (), tuple(removals), after, calls=1)
+            if not more:
+                return
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _pd_definitions(self, object_type: ObjectType) -> list[FieldDefinition]:
+        cache: dict[str, list[FieldDefinition]] = self.__dict__.setdefault(
+            "_pd_field_cache", {})
+        if object_type not in cache:
+            cache[object_type] = self.field_definitions(object_type)
+        return cache[object_type]
+
+    def _pd_get(self, url: str, *, params: dict[str, Any], what: str) -> dict[str, Any]:
+        """One GET through the policy (the adapter's session carries the token)."""
+
+        def send() -> Reply[dict[str, Any]]:
+            response = self._session.get(url, params=params, timeout=self._timeouts)
+            body = parse_body(response.content) if response.content else {}
+            return Reply(response.status_code, response.headers, body=body,
+                         value=body if isinstance(body, dict) else {})
+
+        result: dict[str, Any] = self.policy.call(send, what=what)
+        return result
+
+    def _v1(self) -> str:
+        return self._api.removesuffix("/v2") + "/v1"
+
+
+class _Mapper:
+    """Turns one raw v2 record into a `RemoteRecord` (custom fields by name, options by label)."""
+
+    def __init__(self, object_type: ObjectType, fields: Sequence[FieldDefinition]) -> None:
+        self.object_type = object_type
+        self.custom = {f.remote_key: f for f in fields if f.custom}
+        self.options = {f.remote_key: {o.value: o.label for o in f.options} for f in fields}
+
+    def record(self, raw: Mapping[str, Any], when: dt.datetime) -> RemoteRecord:
+        object_type = self.object_type
+        properties = {k: v for k, v in raw.items() if k not in _CONSUMED[object_type]}
+        for key, value in (raw.get("custom_fields") or {}).items():
+            definition = self.custom.get(key)
+            name = definition.name if definition else key
+            properties[name] = self._value(key, value)
+        fields: dict[str, Any]
+        associations: tuple[Association, ...]
+        if object_type == "contacts":
+            fields = {"email": _primary(raw.get("emails")),
+                      "first_name": raw.get("first_name"), "last_name": raw.get("last_name"),
+                      "phone": _primary(raw.get("phones")), "owner_id": _id(raw.get("owner_id"))}
+            associations = _links(("companies", raw.get("org_id")))
+        elif object_type == "companies":
+            fields = {"name": raw.get("name"), "owner_id": _id(raw.get("owner_id")),
+                      "domain": _domain(properties.get("domain"), raw.get("website"))}
+            associations = ()
+        else:
+            closed = raw.get("won_time") or raw.get("lost_time")
+            expected = raw.get("expected_close_date")
+            fields = {
+                "name": raw.get("title"), "amount": _decimal(raw.get("value")),
+                "currency": raw.get("currency"), "pipeline_id": _id(raw.get("pipeline_id")),
+                "stage_id": _id(raw.get("stage_id")), "status": raw.get("status"),
+                "close_date": dt.date.fromisoformat(expected[:10]) if expected else None,
+                "closed_at": _time(closed), "stage_changed_at": _time(
+                    raw.get("stage_change_time")),
+                "owner_id": _id(raw.get("owner_id")), "created_at": _time(raw.get("add_time")),
+            }
+            associations = _links(("contacts", raw.get("person_id")),
+                                  ("companies", raw.get("org_id")))
+        return RemoteRecord(object_type, str(raw["id"]), when, fields, properties, associations)
+
+    def _value(self, key: str, value: Any) -> Any:
+        options = self.options.get(key)
+        if not options or value is None:
+            return value  # monetary stays {value, currency}
+        if isinstance(value, list):
+            return [options.get(str(v), v) for v in value]
+        return options.get(str(value), value)
+
+
+def _list_params(object_type: str, since: str | None, token: str | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"limit": PAGE_LIMIT, "sort_by": "update_time",
+                              "sort_direction": "asc"}
+    if since:
+        params["updated_since"] = since
+    if object_type == "deals":
+        # Deleted deals stay listed for 30 days with this status (v2 `status`).
+        params["status"] = "open,won,lost,deleted"
+    if token:
+        params["cursor"] = token
+    return params
+
+
+def _definitions(raws: Sequence[Mapping[str, Any]]) -> list[FieldDefinition]:
+    taken = {str(r["key"]) for r in raws if not _HASH_KEY.match(str(r["key"]))}
+    definitions = []
+    for raw in raws:
+        key = str(raw["key"])
+        custom = bool(_HASH_KEY.match(key))
+        label = str(raw.get("name") or key)
+        name = key
+        if custom:
+            base = re.sub(r"[^0-9a-z]+", "_", label.lower()).strip("_") or "field"
+            name, n = base, 2
+            while name in taken:
+                name, n = f"{base}_{n}", n + 1
+            taken.add(name)
+        options = tuple(FieldOption(str(o.get("id")), str(o.get("label")))
+                        for o in raw.get("options") or [])
+        definitions.append(FieldDefinition(
+            name=name, label=label, type=_TYPES.get(str(raw.get("field_type")), "other"),
+            remote_key=key, custom=custom, options=options))
+    return definitions
+
+
+def _links(*pairs: tuple[str, Any]) -> tuple[Association, ...]:
+    # A deal's person and organization, a person's organization: one each, so primary.
+    return tuple(Association(cast("ObjectType", t), str(_ref(i)), primary=True)
+                 for t, i in pairs if _ref(i) is not None)
+
+
+def _ref(value: Any) -> Any:
+    # v2 gives plain ids; an `include_fields`-style object {"value": id} is read too.
+    return value.get("value") if isinstance(value, dict) else value
+
+
+def _primary(items: Any) -> str | None:
+    if not items:
+        return None
+    chosen = next((i for i in items if i.get("primary")), items[0])
+    return chosen.get("value") or None
+
+
+def _id(value: Any) -> str | None:
+    value = _ref(value)
+    return None if value is None else str(value)
+
+
+def _domain(custom: Any, website: Any) -> str | None:
+    if custom:
+        return str(custom)
+    if not website:
+        return None
+    text = str(website)
+    host = urlsplit(text if "//" in text else f"//{text}").hostname or ""
+    return host.removeprefix("www.") or None
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+def _time(value: Any) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00").replace(" ", "T"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def _rfc3339(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _v1_time(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _digest(raw: Mapping[str, Any]) -> str:
+    text = json.dumps(raw, sort_keys=True, default=str).encode()
+    return hashlib.blake2b(text, digest_size=8).hexdigest()
