@@ -33,8 +33,8 @@ from crmsync.adapters.base import (
     StageSpec,
 )
 from crmsync.adapters.http_policy import HUBSPOT, HttpPolicy, Reply, request_timeouts
-from crmsync.errors import FatalRemoteError
 from crmsync.adapters.hubspot_records import HubSpotRecords
+from crmsync.errors import FatalRemoteError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
