@@ -81,7 +81,7 @@ POSTGRES_URL = os.environ.get(
 StoreFactory = Callable[[], Store]
 
 
-def _postgres_reachable() -> str | None:
+def postgres_problem() -> str | None:
     try:
         engine = create_engine(POSTGRES_URL)
         with engine.connect() as conn:
@@ -105,7 +105,7 @@ def open_test_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
 
         yield factory
     else:
-        problem = _postgres_reachable()
+        problem = postgres_problem()
         if problem:
             pytest.skip(f"!!! POSTGRESQL UNREACHABLE at {POSTGRES_URL}: {problem} — "
                         "store tests ran on SQLite only !!!")

@@ -108,12 +108,15 @@ class _Progress:
 @click.option("--dry-run", is_flag=True, help="Read and report what would change; write nothing.")
 @click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Clients synced at once (each has its own CRM rate limit).")
+@click.option("--min-interval", type=click.FloatRange(0), default=0.0, show_default=True,
+              metavar="SECONDS",
+              help="Skip a client synced less than this long ago (several hosts, one cron line).")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON (for logs).")
 @click.option("--failures", "show_failures", is_flag=True,
               help="List records that failed and wait to be retried; sync nothing.")
 @pass_app
 def sync_command(app: App, *, paths: tuple[Path, ...], full: bool, dry_run: bool, workers: int,
-                 as_json: bool, show_failures: bool) -> None:
+                 min_interval: float, as_json: bool, show_failures: bool) -> None:
     """Bring each client's contacts, companies, deals and associations into the local store.
 
     Incremental: each run reads only what changed since the last (one API call per object
@@ -142,7 +145,8 @@ def sync_command(app: App, *, paths: tuple[Path, ...], full: bool, dry_run: bool
 
     with _Progress(enabled=not as_json and sys.stderr.isatty()) as progress:
         outcomes = sync_clients(list(paths), app.settings, full=full, dry_run=dry_run,
-                                workers=workers, on_page=progress.update)
+                                workers=workers, min_interval=min_interval,
+                                on_page=progress.update)
     if as_json:
         click.echo(json.dumps({"clients": [_as_json(o) for o in outcomes]}, indent=2,
                               ensure_ascii=False))

@@ -142,6 +142,9 @@ def _pull_type(records: RecordStore, adapter: RecordAdapter, *, crm: str,
                 crm, object_type, rows, removals, page.cursor.to_json(), pass_id=pass_id,
                 removals_scanned=scan and page.done)
         counts.add(outcome, page)
+        log.info("%s %s: page %d %s (%d records, %d removals); %d pulled so far",
+                 crm, object_type, counts.pages, "read" if dry_run else "committed",
+                 len(page.records), len(page.removals), counts.pulled)
         if in_full_pass and page.cursor.phase != FULL_PHASE and pass_id and not dry_run:
             # The full pass listed everything the CRM has: what it did not list is gone.
             counts.tombstoned += records.tombstone_unseen(crm, object_type, pass_id)

@@ -80,6 +80,7 @@ def sync_clients(
     full: bool = False,
     dry_run: bool = False,
     workers: int = 4,
+    min_interval: float = 0.0,
     session: Session | None = None,
     on_page: Callable[[str, str, object], None] | None = None,
     clock: Callable[[], dt.datetime] = _utcnow,
@@ -87,7 +88,9 @@ def sync_clients(
     """Sync every client named by `paths` (files or folders; none: `settings.configs_dir`).
 
     `on_page(client, object_type, counts)` is called after every committed page (progress).
-    One client's failure never stops the others.
+    A client whose last run finished after this one started, or less than `min_interval`
+    seconds ago, is skipped (`done-elsewhere`): that is what makes one cron line on several
+    hosts sync each client once per round. One client's failure never stops the others.
     """
     from crmsync.provision import load_blueprints
 
@@ -116,8 +119,9 @@ def sync_clients(
             outcome, adapter = item
             if adapter is None:
                 return outcome
+            fresh_after = min(round_started, clock() - dt.timedelta(seconds=min_interval))
             return _sync_one(outcome, adapter, active, full=full, dry_run=dry_run,
-                             round_started=round_started, on_page=on_page)
+                             fresh_after=fresh_after, on_page=on_page)
 
         with ThreadPoolExecutor(max_workers=max(1, workers),
                                 thread_name_prefix="crmsync-sync") as pool:
@@ -125,7 +129,7 @@ def sync_clients(
 
 
 def _sync_one(outcome: ClientSync, adapter: RecordAdapter, session: Session, *, full: bool,
-              dry_run: bool, round_started: dt.datetime,
+              dry_run: bool, fresh_after: dt.datetime,
               on_page: Callable[[str, str, object], None] | None) -> ClientSync:
     blueprint = outcome.blueprint
     assert blueprint is not None
@@ -143,7 +147,7 @@ def _sync_one(outcome: ClientSync, adapter: RecordAdapter, session: Session, *, 
         with store.lease(client, crm, purpose="sync"):
             records = store.records(client)
             finished = records.last_finished(crm)
-            if finished is not None and finished >= round_started and not full:
+            if finished is not None and finished >= fresh_after and not full:
                 outcome.status = "done-elsewhere"
                 return outcome
             account_id = session.check_account(client, crm, adapter)  # type: ignore[arg-type]

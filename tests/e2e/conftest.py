@@ -22,12 +22,14 @@ import requests
 import yaml
 from click.testing import CliRunner, Result
 from pydantic import SecretStr
+from sqlalchemy import create_engine, text
 
 import crmsync.session
 from crmsync.adapters.registry import create_adapter
 from crmsync.cli import cli
 from crmsync.settings import Settings
 from crmsync.store import open_store
+from tests.conftest import POSTGRES_URL, postgres_problem
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -264,3 +266,22 @@ def world(request: pytest.FixtureRequest, sandbox: str, tmp_path: Path,
     monkeypatch.setattr(crmsync.session, "default_adapter_factory", world.adapter_factory)
     yield world
     world.faults(rate_429=0.0, rate_5xx=0.0)
+
+
+@pytest.fixture
+def postgres_store(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Point the CLI's store at a fresh schema on the PostgreSQL server."""
+    problem = postgres_problem()
+    if problem:
+        pytest.skip(f"!!! POSTGRESQL UNREACHABLE at {POSTGRES_URL}: {problem} — "
+                    "the sync e2e ran on SQLite only !!!")
+    schema = f"crmsync_e2e_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(POSTGRES_URL)
+    with engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    monkeypatch.setenv("CRMSYNC_STORE_URL", url)
+    yield url
+    with engine.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    engine.dispose()
