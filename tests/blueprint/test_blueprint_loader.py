@@ -429,3 +429,25 @@ class TestOddEntriesInAFolder:
             writer.join(timeout=10)
             os.close(reader)
         assert not writer.is_alive()
+
+
+@pytest.mark.parametrize("name", ["alias_bomb.yaml", "impossible_date.yaml", "huge_integer.yaml"])
+def test_diff_still_plans_the_other_clients_when_one_file_is_odd(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sandbox: str, name: str) -> None:
+    for variable in [v for v in os.environ if v.startswith("CRMSYNC_") or v.endswith("_TOKEN")]:
+        monkeypatch.delenv(variable)
+    monkeypatch.setenv("CRMSYNC_PIPEDRIVE_BASE_URL", sandbox)
+    monkeypatch.setenv("CRMSYNC_PIPEDRIVE_TOKEN", "sandbox-token")
+    monkeypatch.setenv("CRMSYNC_MAX_RETRIES", "0")
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "nordwind.yaml").write_text(
+        (CONFIGS / "nordwind.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    (configs / name).write_text((FIXTURES / name).read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["diff"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert "+ pipeline 'Neukunden' (neukunden) with 5 stages" in result.stdout
+    assert "nordwind (pipedrive): 1 change pending" in result.stdout
+    assert f"configs/{name}:1" in result.output  # the odd file, at a line
