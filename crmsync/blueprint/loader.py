@@ -354,7 +354,6 @@ _TAG_KINDS = {
     "tag:yaml.org,2002:float": "a number",
     "tag:yaml.org,2002:bool": "true or false",
     "tag:yaml.org,2002:timestamp": "a date",
-    "tag:yaml.org,2002:null": "empty",
 }
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _NO_ALIASES = "anchors (&) and aliases (*) are not allowed in a blueprint"
