@@ -344,12 +344,12 @@ def _local_wording_hits(language: str, p: int, s: int, stage: Stage) -> Iterator
     if verdict is None:
         return
     label = stage.label
+    word = f" ('{verdict.word}')" if verdict.word and verdict.word != label else ""
     if verdict.rule == "passive-stage":
-        message = (f"'{label}' is a passive buyer status ('{verdict.word}'): nobody can act on "
-                   "it, so it should not be a stage")
+        message = (f"'{label}' is a passive buyer status{word}: nobody can act on it, so it "
+                   "should not be a stage")
     elif verdict.rule == "imperative-stage":
-        message = (f"'{label}' reads as a to-do ('{verdict.word}'), not as something that has "
-                   "happened")
+        message = f"'{label}' reads as a to-do{word}, not as something that has happened"
     elif verdict.word:  # German "wird …": in progress
         message = (f"'{label}' says what is in progress ('{verdict.word}'), not what has "
                    "happened")

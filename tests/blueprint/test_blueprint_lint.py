@@ -359,8 +359,9 @@ class TestWordingInUkrainianAndGerman:
              "«Пропозицію надіслано»"),
         ]
         assert findings[0].message == (
-            "'Думає' is a passive buyer status ('Думає'): nobody can act on it, so it should "
-            "not be a stage")
+            "'Думає' is a passive buyer status: nobody can act on it, so it should not be a "
+            "stage")
+        assert "('Надіслати')" in findings[2].message
 
     def test_a_to_do_without_a_known_rewording_gets_the_example(self) -> None:
         stages = [("Referenzen einsammeln", 0.1), *OUTCOMES["de"]]
