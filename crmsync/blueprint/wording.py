@@ -126,6 +126,8 @@ _UK_VERBS: tuple[tuple[str, str], ...] = (
     ("оплачено", "оплатити оплатіть оплати"),
     ("заброньовано", "забронювати забронюйте забронюй"),
     ("кваліфіковано", "кваліфікувати кваліфікуйте"),
+    ("запущено", "запустити запустіть запусти"),
+    ("запрошено", "запросити запросіть запроси"),
 )
 UK_TODO: dict[str, str] = {form: done for done, forms in _UK_VERBS for form in forms.split()}
 # To-do verbs with no natural impersonal form ("Зателефонувати клієнту"): flagged, no rewording.
@@ -230,7 +232,8 @@ DE_TODO: dict[str, str] = _pairs("""
     einreichen:eingereicht freigeben:freigegeben unterbreiten:unterbreitet führen:geführt
     halten:gehalten treffen:getroffen organisieren:organisiert festlegen:festgelegt
     überarbeiten:überarbeitet erinnern:erinnert telefonieren:telefoniert
-    demonstrieren:demonstriert verschieben:verschoben
+    demonstrieren:demonstriert verschieben:verschoben starten:gestartet
+    nachverhandeln:nachverhandelt anfordern:angefordert zusagen:zugesagt
 """)
 # Strong participles the prefix rules below cannot recognise (some equal their infinitive:
 # "Angebot erhalten" reads as done, so it passes).
@@ -249,8 +252,12 @@ DE_NOT_PARTICIPLES = _words("""
     geschäft gerät bericht verlust betracht zutritt eintritt austritt auftritt vorschlag
     zuschlag verdacht bereit gegen gesamt
 """)
+# Compound nouns ending like a participle ("Erstkontakt", "Projektbericht").
+_DE_NOUN_TAILS = ("kontakt", "angebot", "bericht", "verlust", "gebiet", "gewicht", "geschäft",
+                  "gericht", "produkt", "projekt", "punkt", "markt", "budget")
 _DE_SEPARABLE = ("zurück", "zusammen", "weiter", "wieder", "durch", "nach", "fest", "frei",
-                 "vor", "auf", "aus", "ein", "mit", "weg", "ab", "an", "bei", "zu", "um", "los")
+                 "statt", "teil", "kennen", "vor", "auf", "aus", "ein", "mit", "weg", "her",
+                 "hin", "dar", "ab", "an", "bei", "zu", "um", "los")
 _DE_INSEPARABLE = ("über", "unter", "hinter", "wider", "miss", "emp", "ent", "zer", "ver",
                    "be", "er")
 # Words that go with an opening to-do verb ("Bitte senden Sie das Angebot").
@@ -272,7 +279,8 @@ def is_de_participle(word: str) -> bool:
     """True for a German past participle by its prefix and ending (lower-case word)."""
     if word in DE_STRONG_PARTICIPLES:
         return True
-    if word in DE_NOT_PARTICIPLES or word in DE_TODO or len(word) < 5:
+    if (word in DE_NOT_PARTICIPLES or word in DE_TODO or len(word) < 5
+            or word.endswith(_DE_NOUN_TAILS)):
         return False
     if word.endswith("iert"):
         return True
