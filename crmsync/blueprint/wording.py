@@ -24,8 +24,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-WORDING_RULES = ("past-tense", "imperative-stage", "passive-stage")
-
 
 @dataclass(frozen=True)
 class Verdict:
