@@ -981,3 +981,24 @@ def test_every_route_was_exercised(request: pytest.FixtureRequest,
     routes = {(r.method, _canonical(r.template)) for r in pd.server.app.router.routes}
     assert routes - EXERCISED == set()
 
+
+
+def test_v1_token_costs_are_the_specs(pd: PipedriveSandbox) -> None:
+    """Each v1 route, at both host forms, costs its operation's `x-token-cost`."""
+    from pipedrive_support import load_spec
+
+    from crmsync.sandbox.http import Request
+    from crmsync.sandbox.limits import pipedrive_cost
+
+    paths = load_spec("openapi-v1.yaml")["paths"]
+    checked = 0
+    for route in pd.server.app.router.routes:
+        short = route.template.removeprefix("/api").removeprefix("/v1")
+        operation = paths.get(short, {}).get(route.method.lower())
+        if not route.template.startswith(("/api/v1/", "/v1/")) or operation is None:
+            continue
+        request = Request.build(route.method, route.template, {}, b"")
+        request.route = route.template
+        assert pipedrive_cost(request) == operation["x-token-cost"], route.template
+        checked += 1
+    assert checked == 2 * 18  # fields (5 × 3), recents, two merges; at both forms
