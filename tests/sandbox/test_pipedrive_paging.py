@@ -356,3 +356,34 @@ def test_seed_deletes_some_and_ties_many_on_one_second(fresh: PipedriveSandbox,
                 if not i["data"]["active_flag"]}
     assert inactive == {("person", i) for i in gone["persons"]} | {
         ("organization", i) for i in gone["organizations"]}
+
+
+@pytest.mark.parametrize("path", ["persons", "organizations", "deals", "deals/archived"])
+def test_an_incremental_sync_query_per_the_spec(fresh: PipedriveSandbox, spec: SpecValidator,
+                                                path: str) -> None:
+    """What sync sends: a window `updated_since` (≥) … `updated_until` (<), sorted by
+    `update_time` either way, 500 a page, cursor to a null `next_cursor`; deleted deals too."""
+    fresh.emulator.seed(contacts=1_500, companies=800, deals=2_600, seed=11)
+    name = path.split("/", maxsplit=1)[0]
+    archived = path.endswith("archived")
+    rows = [r for r in fresh.emulator.tables[name].rows.values()
+            if r.get("is_archived", False) == archived]
+    times = sorted({r["update_time"] for r in rows})
+    since, until = times[len(times) // 10], times[-2]  # the newest second is left out
+    extra = {"status": "open,won,lost,deleted"} if name == "deals" else {}
+    expected = {r["id"] for r in rows if since <= r["update_time"] < until
+                and (name == "deals" or not r["is_deleted"])}
+    page = 7 if archived else PAGE  # few deals are archived
+    assert len(expected) > page  # more than one page
+    for direction in ("asc", "desc"):
+        got, pages = _walk(fresh, spec, f"{V2}/{path}", limit=page, updated_since=since,
+                           updated_until=until, sort_by="update_time",
+                           sort_direction=direction, **extra)
+        assert pages == math.ceil(len(expected) / page)
+        assert [r["id"] for r in got if r["id"] in expected] == [r["id"] for r in got]
+        assert {r["id"] for r in got} == expected
+        assert len(got) == len(expected)  # none twice
+        keys = [(r["update_time"], r["id"]) for r in got]
+        assert keys == sorted(keys, reverse=direction == "desc")
+    if name == "deals":
+        assert any(r["is_deleted"] for r in got)
