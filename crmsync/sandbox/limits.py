@@ -185,14 +185,14 @@ _PIPEDRIVE_COSTS: dict[tuple[str, str], int] = {
     ("GET", "/api/v2/deals/archived"): 20,
     **{(method, f"{prefix}{path}"): cost
        for prefix in ("/api/v1", "/v1")  # v1 answers at both (openapi-v1.yaml costs)
-       for name in ("dealFields", "personFields", "organizationFields")
-       for method, path, cost in (("GET", f"/{name}", 20), ("POST", f"/{name}", 10),
-                                  ("GET", f"/{name}/{{id}}", 2),
-                                  ("PUT", f"/{name}/{{id}}", 10),
-                                  ("DELETE", f"/{name}/{{id}}", 6),
-                                  ("GET", "/recents", 20),
-                                  ("PUT", "/persons/{id}/merge", 40),
-                                  ("PUT", "/organizations/{id}/merge", 40))},
+       for method, path, cost in (
+           *((m, f"/{name}{tail}", c)
+             for name in ("dealFields", "personFields", "organizationFields")
+             for m, tail, c in (("GET", "", 20), ("POST", "", 10), ("GET", "/{id}", 2),
+                                ("PUT", "/{id}", 10), ("DELETE", "/{id}", 6))),
+           ("GET", "/recents", 20),
+           ("PUT", "/persons/{id}/merge", 40),
+           ("PUT", "/organizations/{id}/merge", 40))},
 }
 # OAuth apps get four times an api_token's burst ("80 requests per 2 seconds per
 # access_token" against 20 per api_token on the smallest plan).
