@@ -29,8 +29,8 @@ crm: {crm}
 # Currency of deal values (ISO code, capitals).
 currency: EUR
 
-# Language of the stage labels. With `en` the wording rules (past tense, no to-dos, no
-# passive states) are checked; for other languages they are skipped with a note.
+# Language of the stage labels. With `en`, `uk` or `de` the wording rules (past tense, no
+# to-dos, no passive states) are checked; for other languages they are skipped with a note.
 language: en
 
 # The {crm_title} token comes from CRMSYNC_{crm_upper}_TOKEN (environment or .env). Only if

@@ -202,7 +202,10 @@ def test_a_folder_named_like_a_yaml_file_is_not_a_blueprint(
         capsys: pytest.CaptureFixture[str], isolated: Path) -> None:
     (isolated / "configs" / "odd.yaml").mkdir(parents=True)
     write(isolated / "configs" / "kyivsoft.yaml", PIPEDRIVE_BLUEPRINT)
-    assert run(capsys, "validate").code == 0  # the folder is not read as a file
+    listed = run(capsys, "validate")  # reported as that entry's error, never skipped unsaid
+    assert listed.code == 1
+    assert "configs/odd.yaml: is a folder, not a blueprint file" in listed.out
+    assert "configs/kyivsoft.yaml: ok" in listed.out
     assert_clean_error(run(capsys, "validate", "configs/odd.yaml"),
                        "configs/odd.yaml: no blueprint files")
 

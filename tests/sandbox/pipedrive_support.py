@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -162,11 +163,50 @@ def apply_v2_errata(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
+V1_PATHS = ("/dealFields", "/personFields", "/organizationFields", "/dealFields/{id}",
+            "/personFields/{id}", "/organizationFields/{id}", "/recents",
+            "/persons/{id}/merge", "/organizations/{id}/merge")
+# E7 (recents): properties typed non-nullable that v1 returns as null when unset, as in E2
+# (the same live deal payload; the v1 deal example itself has `close_time: null`,
+# `lost_reason: null`, and person `org_id` is null for a person without organization).
+_RECENTS_NULLABLE: dict[str, tuple[str, ...]] = {
+    "deal": ("person_id", "org_id", "won_time", "first_won_time", "lost_time",
+             "stage_change_time", "expected_close_date", "person_name", "org_name"),
+    "person": ("org_id",),
+    "organization": ("address",),
+    "stage": ("rotten_days",),
+}
+
+
+def _make_nullable(schema: dict[str, Any], name: str) -> None:
+    """Mark property `name` nullable wherever an (allOf-composed) object schema defines it."""
+    if name in schema.get("properties", {}):
+        schema["properties"][name]["nullable"] = True
+    for part in schema.get("allOf", []):
+        _make_nullable(part, name)
+
+
 def apply_v1_errata(spec: dict[str, Any]) -> dict[str, Any]:
-    """The v1 spec (field endpoints only matter here) with its errata applied."""
+    """The v1 spec (the endpoints the sandbox serves) with its errata applied."""
     spec = copy.deepcopy(spec)
-    for path in ("/dealFields", "/personFields", "/organizationFields"):
-        for method in ("get", "post"):
+    recents = spec["paths"]["/recents"]["get"]
+    for kind in _data_schema(_json_schema(recents))["items"]["anyOf"]:
+        item = kind["properties"]["item"]["enum"][0]
+        for name in _RECENTS_NULLABLE.get(item, ()):
+            _make_nullable(kind["properties"]["data"], name)
+    # E4 (recents): `items` is "Multiple selection of item types" typed as one enum value
+    for parameter in recents["parameters"]:
+        if parameter["name"] == "items":
+            values = "|".join(parameter["schema"].pop("enum"))
+            parameter["schema"]["pattern"] = f"^({values})(,({values}))*$"
+    # E7 (merge): the merged person is a mergePersonItem, org_id null without organization
+    _make_nullable(_data_schema(_json_schema(spec["paths"]["/persons/{id}/merge"]["put"])),
+                   "org_id")
+    for path in ("/dealFields", "/personFields", "/organizationFields",
+                 *(f"/{n}Fields/{{id}}" for n in ("deal", "person", "organization"))):
+        for method in ("get", "post", "put"):
+            if method not in spec["paths"][path]:
+                continue
             data = _data_schema(_json_schema(spec["paths"][path][method]))
             field = data.get("items", data)
             first, _second = field["allOf"]
@@ -197,7 +237,8 @@ class SpecValidator:
     def check(self, response: requests.Response, *, request_valid: bool = True) -> None:
         """Validate one exchange. Error statuses the spec does not document per operation
         are checked against the common error schemas (see `error_validators`)."""
-        api = self.v1 if "/api/v1/" in response.request.url else self.v2  # type: ignore[operator]
+        path = urlsplit(response.request.url).path  # type: ignore[arg-type]
+        api = self.v1 if path.startswith(("/api/v1/", "/v1/")) else self.v2
         openapi_request = RequestsOpenAPIRequest(response.request)
         if request_valid:
             api.validate_request(openapi_request)
@@ -234,18 +275,18 @@ def build_validator() -> SpecValidator:
     v2_raw = load_spec("openapi-v2.yaml")
     v1_raw = load_spec("openapi-v1.yaml")
     v2 = OpenAPI.from_dict(_served_at(apply_v2_errata(v2_raw), "/api/v2"))
-    # Pipedrive serves v1 at both /v1 and /api/v1; the sandbox uses /api/v1 (one prefix)
-    v1_fields = _only_paths(apply_v1_errata(v1_raw),
-                            ("/dealFields", "/personFields", "/organizationFields"))
-    v1 = OpenAPI.from_dict(_served_at(v1_fields, "/api/v1"))
+    # Pipedrive serves v1 at both /v1 (the spec's server) and /api/v1; so does the sandbox
+    v1_served = _only_paths(apply_v1_errata(v1_raw), V1_PATHS)
+    v1 = OpenAPI.from_dict(_served_at(v1_served, "/api/v1", "/v1"))
     error, unauthorized = error_validators(v1_raw, v2_raw)
     return SpecValidator(v2=v2, v1=v1, error_schema=error, unauthorized_schema=unauthorized)
 
 
-def _served_at(spec: dict[str, Any], prefix: str) -> dict[str, Any]:
+def _served_at(spec: dict[str, Any], *prefixes: str) -> dict[str, Any]:
     """The spec pointed at any local sandbox instead of api.pipedrive.com (not an erratum)."""
-    server = {"url": "http://{host}" + prefix, "variables": {"host": {"default": "127.0.0.1"}}}
-    return {**spec, "servers": [server]}
+    servers = [{"url": "http://{host}" + prefix, "variables": {"host": {"default": "127.0.0.1"}}}
+               for prefix in prefixes]
+    return {**spec, "servers": servers}
 
 
 def _only_paths(spec: dict[str, Any], keep: tuple[str, ...]) -> dict[str, Any]:
