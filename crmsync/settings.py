@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     max_retries: int = Field(default=6, ge=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     log_format: Literal["text", "json"] = "text"
+    # How often `sync` looks for records deleted in the CRM where that costs a listing
+    # (HubSpot's archived records, Pipedrive's recents): 0 = every run.
+    sync_removal_scan_minutes: float = Field(default=60.0, ge=0)
 
     @field_validator("hubspot_base_url", "pipedrive_base_url")
     @classmethod

@@ -179,8 +179,11 @@ class PipedriveRecords:
         """Persons or organizations deleted since the last scan, from `/v1/recents`."""
         item = RECENTS_ITEM[object_type]
         resuming = cursor.phase == "recents"
+        # The next scan starts an overlap before this one did: recents has one-second
+        # resolution and counts only changes after `since_timestamp`, so a delete in the
+        # second this scan began would otherwise fall between two scans.
         started = (cursor.extra.get("recents_started") if resuming else None) or \
-            _v1_time(dt.datetime.now(dt.UTC))
+            _v1_time(dt.datetime.now(dt.UTC) - OVERLAP)
         since = cursor.extra.get("recents_since") or _v1_time(
             (cursor.high_water or dt.datetime.now(dt.UTC)) - OVERLAP)
         start = int(cursor.token or 0) if resuming else 0

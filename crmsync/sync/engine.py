@@ -13,8 +13,9 @@ the last committed page; re-reading a page is harmless (upserts keyed on the CRM
 Field definitions are cached in the store and re-read when older than a day (or with --full),
 so a run with nothing changed costs one call per object type. Removals the CRM can only show
 through a listing that costs calls (HubSpot's archived records, Pipedrive's recents) are
-scanned once a day and on --full; a full pass that completes also tombstones records it no
-longer lists (deleted and purged since) as `missing`.
+scanned at most every `removal_scan_interval` (the setting CRMSYNC_SYNC_REMOVAL_SCAN_MINUTES,
+default an hour; 0: every run) and on --full; a full pass that completes also tombstones
+records it no longer lists (deleted and purged since) as `missing`.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FIELD_DEFINITIONS_MAX_AGE = dt.timedelta(hours=24)
-REMOVAL_SCAN_INTERVAL = dt.timedelta(hours=24)
+REMOVAL_SCAN_INTERVAL = dt.timedelta(hours=1)
 FULL_PHASE = "full"
 
 
@@ -102,6 +103,7 @@ def pull_client(
     dry_run: bool = False,
     object_types: Sequence[ObjectType] = OBJECT_TYPES,
     on_page: OnPage | None = None,
+    removal_scan_interval: dt.timedelta = REMOVAL_SCAN_INTERVAL,
     clock: Callable[[], dt.datetime] = _utcnow,
 ) -> PullResult:
     """Pull every object type of one client's CRM into the store (see the module docstring).
@@ -115,19 +117,21 @@ def pull_client(
     for object_type in object_types:
         counts = result.counts[object_type] = TypeCounts()
         _pull_type(records, adapter, crm=crm, object_type=object_type, rules=rules,
-                   counts=counts, full=full, dry_run=dry_run, on_page=on_page, now=clock())
+                   counts=counts, full=full, dry_run=dry_run, on_page=on_page, now=clock(),
+                   removal_scan_interval=removal_scan_interval)
     return result
 
 
 def _pull_type(records: RecordStore, adapter: RecordAdapter, *, crm: str,
                object_type: ObjectType, rules: MappingRules, counts: TypeCounts, full: bool,
-               dry_run: bool, on_page: OnPage | None, now: dt.datetime) -> None:
+               dry_run: bool, on_page: OnPage | None, now: dt.datetime,
+               removal_scan_interval: dt.timedelta) -> None:
     definitions = _field_definitions(records, adapter, crm, object_type, counts,
                                      refresh=full, dry_run=dry_run, now=now)
     stored = None if full else records.cursor(crm, object_type)
     cursor = PullCursor.from_json(stored.cursor) if stored is not None else None
     scan = (full or stored is None or stored.removals_scanned_at is None
-            or now - stored.removals_scanned_at >= REMOVAL_SCAN_INTERVAL)
+            or now - stored.removals_scanned_at >= removal_scan_interval)
     phase = cursor.phase if cursor is not None else FULL_PHASE
     for page in adapter.pull(object_type, cursor, definitions, scan_removals=scan):
         rows = [record_row(r, rules) for r in page.records]

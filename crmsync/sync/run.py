@@ -154,10 +154,12 @@ def _sync_one(outcome: ClientSync, adapter: RecordAdapter, session: Session, *, 
             if not dry_run:
                 store.accounts(client, crm).record(account_id)
             run_id = None if dry_run else records.start_run(crm)
+            scan_interval = dt.timedelta(minutes=session.settings.sync_removal_scan_minutes)
             try:
                 outcome.result = pull_client(client, crm, adapter, store,
                                              rules_for(blueprint, session), full=full,
-                                             dry_run=dry_run, on_page=page_hook)
+                                             dry_run=dry_run, on_page=page_hook,
+                                             removal_scan_interval=scan_interval)
             except BaseException as exc:
                 if run_id is not None:
                     records.finish_run(run_id, "error", {}, error=str(exc)[:2000])
