@@ -13,11 +13,11 @@ temporary label first, and its real rename (or archive) follows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, ClassVar, Literal
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, assert_never
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping
 
     from crmsync.adapters.base import StageSpec
 
@@ -204,25 +204,56 @@ def changed_object(change: Change) -> tuple[str, ...]:
     match change:
         case CreateStage():
             return ("stage", change.pipeline, "new", change.stage)
-        case UpdateStage() | ArchiveStage() | AdoptStage() | ParkStage():
+        case UpdateStage() | ArchiveStage() | AdoptStage() | ParkStage() | ForgetStage():
             return ("stage", change.pipeline, change.stage_id)
         case MoveDeals():
             return ("stage", change.pipeline, change.from_stage_id)
-        case ForgetStage():
-            return ("stage", change.pipeline, change.stage_id)
-        case _:
+        case (CreatePipeline() | UpdatePipeline() | ArchivePipeline() | AdoptPipeline()
+              | ForgetPipeline() | ParkPipeline()):
             return ("pipeline", change.pipeline)
+        case _:
+            assert_never(change)
+
+
+# Why a change is blocked, and what a note is about: codes plus parameters (JSON-ready
+# values); `crmsync.plan.render` builds the sentences, so the JSON plan carries data.
+BlockedCode = Literal[
+    "order-read-only",        # crm, desired, after (labels), how (the adapter's advice)
+    "pipeline-holds-deals",   # label, deals
+    "stage-holds-deals",      # label, deals
+    "too-many-stages",        # crm, count, limit
+    "move-target-unknown",    # target (a stage key)
+    "move-target-is-outcome",  # crm, target
+    "move-target-blocked",    # target: deals would move into a stage that cannot be created
+    "deals-stranded",         # (none): the stage's deals have nowhere to go
+    "label-taken",            # kind (stage|pipeline), action (create|rename), new, holder, crm
+]
+NoteCode = Literal[
+    "recreated",              # kind (stage|pipeline), label, id, crm
+    "unmanaged-pipelines",    # crm, labels
+    "outcomes-are-statuses",  # crm, labels
+    "no-rotting",             # crm, labels
+    "probability-step",       # crm, step, stages: [{label, probability, stored}]
+]
 
 
 @dataclass(frozen=True)
 class Blocked:
-    """A change the plan wants but will not make, and why."""
+    """A change the plan wants but will not make, and why (a code and its parameters)."""
 
     pipeline: str | None
     target: str  # what it is about, e.g. "stage 'Lost interest'" or "stage order"
-    reason: str
+    code: BlockedCode
+    params: Mapping[str, Any] = field(default_factory=dict, hash=False)
     change: Change | None = None
     action: ClassVar[str] = "blocked"
+
+    @property
+    def reason(self) -> str:
+        """The reason as a sentence (built by `crmsync.plan.render`)."""
+        from crmsync.plan.render import blocked_reason
+
+        return blocked_reason(self)
 
 
 @dataclass(frozen=True)
@@ -230,8 +261,16 @@ class Note:
     """Something the user should know that is not a change (said once, plainly)."""
 
     pipeline: str | None
-    text: str
+    code: NoteCode
+    params: Mapping[str, Any] = field(default_factory=dict, hash=False)
     action: ClassVar[str] = "note"
+
+    @property
+    def text(self) -> str:
+        """The note as a sentence (built by `crmsync.plan.render`)."""
+        from crmsync.plan.render import note_text
+
+        return note_text(self)
 
 
 Item = Change | Blocked | Note
