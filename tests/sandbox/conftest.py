@@ -1,8 +1,10 @@
 """Fixtures of the Pipedrive emulator tests; the helpers behind them are in `pipedrive_support`.
 
 Tests that need Pipedrive's published specs (those using the `spec` fixture, or marked
-`pipedrive_specs`) are skipped with one reason when the specs are not in the default folder,
-as in a plain clone; see `pipedrive_support.missing_specs_reason`.
+`pipedrive_specs`) are skipped when the specs are not in the default folder, as in a plain
+clone, and the summary shows them as ONE line with the reason, which names the setting
+(`pipedrive_support.missing_specs_reason`). A folder named explicitly that lacks them fails
+those tests instead (`pipedrive_support.load_spec`), so a misconfigured CI is never green.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from pipedrive_support import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Generator, Iterator
+
+_SKIP_REASON = None if SPECS_EXPLICIT else missing_specs_reason()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -37,15 +41,23 @@ def needs_specs(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    reason = missing_specs_reason()
-    if reason is None or SPECS_EXPLICIT:  # named explicitly: let `load_spec` fail loudly
+    if _SKIP_REASON is None:
         return
-    # A skip marker (not pytest.skip in the fixture): the summary then folds every such test
-    # of a file into one line with the reason.
-    skip = pytest.mark.skip(reason=reason)
+    skip = pytest.mark.skip(reason=_SKIP_REASON)
     for item in items:
         if needs_specs(item):
             item.add_marker(skip)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Every skip for missing specs reported from here: the summary folds them into one line."""
+    report = yield
+    if (_SKIP_REASON is not None and report.skipped and isinstance(report.longrepr, tuple)
+            and _SKIP_REASON in str(report.longrepr[2])):
+        report.longrepr = (__file__, None, _SKIP_REASON)  # type: ignore[assignment]
+    return report
 
 
 @pytest.fixture(scope="module")
