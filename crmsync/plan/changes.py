@@ -26,6 +26,21 @@ StageField = Literal["label", "probability", "order", "rotting", "outcome"]
 
 
 @dataclass(frozen=True)
+class Drift:
+    """The CRM differs from what the last apply left there: a hand edit, which the plan reverts.
+
+    For pipelines the blueprint is the desired state (as in Terraform); the blueprint's
+    `conflict_policy` is about record sync only. `renamed`: the label recorded at the last
+    apply (`recorded`) is not the CRM's any more; `added`: a stage crmsync never recorded,
+    in a pipeline it applied, that the blueprint does not name.
+    """
+
+    crm: str
+    kind: Literal["renamed", "added"]
+    recorded: str | None = None
+
+
+@dataclass(frozen=True)
 class NewStage:
     """A stage created together with its pipeline: its key and what to write."""
 
@@ -53,6 +68,7 @@ class UpdatePipeline:
     new: str | int
     label: str
     order: int
+    drift: Drift | None = None  # a label changed in the CRM since the last apply
     action: ClassVar[str] = "update"
 
 
@@ -86,6 +102,7 @@ class UpdateStage:
     old: str | float | int | None
     new: str | float | int | None
     spec: StageSpec
+    drift: Drift | None = None  # a label changed in the CRM since the last apply
     action: ClassVar[str] = "update"
 
 
@@ -113,6 +130,7 @@ class ArchiveStage:
     label: str
     stage: str | None = None  # the key it was applied as, when the store knows it
     deals: int = 0  # deals it held when planned (moved away first)
+    drift: Drift | None = None  # added in the CRM by hand, in a pipeline crmsync applied
     action: ClassVar[str] = "archive"
 
 

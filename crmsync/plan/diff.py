@@ -27,6 +27,7 @@ from crmsync.plan.changes import (
     Blocked,
     CreatePipeline,
     CreateStage,
+    Drift,
     ForgetPipeline,
     ForgetStage,
     Item,
@@ -372,8 +373,9 @@ class _Planner:
         if how != "state":
             items.append(AdoptPipeline(pipeline.key, rp.id, rp.label, how))
         if rp.label.strip() != pipeline.label:
+            drift = self._renamed(how, self.state.pipeline_labels.get(pipeline.key), rp.label)
             items.append(UpdatePipeline(pipeline.key, rp.id, "label", rp.label, pipeline.label,
-                                        pipeline.label, order))
+                                        pipeline.label, order, drift))
         if self.caps.pipeline_order_writable and rp.order != order:
             items.append(UpdatePipeline(pipeline.key, rp.id, "order", rp.order, order,
                                         pipeline.label, order))
@@ -442,6 +444,13 @@ class _Planner:
 
     # --- helpers shared with the stage planner -----------------------------------------------
 
+    def _renamed(self, how: str, recorded: str | None, current: str) -> Drift | None:
+        """Drift when an object known by its id shows another label than the one recorded
+        at the last apply (renamed by hand in the CRM since)."""
+        if how != "state" or not recorded or recorded.strip() == current.strip():
+            return None
+        return Drift(self.blueprint.crm, "renamed", recorded)
+
     def _probability(self, stage: Stage) -> float:
         return quantize_probability(stage.probability, self.caps.probability_step)
 
@@ -506,11 +515,13 @@ class _StagePlanner:
         if how != "state":
             items.append(AdoptStage(pkey, pid, stage.key, rs.id, rs.label, how))
 
-        def update(field: str, old: object, new: object) -> None:
-            items.append(UpdateStage(pkey, pid, stage.key, rs.id, field, old, new, spec))  # type: ignore[arg-type]
+        def update(field: str, old: object, new: object, drift: Drift | None = None) -> None:
+            items.append(UpdateStage(pkey, pid, stage.key, rs.id, field, old, new, spec,  # type: ignore[arg-type]
+                                     drift))
 
         if rs.label.strip() != stage.label:
-            update("label", rs.label, stage.label)
+            recorded = self.p.state.stage_labels.get((pkey, stage.key))
+            update("label", rs.label, stage.label, self.p._renamed(how, recorded, rs.label))
         step = self.p.caps.probability_step
         # A value the CRM already holds exactly is kept, even if it is off the CRM's grid.
         if not same_probability(rs.probability, spec.probability, step) and not (
@@ -533,8 +544,14 @@ class _StagePlanner:
                 continue
             key = self.p.state.stage_key_for(pkey, rs.id)
             count = self.p._deals(rs.id)
-            archive = ArchiveStage(pkey, pid, rs.id, rs.label, key, count or 0)
             retired = self._retired_for(rs)
+            # A stage crmsync never recorded, in a pipeline it applied, that the blueprint
+            # neither names nor retires: made by hand in the CRM.
+            drift = Drift(self.p.blueprint.crm, "added") if (
+                key is None and retired is None
+                and self.p.state.pipelines.get(pkey) == self.remote.id
+            ) else None
+            archive = ArchiveStage(pkey, pid, rs.id, rs.label, key, count or 0, drift)
             if count == 0 or (count is None and retired is None):
                 items.append(archive)
             elif retired is not None:

@@ -28,6 +28,7 @@ from crmsync.plan.changes import (
     Blocked,
     CreatePipeline,
     CreateStage,
+    Drift,
     ForgetPipeline,
     ForgetStage,
     Item,
@@ -162,7 +163,19 @@ def note_text(item: Note) -> str:
             assert_never(item.code)
 
 
-def _describe(item: Item) -> str:  # noqa: PLR0911, PLR0912 -- one branch per type
+def _drift_text(drift: Drift | None) -> str:
+    if drift is None:
+        return ""
+    if drift.kind == "renamed":
+        return f" (drift: renamed in {crm_title(drift.crm)} since the last apply)"
+    return f" (drift: added in {crm_title(drift.crm)} by hand; not in the blueprint)"
+
+
+def _describe(item: Item) -> str:
+    return _describe_change(item) + _drift_text(getattr(item, "drift", None))
+
+
+def _describe_change(item: Item) -> str:  # noqa: PLR0911, PLR0912 -- one branch per type
     match item:
         case CreateStage(stage=key, spec=spec):
             return f"{_stage_name(spec.label, key)}: {_spec_text(spec)}"
@@ -358,6 +371,9 @@ def item_to_dict(item: Item) -> dict[str, Any]:  # noqa: PLR0912 -- one branch p
             data.update(reason=note_text(item), code=item.code, params=dict(item.params))
         case _:
             assert_never(item)
+    drift = getattr(item, "drift", None)
+    if drift is not None:
+        data["drift"] = {"kind": drift.kind, "crm": drift.crm, "recorded_label": drift.recorded}
     return data
 
 

@@ -1,8 +1,8 @@
 """Provisioning state: which remote id each blueprint key was applied as, per client and CRM.
 
-Implements `crmsync.plan.state.StateRecorder` (structurally: the store imports nothing of the
-planner; `KnownIds` lives in the neutral `crmsync.known_ids`). Every write is its own transaction, so each
-step of an apply is durable the moment it is recorded.
+Implements `crmsync.plan.state.StateRecorder` structurally: the store imports nothing of the
+planner (`KnownIds` lives in the neutral `crmsync.known_ids`). Every write is its own
+transaction, so each step of an apply is durable the moment it is recorded.
 """
 
 from __future__ import annotations
