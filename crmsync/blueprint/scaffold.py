@@ -38,8 +38,8 @@ language: en
 # token itself):
 # token_env: {client_upper}_{crm_upper}_TOKEN
 
-# What to do when a record changed both here and in the CRM: remote_wins, local_wins or
-# newest_wins.
+# Record sync only: which side wins when a record changed both in the store and in the CRM
+# (remote_wins, local_wins or newest_wins). Pipelines always follow this file; see README.
 conflict_policy: remote_wins
 
 # Turn a lint rule off for the whole file, with the reason written down, e.g.:

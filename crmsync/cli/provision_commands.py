@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from crmsync.cli import App, pass_app
-from crmsync.cli.failures import EXIT_ERROR, echo_error, echo_message, exit_with
+from crmsync.cli.failures import EXIT_ERROR, describe, echo_error, echo_message, exit_with
+from crmsync.errors import ConfigError, CrmsyncError
+from crmsync.safe_text import printable
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from crmsync.plan.changes import Change
     from crmsync.provision import ClientApply, ClientPlan
 
@@ -30,8 +35,9 @@ _STYLES: dict[str, dict[str, Any]] = {
 
 
 def _echo_styled(text: str) -> None:
-    """Colour plan lines by their marker; click drops the colour when output is piped."""
-    for line in text.splitlines():
+    """Colour plan lines by their marker; click drops the colour when output is piped.
+    Control characters (in labels, messages) are escaped."""
+    for line in (printable(line) for line in text.splitlines()):
         stripped = line.lstrip()
         style = _STYLES.get(stripped[:1]) if stripped[1:2] == " " else None
         if line.startswith(("Plan:", "No changes.")):
@@ -45,6 +51,33 @@ def _echo_error(app: App, name: str, message: str, exc: BaseException | None) ->
         echo_error(exc, debug=app.debug, name=name, message=message)
     else:
         echo_message(message, name=name)
+
+
+def _error_json(exc: BaseException) -> dict[str, Any]:
+    """A failure that ended the run before any client's result, as data."""
+    data: dict[str, Any] = {"type": type(exc).__name__, "message": describe(exc)}
+    if isinstance(exc, ConfigError) and exc.findings:
+        data["findings"] = [
+            {"path": f.path, "line": f.line, "column": f.column, "field": f.field,
+             "severity": f.severity, "rule": f.rule, "message": f.message, "hint": f.hint}
+            for f in exc.findings
+        ]
+    return data
+
+
+@contextmanager
+def _json_on_failure(app: App, as_json: bool) -> Iterator[None]:
+    """With --json, a run that fails early (bad paths, settings, store) still prints a JSON
+    document — `{"clients": [], "error": {...}}` — as well as the message on stderr."""
+    try:
+        yield
+    except Exception as exc:
+        if not as_json:
+            raise
+        click.echo(json.dumps({"clients": [], "error": _error_json(exc)}, indent=2,
+                              ensure_ascii=False))
+        echo_error(exc, debug=app.debug)
+        exit_with(exc.exit_code if isinstance(exc, CrmsyncError) else EXIT_ERROR)
 
 
 def _short(message: str | None, width: int = 90) -> str:
@@ -131,7 +164,8 @@ def diff_command(app: App, paths: tuple[Path, ...], as_json: bool) -> None:
     """
     from crmsync.provision import diff_clients
 
-    clients = diff_clients(list(paths), app.settings)
+    with _json_on_failure(app, as_json):
+        clients = diff_clients(list(paths), app.settings)
     if as_json:
         click.echo(json.dumps({"clients": [_client_json(c) for c in clients]}, indent=2,
                               ensure_ascii=False))
@@ -141,7 +175,7 @@ def diff_command(app: App, paths: tuple[Path, ...], as_json: bool) -> None:
             click.echo()
             click.echo("Summary:")
             for client in clients:
-                click.echo(f"  {_diff_summary(client)}")
+                click.echo(printable(f"  {_diff_summary(client)}"))
     exit_with(_diff_exit(clients))
 
 
@@ -197,10 +231,11 @@ def _show_outcome(app: App, outcome: ClientApply) -> None:
     if outcome.error is not None and not already_shown:
         _echo_error(app, outcome.name, outcome.error, outcome.exception)
     if outcome.status == "unconverged" and outcome.after is not None:
-        click.secho(f"{outcome.name}: after applying, diff still shows:", fg="red", err=True)
+        click.secho(printable(f"{outcome.name}: after applying, diff still shows:"), fg="red",
+                    err=True)
         _echo_styled(render_text(outcome.after))
     elif outcome.status == "blocked" and outcome.after is not None:
-        click.echo(f"{outcome.name}: not applied, blocked:")
+        click.echo(printable(f"{outcome.name}: not applied, blocked:"))
         _echo_styled("\n".join(f"  {describe_item(b)}" for b in outcome.after.blocked))
 
 
@@ -210,10 +245,9 @@ def _stdin_is_terminal() -> bool:
 
 def _confirm(count: int) -> bool:
     if not _stdin_is_terminal():
-        echo_message("refusing to apply without confirmation: input is not a terminal (a "
-                     "script, cron or CI), so nothing was changed; pass --yes to apply without "
-                     "asking")
-        exit_with(EXIT_ERROR)
+        raise CrmsyncError("refusing to apply without confirmation: input is not a terminal (a "
+                           "script, cron or CI), so nothing was changed; pass --yes to apply "
+                           "without asking")
     try:
         return click.confirm(
             f"Apply these changes to {count} client{'' if count == 1 else 's'}?", err=True
@@ -253,9 +287,10 @@ def apply_command(app: App, paths: tuple[Path, ...], yes: bool, as_json: bool) -
 
     def progress(client: ClientPlan, change: Change) -> None:
         if not as_json:
-            click.echo(f"{client.name}: {describe_item(change)}")
+            click.echo(printable(f"{client.name}: {describe_item(change)}"))
 
-    with Session(app.settings) as session:  # the diff's store and connections serve the apply
+    with _json_on_failure(app, as_json), Session(app.settings) as session:
+        # the diff's store and connections serve the apply
         clients = diff_clients(list(paths), app.settings, session=session)
         if not as_json:
             _show_plans(app, clients)
@@ -282,7 +317,7 @@ def apply_command(app: App, paths: tuple[Path, ...], yes: bool, as_json: bool) -
         for outcome in outcomes:
             _show_outcome(app, outcome)
         for outcome in outcomes:
-            click.echo(_apply_summary(outcome))
+            click.echo(printable(_apply_summary(outcome)))
     exit_with(_apply_exit(outcomes))
 
 

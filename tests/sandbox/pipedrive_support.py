@@ -1,8 +1,12 @@
 """Helpers for the Pipedrive emulator tests: a private server, the published specs with their
 errata, and a validator that checks every request and response against them.
 
-The specs are Pipedrive's own (`../shared/specs/pipedrive/`, see SOURCE.md there). They are
-test data the suite cannot do without: if they are missing the tests FAIL, never skip.
+The specs are Pipedrive's own (see SOURCE.md beside them), kept outside the repository:
+`CRMSYNC_PIPEDRIVE_SPECS_DIR` (environment, else `.env` in the repository) names their folder,
+by default `../shared/specs/pipedrive` beside the repository. Without them the tests that need
+them are skipped with one reason naming that setting (`tests/sandbox/conftest.py`); a folder
+named explicitly that lacks them fails those tests instead, so a misconfigured CI is not
+mistaken for a green one.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 import yaml
+from dotenv import dotenv_values
 from openapi_core import OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 from openapi_schema_validator import OAS30Validator
@@ -30,10 +35,33 @@ from crmsync.sandbox.server import Sandbox, SandboxServer
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-SPEC_DIR = Path(
-    os.environ.get("CRMSYNC_PIPEDRIVE_SPECS")
-    or Path(__file__).resolve().parents[3] / "shared" / "specs" / "pipedrive"
-)
+REPO = Path(__file__).resolve().parents[2]
+SPECS_SETTING = "CRMSYNC_PIPEDRIVE_SPECS_DIR"
+SPEC_FILES = ("openapi-v2.yaml", "openapi-v1.yaml")
+
+
+def _configured_specs_dir() -> str | None:
+    """The setting from the environment, else from the repository's `.env` (as settings are)."""
+    value = os.environ.get(SPECS_SETTING)
+    if value is None and (REPO / ".env").is_file():
+        value = dotenv_values(REPO / ".env").get(SPECS_SETTING)
+    return value or None
+
+
+_CONFIGURED = _configured_specs_dir()
+SPECS_EXPLICIT = _CONFIGURED is not None
+SPEC_DIR = (REPO / _CONFIGURED) if _CONFIGURED else REPO.parent / "shared" / "specs" / "pipedrive"
+
+
+def missing_specs_reason() -> str | None:
+    """Why the spec-based tests cannot run (the files are not there), else None."""
+    missing = [name for name in SPEC_FILES if not (SPEC_DIR / name).is_file()]
+    if not missing:
+        return None
+    return (f"Pipedrive's OpenAPI specs not found ({', '.join(missing)} missing in {SPEC_DIR}): "
+            f"the Pipedrive conformance tests need them. Set {SPECS_SETTING} to the folder "
+            "holding openapi-v1.yaml and openapi-v2.yaml (default: ../shared/specs/pipedrive "
+            "beside the repository)")
 TOKEN = "sandbox-test-token"
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
@@ -44,13 +72,15 @@ def stamp(offset_seconds: float = 0) -> str:
 
 
 def load_spec(name: str) -> dict[str, Any]:
-    """A spec file as a dict; fails the test (not skips) when it is missing."""
+    """A spec file as a dict; fails the test when it is missing (the conftest skips the tests
+    that need the specs when they are absent from the default folder)."""
     path = SPEC_DIR / name
     if not path.is_file():
         pytest.fail(
-            f"Pipedrive spec {path} is missing. The conformance suite validates the emulator "
-            f"against Pipedrive's published OpenAPI files; restore them (see SOURCE.md) or "
-            f"point CRMSYNC_PIPEDRIVE_SPECS at a directory holding them.",
+            f"Pipedrive spec {path} is missing, though {SPECS_SETTING} names that folder. The "
+            "conformance suite validates the emulator against Pipedrive's published OpenAPI "
+            f"files; restore them (see SOURCE.md) or point {SPECS_SETTING} at a folder holding "
+            "them.",
             pytrace=False,
         )
     loaded: dict[str, Any] = yaml.load(path.read_text(encoding="utf-8"),
