@@ -219,3 +219,67 @@ def ensure_last_done(pages: Iterator[RecordPage]) -> Iterator[RecordPage]:
     if pending is not None:
         yield RecordPage(pending.object_type, pending.records, pending.removals,
                          pending.cursor, done=True, calls=pending.calls)
+
+
+# --- the write side (two-way sync) --------------------------------------------------------------
+
+WriteOp = Literal["create", "update", "archive"]
+
+
+@dataclass(frozen=True)
+class RecordWrite:
+    """One record to write to the CRM, in the same terms a pull returns.
+
+    `key` is the caller's own identity for the record (the store's id, as text): results come
+    back keyed by it. `fields` are canonical fields (`CANONICAL_FIELDS`; deals' `pipeline_id`
+    and `stage_id` already the CRM's ids, `status` open/won/lost) and `properties` other
+    properties by name (custom ones by the name a pull gives them; option values as labels) —
+    only what should change, for an update. `associations`: the owning side's complete set
+    after the write, or None to leave them alone.
+    """
+
+    object_type: ObjectType
+    op: WriteOp
+    key: str
+    remote_id: str | None = None  # None only for create
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    associations: tuple[Association, ...] | None = None
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What became of one `RecordWrite`: the CRM's id and modification time, or its error."""
+
+    key: str
+    ok: bool
+    remote_id: str | None = None
+    modified_at: dt.datetime | None = None
+    error: str | None = None  # the CRM's own message, for the failure list
+    # The record as the CRM holds it after the write, when the answer carried it (becomes the
+    # new merge base); None when the caller must read it back.
+    record: RemoteRecord | None = None
+
+
+@runtime_checkable
+class RecordWriter(Protocol):
+    """Writes records to one CRM account; both CRM adapters implement it."""
+
+    crm: str
+
+    def write(self, object_type: ObjectType, writes: Sequence[RecordWrite]) -> list[WriteResult]:
+        """Apply the writes, batched as the CRM allows (HubSpot batch endpoints of 100 with
+        per-record results from a 207; Pipedrive one request per record, paced); one result
+        per write, in order. A failure of one record is its result, never an exception; only
+        a failure of the whole call (auth, unreachable after retries) raises `RemoteError`.
+
+        Creating is idempotent where the CRM lets us make it so: contacts are upserted by
+        email on HubSpot (batch upsert, `idProperty=email`); elsewhere the writer looks for
+        the record (contact by email, company by domain) before creating, so a create whose
+        answer was lost is not repeated.
+        """
+        ...
+
+    def read(self, object_type: ObjectType, remote_ids: Sequence[str]) -> list[RemoteRecord]:
+        """The records as the CRM holds them now (batch read where the CRM has one)."""
+        ...

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from crmsync.store.dialects import insert_ignore
-from crmsync.store.schema import record_tables, schema_version
+from crmsync.store.schema import record_tables, schema_version, two_way_tables
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -100,12 +100,19 @@ def _v3_records(conn: Connection) -> None:
         _create(conn, table)
 
 
+def _v4_two_way(conn: Connection) -> None:
+    for table in two_way_tables(MetaData()).values():
+        _create(conn, table)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "provisioning state: remote ids of pipelines and stages", _v1_provisioning_state),
     Migration(2, "crm accounts the ids belong to; leases per client and CRM",
               _v2_accounts_and_leases),
     Migration(3, "record sync: companies, contacts, deals, links, associations, cursors, runs",
               _v3_records),
+    Migration(4, "two-way sync: local changes waiting to be pushed, resolved conflicts",
+              _v4_two_way),
 )
 
 

@@ -239,7 +239,53 @@ def record_tables(md: MetaData) -> dict[str, Table]:
     }
 
 
+def two_way_tables(md: MetaData) -> dict[str, Table]:
+    """The two-way sync tables in `md`, by name (migration 4)."""
+    tz = DateTime(timezone=True)
+    return {
+        # A record changed locally (the store API, `crmsync import`) and not yet pushed: one
+        # row per record, coalescing edits. `fields` names what changed since the merge base
+        # (canonical columns, property names, `associations:<type>`); the push that lands
+        # deletes the row in the same transaction that moves the base.
+        "local_changes": Table(
+            "local_changes", md,
+            Column("id", Integer, primary_key=True, autoincrement=True),
+            Column("client", String(64), nullable=False),
+            Column("object_type", String(16), nullable=False),
+            Column("record_id", Integer, nullable=False),
+            Column("op", String(8), nullable=False),  # upsert | delete
+            Column("fields", JSON, nullable=False),
+            Column("queued_at", tz, nullable=False),
+            Column("attempts", Integer, nullable=False, default=0),
+            Column("last_error", Text),
+            UniqueConstraint("client", "object_type", "record_id", name="uq_local_changes"),
+            Index("ix_local_changes_queue", "client", "object_type", "queued_at"),
+        ),
+        # Every field changed on both sides since the merge base, and how the client's
+        # policy resolved it.
+        "conflicts": Table(
+            "conflicts", md,
+            Column("id", Integer, primary_key=True, autoincrement=True),
+            Column("client", String(64), nullable=False),
+            Column("crm", String(32), nullable=False),
+            Column("object_type", String(16), nullable=False),
+            Column("record_id", Integer, nullable=False),
+            Column("field", String(255), nullable=False),
+            Column("base_value", JSON),
+            Column("local_value", JSON),
+            Column("remote_value", JSON),
+            Column("policy", String(16), nullable=False),
+            Column("winner", String(8), nullable=False),  # local | remote
+            Column("resolved_at", tz, nullable=False),
+            Index("ix_conflicts_client", "client", "resolved_at"),
+        ),
+    }
+
+
 _records = record_tables(metadata)
+_two_way = two_way_tables(metadata)
+local_changes = _two_way["local_changes"]
+conflicts = _two_way["conflicts"]
 companies = _records["companies"]
 contacts = _records["contacts"]
 deals = _records["deals"]
