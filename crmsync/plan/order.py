@@ -56,7 +56,7 @@ Slot = tuple[str, str]  # (scope: a pipeline id for stage labels, or PIPELINES; 
 
 def label_key(label: str) -> str:
     """Two labels the CRM counts as the same: HubSpot ignores case and surrounding blanks
-    (as the sandbox's emulator, crmsync/sandbox/hubspot_pipelines.py `_check_unique_labels`, does)."""
+    (as the sandbox's emulator, crmsync/sandbox/hubspot.py `_check_unique_labels`, does)."""
     return label.strip().lower()
 
 

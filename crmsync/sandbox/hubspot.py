@@ -20,8 +20,11 @@ from crmsync.sandbox.clock import Clock, system_clock
 from crmsync.sandbox.http import Handler, Request, Response, Router, bearer_token
 from crmsync.sandbox.hubspot_associations import AssociationsApi
 from crmsync.sandbox.hubspot_batch import BatchApi
+from crmsync.sandbox.hubspot_merge import MergeApi
 from crmsync.sandbox.hubspot_model import HubSpotError
+from crmsync.sandbox.hubspot_owners import OwnersApi
 from crmsync.sandbox.hubspot_pipelines import PipelinesApi
+from crmsync.sandbox.hubspot_properties import PropertiesApi
 from crmsync.sandbox.hubspot_search import SearchError
 from crmsync.sandbox.hubspot_search_api import SearchApi
 from crmsync.sandbox.hubspot_seed import SeedingApi
@@ -32,14 +35,22 @@ if TYPE_CHECKING:
     _Method = Callable[["HubSpotEmulator", Request], Response]
 
 
-class HubSpotEmulator(PipelinesApi, BatchApi, SearchApi, AssociationsApi, SeedingApi):
+def _no_lag() -> float:
+    return 0.0
+
+
+class HubSpotEmulator(PipelinesApi, BatchApi, SearchApi, MergeApi, AssociationsApi,
+                      PropertiesApi, OwnersApi, SeedingApi):
     """One HubSpot portal's CRM APIs over in-memory state (a sandbox `Emulator`)."""
 
     crm: str = "hubspot"
-    path_prefixes: tuple[str, ...] = ("/crm/",)
+    path_prefixes: tuple[str, ...] = ("/crm/", "/crm-object-schemas/", "/properties/")
 
-    def __init__(self, clock: Clock | None = None) -> None:
+    def __init__(self, clock: Clock | None = None,
+                 search_lag: Callable[[], float] | None = None) -> None:
+        """`search_lag`: the sandbox's current `search_lag_seconds` (read on every search)."""
         self.clock = clock or system_clock
+        self.search_lag = search_lag or _no_lag
         self.reset()
 
     def token_of(self, request: Request) -> str:
@@ -62,8 +73,10 @@ class HubSpotEmulator(PipelinesApi, BatchApi, SearchApi, AssociationsApi, Seedin
             401: "INVALID_AUTHENTICATION", 404: "OBJECT_NOT_FOUND", 409: "CONFLICT",
             429: "RATE_LIMITS", 405: "VALIDATION_ERROR",
         }.get(status, "VALIDATION_ERROR" if status < 500 else "INTERNAL_ERROR")
+        # Every error carries `errors` and `context` as live HubSpot's do (empty when there
+        # is nothing per-field to say); the SDK's `Error` model types both.
         body = {"status": "error", "message": message, "correlationId": str(uuid.uuid4()),
-                "category": category, **extra}
+                "category": category, "errors": [], "context": {}, **extra}
         return Response(status, body)
 
     @staticmethod
@@ -89,44 +102,72 @@ class HubSpotEmulator(PipelinesApi, BatchApi, SearchApi, AssociationsApi, Seedin
             router.add(method, template, cls._wrap(handler), crm=cls.crm)
 
         base = "/crm/v3/pipelines/{objectType}"
-        add("GET", base, cls.list_pipelines)
-        add("POST", base, cls.create_pipeline)
-        add("GET", base + "/{pipelineId}", cls.get_pipeline)
-        add("PATCH", base + "/{pipelineId}", cls.patch_pipeline)
-        add("PUT", base + "/{pipelineId}", cls.replace_pipeline)
-        add("DELETE", base + "/{pipelineId}", cls.delete_pipeline)
-        add("GET", base + "/{pipelineId}/audit", cls.pipeline_audit)
-        add("GET", base + "/{pipelineId}/stages", cls.list_stages)
-        add("POST", base + "/{pipelineId}/stages", cls.create_stage)
-        add("GET", base + "/{pipelineId}/stages/{stageId}", cls.get_stage)
-        add("PATCH", base + "/{pipelineId}/stages/{stageId}", cls.patch_stage)
-        add("PUT", base + "/{pipelineId}/stages/{stageId}", cls.replace_stage)
-        add("DELETE", base + "/{pipelineId}/stages/{stageId}", cls.delete_stage)
-        add("GET", base + "/{pipelineId}/stages/{stageId}/audit", cls.stage_audit)
-
         objects = "/crm/v3/objects/{objectType}"
-        add("POST", "/crm/v3/objects/contacts/gdpr-delete", cls.gdpr_delete)
-        add("GET", objects, cls.list_objects)
-        add("POST", objects, cls.create_object)
-        add("POST", objects + "/search", cls.search_objects)
-        add("POST", objects + "/batch/read", cls.batch_read)
-        add("POST", objects + "/batch/create", cls.batch_create)
-        add("POST", objects + "/batch/update", cls.batch_update)
-        add("POST", objects + "/batch/upsert", cls.batch_upsert)
-        add("POST", objects + "/batch/archive", cls.batch_archive)
-        add("GET", objects + "/{objectId}", cls.get_object)
-        add("PATCH", objects + "/{objectId}", cls.update_object)
-        add("DELETE", objects + "/{objectId}", cls.archive_object)
-
         assoc = "/crm/v4/associations/{fromObjectType}/{toObjectType}/batch"
-        add("POST", assoc + "/read", cls.assoc_batch_read)
-        add("POST", assoc + "/create", cls.assoc_batch_create)
-        add("POST", assoc + "/archive", cls.assoc_batch_archive)
-        add("POST", assoc + "/labels/archive", cls.assoc_batch_labels_archive)
-        add("POST", assoc + "/associate/default", cls.assoc_batch_default)
         one = "/crm/v4/objects/{objectType}/{objectId}/associations"
-        add("GET", one + "/{toObjectType}", cls.assoc_list)
-        add("PUT", one + "/{toObjectType}/{toObjectId}", cls.assoc_put_labeled)
-        add("DELETE", one + "/{toObjectType}/{toObjectId}", cls.assoc_delete)
-        add("PUT", "/crm/v4/objects/{fromObjectType}/{fromObjectId}/associations/default/"
-            "{toObjectType}/{toObjectId}", cls.assoc_put_default)
+        props = "/crm/v3/properties/{objectType}"
+        routes: list[tuple[str, str, _Method]] = [
+            ("GET", base, cls.list_pipelines),
+            ("POST", base, cls.create_pipeline),
+            ("GET", base + "/{pipelineId}", cls.get_pipeline),
+            ("PATCH", base + "/{pipelineId}", cls.patch_pipeline),
+            ("PUT", base + "/{pipelineId}", cls.replace_pipeline),
+            ("DELETE", base + "/{pipelineId}", cls.delete_pipeline),
+            ("GET", base + "/{pipelineId}/audit", cls.pipeline_audit),
+            ("GET", base + "/{pipelineId}/stages", cls.list_stages),
+            ("POST", base + "/{pipelineId}/stages", cls.create_stage),
+            ("GET", base + "/{pipelineId}/stages/{stageId}", cls.get_stage),
+            ("PATCH", base + "/{pipelineId}/stages/{stageId}", cls.patch_stage),
+            ("PUT", base + "/{pipelineId}/stages/{stageId}", cls.replace_stage),
+            ("DELETE", base + "/{pipelineId}/stages/{stageId}", cls.delete_stage),
+            ("GET", base + "/{pipelineId}/stages/{stageId}/audit", cls.stage_audit),
+
+            ("POST", "/crm/v3/objects/contacts/gdpr-delete", cls.gdpr_delete),
+            ("GET", objects, cls.list_objects),
+            ("POST", objects, cls.create_object),
+            ("POST", objects + "/search", cls.search_objects),
+            ("POST", objects + "/batch/read", cls.batch_read),
+            ("POST", objects + "/batch/create", cls.batch_create),
+            ("POST", objects + "/batch/update", cls.batch_update),
+            ("POST", objects + "/batch/upsert", cls.batch_upsert),
+            ("POST", objects + "/batch/archive", cls.batch_archive),
+            ("POST", objects + "/merge", cls.merge_objects),
+            ("GET", objects + "/{objectId}", cls.get_object),
+            ("PATCH", objects + "/{objectId}", cls.update_object),
+            ("DELETE", objects + "/{objectId}", cls.archive_object),
+
+            ("POST", assoc + "/read", cls.assoc_batch_read),
+            ("POST", assoc + "/create", cls.assoc_batch_create),
+            ("POST", assoc + "/archive", cls.assoc_batch_archive),
+            ("POST", assoc + "/labels/archive", cls.assoc_batch_labels_archive),
+            ("POST", assoc + "/associate/default", cls.assoc_batch_default),
+            ("GET", one + "/{toObjectType}", cls.assoc_list),
+            ("PUT", one + "/{toObjectType}/{toObjectId}", cls.assoc_put_labeled),
+            ("DELETE", one + "/{toObjectType}/{toObjectId}", cls.assoc_delete),
+            ("PUT", "/crm/v4/objects/{fromObjectType}/{fromObjectId}/associations/default/"
+                    "{toObjectType}/{toObjectId}", cls.assoc_put_default),
+
+            ("GET", props + "/groups", cls.list_groups),  # before {propertyName}: first wins
+            ("POST", props + "/groups", cls.create_group),
+            ("GET", props + "/groups/{groupName}", cls.get_group),
+            ("PATCH", props + "/groups/{groupName}", cls.update_group),
+            ("DELETE", props + "/groups/{groupName}", cls.archive_group),
+            ("GET", props, cls.list_properties),
+            ("POST", props, cls.create_property),
+            ("GET", props + "/{propertyName}", cls.get_property),
+            ("PATCH", props + "/{propertyName}", cls.update_property),
+            ("DELETE", props + "/{propertyName}", cls.archive_property),
+            ("GET", "/properties/v2/{objectType}/properties", cls.list_properties_v2),
+            # The SDK reads schemas at /crm-object-schemas/v3/…; the docs name /crm/v3/schemas.
+            ("GET", "/crm/v3/schemas", cls.list_schemas),
+            ("GET", "/crm/v3/schemas/{objectType}", cls.get_schema),
+            ("GET", "/crm-object-schemas/v3/schemas", cls.list_schemas),
+            ("GET", "/crm-object-schemas/v3/schemas/{objectType}", cls.get_schema),
+            # The SDK's owners path ends in a slash (`/crm/v3/owners/`); both forms are served.
+            ("GET", "/crm/v3/owners", cls.list_owners),
+            ("GET", "/crm/v3/owners/", cls.list_owners),
+            ("GET", "/crm/v3/owners/{ownerId}", cls.get_owner),
+        ]
+        for method, template, handler in routes:
+            add(method, template, handler)
+        # Areas with routes of their own register here (one line each).

@@ -7,8 +7,10 @@ from typing import Any
 from crmsync.sandbox.http import Request, Response
 from crmsync.sandbox.hubspot_core import HubSpotCore
 from crmsync.sandbox.hubspot_model import (
+    ASSOC_BATCH_READ_MAX,
     ASSOCIATIONS_PAGE,
     DEFAULT_TYPE,
+    EMPTY_TYPES,
     SINGULAR,
     HubSpotError,
     Record,
@@ -29,9 +31,15 @@ class AssociationsApi(HubSpotCore):
                 self._object_type(request.path_params["toObjectType"]))
 
     def assoc_batch_read(self, request: Request) -> Response:
-        from_type, to_type = self._assoc_types(request)
         started = self.now_ms()
-        _, inputs = self._batch_inputs(request)
+        if {request.path_params["fromObjectType"].lower(),
+                request.path_params["toObjectType"].lower()} & EMPTY_TYPES:
+            # A type the sandbox holds no records of: nothing is associated (live HubSpot
+            # answers an empty result for a portal without such records, not a 400).
+            self._batch_inputs(request, ASSOC_BATCH_READ_MAX)
+            return self._batch_response(200, [], [], started)
+        from_type, to_type = self._assoc_types(request)
+        _, inputs = self._batch_inputs(request, ASSOC_BATCH_READ_MAX)
         results, errors = [], []
         for item in inputs:
             raw = item.get("id") if isinstance(item, dict) else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from crmsync.sandbox.http import Request, Response
+from crmsync.sandbox.hubspot_catalog import PropertyCatalog
 from crmsync.sandbox.hubspot_model import (
     ASSOCIATION_TYPES,
     BATCH_MAX,
@@ -28,16 +29,30 @@ from crmsync.sandbox.hubspot_model import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
     from crmsync.sandbox.clock import Clock
 
+
+
+# A new portal's users (the owners API lists them; `hubspot_owner_id` refers to them).
+OWNERS: tuple[dict[str, Any], ...] = tuple(
+    {"id": str(owner_id), "email": email, "firstName": first, "lastName": last,
+     "userId": user_id, "userIdIncludingInactive": user_id, "type": "PERSON",
+     "archived": False, "teams": [], "createdAt": 0, "updatedAt": 0}
+    for owner_id, user_id, email, first, last in (
+        (90_000_001, 7_000_001, "owner.one@sandbox.example", "Olivia", "Owner"),
+        (90_000_002, 7_000_002, "sales.lead@sandbox.example", "Jonas", "Seller"),
+        (90_000_003, 7_000_003, "account.manager@sandbox.example", "Priya", "Manager"),
+    )
+)
 
 
 class HubSpotCore:
     """One portal's state and the helpers the API areas share."""
 
     clock: Clock
+    search_lag: Callable[[], float]  # seconds before a write is visible to search
 
     def reset(self) -> None:
         self._last_ms = 0
@@ -51,8 +66,40 @@ class HubSpotCore:
         self.audit: dict[str, list[dict[str, Any]]] = {}
         self._search_cache: dict[str, tuple[int, list[int]]] = {}
         self.gdpr_blocklist: set[str] = set()  # lower-cased emails GDPR-deleted unseen
+        self.catalog = PropertyCatalog(now_ms=0)
+        self.owners: list[dict[str, Any]] = [dict(owner) for owner in OWNERS]
+        # type -> merged-away id -> surviving id (a GET of the old id answers the survivor)
+        self.merged_into: dict[str, dict[int, int]] = {t: {} for t in OBJECT_TYPES}
         self._version = 0  # bumped on every write; invalidates the search cache
+        self._lagged = False  # some write was made under search index lag
         self._create_default_pipeline()
+
+    # -- search index lag (`search_lag_seconds`): search sees a write only that long after it
+    def _before_write(self, record: Record) -> None:
+        """Keep what search sees of `record` until the write about to happen is indexed."""
+        if record.index_log is None and self.search_lag() > 0:
+            record.index_log = [(0, dict(record.props), record.archived)]
+
+    def _after_write(self, record: Record, now: int, *, new: bool = False) -> None:
+        lag = self.search_lag()
+        if lag <= 0 and record.index_log is None:
+            return
+        self._lagged = True
+        if record.index_log is None or new:
+            record.index_log = []
+        record.index_log.append((now + int(lag * 1000), dict(record.props), record.archived))
+
+    @staticmethod
+    def indexed(record: Record, now: int) -> tuple[dict[str, str], bool] | None:
+        """(props, archived) as search sees them at `now`; None before the first indexing."""
+        log = record.index_log
+        if log is None:
+            return record.props, record.archived
+        visible = [i for i, (at, _, _) in enumerate(log) if at <= now]
+        if not visible:
+            return None
+        del log[:visible[-1]]  # older versions can never be seen again
+        return log[0][1], log[0][2]
 
     def now_ms(self) -> int:
         """The write timestamp: the clock in ms, never earlier than the previous write."""
@@ -158,15 +205,16 @@ class HubSpotCore:
                                f"{from_type}{target}", subCategory="INVALID_TYPE")
         return type_id
 
-    def _batch_inputs(self, request: Request) -> tuple[dict[str, Any], list[Any]]:
+    def _batch_inputs(self, request: Request, maximum: int = BATCH_MAX
+                      ) -> tuple[dict[str, Any], list[Any]]:
         body = self._body(request)
         inputs = body.get("inputs")
         if not isinstance(inputs, list):
             raise HubSpotError(400, "inputs is required and must be a list")
-        if len(inputs) > BATCH_MAX:
+        if len(inputs) > maximum:
             # HubSpot: "Batch input limit of 100 exceeded" (limit documented; text unconfirmed)
             raise HubSpotError(400, f"Too many inputs: {len(inputs)}. The batch limit is "
-                               f"{BATCH_MAX} inputs per request.")
+                               f"{maximum} inputs per request.")
         return body, inputs
 
     def _batch_response(self, status_ok: int, results: list[dict[str, Any]],

@@ -8,8 +8,6 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from crmsync.sandbox.hubspot_search import PropertyKinds
-
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
@@ -29,13 +27,21 @@ TYPE_ALIASES = {
     "contact": "contacts", "company": "companies", "deal": "deals",
     "0-1": "contacts", "0-2": "companies", "0-3": "deals",
 }
+# HubSpot's other standard object types: the sandbox holds no records of them, so reads
+# towards them find nothing (rather than refusing the type).
+EMPTY_TYPES = frozenset({
+    "tickets", "ticket", "0-5", "notes", "note", "0-46", "calls", "call", "0-48", "emails",
+    "email", "0-49", "meetings", "meeting", "0-47", "tasks", "task", "0-27", "line_items",
+    "line_item", "0-8", "products", "product", "0-7", "quotes", "quote", "0-14",
+    "communications", "0-18", "postal_mail", "0-116",
+})
+ASSOC_BATCH_READ_MAX = 1_000  # v4 batch read inputs (developer changelog, 2025-02)
 SINGULAR = {"contacts": "contact", "companies": "company", "deals": "deal"}
 
 # Properties each type knows. Writing any other name is refused like HubSpot does
 # (PROPERTY_DOESNT_EXIST); the read-only ones are maintained here and ignored on write.
 MODIFIED = {"contacts": "lastmodifieddate", "companies": "hs_lastmodifieddate",
              "deals": "hs_lastmodifieddate"}
-READ_ONLY = {"hs_object_id", "lastmodifieddate", "hs_lastmodifieddate"}
 PROPERTIES: dict[str, frozenset[str]] = {
     "contacts": frozenset({
         "email", "firstname", "lastname", "phone", "mobilephone", "jobtitle", "company",
@@ -43,18 +49,20 @@ PROPERTIES: dict[str, frozenset[str]] = {
         "hs_lead_status", "hs_legal_basis", "hubspot_owner_id", "hs_marketable_status",
         "hs_email_optout", "industry", "createdate", "lastmodifieddate", "hs_object_id",
         "hs_additional_emails", "salutation", "message", "notes_last_updated",
+        "hs_merged_object_ids",
     }),
     "companies": frozenset({
         "name", "domain", "industry", "city", "state", "country", "zip", "address", "phone",
         "website", "description", "numberofemployees", "annualrevenue", "lifecyclestage",
         "hubspot_owner_id", "type", "createdate", "hs_lastmodifieddate", "hs_object_id",
-        "notes_last_updated",
+        "notes_last_updated", "hs_merged_object_ids",
     }),
     "deals": frozenset({
         "dealname", "amount", "dealstage", "pipeline", "closedate", "dealtype", "description",
         "hubspot_owner_id", "hs_priority", "deal_currency_code", "createdate",
         "hs_lastmodifieddate", "hs_object_id", "closed_lost_reason", "closed_won_reason",
-        "hs_deal_stage_probability", "notes_last_updated",
+        "hs_deal_stage_probability", "notes_last_updated", "hs_merged_object_ids",
+        "hs_is_closed", "hs_is_closed_won",
     }),
 }
 # What a record shows when the request names no `properties` (as HubSpot's defaults).
@@ -80,7 +88,6 @@ DATETIMES = frozenset({"createdate", "lastmodifieddate", "hs_lastmodifieddate", 
                         "notes_last_updated"})
 NUMBERS = frozenset({"amount", "hs_object_id", "numberofemployees", "annualrevenue",
                       "hs_deal_stage_probability", "hubspot_owner_id"})
-KINDS = PropertyKinds(datetimes=DATETIMES, numbers=NUMBERS)
 # Properties whose values are unique per type, usable as `idProperty`.
 UNIQUE = {"contacts": ("email", "hs_object_id"), "companies": ("hs_object_id",),
            "deals": ("hs_object_id",)}
@@ -188,7 +195,8 @@ def default_association(from_id: int, to_id: int, type_id: int) -> dict[str, Any
 
 
 class Record:
-    __slots__ = ("archived", "archived_ms", "created_ms", "id", "props", "updated_ms")
+    __slots__ = ("archived", "archived_ms", "created_ms", "id", "index_log", "props",
+                 "updated_ms")
 
     def __init__(self, record_id: int, props: dict[str, str], created_ms: int,
                  updated_ms: int) -> None:
@@ -198,6 +206,9 @@ class Record:
         self.updated_ms = updated_ms
         self.archived = False
         self.archived_ms = 0
+        # Search index lag only: [(visible from ms, props, archived)], oldest first; None
+        # while search sees the live record (no lag when it was last written).
+        self.index_log: list[tuple[int, dict[str, str], bool]] | None = None
 
 
 class ObjectStore:

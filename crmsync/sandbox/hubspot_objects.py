@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from crmsync.sandbox.http import Request, Response
+from crmsync.sandbox.hubspot_catalog import PropertyValueError
 from crmsync.sandbox.hubspot_core import HubSpotCore
 from crmsync.sandbox.hubspot_model import (
     ALWAYS,
     ASSOCIATION_TYPES,
-    DATETIMES,
     DEFAULT_PIPELINE_ID,
     DEFAULT_PROPERTIES,
     LIST_LIMIT_MAX,
     MODIFIED,
-    NUMBERS,
-    PROPERTIES,
-    READ_ONLY,
     SINGULAR,
     TYPE_ALIASES,
     HubSpotError,
@@ -34,6 +32,24 @@ if TYPE_CHECKING:
 
 
 
+def _int_or_none(raw: str) -> int | None:
+    try:
+        return int(raw)
+    except ValueError:
+        return None
+
+
+def next_link(request: Request, after: str, limit: int) -> str:
+    """`paging.next.link`: an absolute URL on the sandbox's own base (the request's Host)
+    that keeps the query — properties, associations, archived — with the next `after`, so a
+    client can follow it as-is (live HubSpot's links are absolute, on api.hubapi.com)."""
+    host = request.headers.get("host") or "127.0.0.1"
+    query = [(k, v) for k, values in request.query.items() if k not in ("after", "limit")
+             for v in values]
+    query += [("limit", str(limit)), ("after", after)]
+    return f"http://{host}{request.path}?{urlencode(query)}"
+
+
 class ObjectsApi(HubSpotCore):
     """`/crm/v3/objects/{objectType}[/{objectId}]`."""
 
@@ -43,15 +59,16 @@ class ObjectsApi(HubSpotCore):
             return {}
         if not isinstance(props, dict):
             raise HubSpotError(400, "properties must be an object of name → value")
-        known = PROPERTIES[object_type]
+        catalog = self.catalog
         problems: list[dict[str, Any]] = []
         out: dict[str, str] = {}
         for name, value in props.items():
-            if name not in known:
+            definition = catalog.get(object_type, name)
+            if definition is None:
                 problems.append({"isValid": False, "message": f'Property "{name}" does not exist',
                                  "error": "PROPERTY_DOESNT_EXIST", "name": name})
                 continue
-            if name in READ_ONLY:
+            if definition["modificationMetadata"]["readOnlyValue"]:
                 # Spec (update/batch update): "Read-only and non-existent properties will
                 # result in an error."
                 problems.append({"isValid": False, "name": name, "error": "READ_ONLY_VALUE",
@@ -60,20 +77,17 @@ class ObjectsApi(HubSpotCore):
                 continue
             text = "" if value is None else (str(value).lower() if isinstance(value, bool)
                                              else str(value))
-            if text and name in NUMBERS:
+            if text and name == "hubspot_owner_id":
+                if text not in {o["id"] for o in self.owners if not o["archived"]}:
+                    problems.append({"isValid": False, "name": name, "error": "INVALID_OWNER_ID",
+                                     "message": f"{text} is not a valid owner id"})
+                    continue
+            elif text:
                 try:
-                    float(text)
-                except ValueError:
-                    problems.append({"isValid": False, "name": name, "error": "INVALID_DECIMAL",
-                                     "message": f"{text} was not a valid number."})
+                    text = catalog.check_value(definition, text)
+                except PropertyValueError as problem:
+                    problems.append(problem.entry)
                     continue
-            if text and name in DATETIMES:
-                instant = parse_instant(text)
-                if instant is None:
-                    problems.append({"isValid": False, "name": name, "error": "INVALID_DATE",
-                                     "message": f"{text} was not a valid date."})
-                    continue
-                text = iso(instant)
             out[name] = text
         if problems:
             raise HubSpotError(
@@ -100,6 +114,16 @@ class ObjectsApi(HubSpotCore):
                     "isValid": False, "name": "dealstage", "error": "INVALID_OPTION",
                     "message": f"{merged['dealstage']} was not one of the allowed options: "
                     f"{allowed}"}]))
+        if "dealstage" in props or "pipeline" in props:
+            stage = next((s for s in pipeline["stages"] if s["id"] == merged.get("dealstage")),
+                         None)
+            metadata = stage["metadata"] if stage is not None else {}
+            # Calculated by HubSpot from the stage (deals guide: "Is Closed Won", "Is Deal
+            # Closed?"); read-only for clients.
+            closed = truthy(metadata.get("isClosed"))
+            props["hs_is_closed"] = "true" if closed else "false"
+            props["hs_is_closed_won"] = (
+                "true" if closed and metadata.get("probability") == "1.0" else "false")
 
     def _check_email(self, props: dict[str, str], record_id: int | None) -> None:
         email = props.get("email")
@@ -132,12 +156,14 @@ class ObjectsApi(HubSpotCore):
         props[MODIFIED[object_type]] = iso(modified)
         record = Record(record_id, props, created, modified)
         self.objects[object_type].add(record)
+        self._after_write(record, modified, new=True)
         if object_type == "contacts":
             self._index_email(record, None)
         return record
 
     def _apply_update(self, object_type: str, record: Record, props: dict[str, str],
                       now: int) -> None:
+        self._before_write(record)
         old_email = record.props.get("email")
         for name, value in props.items():
             if value == "":
@@ -146,20 +172,23 @@ class ObjectsApi(HubSpotCore):
                 record.props[name] = value
         record.updated_ms = now
         record.props[MODIFIED[object_type]] = iso(now)
+        self._after_write(record, now)
         if object_type == "contacts":
             self._index_email(record, old_email)
 
     def _archive(self, object_type: str, record: Record, now: int) -> None:
+        self._before_write(record)
         record.archived = True
         record.archived_ms = now
         record.updated_ms = now
+        self._after_write(record, now)
         if object_type == "contacts":
             self._index_email(record, record.props.get("email"))
 
     def _render(self, object_type: str, record: Record, properties: Iterable[str] | None,
                 *, associations: list[str] | None = None,
                 with_history: list[str] | None = None) -> dict[str, Any]:
-        known = PROPERTIES[object_type]
+        known = self.catalog.definitions[object_type]
         # Spec (`properties`, `propertiesWithHistory`): "If any of the specified properties
         # are not present on the requested object(s), they will be ignored."
         names = [n for n in properties if n in known] if properties else (
@@ -218,17 +247,22 @@ class ObjectsApi(HubSpotCore):
                                      associations=associations, with_history=history))
         body: dict[str, Any] = {"results": page}
         if next_after is not None:
-            body["paging"] = {"next": {
-                "after": str(next_after),
-                "link": f"{request.path}?after={next_after}&limit={limit}",
-            }}
+            body["paging"] = {"next": {"after": str(next_after),
+                                       "link": next_link(request, str(next_after), limit)}}
         return Response(200, body)
 
     def get_object(self, request: Request) -> Response:
         object_type = self._type_of(request)
+        archived = truthy(request.arg("archived"))
         record = self._find(object_type, request.path_params["objectId"],
-                            request.arg("idProperty"),
-                            archived=truthy(request.arg("archived")))
+                            request.arg("idProperty"), archived=archived)
+        if record is None and not archived and not request.arg("idProperty"):
+            # A merged-away id answers the record it was merged into (merge guide: "the
+            # secondary record's ID … redirects to the primary record"); unconfirmed for
+            # companies and deals, treated alike here.
+            survivor = self.merged_into[object_type].get(_int_or_none(
+                request.path_params["objectId"]) or 0)
+            record = self._find(object_type, survivor) if survivor is not None else None
         if record is None:
             raise object_not_found()
         return Response(200, self._render(
@@ -281,6 +315,11 @@ class ObjectsApi(HubSpotCore):
     def create_object(self, request: Request) -> Response:
         object_type = self._type_of(request)
         body = self._body(request)
+        if not isinstance(body.get("properties"), dict):
+            # An empty body creates nothing: the spec requires `properties` (and
+            # `associations`, which may be empty) in SimplePublicObjectInputForCreate.
+            raise HubSpotError(400, "Invalid input JSON: `properties` is required to create "
+                               f"a {SINGULAR[object_type]}", subCategory="MISSING_PROPERTIES")
         record = self._create_one(object_type, body, self.now_ms())
         self._touch()
         return Response(201, self._render(object_type, record, self._written(

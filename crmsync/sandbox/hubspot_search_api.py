@@ -8,12 +8,12 @@ from typing import Any
 
 from crmsync.sandbox.http import Request, Response
 from crmsync.sandbox.hubspot_model import (
-    KINDS,
     SEARCH_LIMIT_MAX,
     SEARCH_QUERY_MAX,
     SEARCH_RESULTS_CAP,
     SEARCHABLE,
     HubSpotError,
+    Record,
 )
 from crmsync.sandbox.hubspot_objects import ObjectsApi
 from crmsync.sandbox.hubspot_search import (
@@ -25,6 +25,17 @@ from crmsync.sandbox.hubspot_search import (
 
 class SearchApi(ObjectsApi):
     """Search over the account's records."""
+
+    def _as_indexed(self, record: Record) -> Record:
+        """`record` as search shows it (under index lag, perhaps an older version)."""
+        if record.index_log is None:
+            return record
+        view = self.indexed(record, int(self.clock() * 1000))
+        if view is None or view[0] is record.props:
+            return record
+        shown = Record(record.id, view[0], record.created_ms, record.updated_ms)
+        shown.archived = view[1]
+        return shown
 
     def search_objects(self, request: Request) -> Response:
         object_type = self._type_of(request)
@@ -50,33 +61,45 @@ class SearchApi(ObjectsApi):
         ids = self._search_ids(object_type, body)
         store = self.objects[object_type]
         window = ids[after:after + limit]
-        results = [self._render(object_type, store.records[i], body.get("properties"))
-                   for i in window]
+        results = [self._render(object_type, self._as_indexed(store.records[i]),
+                                body.get("properties")) for i in window]
         out: dict[str, Any] = {"total": len(ids), "results": results}
         if after + limit < len(ids) and limit > 0:
             out["paging"] = {"next": {"after": str(after + limit)}}
         return Response(200, out)
 
     def _search_ids(self, object_type: str, body: dict[str, Any]) -> list[int]:
-        key = json.dumps([object_type, body.get("filterGroups"), body.get("sorts"),
-                          body.get("query")], sort_keys=True, default=str)
+        groups = body.get("filterGroups")
+        if body.get("filters"):
+            # Live HubSpot takes a top-level `filters` list as one more AND over every group
+            # (one group when there are none); the spec does not list it.
+            top = body["filters"]
+            if not isinstance(top, list):
+                raise HubSpotError(400, "filters must be a list")
+            groups = ([{"filters": [*(g.get("filters") or []), *top]} if isinstance(g, dict)
+                       else g for g in groups] if isinstance(groups, list) and groups
+                      else [{"filters": top}])
+        key = json.dumps([object_type, groups, body.get("sorts"), body.get("query")],
+                         sort_keys=True, default=str)
         cached = self._search_cache.get(key)
-        if cached is not None and cached[0] == self._version:
+        if cached is not None and cached[0] == self._version and not self._lagged:
             return cached[1]  # validated when it was cached: the same body compiles the same
-        matcher = compile_filter_groups(body.get("filterGroups"), KINDS)
+        kinds = self.catalog.kinds(object_type)
+        matcher = compile_filter_groups(groups, kinds)
         sorts = parse_sorts(body.get("sorts"))
         text = query_predicate(body.get("query"), SEARCHABLE[object_type])
         store = self.objects[object_type]
-        matched = [r for r in (store.records[i] for i in store.ids)
-                   if not r.archived and matcher(r.props) and text(r.props)]
+        now = int(self.clock() * 1000)
+        views = ((r.id, self.indexed(r, now)) for r in (store.records[i] for i in store.ids))
+        matched = [(record_id, view[0]) for record_id, view in views
+                   if view is not None and not view[1] and matcher(view[0]) and text(view[0])]
         if sorts:
             name, descending = sorts[0]
-            present = [r for r in matched if r.props.get(name)]
-            absent = [r for r in matched if not r.props.get(name)]
-            present.sort(key=lambda r: (KINDS.key(name, r.props[name]), r.id),
-                         reverse=descending)
+            present = [m for m in matched if m[1].get(name)]
+            absent = [m for m in matched if not m[1].get(name)]
+            present.sort(key=lambda m: (kinds.key(name, m[1][name]), m[0]), reverse=descending)
             matched = present + absent  # records without the property come last
-        ids = [r.id for r in matched]
+        ids = [record_id for record_id, _ in matched]
         if len(self._search_cache) > 32:
             self._search_cache.clear()
         self._search_cache[key] = (self._version, ids)

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from crmsync.sandbox import synthetic
+from crmsync.sandbox.hubspot_catalog import PropertyCatalog
 from crmsync.sandbox.hubspot_model import (
     DEFAULT_PIPELINE_ID,
     Record,
@@ -89,6 +90,10 @@ class SeedingApi(ObjectsApi):
             "pipelines": self.pipelines,
             "audit": self.audit,
             "gdpr_blocklist": sorted(self.gdpr_blocklist),
+            "properties": self.catalog.dump(),
+            "owners": self.owners,
+            "merged_into": {t: [[old, new] for old, new in ids.items()]
+                            for t, ids in self.merged_into.items()},
             "objects": {
                 t: [[r.id, r.props, r.created_ms, r.updated_ms, r.archived, r.archived_ms]
                     for r in (store.records[i] for i in store.ids)]
@@ -110,6 +115,10 @@ class SeedingApi(ObjectsApi):
         self.pipelines = state["pipelines"]
         self.audit = state.get("audit", {})
         self.gdpr_blocklist = set(state.get("gdpr_blocklist", []))
+        if "properties" in state:  # state files from before the properties API lack these
+            self.catalog = PropertyCatalog.load(state["properties"], self._last_ms)
+            self.owners = state["owners"]
+            self.merged_into = {t: dict(pairs) for t, pairs in state["merged_into"].items()}
         for object_type, rows in state["objects"].items():
             store = self.objects[object_type]
             for record_id, props, created, updated, archived, archived_ms in rows:
