@@ -46,7 +46,8 @@ class MergeApi(ObjectsApi):
             raise HubSpotError(400, "An object cannot be merged into itself",
                                subCategory="MERGE_SAME_OBJECT")
         self.merge(object_type, primary, merged, self.now_ms())
-        return Response(200, self._render(object_type, primary, None))
+        return Response(200, self._render(object_type, primary, self._written(
+            object_type, ["hs_merged_object_ids"])))
 
     def merge(self, object_type: str, primary: Record, merged: Record, now: int) -> None:
         """Fold `merged` into `primary`; `merged` disappears (its id redirects)."""
