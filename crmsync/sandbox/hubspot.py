@@ -39,8 +39,8 @@ def _no_lag() -> float:
     return 0.0
 
 
-class HubSpotEmulator(PipelinesApi, BatchApi, SearchApi, MergeApi, AssociationsApi,
-                      PropertiesApi, OwnersApi, SeedingApi):
+class HubSpotEmulator(PipelinesApi, BatchApi, SearchApi, SeedingApi, MergeApi, AssociationsApi,
+                      PropertiesApi, OwnersApi):
     """One HubSpot portal's CRM APIs over in-memory state (a sandbox `Emulator`)."""
 
     crm: str = "hubspot"
