@@ -223,3 +223,16 @@ def test_seeding_is_deterministic_per_seed() -> None:
 
     assert dump(5) == dump(5)
     assert dump(5) != dump(6)
+
+
+def test_cli_sets_the_search_lag(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from crmsync.cli import cli, sandbox_command
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(sandbox_command, "_serve",
+                        lambda *args, **kwargs: seen.update(config=kwargs["config"]))
+    result = CliRunner().invoke(cli, ["sandbox", "--port", "0", "--search-lag-seconds", "2.5"])
+    assert result.exit_code == 0, result.output
+    assert seen["config"].search_lag_seconds == 2.5
