@@ -40,6 +40,8 @@ class AssociationsApi(HubSpotCore):
             return self._batch_response(200, [], [], started)
         from_type, to_type = self._assoc_types(request)
         _, inputs = self._batch_inputs(request, ASSOC_BATCH_READ_MAX)
+        if not self.objects[to_type].records:
+            return self._batch_response(200, [], [], started)  # no records of the type
         results, errors = [], []
         for item in inputs:
             raw = item.get("id") if isinstance(item, dict) else None

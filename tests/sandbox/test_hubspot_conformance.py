@@ -868,6 +868,10 @@ def test_v4_batch_read_takes_1000_inputs_and_empty_types(hs: Any) -> None:
     api = hs.crm.associations.v4.batch_api
     contact = hs.crm.contacts.basic_api.create(SimplePublicObjectInputForCreate(
         properties={"email": "many@example.com"}))
+    no_deals = api.get_page("contacts", "deals", BatchInputPublicFetchAssociationsBatchRequest(
+        inputs=[{"id": contact.id}]))
+    assert no_deals.results == []
+    assert not hasattr(no_deals, "errors")  # a 200, not a 207 with per-input errors
     company = hs.crm.companies.basic_api.create(CompanyCreate(properties={"name": "X"}))
     hs.crm.associations.v4.basic_api.create_default("contacts", contact.id, "companies",
                                                     company.id)
