@@ -236,3 +236,28 @@ def test_cli_sets_the_search_lag(monkeypatch: pytest.MonkeyPatch) -> None:
     result = CliRunner().invoke(cli, ["sandbox", "--port", "0", "--search-lag-seconds", "2.5"])
     assert result.exit_code == 0, result.output
     assert seen["config"].search_lag_seconds == 2.5
+
+
+def test_properties_owners_and_merges_survive_a_state_round_trip() -> None:
+    app = build_sandbox(clock=ManualClock())
+    headers = {"Authorization": "Bearer t", "Content-Type": "application/json"}
+
+    def call(method: str, path: str, body: bytes = b"") -> Any:
+        return app.handle(Request.build(method, path, headers, body)).body
+
+    call("POST", "/crm/v3/properties/deals", b'{"name": "region", "label": "Region", '
+         b'"type": "string", "fieldType": "text", "groupName": "dealinformation"}')
+    one = call("POST", "/crm/v3/objects/deals", b'{"properties": {"dealname": "a"}}')["id"]
+    two = call("POST", "/crm/v3/objects/deals", b'{"properties": {"region": "EU"}}')["id"]
+    call("POST", "/crm/v3/objects/deals/merge",
+         f'{{"primaryObjectId": "{one}", "objectIdToMerge": "{two}"}}'.encode())
+    state = app.account("hubspot", "t").dump_state()
+
+    restored = build_sandbox(clock=ManualClock())
+    restored.account("hubspot", "t").load_state(state)
+    again = restored.handle(Request.build("GET", f"/crm/v3/objects/deals/{two}?properties=region",
+                                          headers, b"")).body
+    assert again["id"] == one
+    assert again["properties"]["region"] == "EU"
+    owners = restored.handle(Request.build("GET", "/crm/v3/owners/", headers, b"")).body
+    assert len(owners["results"]) == 3
