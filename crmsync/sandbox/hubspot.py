@@ -7,7 +7,9 @@ Decisions where no published source settles the behaviour are marked "unconfirme
 
 One module per API area, each a mixin over `hubspot_core.HubSpotCore`: `hubspot_pipelines`,
 `hubspot_objects`, `hubspot_batch`, `hubspot_search_api` (semantics in `hubspot_search`),
-`hubspot_associations`, `hubspot_seed`; the data model is `hubspot_model`.
+`hubspot_associations`, `hubspot_properties` (definitions, groups, v2 read, schemas; the
+definitions themselves in `hubspot_catalog`), `hubspot_owners`, `hubspot_merge`,
+`hubspot_seed`; the data model is `hubspot_model`.
 """
 
 from __future__ import annotations

@@ -22,6 +22,18 @@ by the test named after it:
 - E6 SDK 12.0.0 `PipelineStageAuditsApi.get_audit(object_type, stage_id)` never fills the
   path's {pipelineId}; the stage audit is read over plain HTTP —
   test_stage_crud_and_metadata_strings.
+- E7 owners: the SDK's path is `/crm/v3/owners/` (trailing slash), the docs' `/crm/v3/owners`;
+  both are served — test_owners_are_listed_and_records_refer_to_them.
+- E8 schemas: SDK 12 reads `/crm-object-schemas/v3/schemas`, the docs name `/crm/v3/schemas`;
+  both are served — test_an_account_without_custom_objects_has_no_schemas.
+- E9 search: a top-level `filters` list is in neither the spec nor the SDK's
+  PublicObjectSearchRequest; live HubSpot applies it as one ANDed group (issue 8) — sent over
+  plain HTTP in test_search_takes_top_level_filters_as_one_group.
+- E10 merge: the spec answers the survivor; that a GET of the merged-away id answers the
+  survivor is HubSpot's documented behaviour for contacts (knowledge base, "Merge records"),
+  unconfirmed for companies and deals — test_merge_two_contacts.
+- E11 v4 batch read: the spec caps nothing; the 1,000-input limit is the 2025-02 developer
+  changelog — test_v4_batch_read_takes_1000_inputs_and_empty_types.
 """
 
 from __future__ import annotations
@@ -614,11 +626,6 @@ def test_v4_object_ids_are_integers_on_the_wire(hs: Any, sandbox: str) -> None:
 
 
 # --------------------------------------------------------------------------- properties
-# Errata for this part (see the module docstring for the convention):
-# - E7 `GET /crm/v3/owners/` : the SDK's path ends in a slash; the docs name /crm/v3/owners.
-#   Both are served — test_owners_are_listed_and_records_refer_to_them.
-# - E8 schemas: the SDK 12 reads /crm-object-schemas/v3/schemas, the docs /crm/v3/schemas;
-#   both are served — test_an_account_without_custom_objects_has_no_schemas.
 def _prop_api(hs: Any) -> Any:
     return hs.crm.properties.core_api
 
