@@ -163,8 +163,7 @@ class PropertyCatalog:
     def check_value(self, definition: dict[str, Any], text: str) -> str:
         """`text` as HubSpot stores it for this property; `PropertyValueError` if invalid."""
         name, kind = definition["name"], definition["type"]
-        if name == "email" or (kind == "string" and name.endswith("email")
-                               and name != "hs_additional_emails"):
+        if name == "email":  # the one property HubSpot checks as an address
             if not _EMAIL.match(text.strip()):
                 raise PropertyValueError(name, "INVALID_EMAIL", f"Email address {text} is invalid")
             return text.strip()
