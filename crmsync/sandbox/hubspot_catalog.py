@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from crmsync.sandbox.hubspot_model import DATETIMES, NUMBERS, OBJECT_TYPES, PROPERTIES, iso
+from crmsync.sandbox.hubspot_model import (
+    DATETIMES,
+    NUMBERS,
+    OBJECT_TYPES,
+    PROPERTIES,
+    STAGE_DATE_PREFIXES,
+    iso,
+)
 from crmsync.sandbox.hubspot_search import PropertyKinds, parse_instant
 
 TYPES = ("string", "number", "date", "datetime", "enumeration", "bool")
@@ -136,6 +143,21 @@ class PropertyCatalog:
         """A `PropertyGroup`."""
         return {"name": name, "label": label, "displayOrder": order, "archived": False}
 
+    def stage_dates(self, stages: list[tuple[str, str]]) -> dict[str, dict[str, Any]]:
+        """The calculated `hs_date_entered_/hs_date_exited_<stageId>` deal properties of
+        `stages` ([(id, label)]); read-only date-times."""
+        out = {}
+        for stage_id, label in stages:
+            for prefix, verb in zip(STAGE_DATE_PREFIXES, ("entered", "exited"), strict=True):
+                definition = self.new_definition(
+                    name=prefix + stage_id, label=f"Date {verb} {label!r}", kind="datetime",
+                    field_type="date", group=STANDARD_GROUP["deals"], options=[], created=0)
+                definition.update(hubspotDefined=True, calculated=True, formField=False)
+                definition["modificationMetadata"].update(
+                    readOnlyValue=True, readOnlyDefinition=True, archivable=False)
+                out[definition["name"]] = definition
+        return out
+
     def active(self, object_type: str) -> dict[str, dict[str, Any]]:
         return {n: d for n, d in self.definitions[object_type].items() if not d["archived"]}
 
@@ -156,7 +178,8 @@ class PropertyCatalog:
                 datetimes=frozenset(d["name"] for d in active if d["type"] in ("date",
                                                                                "datetime")),
                 numbers=frozenset(d["name"] for d in active if d["type"] == "number")
-                | {"hubspot_owner_id"})
+                | {"hubspot_owner_id"},
+                datetime_prefixes=STAGE_DATE_PREFIXES if object_type == "deals" else ())
         return kinds
 
     # -- values ---------------------------------------------------------------------------

@@ -35,6 +35,9 @@ EMPTY_TYPES = frozenset({
     "line_item", "0-8", "products", "product", "0-7", "quotes", "quote", "0-14",
     "communications", "0-18", "postal_mail", "0-116",
 })
+# Deal properties HubSpot calculates per pipeline stage: when a deal last entered and left
+# it (`hs_date_entered_<stageId>`, `hs_date_exited_<stageId>`; HubSpot's deal properties).
+STAGE_DATE_PREFIXES = ("hs_date_entered_", "hs_date_exited_")
 ASSOC_BATCH_READ_MAX = 1_000  # v4 batch read inputs (developer changelog, 2025-02)
 SINGULAR = {"contacts": "contact", "companies": "company", "deals": "deal"}
 

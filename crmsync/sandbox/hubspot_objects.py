@@ -18,6 +18,7 @@ from crmsync.sandbox.hubspot_model import (
     LIST_LIMIT_MAX,
     MODIFIED,
     SINGULAR,
+    STAGE_DATE_PREFIXES,
     TYPE_ALIASES,
     HubSpotError,
     Record,
@@ -64,6 +65,9 @@ class ObjectsApi(HubSpotCore):
         out: dict[str, str] = {}
         for name, value in props.items():
             definition = catalog.get(object_type, name)
+            if definition is None and object_type == "deals" and name.startswith(
+                    STAGE_DATE_PREFIXES):
+                definition = catalog.stage_dates([(name.split("_", 3)[3], name)])[name]
             if definition is None:
                 problems.append({"isValid": False, "message": f'Property "{name}" does not exist',
                                  "error": "PROPERTY_DOESNT_EXIST", "name": name})
@@ -144,6 +148,8 @@ class ObjectsApi(HubSpotCore):
         if props.get("createdate"):
             created = parse_instant(props["createdate"]) or created
         clean = {k: v for k, v in props.items() if v != ""}
+        if object_type == "deals" and clean.get("dealstage"):
+            clean[STAGE_DATE_PREFIXES[0] + clean["dealstage"]] = iso(now)
         return self._store_new(object_type, clean, created, now)
 
     def _store_new(self, object_type: str, props: dict[str, str], created: int,
@@ -165,6 +171,12 @@ class ObjectsApi(HubSpotCore):
                       now: int) -> None:
         self._before_write(record)
         old_email = record.props.get("email")
+        old_stage = record.props.get("dealstage")
+        if object_type == "deals" and props.get("dealstage") and props["dealstage"] != old_stage:
+            entered, exited = STAGE_DATE_PREFIXES
+            props = {**props, entered + props["dealstage"]: iso(now)}
+            if old_stage:
+                props[exited + old_stage] = iso(now)
         for name, value in props.items():
             if value == "":
                 record.props.pop(name, None)  # an empty string clears the property
@@ -191,7 +203,9 @@ class ObjectsApi(HubSpotCore):
         known = self.catalog.definitions[object_type]
         # Spec (`properties`, `propertiesWithHistory`): "If any of the specified properties
         # are not present on the requested object(s), they will be ignored."
-        names = [n for n in properties if n in known] if properties else (
+        stage_dates = STAGE_DATE_PREFIXES if object_type == "deals" else ()
+        names = [n for n in properties if n in known or (stage_dates and n.startswith(
+            stage_dates))] if properties else (
             DEFAULT_PROPERTIES[object_type])
         with_history = [n for n in with_history or () if n in known]
         props = {name: record.props.get(name) for name in (*names, *ALWAYS[object_type])}

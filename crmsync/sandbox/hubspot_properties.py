@@ -30,17 +30,26 @@ class PropertiesApi(HubSpotCore):
         archived = truthy(request.arg("archived"))
         wanted = set(request.args("properties"))
         results = [PropertyCatalog.render(d)
-                   for d in self.catalog.definitions[object_type].values()
+                   for d in self._definitions(object_type).values()
                    if d["archived"] == archived and (not wanted or d["name"] in wanted)]
         return Response(200, {"results": results})
 
     def _definition(self, request: Request, *, archived: bool = False) -> dict[str, Any]:
         object_type = self._type_of(request)
         name = request.path_params["propertyName"]
-        definition = self.catalog.definitions[object_type].get(name)
+        definition = self._definitions(object_type).get(name)
         if definition is None or definition["archived"] != archived:
             raise _not_found("Property", name, object_type)
         return definition
+
+    def _definitions(self, object_type: str) -> dict[str, dict[str, Any]]:
+        """Stored definitions, and for deals the calculated stage dates of every stage."""
+        stored = self.catalog.definitions[object_type]
+        if object_type != "deals":
+            return stored
+        stages = [(s["id"], s["label"]) for p in self.pipelines.values() if not p["archived"]
+                  for s in self._active_stages(p)]
+        return {**stored, **self.catalog.stage_dates(stages)}
 
     def get_property(self, request: Request) -> Response:
         definition = self._definition(request, archived=truthy(request.arg("archived")))
@@ -154,7 +163,8 @@ class PropertiesApi(HubSpotCore):
         """Legacy `GET /properties/v2/{objectType}/properties`: a bare JSON list."""
         object_type = self._type_of(request)
         return Response(200, [PropertyCatalog.render_v2(d)
-                              for d in self.catalog.active(object_type).values()])
+                              for d in self._definitions(object_type).values()
+                              if not d["archived"]])
 
     # ------------------------------------------------------------------ groups
     def _group(self, request: Request) -> dict[str, Any]:

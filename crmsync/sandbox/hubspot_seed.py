@@ -172,6 +172,8 @@ class SeedingApi(MergeApi):
             props["hs_is_closed"] = "true" if closed else "false"
             props["hs_is_closed_won"] = (
                 "true" if closed and stage["metadata"].get("probability") == "1.0" else "false")
+            # entered its current stage when last modified (HubSpot's calculated stage date)
+            props["hs_date_entered_" + stage["id"]] = iso(_ms(d.modified_at))
             if d.source:
                 props["deal_source"] = d.source
             if owners and i % 5:

@@ -901,3 +901,32 @@ def test_archived_listing_carries_archived_at(hs: Any) -> None:
     assert [r.id for r in page.results] == [gone.id]
     assert page.results[0].archived is True
     assert page.results[0].archived_at is not None
+
+
+def test_deals_carry_calculated_stage_properties(hs: Any) -> None:
+    deals = hs.crm.deals.basic_api
+    deal = deals.create(DealCreate(properties={"dealname": "Stages",
+                                               "dealstage": "appointmentscheduled"}))
+    assert deals.get_by_id(deal.id, properties=["hs_is_closed"]).properties[
+        "hs_is_closed"] == "false"
+    won = deals.update(deal.id, DealUpdate(properties={"dealstage": "closedwon"}))
+    assert (won.properties["hs_is_closed"], won.properties["hs_is_closed_won"]) == (
+        "true", "true")
+    read = deals.get_by_id(deal.id, properties=[
+        "hs_date_entered_appointmentscheduled", "hs_date_exited_appointmentscheduled",
+        "hs_date_entered_closedwon"])
+    assert read.properties["hs_date_entered_closedwon"] == read.properties[
+        "hs_date_exited_appointmentscheduled"]
+    assert read.properties["hs_date_entered_appointmentscheduled"] <= read.properties[
+        "hs_date_entered_closedwon"]
+    definition = hs.crm.properties.core_api.get_by_name("deals", "hs_date_entered_closedwon")
+    assert (definition.type, definition.calculated) == ("datetime", True)
+    exc = raised(deals.update, deal.id, DealUpdate(properties={"hs_is_closed_won": "false"}))
+    assert [e["code"] for e in _error_body(exc)["errors"]] == ["READ_ONLY_VALUE"]
+    exc = raised(deals.update, deal.id, DealUpdate(
+        properties={"hs_date_entered_closedwon": "2026-01-01T00:00:00Z"}))
+    assert [e["code"] for e in _error_body(exc)["errors"]] == ["READ_ONLY_VALUE"]
+    found = hs.crm.deals.search_api.do_search(PublicObjectSearchRequest(filter_groups=[{
+        "filters": [{"propertyName": "hs_date_entered_closedwon", "operator": "GT",
+                     "value": "2000-01-01T00:00:00Z"}]}]))
+    assert [r.id for r in found.results] == [deal.id]
