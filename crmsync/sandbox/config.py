@@ -48,6 +48,10 @@ class SandboxConfig(BaseModel):
     pipedrive_search_per_2s: int = Field(default=10, ge=1)
     pipedrive_seats: int = Field(default=1, ge=1)
 
+    # --- HubSpot search index lag: a created or changed record reaches search this many
+    # seconds after the write (lists and gets see it at once, as live); 0 = at once.
+    search_lag_seconds: float = Field(default=0.0, ge=0, le=3_600)
+
     @model_validator(mode="after")
     def _rates_sum(self) -> SandboxConfig:
         if self.rate_429 + self.rate_5xx + self.rate_drop + self.rate_slow > 1:

@@ -41,7 +41,8 @@ here ever shows a token.
     Keys: latency_ms, jitter_ms, rate_429, rate_5xx, rate_drop, rate_slow, slow_ms, seed,
     fault_crm, fault_path_prefix, rate_limits_enabled, hubspot_limit_per_10s,
     hubspot_daily_limit, hubspot_search_per_s, pipedrive_plan, pipedrive_burst_per_2s,
-    pipedrive_search_per_2s, pipedrive_seats.
+    pipedrive_search_per_2s, pipedrive_seats, search_lag_seconds (HubSpot: seconds before a
+    created or changed record is visible to search; lists and gets see it at once).
 ``GET /_sandbox/health`` → 200 ``{"ok": true, "crms": ["hubspot", "pipedrive"]}``.
 """
 
