@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypedDict
 
 from crmsync.blueprint.models import ENV_NAME_PATTERN, KEY_PATTERN, Blueprint, to_key
-from crmsync.errors import ConfigError, CrmsyncError, StoreError
+from crmsync.errors import ConfigError, CrmsyncError, PlanStaleError, StoreError
 from crmsync.plan.apply import ApplyResult, apply
 from crmsync.plan.diff import diff, stage_candidates_for_removal
 from crmsync.plan.export import blueprint_from_remote, to_yaml
@@ -258,11 +258,7 @@ def _apply_leased(client: ClientPlan, blueprint: Blueprint, plan: Plan, session:
     # The plan was made before the lease: another run may have applied since. Applying a
     # stale plan would create its pipelines and stages a second time.
     if _plan_checked(blueprint, session).changes != plan.changes:
-        raise CrmsyncError(
-            f"{blueprint.client} ({blueprint.crm}) changed since the plan was made (another "
-            "run applied in between); nothing was changed",
-            hint="Run the same command again to see and apply the current plan",
-        )
+        raise PlanStaleError(blueprint.client, blueprint.crm)
     session.store.accounts(blueprint.client, blueprint.crm).record(adapter.account_id())
     state = session.store.provisioning(blueprint.client, blueprint.crm)
     result = apply(plan, adapter, state,
@@ -329,3 +325,18 @@ def export_blueprint(
         session.store.accounts(client, crm).record(account)
         state.record_many(export.pipelines, export.stages)
     return text
+
+
+# --- forget ----------------------------------------------------------------------------------
+
+
+def forget_client(client: str, crm: str, settings: Settings, *,
+                  store: Store | None = None) -> int:
+    """Drop the ids and the account recorded for one client's CRM; returns how many ids.
+
+    The deliberate way to move a client to another account: its pipelines then match the
+    new account's by label. Holds the client's lease, so no apply is half-way meanwhile.
+    """
+    with Session(settings, store=store) as session, \
+            session.store.lease(client, crm, purpose="forget"):
+        return session.store.accounts(client, crm).forget()
