@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from pydantic import SecretStr
 
-    from crmsync.adapters.http_policy import Clock, Sleep
+    from crmsync.names import MonotonicClock, Sleep
 
 PIPEDRIVE_CAPABILITIES = AdapterCapabilities(
     pipeline_order_writable=False,
@@ -72,7 +72,7 @@ class PipedriveAdapter:
         timeout: float = 30.0,
         max_retries: int = 6,
         sleep: Sleep = time.sleep,
-        clock: Clock = time.monotonic,
+        clock: MonotonicClock = time.monotonic,
         session: requests.Session | None = None,
         page_size: int = PAGE_SIZE,
         policy: HttpPolicy | None = None,

@@ -18,8 +18,8 @@ from crmsync.adapters.base import (
     RemotePipeline,
     RemoteStage,
     StageSpec,
-    crm_title,
 )
+from crmsync.names import crm_title
 from crmsync.plan.changes import (
     AdoptPipeline,
     AdoptStage,
