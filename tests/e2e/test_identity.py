@@ -159,3 +159,19 @@ def test_two_applies_at_once_create_everything_once(world: World, store_kind: st
             stage_counts = Counter(s.label for s in pipeline.stages)
             assert all(n == 1 for n in stage_counts.values()), (pipeline.label, stage_counts)
         assert world.cli("diff", path).exit_code == 0
+
+
+def test_apply_while_another_run_holds_the_lease_exits_4_and_changes_nothing(
+        world: World, store_kind: str) -> None:
+    from crmsync.store import open_store
+
+    path = world.write(world.example("acme"))
+    with open_store(world.store_url) as store, \
+            store.lease("acme", world.crm, purpose="apply") as held:
+        result = world.cli("apply", "--yes", str(path))
+        assert result.exit_code == 4, result.output
+        assert f"another run holds its lease ({held.holder})" in result.output
+        assert world.writes == []
+        forget = world.cli("forget", "acme", "--crm", world.crm)
+        assert forget.exit_code == 4, forget.output
+    assert world.cli("apply", "--yes", str(path)).exit_code == 0  # released: the next run goes
