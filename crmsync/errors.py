@@ -150,7 +150,7 @@ class PlanStaleError(CrmsyncError):
         self.crm = crm
         super().__init__(
             f"{client} ({crm}) changed since the plan was made (another run applied in "
-            "between); nothing was changed",
+            "between, or someone edited its pipelines); nothing was changed",
             hint="Run the same command again to see and apply the current plan",
         )
 
