@@ -308,7 +308,8 @@ def export_blueprint(
     target = Path(output) if output is not None else None
     if target is not None and target.exists() and not force:
         raise ConfigError(message=f"{target} already exists; pass --force to overwrite it")
-    with Session(settings, store=store) as session:
+    with Session(settings, store=store) as session, \
+            session.store.lease(client, crm, purpose="export"):
         crm_adapter = adapter or session.adapter(crm, token_env)
         account = session.check_account(client, crm, crm_adapter)
         remote = crm_adapter.list_pipelines()

@@ -264,7 +264,8 @@ def apply_command(app: App, paths: tuple[Path, ...], yes: bool, as_json: bool) -
       1  an error, a cancelled apply, or a CRM that still differs after applying
     """
     from crmsync.plan.render import describe_item
-    from crmsync.provision import Session, apply_clients, diff_clients
+    from crmsync.provision import apply_clients, diff_clients
+    from crmsync.session import Session
 
     def progress(client: ClientPlan, change: Change) -> None:
         if not as_json:
@@ -344,6 +345,7 @@ def export_command(app: App, *, client: str, crm: str, output: Path | None, forc
     \b
     Exit codes:
       0  written (to --output, or to standard output)
+      4  an apply of the same client is running
       1  an error (e.g. --output exists without --force, no pipelines, a CRM error)
     """
     from crmsync.provision import export_blueprint
