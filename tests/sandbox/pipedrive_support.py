@@ -236,7 +236,8 @@ def build_validator() -> SpecValidator:
     v2 = OpenAPI.from_dict(_served_at(apply_v2_errata(v2_raw), "/api/v2"))
     # Pipedrive serves v1 at both /v1 and /api/v1; the sandbox uses /api/v1 (one prefix)
     v1_fields = _only_paths(apply_v1_errata(v1_raw),
-                            ("/dealFields", "/personFields", "/organizationFields"))
+                            ("/dealFields", "/personFields", "/organizationFields",
+                             "/users/me"))
     v1 = OpenAPI.from_dict(_served_at(v1_fields, "/api/v1"))
     error, unauthorized = error_validators(v1_raw, v2_raw)
     return SpecValidator(v2=v2, v1=v1, error_schema=error, unauthorized_schema=unauthorized)
