@@ -308,23 +308,29 @@ def export_blueprint(
     target = Path(output) if output is not None else None
     if target is not None and target.exists() and not force:
         raise ConfigError(message=f"{target} already exists; pass --force to overwrite it")
-    with Session(settings, store=store) as session, \
-            session.store.lease(client, crm, purpose="export"):
-        crm_adapter = adapter or session.adapter(crm, token_env)
-        account = session.check_account(client, crm, crm_adapter)
-        remote = crm_adapter.list_pipelines()
-        state = session.store.provisioning(client, crm)
-        export = blueprint_from_remote(client, crm, remote, state.known_ids(),
-                                       crm_adapter.capabilities, token_env=token_env)
-        if not export.data["pipelines"]:
-            raise ConfigError(message=f"the {crm} account has no deal pipelines to export")
-        Blueprint.model_validate(export.data)  # the file must load as it is written
-        text = to_yaml(export.data, crm=crm)
-        if target is not None:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
-        session.store.accounts(client, crm).record(account)
-        state.record_many(export.pipelines, export.stages)
+    with Session(settings, store=store) as session:
+        crm_adapter = adapter or session.adapter(crm, token_env)  # a missing token: no store
+        with session.store.lease(client, crm, purpose="export"):
+            return _export_leased(client, crm, session, crm_adapter, target=target,
+                                  token_env=token_env)
+
+
+def _export_leased(client: str, crm: str, session: Session, crm_adapter: CrmAdapter, *,
+                   target: Path | None, token_env: str | None) -> str:
+    account = session.check_account(client, crm, crm_adapter)
+    remote = crm_adapter.list_pipelines()
+    state = session.store.provisioning(client, crm)
+    export = blueprint_from_remote(client, crm, remote, state.known_ids(),
+                                   crm_adapter.capabilities, token_env=token_env)
+    if not export.data["pipelines"]:
+        raise ConfigError(message=f"the {crm} account has no deal pipelines to export")
+    Blueprint.model_validate(export.data)  # the file must load as it is written
+    text = to_yaml(export.data, crm=crm)
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    session.store.accounts(client, crm).record(account)
+    state.record_many(export.pipelines, export.stages)
     return text
 
 
