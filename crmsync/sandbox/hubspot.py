@@ -46,7 +46,8 @@ class HubSpotEmulator(PipelinesApi, BatchApi, SearchApi, SeedingApi, MergeApi, A
     """One HubSpot portal's CRM APIs over in-memory state (a sandbox `Emulator`)."""
 
     crm: str = "hubspot"
-    path_prefixes: tuple[str, ...] = ("/crm/", "/crm-object-schemas/", "/properties/")
+    path_prefixes: tuple[str, ...] = ("/crm/", "/crm-object-schemas/", "/properties/",
+                                      "/account-info/")
 
     def __init__(self, clock: Clock | None = None,
                  search_lag: Callable[[], float] | None = None) -> None:
@@ -173,3 +174,5 @@ class HubSpotEmulator(PipelinesApi, BatchApi, SearchApi, SeedingApi, MergeApi, A
         for method, template, handler in routes:
             add(method, template, handler)
         # Areas with routes of their own register here (one line each).
+        from crmsync.sandbox.account_info import register_hubspot  # who the token is
+        register_hubspot(router)

@@ -259,6 +259,8 @@ class PipedriveEmulator:
         # room for `GET /v1/users/me` (account_info.py), registered by its own line here
         for method, template, handler in routes:
             router.add(method, template, cls._guarded(handler), crm=cls.crm)
+        from crmsync.sandbox.account_info import register_pipedrive  # who the token is
+        register_pipedrive(router)
 
     def _retired(self, _request: Request) -> Response:
         # Pipedrive's status codes: "410 Gone - Old resource permanently unavailable". The

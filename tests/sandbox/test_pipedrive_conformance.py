@@ -962,6 +962,13 @@ def test_retired_v1_endpoints_are_gone(api: Api) -> None:
     api.get("/api/v1/dealFields")  # the field definitions are still v1
 
 
+def test_current_user_names_the_company(api: Api) -> None:
+    """v1 `/users/me` (still current): crmsync reads the account's `company_id` from it."""
+    user = api.get("/api/v1/users/me")["data"]
+    assert isinstance(user["company_id"], int)
+    assert user["is_you"] is True
+
+
 def test_unknown_path_and_method(api: Api) -> None:
     response = api.pd.session.get(api.pd.url(f"{V2}/leads"))
     assert response.status_code == 404
