@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Generic, TypeVar
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3.exceptions
@@ -329,8 +330,14 @@ class Pacer:
         # slot as each request ages out: the n-th claim beyond the budget waits for the n-th
         # oldest of our own requests to leave it, the window being the longest reset seen.
         window = max(state.longest_window, limit.window_seconds)
-        needed = 1 - limit.remaining
         ours = [t for t in state.done if t > now - window]
+        needed = 1 - limit.remaining
+        if now >= reopens and limit.limit:
+            # The reported window has reset since: our own requests are all we know of.
+            busy = len(ours) + len(state.in_flight)
+            if busy < limit.limit:
+                return now
+            needed = busy - limit.limit + 1
         if len(ours) >= needed:
             return max(reopens, ours[needed - 1] + window)
         return max(reopens, base + window / (limit.limit or 1))
@@ -542,9 +549,11 @@ class HttpPolicy:
         limit: RateLimit | None = None,
     ) -> RemoteError | None:
         """None for success; otherwise the RemoteError this status means (retriable or fatal)."""
-        if 0 < status < 400:
+        if 0 < status < 300:
             return None
         headers = lower_headers(headers)
+        if 300 <= status < 400:
+            return self._redirect_error(status, headers.get("location"), what)
         message = self._message(status, body, what)
         retry_after = parse_retry_after(headers.get("retry-after"))
         if status == 429:
@@ -559,6 +568,21 @@ class HttpPolicy:
         if status == 401:
             return TokenRefusedError(self.crm, message, status=status)
         return FatalRemoteError(self.crm, message, status=status)
+
+    def _redirect_error(self, status: int, location: str | None, what: str) -> FatalRemoteError:
+        # No redirect is followed (requests would carry Pipedrive's x-api-token to any host it
+        # is sent to; the HubSpot SDK's urllib3 has redirects off): say where it pointed, by
+        # origin only, since a Location's path or query may carry anything.
+        base = self.endpoint.base_url if self.endpoint else None
+        target = urljoin(base + "/", location) if base and location else location
+        where = "no Location"
+        if target:
+            origin = _origin(target)
+            same = base is not None and origin == _origin(base)
+            where = f"{'its own origin' if same else 'another origin'}, {origin}"
+        return FatalRemoteError(self.crm, self.mask(
+            f"a redirect ({where}), which crmsync does not follow: the token must not travel "
+            f"anywhere but the configured base URL ({what})"), status=status)
 
     def classify_exception(self, exc: BaseException, *, what: str) -> TransportError:
         """A transport failure (timeout, refused or dropped connection) as a retriable error."""
@@ -584,6 +608,11 @@ class HttpPolicy:
         if error.status == 403:
             return (f"{name} accepted the token but not this request: check the token's "
                     "scopes (HubSpot private app) or the user's permissions (Pipedrive)")
+        if error.status is not None and 300 <= error.status < 400:
+            setting = endpoint.base_url_setting if endpoint else None
+            now = f" (now {endpoint.base_url})" if endpoint else ""
+            return (f"Check {setting or 'the base URL'}{now}: it must be {name}'s API address "
+                    "itself (or `crmsync sandbox`), not a page or proxy that redirects")
         if isinstance(error, FatalRemoteError):
             return None
         if error.retry_after is not None and error.retry_after > self._max_retry_after:
@@ -742,6 +771,19 @@ def _transport_failure(exc: BaseException) -> _TransportFailure:  # noqa: PLR091
                                  timed_out=True)
     return _TransportFailure("connection failed: the connection to {where} broke before the "
                              f"answer arrived ({_short(f'{type(exc).__name__}: {exc}')})")
+
+
+def _origin(url: str) -> str:
+    """`scheme://host[:port]` of `url`, without any user info, path or query."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "an unreadable address"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
 
 
 def _short(text: str, width: int = 160) -> str:

@@ -12,6 +12,7 @@ import urllib3.exceptions
 from crmsync.adapters.http_policy import (
     HUBSPOT,
     PIPEDRIVE,
+    Endpoint,
     HttpPolicy,
     Pacer,
     RateLimit,
@@ -158,3 +159,28 @@ def test_secrets_are_masked() -> None:
     assert "pat-na1-secret" not in str(error)
     assert "bad token ***" in str(error)
     assert "pat-na1-secret" not in repr(policy)
+
+
+@pytest.mark.parametrize(("location", "where"), [
+    ("/crm/v3/elsewhere", "its own origin, https://api.hubapi.com"),
+    ("https://user:pw@evil.example:8443/steal?token=x", "another origin, https://evil.example:8443"),
+    (None, "no Location"),
+])
+def test_a_redirect_is_fatal_and_names_only_the_origin(location: str | None, where: str) -> None:
+    policy = HttpPolicy(HUBSPOT, secrets=["pat-na1-secret"],
+                        endpoint=Endpoint("https://api.hubapi.com", "CRMSYNC_HUBSPOT_BASE_URL"))
+    headers = {"Location": location} if location else {}
+    attempts: list[int] = []
+
+    def send() -> Reply[str]:
+        attempts.append(1)
+        return Reply(301, headers, value="never used")
+
+    with pytest.raises(FatalRemoteError) as caught:
+        policy.call(send, what="list deal pipelines")
+    message = str(caught.value)
+    assert f"hubspot answered 301: a redirect ({where}), which crmsync does not follow" in message
+    assert "Check CRMSYNC_HUBSPOT_BASE_URL (now https://api.hubapi.com)" in message
+    assert "steal" not in message
+    assert "pw" not in message
+    assert len(attempts) == 1  # fatal: never retried
