@@ -258,16 +258,20 @@ class Pacer:
 
         Every `before_request` must be followed by `after_response` from the same thread.
         """
+        tickets = self._my_tickets()
         with self._lock:
             now = self._clock()
             send_at = self._send_at(bucket, now)
             state = self._bucket(bucket)
+            unanswered = tickets.get(bucket)
+            if unanswered is not None:  # one request per thread and bucket at a time
+                state.in_flight.discard(unanswered)
             ticket = next(self._claims)
             state.in_flight.add(ticket)
             state.last_claimed = send_at
             if state.window is not None:
                 state.window = replace(state.window, remaining=state.window.remaining - 1)
-            self._my_tickets()[bucket] = ticket
+            tickets[bucket] = ticket
         wait = max(send_at - now, 0.0)
         if wait > 0:
             log.debug("pacing %s: waiting %.2fs before the next request", bucket, wait)

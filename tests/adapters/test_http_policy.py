@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -184,3 +185,31 @@ def test_a_redirect_is_fatal_and_names_only_the_origin(location: str | None, whe
     assert "steal" not in message
     assert "pw" not in message
     assert len(attempts) == 1  # fatal: never retried
+
+
+def test_a_report_counts_requests_other_threads_still_await_and_never_goes_back(
+    fake_time: FakeTime,
+) -> None:
+    """One pacer, two threads: the report that arrives first must not assume the other
+    thread's request was counted, and that request's later (older) report must not undo it."""
+    pacer = Pacer(clock=fake_time.clock, sleep=fake_time.sleep)
+    claimed, answer = threading.Event(), threading.Event()
+
+    def slow_request() -> None:
+        pacer.before_request("default")
+        claimed.set()
+        answer.wait(timeout=10)
+        # counted by HubSpot before ours, so it says more remained than ours did
+        pacer.after_response("default", RateLimit(2, 100, 10.0, rolling=True))
+
+    other = threading.Thread(target=slow_request)
+    other.start()
+    assert claimed.wait(timeout=10)
+    pacer.before_request("default")
+    pacer.after_response("default", RateLimit(1, 100, 10.0, rolling=True))
+    # 1 left, but the other thread's request may take it: wait for a slot to free (10 s),
+    # not just the 0.1 s spacing of a window with room
+    assert pacer.delay("default") == pytest.approx(10.0)
+    answer.set()
+    other.join(timeout=10)
+    assert pacer.delay("default") == pytest.approx(10.0)
