@@ -580,7 +580,9 @@ class HttpPolicy:
         base = self.endpoint.base_url if self.endpoint else None
         target = urljoin(base + "/", location) if base and location else location
         where = "no Location"
-        if target:
+        if target and not urlsplit(target).netloc:
+            where = "its own origin"  # a relative Location, and no base URL to resolve it
+        elif target:
             origin = _origin(target)
             same = base is not None and origin == _origin(base)
             where = f"{'its own origin' if same else 'another origin'}, {origin}"

@@ -187,6 +187,12 @@ def test_a_redirect_is_fatal_and_names_only_the_origin(location: str | None, whe
     assert len(attempts) == 1  # fatal: never retried
 
 
+def test_a_relative_redirect_without_a_known_base_url_is_its_own_origin() -> None:
+    error = HttpPolicy(PIPEDRIVE).classify_reply(302, {"Location": "/login"}, b"", what="x")
+    assert isinstance(error, FatalRemoteError)
+    assert "a redirect (its own origin), which crmsync does not follow" in str(error)
+
+
 def test_a_report_counts_requests_other_threads_still_await_and_never_goes_back(
     fake_time: FakeTime,
 ) -> None:
