@@ -265,9 +265,9 @@ class Pacer:
             state = self._bucket(bucket)
             unanswered = tickets.get(bucket)
             if unanswered is not None:  # one request per thread and bucket at a time
-                state.in_flight.discard(unanswered)
+                state.in_flight.pop(unanswered, None)
             ticket = next(self._claims)
-            state.in_flight.add(ticket)
+            state.in_flight[ticket] = None
             state.last_claimed = send_at
             if state.window is not None:
                 state.window = replace(state.window, remaining=state.window.remaining - 1)
@@ -276,6 +276,9 @@ class Pacer:
         if wait > 0:
             log.debug("pacing %s: waiting %.2fs before the next request", bucket, wait)
             self._sleep(wait)
+        with self._lock:  # from now on, answers to others may not be counted in ours
+            if ticket in state.in_flight:
+                state.in_flight[ticket] = state.answered
         return wait
 
     def after_response(self, bucket: str, limit: RateLimit | None) -> None:
@@ -285,14 +288,17 @@ class Pacer:
             now = self._clock()
             state = self._bucket(bucket)
             state.done.append(now)
-            if ticket is not None:
-                state.in_flight.discard(ticket)
+            state.answered += 1
+            sent_after = state.in_flight.pop(ticket, None) if ticket is not None else None
             if limit is None:
                 return  # the claim already counted this request down
             if ticket is not None and ticket < state.observed_ticket:
                 return  # a later request's report is newer: this one would undo it
-            # The report counts this request; those still in flight it may not have seen.
-            state.window = replace(limit, remaining=limit.remaining - len(state.in_flight))
+            # The report counts this request. It may not count those still in flight, nor
+            # those answered while it was on its way (they may have reached the CRM after it).
+            overlapped = state.answered - 1 - sent_after if sent_after is not None else 0
+            unseen = len(state.in_flight) + overlapped
+            state.window = replace(limit, remaining=limit.remaining - unseen)
             state.observed_at = now
             state.observed_ticket = ticket if ticket is not None else state.observed_ticket
             state.longest_window = max(state.longest_window, limit.window_seconds)
@@ -379,7 +385,9 @@ class _Bucket:
     observed_ticket: int = -1  # the claim whose response made the last report
     longest_window: float = 0.0
     last_claimed: float | None = None  # the send time reserved by the latest claim
-    in_flight: set[int] = field(default_factory=set)  # claims not yet answered
+    # claims not yet answered -> `answered` when they were sent (None: not sent yet)
+    in_flight: dict[int, int | None] = field(default_factory=dict)
+    answered: int = 0  # responses seen so far
 
 
 # --------------------------------------------------------------------------------------------

@@ -247,5 +247,6 @@ def test_threads_sharing_one_adapter_get_no_429_from_the_sandbox(crm: str) -> No
     assert calls == THREADS * 5 * (1 if crm == "hubspot" else 2)
     window = 10.0 if crm == "hubspot" else 2.0
     passed = time() - start
-    # (calls / 20) windows, less the first one that needs no wait; not much more.
-    assert (calls / 20 - 1) * window <= passed <= (calls / 20 + 1) * window
+    # (calls / 20) windows, less the first one that needs no wait; not much more (threads
+    # answered out of order make the pacer assume the worst for a while).
+    assert (calls / 20 - 1) * window <= passed <= (calls / 20 + 2) * window
