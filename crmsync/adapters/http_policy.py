@@ -226,12 +226,13 @@ class Pacer:
     One pacer is shared by every thread sending to one CRM account, so a request **claims its
     slot under the lock**: its send time is reserved and `remaining` counted down before it
     sleeps, and the next thread plans after it. A response's `remaining` is reduced by the
-    requests other threads have claimed but not yet seen answered (the CRM may not have
-    counted them yet), and a response older than the last one applied is not allowed to undo
-    it. Buckets keep separate limits apart (HubSpot's search has its own); `min_intervals`
-    adds a fixed minimum spacing for a bucket whose limit has no headers. Times of our
-    requests are taken when their answer arrived: the latest the CRM can have counted them,
-    so ageing-out estimates err on the late (safe) side.
+    requests other threads have claimed but not yet seen answered, and by those answered
+    while it was on its way (the CRM may not have counted either yet); a response to an
+    earlier claim than the last one applied is not allowed to undo it. Buckets keep separate
+    limits apart (HubSpot's search has its own); `min_intervals` adds a fixed minimum spacing
+    for a bucket whose limit has no headers. Times of our requests are taken when their answer
+    arrived: the latest the CRM can have counted them, so ageing-out estimates err on the late
+    (safe) side.
     """
 
     _LOG_SIZE = 1_000  # requests remembered per bucket; more than any window allows
