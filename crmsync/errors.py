@@ -140,6 +140,21 @@ class LeaseHeldError(CrmsyncError):
         )
 
 
+class PlanStaleError(CrmsyncError):
+    """Another run changed the client's CRM between this run's plan and its lease."""
+
+    exit_code = 4
+
+    def __init__(self, client: str, crm: str) -> None:
+        self.client = client
+        self.crm = crm
+        super().__init__(
+            f"{client} ({crm}) changed since the plan was made (another run applied in "
+            "between, or someone edited its pipelines); nothing was changed",
+            hint="Run the same command again to see and apply the current plan",
+        )
+
+
 class AccountMismatchError(CrmsyncError):
     """The token reaches another CRM account than the one the store's ids were recorded in."""
 

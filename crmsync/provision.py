@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypedDict
 
 from crmsync.blueprint.models import ENV_NAME_PATTERN, KEY_PATTERN, Blueprint, to_key
-from crmsync.errors import ConfigError, CrmsyncError, StoreError
+from crmsync.errors import ConfigError, CrmsyncError, PlanStaleError, StoreError
 from crmsync.plan.apply import ApplyResult, apply
 from crmsync.plan.diff import diff, stage_candidates_for_removal
 from crmsync.plan.export import blueprint_from_remote, to_yaml
@@ -59,9 +59,11 @@ class _Failure(TypedDict):
 
 
 def _failure(exc: BaseException) -> _Failure:
-    """The `ClientFailure` fields for a client stopped by `exc`."""
+    """The `ClientFailure` fields for a client stopped by `exc` (tokens masked in its text)."""
+    from crmsync.logs import mask_known
+
     error = str(exc) if isinstance(exc, CrmsyncError) else f"unexpected {type(exc).__name__}: {exc}"
-    return {"error": error, "exception": exc}
+    return {"error": mask_known(error), "exception": exc}
 
 
 @dataclass(frozen=True)
@@ -258,11 +260,7 @@ def _apply_leased(client: ClientPlan, blueprint: Blueprint, plan: Plan, session:
     # The plan was made before the lease: another run may have applied since. Applying a
     # stale plan would create its pipelines and stages a second time.
     if _plan_checked(blueprint, session).changes != plan.changes:
-        raise CrmsyncError(
-            f"{blueprint.client} ({blueprint.crm}) changed since the plan was made (another "
-            "run applied in between); nothing was changed",
-            hint="Run the same command again to see and apply the current plan",
-        )
+        raise PlanStaleError(blueprint.client, blueprint.crm)
     session.store.accounts(blueprint.client, blueprint.crm).record(adapter.account_id())
     state = session.store.provisioning(blueprint.client, blueprint.crm)
     result = apply(plan, adapter, state,
@@ -313,19 +311,41 @@ def export_blueprint(
     if target is not None and target.exists() and not force:
         raise ConfigError(message=f"{target} already exists; pass --force to overwrite it")
     with Session(settings, store=store) as session:
-        crm_adapter = adapter or session.adapter(crm, token_env)
-        account = session.check_account(client, crm, crm_adapter)
-        remote = crm_adapter.list_pipelines()
-        state = session.store.provisioning(client, crm)
-        export = blueprint_from_remote(client, crm, remote, state.known_ids(),
-                                       crm_adapter.capabilities, token_env=token_env)
-        if not export.data["pipelines"]:
-            raise ConfigError(message=f"the {crm} account has no deal pipelines to export")
-        Blueprint.model_validate(export.data)  # the file must load as it is written
-        text = to_yaml(export.data, crm=crm)
-        if target is not None:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
-        session.store.accounts(client, crm).record(account)
-        state.record_many(export.pipelines, export.stages)
+        crm_adapter = adapter or session.adapter(crm, token_env)  # a missing token: no store
+        with session.store.lease(client, crm, purpose="export"):
+            return _export_leased(client, crm, session, crm_adapter, target=target,
+                                  token_env=token_env)
+
+
+def _export_leased(client: str, crm: str, session: Session, crm_adapter: CrmAdapter, *,
+                   target: Path | None, token_env: str | None) -> str:
+    account = session.check_account(client, crm, crm_adapter)
+    remote = crm_adapter.list_pipelines()
+    state = session.store.provisioning(client, crm)
+    export = blueprint_from_remote(client, crm, remote, state.known_ids(),
+                                   crm_adapter.capabilities, token_env=token_env)
+    if not export.data["pipelines"]:
+        raise ConfigError(message=f"the {crm} account has no deal pipelines to export")
+    Blueprint.model_validate(export.data)  # the file must load as it is written
+    text = to_yaml(export.data, crm=crm)
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    session.store.accounts(client, crm).record(account)
+    state.record_many(export.pipelines, export.stages)
     return text
+
+
+# --- forget ----------------------------------------------------------------------------------
+
+
+def forget_client(client: str, crm: str, settings: Settings, *,
+                  store: Store | None = None) -> int:
+    """Drop the ids and the account recorded for one client's CRM; returns how many ids.
+
+    The deliberate way to move a client to another account: its pipelines then match the
+    new account's by label. Holds the client's lease, so no apply is half-way meanwhile.
+    """
+    with Session(settings, store=store) as session, \
+            session.store.lease(client, crm, purpose="forget"):
+        return session.store.accounts(client, crm).forget()

@@ -27,7 +27,6 @@ import hubspot.crm.pipelines as pipelines_sdk
 
 from crmsync.adapters.base import (
     AdapterCapabilities,
-    Outcome,
     RemotePipeline,
     RemoteStage,
     StageSpec,
@@ -41,7 +40,7 @@ if TYPE_CHECKING:
 
     from pydantic import SecretStr
 
-    from crmsync.adapters.http_policy import Clock, Sleep
+    from crmsync.names import MonotonicClock, Sleep, StageOutcome
 
 HUBSPOT_CAPABILITIES = AdapterCapabilities(
     pipeline_order_writable=True,
@@ -97,7 +96,7 @@ class HubSpotAdapter(HubSpotRecords):
         timeout: float = 30.0,
         max_retries: int = 6,
         sleep: Sleep = time.sleep,
-        clock: Clock = time.monotonic,
+        clock: MonotonicClock = time.monotonic,
         policy: HttpPolicy | None = None,
     ) -> None:
         secret = token if isinstance(token, str) else token.get_secret_value()
@@ -352,7 +351,7 @@ def _stage(raw: Any) -> RemoteStage:
         probability: float | None = float(metadata["probability"])
     except (KeyError, TypeError, ValueError):
         probability = None
-    outcome: Outcome | None = None
+    outcome: StageOutcome | None = None
     if str(metadata.get("isClosed", "")).lower() == "true":
         outcome = "won" if (probability or 0.0) >= 0.5 else "lost"
     return RemoteStage(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from crmsync.adapters.base import crm_title
 from crmsync.blueprint.models import KEY_PATTERN, to_key
 from crmsync.errors import ConfigError, Finding
+from crmsync.names import CRM_NAMES, crm_title
 
-CRMS = ("hubspot", "pipedrive")
+CRMS = CRM_NAMES
 
 _HEADER = """\
 # Sales process of {client}, as code. Check it with:  crmsync validate {path}

@@ -12,6 +12,7 @@ import click
 from crmsync.cli import App, pass_app
 from crmsync.cli.failures import EXIT_ERROR, describe, echo_error, exit_with
 from crmsync.errors import ConfigError, CrmsyncError, Finding
+from crmsync.names import CRM_NAMES
 from crmsync.safe_text import printable
 
 if TYPE_CHECKING:
@@ -120,7 +121,7 @@ def validate(app: App, paths: tuple[Path, ...], strict: bool, as_json: bool) -> 
 
 @click.command("init")
 @click.argument("client")
-@click.option("--crm", type=click.Choice(["hubspot", "pipedrive"]), required=True,
+@click.option("--crm", type=click.Choice(CRM_NAMES), required=True,
               help="The client's CRM.")
 @click.option("--configs-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder to write to (default: CRMSYNC_CONFIGS_DIR, else configs/).")

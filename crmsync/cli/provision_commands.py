@@ -16,8 +16,16 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from crmsync.cli import App, pass_app
-from crmsync.cli.failures import EXIT_ERROR, describe, echo_error, echo_message, exit_with
+from crmsync.cli.failures import (
+    EXIT_ERROR,
+    EXIT_LEASE_HELD,
+    describe,
+    echo_error,
+    echo_message,
+    exit_with,
+)
 from crmsync.errors import ConfigError, CrmsyncError
+from crmsync.names import CRM_NAMES
 from crmsync.safe_text import printable
 
 if TYPE_CHECKING:
@@ -216,7 +224,13 @@ def _apply_summary(outcome: ClientApply) -> str:
 
 
 def _apply_exit(outcomes: list[ClientApply]) -> int:
+    from crmsync.errors import LeaseHeldError, PlanStaleError
+
     statuses = {o.status for o in outcomes}
+    failed = [o for o in outcomes if o.status in ("error", "unconverged")]
+    # Only other runs of the same clients stood in the way: 4, so cron can tell it apart.
+    if failed and all(isinstance(o.exception, LeaseHeldError | PlanStaleError) for o in failed):
+        return EXIT_LEASE_HELD
     if statuses & {"error", "unconverged"}:
         return EXIT_ERROR
     return EXIT_BLOCKED if "blocked" in statuses else EXIT_OK
@@ -280,10 +294,13 @@ def apply_command(app: App, paths: tuple[Path, ...], yes: bool, as_json: bool) -
     Exit codes:
       0  applied, and diff is now clean
       3  blocked changes remain (not applied; the reasons are shown)
+      4  another apply of the same client is running, or changed it since the plan was
+         made (nothing of that client was changed; run again)
       1  an error, a cancelled apply, or a CRM that still differs after applying
     """
     from crmsync.plan.render import describe_item
-    from crmsync.provision import Session, apply_clients, diff_clients
+    from crmsync.provision import apply_clients, diff_clients
+    from crmsync.session import Session
 
     def progress(client: ClientPlan, change: Change) -> None:
         if not as_json:
@@ -338,7 +355,7 @@ def _outcome_json(outcome: ClientApply) -> dict[str, Any]:
 
 @click.command("export")
 @click.option("--client", "client", required=True, help="Client key, e.g. acme.")
-@click.option("--crm", type=click.Choice(["hubspot", "pipedrive"]), required=True)
+@click.option("--crm", type=click.Choice(CRM_NAMES), required=True)
 @click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the blueprint here (default: standard output).")
 @click.option("--force", is_flag=True, help="Overwrite --output if it exists.")
@@ -364,6 +381,7 @@ def export_command(app: App, *, client: str, crm: str, output: Path | None, forc
     \b
     Exit codes:
       0  written (to --output, or to standard output)
+      4  an apply of the same client is running
       1  an error (e.g. --output exists without --force, no pipelines, a CRM error)
     """
     from crmsync.provision import export_blueprint
@@ -376,4 +394,37 @@ def export_command(app: App, *, client: str, crm: str, output: Path | None, forc
         click.echo(f"Wrote {output}; run `crmsync diff {output}` to check it matches.", err=True)
 
 
-COMMANDS: list[click.Command] = [diff_command, apply_command, export_command]
+# --- forget ----------------------------------------------------------------------------------
+
+
+@click.command("forget")
+@click.argument("client")
+@click.option("--crm", type=click.Choice(CRM_NAMES), required=True)
+@pass_app
+def forget_command(app: App, *, client: str, crm: str) -> None:
+    """Drop the ids and the account recorded for CLIENT's CRM (the CRM is not touched).
+
+    For a client that has moved to another CRM account: the store refuses to apply ids
+    recorded in one account to another. After `forget`, the blueprint's pipelines match the
+    new account's by label (as for a new client); the next apply or export records the new
+    account.
+
+    \b
+    Examples:
+      crmsync forget nordwind --crm pipedrive
+      crmsync diff configs/nordwind.yaml     # now planned against the new account
+
+    \b
+    Exit codes:
+      0  forgotten (or nothing was recorded)
+      4  an apply of the client is running
+      1  an error
+    """
+    from crmsync.provision import forget_client
+
+    dropped = forget_client(client, crm, app.settings)
+    click.echo(f"{client} ({crm}): {dropped} recorded id{'' if dropped == 1 else 's'} and the "
+               "recorded account forgotten; its pipelines now match by label")
+
+
+COMMANDS: list[click.Command] = [diff_command, apply_command, export_command, forget_command]

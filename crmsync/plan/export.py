@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from crmsync.adapters.base import crm_title
+from crmsync.names import crm_title
 from crmsync.plan.diff import normalize_label
 
 if TYPE_CHECKING:
@@ -186,6 +186,10 @@ class _IndentedDumper(yaml.SafeDumper):
 
     def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
         super().increase_indent(flow, False)
+
+    def ignore_aliases(self, data: object) -> bool:
+        # Never `&id001` / `*id001`: the loader refuses aliases in blueprints.
+        return True
 
 
 def to_yaml(data: dict[str, Any], *, crm: str, exported_at: dt.date | None = None) -> str:

@@ -19,7 +19,7 @@ import json
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, assert_never
 
-from crmsync.adapters.base import crm_title
+from crmsync.names import crm_title
 from crmsync.plan.changes import (
     AdoptPipeline,
     AdoptStage,

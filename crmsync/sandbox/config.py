@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from crmsync.names import CrmName  # noqa: TC001 -- pydantic reads it at runtime
+
 PipedrivePlan = Literal["lite", "growth", "premium", "ultimate"]
 
 # Burst requests per token per rolling 2 s, by plan (Pipedrive "Rate limiting" docs, as
@@ -35,7 +37,7 @@ class SandboxConfig(BaseModel):
     rate_slow: float = Field(default=0.0, ge=0, le=1)
     slow_ms: float = Field(default=3_000.0, ge=0, le=600_000)
     seed: int = 0
-    fault_crm: Literal["hubspot", "pipedrive"] | None = None
+    fault_crm: CrmName | None = None
     fault_path_prefix: str | None = None
 
     # --- rate limits as the real services enforce them

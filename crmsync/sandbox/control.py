@@ -50,10 +50,11 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from crmsync.names import CrmName  # noqa: TC001 -- pydantic reads it at runtime
 from crmsync.sandbox.http import Request, Response
 
 if TYPE_CHECKING:
@@ -122,7 +123,7 @@ class Stats:
 class SeedRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    crm: Literal["hubspot", "pipedrive"]
+    crm: CrmName
     contacts: int = Field(default=0, ge=0)
     companies: int = Field(default=0, ge=0)
     deals: int = Field(default=0, ge=0)

@@ -211,14 +211,20 @@ class _SqliteBackend(_Backend):
 class _PostgresBackend(_Backend):
     def __init__(self, store: Store, client: str, crm: str, ttl_seconds: float) -> None:
         super().__init__(store, client, crm, ttl_seconds)
-        schema = (store.engine.get_execution_options().get("schema_translate_map") or {}).get(None)
-        self.key = advisory_key(client, crm, schema=schema)
+        self._schema = (store.engine.get_execution_options().get("schema_translate_map")
+                        or {}).get(None)
         self._conn: Connection | None = None
+        self.key = 0  # set once the database and schema are known (acquire)
 
     def acquire(self, purpose: str) -> str | None:
         conn = self.store.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         held: str | None = None
         try:
+            # Advisory locks are per database server: the key names where the tables live, so
+            # stores in other databases or schemas of one server never block each other.
+            where = conn.scalar(text("SELECT current_database() || '.' || current_schema()"))
+            self.key = advisory_key(self.client, self.crm,
+                                    schema=f"{where}:{self._schema or ''}")
             if conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}):
                 conn.execute(upsert(conn, leases, self._values(purpose, self.store.clock()),
                                     ["client", "crm"]))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,12 +22,12 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
     from sqlalchemy.engine import URL
 
+    from crmsync.names import WallClock
     from crmsync.store.accounts import AccountRecord
     from crmsync.store.lease import Lease, Sleep
     from crmsync.store.provisioning import ProvisioningState
     from crmsync.store.records import RecordStore
 
-Clock = Callable[[], dt.datetime]
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -39,7 +38,7 @@ def _utcnow() -> dt.datetime:
 class Store:
     """The local database: provisioning state now, sync tables later (see migrations)."""
 
-    def __init__(self, engine: Engine, *, clock: Clock = _utcnow) -> None:
+    def __init__(self, engine: Engine, *, clock: WallClock = _utcnow) -> None:
         self.engine = engine
         self.clock = clock
 
@@ -131,7 +130,7 @@ _STORE_HINT = ("Check CRMSYNC_STORE_URL (environment or .env): e.g. sqlite:///cr
                "postgresql+psycopg://user@host/db for a shared store")
 
 
-def open_store(url: str, *, schema: str | None = None, clock: Clock = _utcnow) -> Store:
+def open_store(url: str, *, schema: str | None = None, clock: WallClock = _utcnow) -> Store:
     """Open (creating and migrating as needed) the store at `url`.
 
     SQLite by file path (`sqlite:///crmsync.db`; the folder is created) or PostgreSQL

@@ -193,7 +193,7 @@ def apply_v2_errata(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-V1_PATHS = ("/dealFields", "/personFields", "/organizationFields", "/dealFields/{id}",
+V1_PATHS = ("/dealFields", "/personFields", "/organizationFields", "/dealFields/{id}", "/users/me",
             "/personFields/{id}", "/organizationFields/{id}", "/recents",
             "/persons/{id}/merge", "/organizations/{id}/merge")
 # E7 (recents): properties typed non-nullable that v1 returns as null when unset, as in E2
