@@ -479,6 +479,8 @@ class HttpPolicy:
         self._max_retry_after = max_retry_after
         # Jitter only spreads clients apart; it needs no cryptographic randomness.
         self._rng = rng or random.Random()  # noqa: S311
+        self._sent = _Counter()
+        self._throttled = _Counter()
         self.pacer = Pacer(clock=clock, sleep=sleep, pace_below=pace_below,
                            min_intervals=min_intervals)
 
@@ -543,6 +545,7 @@ class HttpPolicy:
     def _attempt(self, send: Callable[[], Reply[T]], *, what: str, bucket: str) -> T:
         self.pacer.before_request(bucket)
         limit: RateLimit | None = None
+        self._sent.add()
         try:
             reply = send()
             headers = lower_headers(reply.headers)
@@ -551,10 +554,22 @@ class HttpPolicy:
             raise self.classify_exception(exc, what=what) from exc
         finally:  # whatever happened, the claim is settled (a leaked one would slow all)
             self.pacer.after_response(bucket, limit)
+        if reply.status == 429:
+            self._throttled.add()
         error = self.classify_reply(reply.status, headers, reply.body, what=what, limit=limit)
         if error is not None:
             raise error
         return reply.value  # type: ignore[return-value]
+
+    @property
+    def requests_sent(self) -> int:
+        """Requests sent so far (retries included), for run summaries and benchmarks."""
+        return self._sent.value
+
+    @property
+    def throttled(self) -> int:
+        """429s received so far."""
+        return self._throttled.value
 
     # -- the one place that sorts failures ----------------------------------------------------
 
@@ -814,3 +829,15 @@ def _maybe_applied(error: RemoteError) -> bool:
     if error.status is not None:
         return error.status >= 500 or error.status == 408
     return not isinstance(error, TransportError) or error.maybe_sent
+
+
+class _Counter:
+    """A count that threads sharing one policy add to safely."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.value = 0
+
+    def add(self) -> None:
+        with self._lock:
+            self.value += 1
