@@ -29,6 +29,7 @@ the property list must be measured as a URL before it is sent.
 from __future__ import annotations
 
 import datetime as dt
+import weakref
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlencode
@@ -402,6 +403,8 @@ class HubSpotRecords:
             session.headers["Authorization"] = f"Bearer {token}"
             session.headers["Accept"] = "application/json"
             self._session_for_records = session
+            # `HubSpotAdapter.close` knows only the SDK's clients: close this one with it.
+            weakref.finalize(self, session.close)
         return session
 
 

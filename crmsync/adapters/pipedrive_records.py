@@ -64,6 +64,7 @@ ENTITY = {"contacts": "persons", "companies": "organizations", "deals": "deals"}
 FIELDS_PATH = {"contacts": "personFields", "companies": "organizationFields",
                "deals": "dealFields"}
 RECENTS_ITEM = {"contacts": "person", "companies": "organization"}
+_EPOCH = dt.datetime.fromtimestamp(0, dt.UTC)
 _HASH_KEY = re.compile(r"^[0-9a-f]{40}$")
 _TYPES: dict[str, FieldType] = {
     "varchar": "text", "varchar_auto": "text", "text": "text", "phone": "text",
@@ -145,16 +146,23 @@ class PipedriveRecords:
             body = self._pd_get(f"{self._api}/{ENTITY[object_type]}",
                                 params=_list_params(object_type, since, token),
                                 what=f"list {ENTITY[object_type]}")
+            data = body.get("data") or []
+            times = [_time(raw.get("update_time")) or _EPOCH for raw in data]
+            for raw, when in zip(data, times, strict=True):
+                if high is None or (when, int(raw["id"])) > (high, int(high_id or 0)):
+                    high, high_id = when, str(raw["id"])
+            # Digests only where they can matter (a record read before, or one inside the
+            # overlap window of the new high-water mark): hashing every record costs CPU.
+            window = (high - OVERLAP) if high is not None else _EPOCH
             records, removals = [], []
-            for raw in body.get("data") or []:
+            for raw, when in zip(data, times, strict=True):
                 record_id = str(raw["id"])
-                when = _time(raw.get("update_time")) or dt.datetime.fromtimestamp(0, dt.UTC)
-                if high is None or (when, int(record_id)) > (high, int(high_id or 0)):
-                    high, high_id = when, record_id
-                digest = _digest(raw)
-                if record_id in seen and seen[record_id][1] == digest:
+                before = seen.get(record_id)
+                digest = _digest(raw) if before is not None or when >= window else None
+                if before is not None and before[1] == digest:
                     continue  # read before, unchanged: the overlap window
-                seen[record_id] = [when.isoformat(), digest]
+                if digest is not None:
+                    seen[record_id] = [when.isoformat(), digest]
                 if raw.get("is_deleted") or raw.get("status") == "deleted":
                     removals.append(RemoteRemoval(object_type, record_id, "deleted",
                                                   removed_at=when))
