@@ -149,8 +149,16 @@ class HubSpotRecords:
             body, calls = self._records_request("GET", path, params=query,
                                                 what=f"list {object_type}")
             raws = body.get("results") or []
-            records = [self._record(object_type, raw, _inline_associations(raw, owned))
-                       for raw in raws]
+            inline = [_inline_associations(raw, owned) for raw in raws]
+            # A record with more associations than the list shows inline (the block has its
+            # own `paging`) has them all read in bulk instead.
+            cut = [str(raw["id"]) for raw, links in zip(raws, inline, strict=True)
+                   if links is None]
+            complete, more = self._read_associations(object_type, cut)
+            calls += more
+            records = [self._record(object_type, raw,
+                                    complete[str(raw["id"])] if links is None else links)
+                       for raw, links in zip(raws, inline, strict=True)]
             calls += self._deal_status(object_type, records)
             token = ((body.get("paging") or {}).get("next") or {}).get("after")
             guard.check(token)
@@ -465,12 +473,16 @@ def _property_names(object_type: str, fields: Sequence[FieldDefinition]) -> list
     return list(names)
 
 
-def _inline_associations(raw: Mapping[str, Any],
-                         owned: Iterable[ObjectType]) -> tuple[Association, ...]:
+def _inline_associations(raw: Mapping[str, Any], owned: Iterable[ObjectType]
+                         ) -> tuple[Association, ...] | None:
+    """The record's associations as listed inline; None when a block says it has more."""
     found: dict[tuple[str, str], bool] = {}
     inline = raw.get("associations") or {}
     for to_type in owned:
-        for item in (inline.get(to_type) or {}).get("results") or []:
+        block = inline.get(to_type) or {}
+        if (block.get("paging") or {}).get("next"):
+            return None
+        for item in block.get("results") or []:
             key = (to_type, str(item["id"]))
             found[key] = found.get(key, False) or item.get("type") in PRIMARY_TYPE_NAMES
     return tuple(Association(cast("ObjectType", t), i, p) for (t, i), p in sorted(found.items()))
