@@ -29,6 +29,7 @@ the property list must be measured as a URL before it is sent.
 from __future__ import annotations
 
 import datetime as dt
+import time
 import weakref
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, cast
@@ -51,7 +52,7 @@ from crmsync.adapters.records import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 
     from crmsync.adapters.http_policy import HttpPolicy
     from crmsync.names import ObjectType
@@ -66,6 +67,11 @@ MAX_URL = 6_000  # longer list URLs risk a 414 (dlt-hub/verified-sources#305)
 # Subtracted from a full pass's start before increments take over: HubSpot's search index
 # lags writes by seconds, and our clock may differ from HubSpot's.
 OVERLAP = dt.timedelta(minutes=2)
+# Search reads an index that trails writes ("it may take a few moments for newly created or
+# updated objects to appear", search guide). An increment takes no record modified in the
+# last SEARCH_LAG: a record written just before the search but not yet indexed would
+# otherwise fall behind a high-water mark that has moved past it. The next run reads them.
+SEARCH_LAG = dt.timedelta(seconds=30)
 
 MODIFIED = {"contacts": "lastmodifieddate", "companies": "hs_lastmodifieddate",
             "deals": "hs_lastmodifieddate"}
@@ -100,6 +106,9 @@ class HubSpotRecords:
     _base_url: str
     _timeouts: tuple[float, float]
     _pipelines: Any  # the SDK's pipelines API, whose configuration holds the token
+    # Wall-clock time in POSIX seconds (pass starts, the search lag); tests put the sandbox's
+    # clock here.
+    records_clock: Callable[[], float] = time.time
 
     # -- the interface ------------------------------------------------------------------------
 
@@ -132,7 +141,7 @@ class HubSpotRecords:
 
     def _full(self, object_type: ObjectType, cursor: PullCursor,
               names: list[str]) -> Iterator[RecordPage]:
-        started = cursor.pass_started_at or dt.datetime.now(dt.UTC)
+        started = cursor.pass_started_at or self._records_now()
         owned = OWNED_ASSOCIATIONS[object_type]
         params: dict[str, Any] = {"limit": LIST_LIMIT, "properties": ",".join(names)}
         if owned:
@@ -198,8 +207,13 @@ class HubSpotRecords:
         token = cursor.token
         guard.check(token)
         high, high_id = cursor.high_water, cursor.high_water_id
+        settled = self._records_now() - SEARCH_LAG
         while True:
             raws, next_after, calls = self._search_step(object_type, query, names, token)
+            if query["mode"] == "range" and raws and _modified(object_type, raws[-1]) > settled:
+                # Sorted by time: keep what is older than the lag and stop there.
+                raws = [r for r in raws if _modified(object_type, r) <= settled]
+                next_after = None
             page, more = self._search_page(object_type, raws)
             if raws:
                 high, high_id = _modified(object_type, raws[-1]), str(raws[-1]["id"])
@@ -237,7 +251,7 @@ class HubSpotRecords:
         since = dt.datetime.fromisoformat(since_text) if since_text else None
         started = (dt.datetime.fromisoformat(cursor.extra["archived_started"])
                    if cursor.phase == "archived" and cursor.extra.get("archived_started")
-                   else dt.datetime.now(dt.UTC))
+                   else self._records_now())
         guard = TokenGuard(self.crm, f"list archived {object_type}")
         token = cursor.token if cursor.phase == "archived" else None
         # The next scan starts after the newest `archivedAt` seen (HubSpot's clock) or, when
@@ -385,6 +399,9 @@ class HubSpotRecords:
             if status == "open":
                 fields["closed_at"] = None
         return calls
+
+    def _records_now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.records_clock(), dt.UTC)
 
     # -- HTTP ---------------------------------------------------------------------------------
 
