@@ -179,19 +179,24 @@ class HubSpotRecords:
 
     def _full_by_search(self, object_type: ObjectType, cursor: PullCursor, names: list[str],
                         started: dt.datetime) -> Iterator[RecordPage]:
-        # Keyset on hs_object_id (token = last id read): no offset, so no 10,000 cap.
+        # Keyset on hs_object_id (token = last id read): no offset, so no 10,000 cap. A page
+        # gathers searches up to one association batch, read once per association type.
         last = cursor.token
-        while True:
-            filters = [_filter("hs_object_id", "GT", last)] if last else []
-            raws, _, calls = self._search_records(object_type, filters, "hs_object_id", names, None)
+        finished = False
+        while not finished:
+            raws: list[dict[str, Any]] = []
+            calls = 0
+            while len(raws) < _group() and not finished:
+                filters = [_filter("hs_object_id", "GT", last)] if last else []
+                found, _, used = self._search_records(object_type, filters, "hs_object_id",
+                                                      names, None)
+                calls += used
+                raws += found
+                last = str(found[-1]["id"]) if found else last
+                finished = len(found) < SEARCH_LIMIT
             page, more = self._search_page(object_type, raws)
-            calls += more
-            last = str(raws[-1]["id"]) if raws else last
-            finished = len(raws) < SEARCH_LIMIT
             yield replace_page(page, _after_full(cursor, None if finished else last, started),
-                               calls)
-            if finished:
-                return
+                               calls + more)
 
     def _increment(self, object_type: ObjectType, cursor: PullCursor,
                    names: list[str]) -> Generator[RecordPage, None, PullCursor]:
@@ -200,7 +205,8 @@ class HubSpotRecords:
         The query state lives in `cursor.extra["query"]`: mode "range" (`op` GTE or GT the
         timestamp `ts`, sorted by it, paged by offset in `cursor.token`; with GTE, records at
         or before (`ts`, `id`) are skipped) or mode "tie" (`EQ ts`, `hs_object_id GT id`,
-        sorted by id: one timestamp's records, however many, by keyset).
+        sorted by id: one timestamp's records, however many, by keyset). A page gathers
+        searches up to one association batch.
         """
         guard = TokenGuard(self.crm, f"search {object_type}")
         query = dict(cursor.extra.get("query") or _range_query(cursor, "GTE"))
@@ -208,23 +214,30 @@ class HubSpotRecords:
         guard.check(token)
         high, high_id = cursor.high_water, cursor.high_water_id
         settled = self._records_now() - SEARCH_LAG
+        finished = False
         while True:
-            raws, next_after, calls = self._search_step(object_type, query, names, token)
-            if query["mode"] == "range" and raws and _modified(object_type, raws[-1]) > settled:
-                # Sorted by time: keep what is older than the lag and stop there.
-                raws = [r for r in raws if _modified(object_type, r) <= settled]
-                next_after = None
-            page, more = self._search_page(object_type, raws)
-            if raws:
-                high, high_id = _modified(object_type, raws[-1]), str(raws[-1]["id"])
-            query, token, finished = _next_step(query, next_after, bool(raws), high, high_id)
-            if token is None:
-                guard.reset()  # a new query: its offsets are its own
-            guard.check(token)
-            extra = dict(cursor.extra, query=query)
+            gathered: list[dict[str, Any]] = []
+            calls = 0
+            while len(gathered) < _group() and not finished:
+                raws, next_after, used = self._search_step(object_type, query, names, token)
+                calls += used
+                if (query["mode"] == "range" and raws
+                        and _modified(object_type, raws[-1]) > settled):
+                    # Sorted by time: keep what is older than the lag and stop there.
+                    raws = [r for r in raws if _modified(object_type, r) <= settled]
+                    next_after = None
+                if raws:
+                    high, high_id = _modified(object_type, raws[-1]), str(raws[-1]["id"])
+                query, token, finished = _next_step(query, next_after, bool(raws), high,
+                                                    high_id)
+                if token is None:
+                    guard.reset()  # a new query: its offsets are its own
+                guard.check(token)
+                gathered += raws
+            page, more = self._search_page(object_type, gathered)
             after = PullCursor(phase="incremental", token=token, high_water=high,
                                high_water_id=high_id, pass_started_at=cursor.pass_started_at,
-                               extra=extra)
+                               extra=dict(cursor.extra, query=query))
             yield replace_page(page, after, calls + more)
             if finished:
                 return after
@@ -431,6 +444,11 @@ class HubSpotRecords:
             # `HubSpotAdapter.close` knows only the SDK's clients: close this one with it.
             weakref.finalize(self, session.close)
         return session
+
+
+def _group() -> int:
+    """Records a search-built page gathers: one association batch (at least one search)."""
+    return max(SEARCH_LIMIT, ASSOCIATION_READ_MAX)
 
 
 def replace_page(page: RecordPage, cursor: PullCursor, calls: int) -> RecordPage:

@@ -270,9 +270,12 @@ def test_ties_on_one_timestamp_are_neither_lost_nor_repeated(adapter: Any, box: 
     assert ids(pull_all(adapter, "contacts", pages[-1].cursor)) == []
 
 
+@pytest.mark.parametrize("search_limit", [200, 60])
 def test_hubspot_search_cap_restarts_without_loss_or_repeat(
-        box: Sandbox, fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch) -> None:
+        box: Sandbox, fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch,
+        search_limit: int) -> None:
     monkeypatch.setattr(hubspot_records, "SEARCH_CAP", 1_000)
+    monkeypatch.setattr(hubspot_records, "SEARCH_LIMIT", search_limit)
     adapter = HubSpotAdapter(box.url, TOKEN, sleep=fake_time.sleep, clock=fake_time.clock)
     adapter.records_clock = box.clock
     cursor = settle(adapter, "contacts", None)
@@ -414,8 +417,13 @@ def test_pipedrive_removals_scan_uses_recents(box: Sandbox, fake_time: FakeTime)
     adapter.close()
 
 
+@pytest.mark.parametrize(("search_limit", "calls"), [(200, 3 + 5), (50, 10 + 5)])
 def test_hubspot_long_property_lists_read_by_search_not_a_long_url(
-        box: Sandbox, fake_time: FakeTime) -> None:
+        box: Sandbox, fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch,
+        search_limit: int, calls: int) -> None:
+    # With smaller searches than an association batch, a page gathers several searches and
+    # reads the associations of all of them at once.
+    monkeypatch.setattr(hubspot_records, "SEARCH_LIMIT", search_limit)
     box.seed("hubspot", contacts=450, companies=60)
     adapter = HubSpotAdapter(box.url, TOKEN, sleep=fake_time.sleep, clock=fake_time.clock)
     # 400 custom properties of 30 characters: far past MAX_URL as a CSV.
@@ -425,8 +433,8 @@ def test_hubspot_long_property_lists_read_by_search_not_a_long_url(
     pages = list(adapter.pull("contacts", None, many))
     assert seen(pages, "contacts") == truth(box, "hubspot", "contacts")
     assert pages[-1].cursor.phase == "incremental"
-    # 450 records: 3 search pages, each with one association read per 100 ids.
-    assert sum(p.calls for p in pages) == 3 + 5
+    # 450 records: the searches, and one association read per 100 ids.
+    assert sum(p.calls for p in pages) == calls
     adapter.close()
 
 
