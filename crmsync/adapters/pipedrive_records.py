@@ -50,7 +50,7 @@ from crmsync.adapters.records import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Generator, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 
     import requests
 
@@ -133,7 +133,9 @@ class PipedriveRecords:
     def _pd_listing(self, object_type: ObjectType, cursor: PullCursor,
                     fields: Sequence[FieldDefinition]
                     ) -> Generator[RecordPage, None, PullCursor]:
-        mapper = _Mapper(object_type, fields or self._pd_definitions(object_type))
+        # Without definitions from the engine, read them only once a record has custom fields
+        # (an unchanged increment stays one call).
+        mapper = _Mapper(object_type, fields, lambda: self._pd_definitions(object_type))
         guard = TokenGuard(self.crm, f"list {ENTITY[object_type]}")
         token = cursor.token
         guard.check(token)
@@ -179,7 +181,8 @@ class PipedriveRecords:
                 extra["since"] = since
             after = PullCursor(phase=phase if token else "incremental", token=token,
                                high_water=high, high_water_id=high_id, extra=extra)
-            yield RecordPage(object_type, tuple(records), tuple(removals), after, calls=1)
+            yield RecordPage(object_type, tuple(records), tuple(removals), after,
+                             calls=1 + self._pd_take_calls())
             if not token:
                 return after
 
@@ -233,7 +236,14 @@ class PipedriveRecords:
             "_pd_field_cache", {})
         if object_type not in cache:
             cache[object_type] = self.field_definitions(object_type)
+            # Charged to the page that needed them (see `_pd_take_calls`).
+            self._pd_pending_calls = 1 + len(cache[object_type]) // FIELDS_LIMIT
         return cache[object_type]
+
+    def _pd_take_calls(self) -> int:
+        """Requests made beside the listing since the last page (field definitions)."""
+        calls: int = self.__dict__.pop("_pd_pending_calls", 0)
+        return calls
 
     def _pd_get(self, url: str, *, params: dict[str, Any], what: str) -> dict[str, Any]:
         """One GET through the policy (the adapter's session carries the token)."""
@@ -254,15 +264,24 @@ class PipedriveRecords:
 class _Mapper:
     """Turns one raw v2 record into a `RemoteRecord` (custom fields by name, options by label)."""
 
-    def __init__(self, object_type: ObjectType, fields: Sequence[FieldDefinition]) -> None:
+    def __init__(self, object_type: ObjectType, fields: Sequence[FieldDefinition],
+                 load: Callable[[], Sequence[FieldDefinition]]) -> None:
         self.object_type = object_type
+        self._load: Callable[[], Sequence[FieldDefinition]] | None = None if fields else load
+        self._use(fields)
+
+    def _use(self, fields: Sequence[FieldDefinition]) -> None:
         self.custom = {f.remote_key: f for f in fields if f.custom}
         self.options = {f.remote_key: {o.value: o.label for o in f.options} for f in fields}
 
     def record(self, raw: Mapping[str, Any], when: dt.datetime) -> RemoteRecord:
         object_type = self.object_type
         properties = {k: v for k, v in raw.items() if k not in _CONSUMED[object_type]}
-        for key, value in (raw.get("custom_fields") or {}).items():
+        custom_fields = raw.get("custom_fields") or {}
+        if custom_fields and self._load is not None:
+            self._use(self._load())
+            self._load = None
+        for key, value in custom_fields.items():
             definition = self.custom.get(key)
             name = definition.name if definition else key
             properties[name] = self._value(key, value)
