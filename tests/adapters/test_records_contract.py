@@ -492,3 +492,28 @@ def test_hubspot_increment_leaves_the_last_moments_to_the_search_index(
     box.clock.advance(LAG)
     pages = pull_all(adapter, "contacts", pages[-1].cursor)
     assert sorted(ids(pages), key=int) == made
+
+
+def test_hubspot_archived_scan_pages_and_resumes(box: Sandbox, fake_time: FakeTime) -> None:
+    box.seed("hubspot", deals=400)
+    adapter = HubSpotAdapter(box.url, TOKEN, sleep=fake_time.sleep, clock=fake_time.clock)
+    adapter.records_clock = box.clock
+    cursor = settle(adapter, "deals", None)
+    box.clock.advance(600)
+    victims = sorted(truth(box, "hubspot", "deals"), key=int)[:150]
+    for start in (0, 100):
+        box.hubspot("POST", "/crm/v3/objects/deals/batch/archive",
+                    {"inputs": [{"id": v} for v in victims[start:start + 100]]})
+    box.clock.advance(LAG)
+    pages = pull_all(adapter, "deals", cursor, scan_removals=True)
+    assert sorted((r.id for p in pages for r in p.removals), key=int) == victims
+    scan = [i for i, p in enumerate(pages) if p.cursor.phase == "archived"]
+    assert scan  # 150 archived records: two list pages
+    resumed = pull_all(adapter, "deals", PullCursor.from_json(pages[scan[0]].cursor.to_json()),
+                       scan_removals=True)
+    assert [r.id for p in resumed for r in p.removals] == [
+        r.id for p in pages[scan[0] + 1:] for r in p.removals]
+    # Without scan_removals nothing archived is listed: one call.
+    quiet = pull_all(adapter, "deals", pages[-1].cursor)
+    assert sum(p.calls for p in quiet) == 1
+    adapter.close()
