@@ -19,10 +19,9 @@ What each way costs, in calls (list = 10 tokens, `x-token-cost` in the v2 spec):
   keeps deleted deals listed for 30 days). Deleted persons and organizations do not show in
   v2 lists: with `scan_removals`, `GET /v1/recents?since_timestamp=…&items=person` (or
   `organization`) lists every change since the last scan, 500 a page (20 tokens a call): 1
-  call per 500 changes of the type since the last scan.
-
-Archived deals (`/api/v2/deals/archived`) are not read (a second listing would double the
-no-change cost).
+  call per 500 changes of the type since the last scan. Archived deals leave the `/deals`
+  listing: with `scan_removals`, `/api/v2/deals/archived` since the last scan reports them
+  (reason "archived"): 1 call per 500 deals archived since.
 """
 
 from __future__ import annotations
@@ -124,11 +123,59 @@ class PipedriveRecords:
     def _pd_phases(self, object_type: ObjectType, cursor: PullCursor,
                    fields: Sequence[FieldDefinition], *,
                    scan_removals: bool) -> Iterator[RecordPage]:
-        if cursor.phase != "recents":
+        if cursor.phase not in ("recents", "archived"):
             cursor = yield from self._pd_listing(object_type, cursor, fields)
-            if not scan_removals or object_type not in RECENTS_ITEM:
+            if not scan_removals:
                 return
-        yield from self._pd_recents(object_type, cursor)
+        if object_type == "deals":
+            yield from self._pd_archived_deals(cursor)
+        elif object_type in RECENTS_ITEM:
+            yield from self._pd_recents(object_type, cursor)
+
+    def _pd_archived_deals(self, cursor: PullCursor) -> Iterator[RecordPage]:
+        """Deals archived since the last scan (`/api/v2/deals/archived`), as removals.
+
+        Archived deals leave the `/deals` listing; one unarchived comes back there as a record.
+        """
+        resuming = cursor.phase == "archived"
+        token = cursor.token if resuming else None
+        since = cursor.extra.get("archived_since")
+        newest = cursor.extra.get("archived_newest") if resuming else since
+        guard = TokenGuard(self.crm, "list archived deals")
+        guard.check(token)
+        while True:
+            params: dict[str, Any] = {"limit": PAGE_LIMIT, "sort_by": "update_time",
+                                      "sort_direction": "asc"}
+            if since:
+                params["updated_since"] = since
+            if token:
+                params["cursor"] = token
+            body = self._pd_get(f"{self._api}/deals/archived", params=params,
+                                what="list archived deals")
+            removals = []
+            for raw in body.get("data") or []:
+                when = _time(raw.get("archive_time")) or _time(raw.get("update_time"))
+                removals.append(RemoteRemoval("deals", str(raw["id"]), "archived",
+                                              removed_at=when))
+                if raw.get("update_time"):
+                    newest = max(newest or "", _rfc3339(_time(raw["update_time"]) or _EPOCH))
+            token = (body.get("additional_data") or {}).get("next_cursor") or None
+            guard.check(token)
+            extra = dict(cursor.extra)
+            if token:
+                extra.update(archived_newest=newest)
+                after = PullCursor("archived", token, cursor.high_water, cursor.high_water_id,
+                                   extra=extra)
+            else:
+                extra.pop("archived_newest", None)
+                # Inclusive `updated_since`: the newest second is read again next time
+                # (a removal reported twice is harmless; one missed is not).
+                extra["archived_since"] = newest
+                after = PullCursor("incremental", None, cursor.high_water,
+                                   cursor.high_water_id, extra=extra)
+            yield RecordPage("deals", (), tuple(removals), after, calls=1)
+            if not token:
+                return
 
     def _pd_listing(self, object_type: ObjectType, cursor: PullCursor,
                     fields: Sequence[FieldDefinition]

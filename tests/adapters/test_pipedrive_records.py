@@ -84,11 +84,19 @@ def test_recents_resume_from_their_page(adapter: PipedriveAdapter) -> None:
 
 
 @responses.activate
-def test_deals_never_scan_recents(adapter: PipedriveAdapter) -> None:
+def test_deals_scan_the_archived_listing_not_recents(adapter: PipedriveAdapter) -> None:
     responses.get(f"{BASE}/api/v2/deals", json=envelope([], next_cursor=None))
-    pages = list(adapter.pull("deals", PullCursor(phase="incremental", high_water=HIGH),
-                              [], scan_removals=True))
-    assert sum(p.calls for p in pages) == 1  # deleted deals come with the listing
+    archived = responses.get(f"{BASE}/api/v2/deals/archived", json=envelope(
+        [{"id": 4, "update_time": "2026-05-01T12:00:09Z", "archive_time": "2026-05-01T12:00:09Z"}],
+        next_cursor=None))
+    cursor = PullCursor(phase="incremental", high_water=HIGH,
+                        extra={"archived_since": "2026-05-01T11:00:00Z"})
+    pages = list(adapter.pull("deals", cursor, [], scan_removals=True))
+    # Deleted deals come with the listing; archived ones from their own: 2 calls.
+    assert sum(p.calls for p in pages) == 2
+    assert [(r.id, r.reason) for p in pages for r in p.removals] == [("4", "archived")]
+    assert archived.calls[0].request.params["updated_since"] == "2026-05-01T11:00:00Z"
+    assert pages[-1].cursor.extra["archived_since"] == "2026-05-01T12:00:09Z"
 
 
 @responses.activate
