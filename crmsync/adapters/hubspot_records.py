@@ -7,22 +7,25 @@ What each way costs, in calls (limits in API-FACTS.md):
   every property named and the owned associations inline (`associations=companies` for
   contacts, `contacts,companies` for deals): 10 calls per 1,000 records, plus 1 for the deal
   pipelines (deals only, once per adapter). Where the property list would make the URL longer
-  than `MAX_URL` characters, search on `hs_object_id` (keyset, 200 a page, properties in the
-  body) replaces the list, plus association batch reads.
+  than `MAX_URL`, search on `hs_object_id` (keyset, properties in the body) replaces the list;
+  a page then gathers searches up to one association batch (`ASSOCIATION_READ_MAX`).
 - **increment**: `POST …/search` on the modification date (`lastmodifieddate` for contacts,
   `hs_lastmodifieddate` otherwise), `GTE` the high-water mark, ascending, 200 a page: 5 calls
   per 1,000 changed records plus one v4 `batch/read` per owned association type and page.
-  Nothing changed: exactly 1 call. Search answers at most `SEARCH_CAP` results per query:
-  before paging past it the query restarts from the last timestamp seen, first reading that
-  timestamp's records by id (`EQ ts`, `hs_object_id GT last`, sorted by id) so ties of any
-  size are neither lost nor repeated. Unconfirmed: HubSpot orders records with one timestamp
-  by id (the sandbox does); the resume rule `(ts, id) <= high water` relies on it.
-- **removals**: merged records come free as the survivor's `hs_merged_object_ids`; with
-  `scan_removals` the archived list (`archived=true`, 100 a page) is read whole, since HubSpot
-  lists archived records by id and not by `archivedAt`: 1 call per 100 archived records.
+  Nothing changed: exactly 1 call. Records modified in the last `SEARCH_LAG` wait for the
+  next run (the search index trails writes). Search answers at most `SEARCH_CAP` results per
+  query: before paging past it the query restarts from the last timestamp seen, first reading
+  that timestamp's records by id (`EQ ts`, `hs_object_id GT last`, sorted by id) so ties of
+  any size are neither lost nor repeated. Unconfirmed: HubSpot orders records with one
+  timestamp by id (the sandbox does); the resume rule `(ts, id) <= high water` relies on it.
+- **removals**: merged records come free as the survivor's `hs_merged_object_ids`. With
+  `scan_removals`, after an increment (a full pass reads live records only), the archived
+  list (`archived=true`, 100 a page) is read whole, since HubSpot lists archived records by id
+  and not by `archivedAt`: 1 call per 100 archived records; those archived since the last
+  scan are reported.
 
 Requests go through `requests` and the adapter's `HttpPolicy` (one retry layer), not the SDK's
-generated APIs: these return every record as model objects (slow at a million records) and
+generated APIs: these turn every record into model objects (slow at a million records), and
 the property list must be measured as a URL before it is sent.
 """
 
@@ -115,7 +118,7 @@ class HubSpotRecords:
     def field_definitions(self, object_type: ObjectType) -> list[FieldDefinition]:
         """Every property of the type (`GET /crm/v3/properties/{objectType}`, one call)."""
         body, _ = self._records_request("GET", f"/crm/v3/properties/{object_type}",
-                                what=f"list {object_type} properties")
+                                        what=f"list {object_type} properties")
         return [_definition(raw) for raw in body.get("results") or []]
 
     def pull(self, object_type: ObjectType, cursor: PullCursor | None,
@@ -147,7 +150,13 @@ class HubSpotRecords:
         if owned:
             params["associations"] = ",".join(owned)
         path = f"/crm/v3/objects/{object_type}"
-        if len(self._base_url + path + "?" + urlencode(params)) + 40 > MAX_URL:
+        by_search = len(self._base_url + path + "?" + urlencode(params)) + 40 > MAX_URL
+        if cursor.token and cursor.extra.get("full_by") != ("search" if by_search else "list"):
+            # The property list changed size mid-pass: list and search tokens mean different
+            # things, so the pass starts over the other way (keeping its start time).
+            cursor = PullCursor(phase="full", pass_started_at=started, extra={
+                k: v for k, v in cursor.extra.items() if k != "full_by"})
+        if by_search:
             yield from self._full_by_search(object_type, cursor, names, started)
             return
         guard = TokenGuard(self.crm, f"list {object_type}")
@@ -173,7 +182,7 @@ class HubSpotRecords:
             guard.check(token)
             yield RecordPage(object_type, tuple(records),
                              _merged(object_type, raws),
-                             _after_full(cursor, token, started), calls=calls)
+                             _after_full(cursor, token, started, "list"), calls=calls)
             if not token:
                 return
 
@@ -195,8 +204,8 @@ class HubSpotRecords:
                 last = str(found[-1]["id"]) if found else last
                 finished = len(found) < SEARCH_LIMIT
             page, more = self._search_page(object_type, raws)
-            yield replace_page(page, _after_full(cursor, None if finished else last, started),
-                               calls + more)
+            after = _after_full(cursor, None if finished else last, started, "search")
+            yield replace_page(page, after, calls + more)
 
     def _increment(self, object_type: ObjectType, cursor: PullCursor,
                    names: list[str]) -> Generator[RecordPage, None, PullCursor]:
@@ -455,14 +464,15 @@ def replace_page(page: RecordPage, cursor: PullCursor, calls: int) -> RecordPage
     return RecordPage(page.object_type, page.records, page.removals, cursor, calls=calls)
 
 
-def _after_full(cursor: PullCursor, token: str | None, started: dt.datetime) -> PullCursor:
+def _after_full(cursor: PullCursor, token: str | None, started: dt.datetime,
+                by: str) -> PullCursor:
     if token:
         return PullCursor(phase="full", token=token, pass_started_at=started,
-                          extra=dict(cursor.extra))
+                          extra=dict(cursor.extra, full_by=by))
     # The list has ended: increments take over from the pass's start (less the overlap),
     # so whatever changed while the pass ran is read again.
     high = started - OVERLAP
-    extra = {k: v for k, v in cursor.extra.items() if k not in ("query",)}
+    extra = {k: v for k, v in cursor.extra.items() if k not in ("query", "full_by")}
     extra.setdefault("archived_since", _iso(started - OVERLAP))
     return PullCursor(phase="incremental", high_water=high, pass_started_at=started,
                       extra=extra)

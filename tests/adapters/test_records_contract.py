@@ -445,6 +445,21 @@ def test_hubspot_long_property_lists_read_by_search_not_a_long_url(
     adapter.close()
 
 
+def test_hubspot_pass_started_by_list_and_resumed_with_long_properties_starts_over(
+        box: Sandbox, fake_time: FakeTime) -> None:
+    box.seed("hubspot", contacts=350)
+    adapter = HubSpotAdapter(box.url, TOKEN, sleep=fake_time.sleep, clock=fake_time.clock)
+    first = next(iter(adapter.pull("contacts", None, [])))
+    assert first.cursor.extra["full_by"] == "list"
+    many = [FieldDefinition(name=f"custom_property_number_{i:08d}", label=str(i), type="text",
+                            remote_key=f"custom_property_number_{i:08d}", custom=True)
+            for i in range(400)]
+    rest = list(adapter.pull("contacts", first.cursor, many))
+    assert sorted(ids(rest), key=int) == sorted(truth(box, "hubspot", "contacts"), key=int)
+    assert rest[-1].cursor.pass_started_at == first.cursor.pass_started_at
+    adapter.close()
+
+
 def test_hubspot_merged_ids_on_a_survivor_are_removals() -> None:
     raw = {"id": "7", "properties": {"hs_merged_object_ids": "3;5",
                                      "lastmodifieddate": "2026-05-01T10:00:00.000Z"}}
