@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 PAGE_LIMIT = 500  # the v2 list maximum
 FIELDS_LIMIT = 500  # v1 field definitions per page
 OVERLAP = dt.timedelta(seconds=2)
+RECENTS_MARGIN = dt.timedelta(minutes=1)
 ENTITY = {"contacts": "persons", "companies": "organizations", "deals": "deals"}
 FIELDS_PATH = {"contacts": "personFields", "companies": "organizationFields",
                "deals": "dealFields"}
@@ -165,14 +166,14 @@ class PipedriveRecords:
             if token:
                 extra.update(archived_newest=newest)
                 after = PullCursor("archived", token, cursor.high_water, cursor.high_water_id,
-                                   extra=extra)
+                                   cursor.pass_started_at, extra=extra)
             else:
                 extra.pop("archived_newest", None)
                 # Inclusive `updated_since`: the newest second is read again next time
                 # (a removal reported twice is harmless; one missed is not).
                 extra["archived_since"] = newest
                 after = PullCursor("incremental", None, cursor.high_water,
-                                   cursor.high_water_id, extra=extra)
+                                   cursor.high_water_id, cursor.pass_started_at, extra=extra)
             yield RecordPage("deals", (), tuple(removals), after, calls=1)
             if not token:
                 return
@@ -191,6 +192,8 @@ class PipedriveRecords:
         since = cursor.extra.get("since") if token else _rfc3339(high - OVERLAP) if high else None
         seen: dict[str, list[str]] = dict(cursor.extra.get("seen") or {})
         phase = cursor.phase if cursor.phase in ("full", "incremental") else "incremental"
+        # When the first pass began: where the first removal scan starts.
+        started = cursor.pass_started_at or dt.datetime.now(dt.UTC)
         while True:
             body = self._pd_get(f"{self._api}/{ENTITY[object_type]}",
                                 params=_list_params(object_type, since, token),
@@ -227,7 +230,8 @@ class PipedriveRecords:
             if token:
                 extra["since"] = since
             after = PullCursor(phase=phase if token else "incremental", token=token,
-                               high_water=high, high_water_id=high_id, extra=extra)
+                               high_water=high, high_water_id=high_id,
+                               pass_started_at=started, extra=extra)
             yield RecordPage(object_type, tuple(records), tuple(removals), after,
                              calls=1 + self._pd_take_calls())
             if not token:
@@ -237,10 +241,13 @@ class PipedriveRecords:
         """Persons or organizations deleted since the last scan, from `/v1/recents`."""
         item = RECENTS_ITEM[object_type]
         resuming = cursor.phase == "recents"
+        # Times are our clock, read by Pipedrive's: each scan starts RECENTS_MARGIN before
+        # the previous one began (or before the first pass began), for clock skew.
+        now = dt.datetime.now(dt.UTC)
         started = (cursor.extra.get("recents_started") if resuming else None) or \
-            _v1_time(dt.datetime.now(dt.UTC))
+            _v1_time(now - RECENTS_MARGIN)
         since = cursor.extra.get("recents_since") or _v1_time(
-            (cursor.high_water or dt.datetime.now(dt.UTC)) - OVERLAP)
+            (cursor.pass_started_at or now) - RECENTS_MARGIN)
         start = int(cursor.token or 0) if resuming else 0
         guard = TokenGuard(self.crm, f"list recent {item} changes")
         while True:
@@ -266,12 +273,12 @@ class PipedriveRecords:
                 guard.check(str(start))
                 extra.update(recents_since=since, recents_started=started)
                 after = PullCursor("recents", str(start), cursor.high_water,
-                                   cursor.high_water_id, extra=extra)
+                                   cursor.high_water_id, cursor.pass_started_at, extra=extra)
             else:
                 extra.pop("recents_started", None)
                 extra["recents_since"] = started
                 after = PullCursor("incremental", None, cursor.high_water,
-                                   cursor.high_water_id, extra=extra)
+                                   cursor.high_water_id, cursor.pass_started_at, extra=extra)
             yield RecordPage(object_type, (), tuple(removals), after, calls=1)
             if not more:
                 return

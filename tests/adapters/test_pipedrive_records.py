@@ -44,15 +44,17 @@ def test_recents_report_deleted_persons_and_page_by_start(adapter: PipedriveAdap
          {"item": "person", "id": 6, "data": {"id": 6, "active_flag": True}}],
         pagination={"start": 0, "limit": 500, "more_items_in_collection": True}),
         match=[responses.matchers.query_param_matcher(
-            {"since_timestamp": "2026-05-01 11:59:58", "items": "person", "start": "0",
+            {"since_timestamp": "2026-05-01 11:59:00", "items": "person", "start": "0",
              "limit": "500"})])
     second = responses.get(f"{BASE}/api/v1/recents", json=envelope(
         [{"item": "person", "id": 7, "data": None}],
         pagination={"start": 500, "limit": 500, "more_items_in_collection": False}),
         match=[responses.matchers.query_param_matcher(
-            {"since_timestamp": "2026-05-01 11:59:58", "items": "person", "start": "500",
+            {"since_timestamp": "2026-05-01 11:59:00", "items": "person", "start": "500",
              "limit": "500"})])
-    cursor = PullCursor(phase="incremental", high_water=HIGH, high_water_id="9")
+    # The first scan starts a margin before the first pass did.
+    cursor = PullCursor(phase="incremental", high_water=HIGH + dt.timedelta(hours=1),
+                        high_water_id="9", pass_started_at=HIGH)
     pages = list(adapter.pull("contacts", cursor, [], scan_removals=True))
     removals = [(r.id, r.reason) for p in pages for r in p.removals]
     assert removals == [("5", "deleted"), ("7", "deleted")]
