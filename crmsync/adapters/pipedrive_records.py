@@ -142,6 +142,8 @@ class PipedriveRecords:
         token = cursor.token if resuming else None
         since = cursor.extra.get("archived_since")
         newest = cursor.extra.get("archived_newest") if resuming else since
+        # Ids already reported in the newest second: `updated_since` is inclusive.
+        edge = set(cursor.extra.get("archived_edge") or ())
         guard = TokenGuard(self.crm, "list archived deals")
         guard.check(token)
         while True:
@@ -155,22 +157,25 @@ class PipedriveRecords:
                                 what="list archived deals")
             removals = []
             for raw in body.get("data") or []:
+                updated = _rfc3339(_time(raw.get("update_time")) or _EPOCH)
+                if updated == newest and str(raw["id"]) in edge:
+                    continue
+                if newest is None or updated > newest:
+                    newest, edge = updated, set()
+                edge.add(str(raw["id"]))
                 when = _time(raw.get("archive_time")) or _time(raw.get("update_time"))
                 removals.append(RemoteRemoval("deals", str(raw["id"]), "archived",
                                               removed_at=when))
-                if raw.get("update_time"):
-                    newest = max(newest or "", _rfc3339(_time(raw["update_time"]) or _EPOCH))
             token = (body.get("additional_data") or {}).get("next_cursor") or None
             guard.check(token)
             extra = dict(cursor.extra)
+            extra["archived_edge"] = sorted(edge)
             if token:
                 extra.update(archived_newest=newest)
                 after = PullCursor("archived", token, cursor.high_water, cursor.high_water_id,
                                    cursor.pass_started_at, extra=extra)
             else:
                 extra.pop("archived_newest", None)
-                # Inclusive `updated_since`: the newest second is read again next time
-                # (a removal reported twice is harmless; one missed is not).
                 extra["archived_since"] = newest
                 after = PullCursor("incremental", None, cursor.high_water,
                                    cursor.high_water_id, cursor.pass_started_at, extra=extra)
