@@ -118,3 +118,74 @@ class PlanBlocked(CrmsyncError):  # noqa: N818 -- named in STYLE.md; a state, no
 
 class StoreError(CrmsyncError):
     """The local store cannot be opened or migrated."""
+
+
+class LeaseHeldError(CrmsyncError):
+    """Another run holds the lease of one client's CRM (`Store.lease`): this one must not write.
+
+    `holder` describes that run ("apply by pid 123 on host h since 10:02:03").
+    """
+
+    exit_code = 4
+
+    def __init__(self, client: str, crm: str, purpose: str, holder: str) -> None:
+        self.client = client
+        self.crm = crm
+        self.purpose = purpose
+        self.holder = holder
+        super().__init__(
+            f"cannot {purpose} {client} ({crm}): another run holds its lease ({holder})",
+            hint="Wait for that run to finish and try again; a lease left by a run that "
+                 "died is taken over once it expires",
+        )
+
+
+class PlanStaleError(CrmsyncError):
+    """Another run changed the client's CRM between this run's plan and its lease."""
+
+    exit_code = 4
+
+    def __init__(self, client: str, crm: str) -> None:
+        self.client = client
+        self.crm = crm
+        super().__init__(
+            f"{client} ({crm}) changed since the plan was made (another run applied in "
+            "between, or someone edited its pipelines); nothing was changed",
+            hint="Run the same command again to see and apply the current plan",
+        )
+
+
+class AccountMismatchError(CrmsyncError):
+    """The token reaches another CRM account than the one the store's ids were recorded in."""
+
+    def __init__(self, client: str, crm: str, recorded: str, current: str) -> None:
+        self.client = client
+        self.crm = crm
+        self.recorded = recorded
+        self.current = current
+        super().__init__(
+            f"the store's ids for {client} ({crm}) belong to account {recorded}, but its token "
+            f"reaches account {current}; nothing was changed, as applying ids recorded for "
+            "another account would rename and archive that account's own pipelines",
+            hint=f"If {client} has deliberately moved to account {current}, run `crmsync "
+                 f"forget {client} --crm {crm}` to drop the recorded ids (its pipelines then "
+                 "match by label, as for a new client); otherwise check the token",
+        )
+
+
+class AccountConflictError(CrmsyncError):
+    """A pipeline of one client's blueprint is managed by another client in the same account."""
+
+    def __init__(self, client: str, crm: str, conflicts: dict[str, str]) -> None:
+        self.client = client
+        self.crm = crm
+        self.conflicts = dict(conflicts)  # pipeline label -> the client that manages it
+        listed = "; ".join(f"'{label}' is managed by client {other}"
+                           for label, other in sorted(conflicts.items()))
+        super().__init__(
+            f"{client} ({crm}) shares its CRM account with other clients of this store: "
+            f"{listed}. Nothing was changed: two clients managing one pipeline would undo "
+            "each other's stages on every run",
+            hint="Give each client its own pipelines (distinct labels), or manage the "
+                 "pipeline from one client's blueprint only",
+        )

@@ -5,6 +5,8 @@ Nothing here imports anything from crmsync; every other module may import this o
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Literal, get_args
 
 CrmName = Literal["hubspot", "pipedrive"]
@@ -24,3 +26,9 @@ DealStatus = Literal["open", "won", "lost"]
 def crm_title(crm: str) -> str:
     """The CRM's name as people write it ("HubSpot"), for messages; an unknown name as given."""
     return CRM_TITLES.get(crm, crm)
+
+
+# Time, by what it measures. Every injectable clock or sleeper is typed with one of these.
+MonotonicClock = Callable[[], float]  # seconds on a monotonic clock (time.monotonic): pacing
+WallClock = Callable[[], datetime]  # an aware UTC datetime: what the store records
+Sleep = Callable[[float], None]  # waits that many seconds (time.sleep; a recorder in tests)

@@ -9,22 +9,26 @@ from __future__ import annotations
 
 import logging
 import re
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypedDict
 
 from crmsync.blueprint.models import ENV_NAME_PATTERN, KEY_PATTERN, Blueprint, to_key
-from crmsync.errors import ConfigError, CrmsyncError, StoreError
+from crmsync.errors import ConfigError, CrmsyncError, PlanStaleError, StoreError
 from crmsync.plan.apply import ApplyResult, apply
 from crmsync.plan.diff import diff, stage_candidates_for_removal
 from crmsync.plan.export import blueprint_from_remote, to_yaml
+from crmsync.session import (  # noqa: F401 -- re-exported: callers import them from here
+    AdapterFactory,
+    Session,
+    default_adapter_factory,
+    session_for,
+)
 
 if TYPE_CHECKING:
-    from crmsync.adapters.base import CrmAdapter
-    from crmsync.adapters.http_policy import Clock, Sleep
+    from collections.abc import Callable, Sequence
+
+    from crmsync.adapters.base import CrmAdapter, RemotePipeline
     from crmsync.plan.changes import Change, Plan
     from crmsync.plan.state import KnownIds
     from crmsync.settings import Settings
@@ -32,12 +36,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-AdapterFactory = Callable[[str, "str | None"], "CrmAdapter"]  # (crm, token_env) -> adapter
+# How long a second `apply` of the same client waits for the first one's lease.
+APPLY_LEASE_WAIT_SECONDS = 0.0
 Status = Literal["clean", "pending", "blocked", "error"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class Outcome:
+class ClientFailure:
     """What stopped one client, if anything: the message for people, the exception for --debug.
 
     Shared by `ClientPlan` and `ClientApply`; keyword-only, so each keeps its own positional
@@ -54,13 +59,13 @@ class _Failure(TypedDict):
 
 
 def _failure(exc: BaseException) -> _Failure:
-    """The `Outcome` fields for a client stopped by `exc`."""
+    """The `ClientFailure` fields for a client stopped by `exc`."""
     error = str(exc) if isinstance(exc, CrmsyncError) else f"unexpected {type(exc).__name__}: {exc}"
     return {"error": error, "exception": exc}
 
 
 @dataclass(frozen=True)
-class ClientPlan(Outcome):
+class ClientPlan(ClientFailure):
     """One config file's outcome of `diff`: its plan, or the error that prevented one."""
 
     path: Path
@@ -86,7 +91,7 @@ ApplyStatus = Literal["clean", "blocked", "unconverged", "error"]
 
 
 @dataclass(frozen=True)
-class ClientApply(Outcome):
+class ClientApply(ClientFailure):
     """One client's outcome of `apply`: what ran, and the diff taken afterwards."""
 
     client: ClientPlan
@@ -107,26 +112,12 @@ class ClientApply(Outcome):
         return "unconverged" if self.after.changes else "blocked"
 
 
-def default_adapter_factory(
-    settings: Settings, *, sleep: Sleep = time.sleep, clock: Clock = time.monotonic
-) -> AdapterFactory:
-    """Adapters from the registry, with the blueprint's own token variable if it names one.
-
-    `sleep` and `clock` reach every adapter's retry and pacing policy: the one seam where a
-    test (or a notebook) swaps in a fast sleeper without touching the commands.
-    """
-
-    def factory(crm: str, token_env: str | None) -> CrmAdapter:
-        from crmsync.adapters.registry import create_adapter
-
-        return create_adapter(crm, settings, token_env=token_env, sleep=sleep, clock=clock)
-
-    return factory
-
-
-def plan_client(blueprint: Blueprint, adapter: CrmAdapter, known: KnownIds) -> Plan:
-    """Read the CRM, count deals in the stages that would go, and `diff`."""
-    remote = adapter.list_pipelines()
+def plan_client(blueprint: Blueprint, adapter: CrmAdapter, known: KnownIds, *,
+                remote: list[RemotePipeline] | None = None) -> Plan:
+    """Read the CRM (unless `remote` is its pipelines already), count deals in the stages
+    that would go, and `diff`."""
+    if remote is None:
+        remote = adapter.list_pipelines()
     caps = adapter.capabilities
     counts = {
         stage_id: adapter.count_deals(pipeline_id, stage_id)
@@ -176,74 +167,6 @@ def _load(paths: Sequence[str | Path], settings: Settings) -> list[ClientPlan]:
     return loaded
 
 
-class Session:
-    """The store and the CRM adapters that commands share, opened on first use and closed
-    together (`with Session(settings) as session:`).
-
-    One adapter per CRM account (CRM and token variable): `apply`, sharing its session with
-    the `diff` it shows first, opens the store once and connects to each account once, and
-    clients on one account share its rate-limit pacing. A `store` passed in is the caller's
-    to close.
-    """
-
-    def __init__(self, settings: Settings, *, store: Store | None = None,
-                 adapter_factory: AdapterFactory | None = None) -> None:
-        self.settings = settings
-        self._store = store
-        self._own_store = store is None
-        self._store_error: StoreError | None = None
-        self._factory = adapter_factory or default_adapter_factory(settings)
-        self._adapters: dict[tuple[str, str | None], CrmAdapter] = {}
-
-    def __enter__(self) -> Session:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def store(self) -> Store:
-        """The store, opened on first use; a store that cannot be opened is tried only once."""
-        if self._store_error is not None:
-            raise self._store_error
-        if self._store is None:
-            from crmsync.store import open_store
-
-            try:
-                self._store = open_store(self.settings.store_url)
-            except StoreError as exc:
-                self._store_error = exc
-                raise
-        return self._store
-
-    def adapter(self, crm: str, token_env: str | None) -> CrmAdapter:
-        """The adapter for one CRM account, built on first use."""
-        key = (crm, token_env)
-        if key not in self._adapters:
-            self._adapters[key] = self._factory(crm, token_env)
-        return self._adapters[key]
-
-    def close(self) -> None:
-        """Close every adapter, and the store if this session opened it."""
-        for adapter in self._adapters.values():
-            try:
-                adapter.close()
-            except Exception:
-                log.debug("closing %s adapter failed", adapter.crm, exc_info=True)
-        if self._own_store and self._store is not None:
-            self._store.close()
-
-
-@contextmanager
-def _session(settings: Settings, session: Session | None) -> Iterator[Session]:
-    """The caller's `session` (the caller closes it), else a new one closed at the end."""
-    if session is not None:
-        yield session
-        return
-    with Session(settings) as own:
-        yield own
-
-
 def diff_clients(
     paths: Sequence[str | Path],
     settings: Settings,
@@ -255,7 +178,7 @@ def diff_clients(
     A path that does not exist raises `ConfigError`; everything else is per client.
     """
     clients = _load(paths, settings)
-    with _session(settings, session) as active:
+    with session_for(settings, session) as active:
         return [_diff_one(client, active) for client in clients]
 
 
@@ -264,15 +187,37 @@ def _diff_one(client: ClientPlan, session: Session) -> ClientPlan:
     if blueprint is None:
         return client
     try:
-        adapter = session.adapter(blueprint.crm, blueprint.token_env)
-        known = session.store.provisioning(blueprint.client, blueprint.crm).known_ids()
-        plan = plan_client(blueprint, adapter, known)
+        plan = _plan_checked(blueprint, session)
     except StoreError:
         raise  # every client shares the store: one error for the command, not one per client
     except Exception as exc:
         log.debug("diff failed for %s", client.name, exc_info=True)
         return ClientPlan(client.path, blueprint, **_failure(exc))
     return ClientPlan(client.path, blueprint, plan)
+
+
+def _plan_checked(blueprint: Blueprint, session: Session) -> Plan:
+    """`plan_client`, once the CRM account is known to be the one the client's ids belong
+    to, and none of its pipelines is another client's."""
+    adapter = session.adapter(blueprint.crm, blueprint.token_env)
+    account = session.check_account(blueprint.client, blueprint.crm, adapter)
+    known = session.store.provisioning(blueprint.client, blueprint.crm).known_ids()
+    remote = adapter.list_pipelines()
+    session.check_shared_account(blueprint.client, blueprint.crm, account,
+                                 _pipeline_targets(blueprint, remote, known))
+    return plan_client(blueprint, adapter, known, remote=remote)
+
+
+def _pipeline_targets(blueprint: Blueprint, remote: list[RemotePipeline],
+                      known: KnownIds) -> dict[str, str | None]:
+    """Each blueprint pipeline's label -> the remote id it acts on: its recorded id, else a
+    live pipeline it would adopt by label (or a previous label); None for a new one."""
+    targets: dict[str, str | None] = {}
+    for pipeline in blueprint.pipelines:
+        labels = (pipeline.label, *pipeline.previous_labels)
+        adopted = next((p.id for p in remote if p.label in labels), None)
+        targets[pipeline.label] = known.pipelines.get(pipeline.key) or adopted
+    return targets
 
 
 def apply_clients(
@@ -287,7 +232,7 @@ def apply_clients(
     Clients whose diff failed are passed through as errors; clean ones cost no API call.
     Pass the `session` the diff used to reuse its store and connections.
     """
-    with _session(settings, session) as active:
+    with session_for(settings, session) as active:
         return [_apply_one(client, active, on_step) for client in clients]
 
 
@@ -299,13 +244,25 @@ def _apply_one(client: ClientPlan, session: Session,
     if not plan.changes:
         return ClientApply(client, ApplyResult((), plan.blocked), after=plan)
     try:
-        adapter = session.adapter(blueprint.crm, blueprint.token_env)
-        state = session.store.provisioning(blueprint.client, blueprint.crm)
-        result = apply(plan, adapter, state,
-                       on_step=(lambda change: on_step(client, change)) if on_step else None)
+        with session.store.lease(blueprint.client, blueprint.crm, purpose="apply",
+                                 wait_seconds=APPLY_LEASE_WAIT_SECONDS):
+            return _apply_leased(client, blueprint, plan, session, on_step)
     except Exception as exc:
         log.debug("apply failed for %s", client.name, exc_info=True)
         return ClientApply(client, **_failure(exc))
+
+
+def _apply_leased(client: ClientPlan, blueprint: Blueprint, plan: Plan, session: Session,
+                  on_step: Callable[[ClientPlan, Change], None] | None) -> ClientApply:
+    adapter = session.adapter(blueprint.crm, blueprint.token_env)
+    # The plan was made before the lease: another run may have applied since. Applying a
+    # stale plan would create its pipelines and stages a second time.
+    if _plan_checked(blueprint, session).changes != plan.changes:
+        raise PlanStaleError(blueprint.client, blueprint.crm)
+    session.store.accounts(blueprint.client, blueprint.crm).record(adapter.account_id())
+    state = session.store.provisioning(blueprint.client, blueprint.crm)
+    result = apply(plan, adapter, state,
+                   on_step=(lambda change: on_step(client, change)) if on_step else None)
     try:
         after = plan_client(blueprint, adapter, state.known_ids())
     except Exception as exc:  # applied, but the proving diff failed: keep what was done
@@ -352,17 +309,41 @@ def export_blueprint(
     if target is not None and target.exists() and not force:
         raise ConfigError(message=f"{target} already exists; pass --force to overwrite it")
     with Session(settings, store=store) as session:
-        crm_adapter = adapter or session.adapter(crm, token_env)
-        remote = crm_adapter.list_pipelines()
-        state = session.store.provisioning(client, crm)
-        export = blueprint_from_remote(client, crm, remote, state.known_ids(),
-                                       crm_adapter.capabilities, token_env=token_env)
-        if not export.data["pipelines"]:
-            raise ConfigError(message=f"the {crm} account has no deal pipelines to export")
-        Blueprint.model_validate(export.data)  # the file must load as it is written
-        text = to_yaml(export.data, crm=crm)
-        if target is not None:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
-        state.record_many(export.pipelines, export.stages)
+        crm_adapter = adapter or session.adapter(crm, token_env)  # a missing token: no store
+        with session.store.lease(client, crm, purpose="export"):
+            return _export_leased(client, crm, session, crm_adapter, target=target,
+                                  token_env=token_env)
+
+
+def _export_leased(client: str, crm: str, session: Session, crm_adapter: CrmAdapter, *,
+                   target: Path | None, token_env: str | None) -> str:
+    account = session.check_account(client, crm, crm_adapter)
+    remote = crm_adapter.list_pipelines()
+    state = session.store.provisioning(client, crm)
+    export = blueprint_from_remote(client, crm, remote, state.known_ids(),
+                                   crm_adapter.capabilities, token_env=token_env)
+    if not export.data["pipelines"]:
+        raise ConfigError(message=f"the {crm} account has no deal pipelines to export")
+    Blueprint.model_validate(export.data)  # the file must load as it is written
+    text = to_yaml(export.data, crm=crm)
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    session.store.accounts(client, crm).record(account)
+    state.record_many(export.pipelines, export.stages)
     return text
+
+
+# --- forget ----------------------------------------------------------------------------------
+
+
+def forget_client(client: str, crm: str, settings: Settings, *,
+                  store: Store | None = None) -> int:
+    """Drop the ids and the account recorded for one client's CRM; returns how many ids.
+
+    The deliberate way to move a client to another account: its pipelines then match the
+    new account's by label. Holds the client's lease, so no apply is half-way meanwhile.
+    """
+    with Session(settings, store=store) as session, \
+            session.store.lease(client, crm, purpose="forget"):
+        return session.store.accounts(client, crm).forget()

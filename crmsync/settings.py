@@ -17,8 +17,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from crmsync.errors import SettingsError
 
-CrmName = Literal["hubspot", "pipedrive"]
-
 DEFAULT_BASE_URLS: dict[str, str] = {
     "hubspot": "https://api.hubapi.com",
     # Pipedrive recommends https://{COMPANYDOMAIN}.pipedrive.com; api.pipedrive.com also routes.

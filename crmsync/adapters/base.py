@@ -8,19 +8,15 @@ whatever the CRM stores; ids are strings whatever the CRM uses.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+# CRM_TITLES and crm_title live in names.py; re-exported for callers that import them here.
+from crmsync.names import CRM_TITLES, crm_title  # noqa: F401
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-Outcome = Literal["won", "lost"]
-
-CRM_TITLES = {"hubspot": "HubSpot", "pipedrive": "Pipedrive"}
-
-
-def crm_title(crm: str) -> str:
-    """The CRM's name as people write it ("HubSpot"), for messages; an unknown name as given."""
-    return CRM_TITLES.get(crm, crm)
+    from crmsync.names import StageOutcome
 
 
 @dataclass(frozen=True)
@@ -29,7 +25,7 @@ class RemoteStage:
     label: str
     order: int  # the CRM's own sort key (HubSpot displayOrder, Pipedrive order_nr)
     probability: float | None  # 0–1; None when the CRM has none for the stage
-    outcome: Outcome | None = None  # HubSpot closed stages; always None on Pipedrive
+    outcome: StageOutcome | None = None  # HubSpot closed stages; always None on Pipedrive
     rot_after_days: int | None = None  # None: rotting off, or the CRM has no rotting
 
 
@@ -51,7 +47,7 @@ class StageSpec:
     label: str
     order: int
     probability: float
-    outcome: Outcome | None = None
+    outcome: StageOutcome | None = None
     rot_after_days: int | None = None
 
 
@@ -77,6 +73,11 @@ class CrmAdapter(Protocol):
 
     crm: str
     capabilities: AdapterCapabilities
+
+    def account_id(self) -> str:
+        """The CRM account the token reaches (HubSpot portal id, Pipedrive company id); asked
+        once per adapter, then remembered."""
+        ...
 
     def list_pipelines(self) -> list[RemotePipeline]:
         """Every live (not archived/deleted) deal pipeline with its live stages, in CRM order."""

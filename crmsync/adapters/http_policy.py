@@ -31,11 +31,10 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import requests
 import urllib3.exceptions
@@ -48,7 +47,6 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from crmsync.adapters.base import crm_title
 from crmsync.errors import (
     FatalRemoteError,
     RemoteError,
@@ -56,12 +54,14 @@ from crmsync.errors import (
     TokenRefusedError,
 )
 from crmsync.logs import MASK, mask_secrets
+from crmsync.names import MonotonicClock, Sleep, crm_title
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Sleep = Callable[[float], None]
-Clock = Callable[[], float]
 
 __all__ = ["MASK", "Endpoint", "HttpPolicy", "Reply", "TransportError"]
 
@@ -229,7 +229,7 @@ class Pacer:
 
     _LOG_SIZE = 1_000  # requests remembered per bucket; more than any window allows
 
-    def __init__(self, *, clock: Clock, sleep: Sleep, pace_below: float = 0.2,
+    def __init__(self, *, clock: MonotonicClock, sleep: Sleep, pace_below: float = 0.2,
                  min_intervals: Mapping[str, float] | None = None) -> None:
         self._clock = clock
         self._sleep = sleep
@@ -366,7 +366,7 @@ class HttpPolicy:
         *,
         max_retries: int = 6,
         sleep: Sleep = time.sleep,
-        clock: Clock = time.monotonic,
+        clock: MonotonicClock = time.monotonic,
         secrets: Sequence[str] = (),
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,

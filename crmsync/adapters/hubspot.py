@@ -27,20 +27,20 @@ import hubspot.crm.pipelines as pipelines_sdk
 
 from crmsync.adapters.base import (
     AdapterCapabilities,
-    Outcome,
     RemotePipeline,
     RemoteStage,
     StageSpec,
 )
 from crmsync.adapters.http_policy import HUBSPOT, HttpPolicy, Reply, request_timeouts
 from crmsync.adapters.hubspot_records import HubSpotRecords
+from crmsync.errors import FatalRemoteError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
     from pydantic import SecretStr
 
-    from crmsync.adapters.http_policy import Clock, Sleep
+    from crmsync.names import MonotonicClock, Sleep, StageOutcome
 
 HUBSPOT_CAPABILITIES = AdapterCapabilities(
     pipeline_order_writable=True,
@@ -96,7 +96,7 @@ class HubSpotAdapter(HubSpotRecords):
         timeout: float = 30.0,
         max_retries: int = 6,
         sleep: Sleep = time.sleep,
-        clock: Clock = time.monotonic,
+        clock: MonotonicClock = time.monotonic,
         policy: HttpPolicy | None = None,
     ) -> None:
         secret = token if isinstance(token, str) else token.get_secret_value()
@@ -114,9 +114,26 @@ class HubSpotAdapter(HubSpotRecords):
         self._batch = client.crm.deals.batch_api
         self._api_clients = [api.api_client for api in
                              (self._pipelines, self._stages, self._search, self._batch)]
+        self._account_id: str | None = None
 
     def __repr__(self) -> str:
         return f"HubSpotAdapter({self._base_url!r})"
+
+    def account_id(self) -> str:
+        """The portal id (`GET /account-info/v3/details` → `portalId`), asked once."""
+        if self._account_id is None:
+            # The SDK has no client for the account-info API; its generic call sends the
+            # request with the same token, pool and timeouts as every other call.
+            details = self._call(
+                self._pipelines.api_client.call_api, "/account-info/v3/details", "GET",
+                header_params={"Accept": "application/json"}, auth_settings=["oauth2"],
+                response_types_map={200: "object"}, _return_http_data_only=False,
+                what="read the account details")
+            portal = details.get("portalId") if isinstance(details, dict) else None
+            if portal is None:
+                raise FatalRemoteError(self.crm, "account details carry no portalId")
+            self._account_id = str(portal)
+        return self._account_id
 
     # -- pipelines ----------------------------------------------------------------------------
 
@@ -334,7 +351,7 @@ def _stage(raw: Any) -> RemoteStage:
         probability: float | None = float(metadata["probability"])
     except (KeyError, TypeError, ValueError):
         probability = None
-    outcome: Outcome | None = None
+    outcome: StageOutcome | None = None
     if str(metadata.get("isClosed", "")).lower() == "true":
         outcome = "won" if (probability or 0.0) >= 0.5 else "lost"
     return RemoteStage(

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from pydantic import SecretStr
 
-    from crmsync.adapters.http_policy import Clock, Sleep
+    from crmsync.names import MonotonicClock, Sleep
 
 PIPEDRIVE_CAPABILITIES = AdapterCapabilities(
     pipeline_order_writable=False,
@@ -73,7 +73,7 @@ class PipedriveAdapter(PipedriveRecords):
         timeout: float = 30.0,
         max_retries: int = 6,
         sleep: Sleep = time.sleep,
-        clock: Clock = time.monotonic,
+        clock: MonotonicClock = time.monotonic,
         session: requests.Session | None = None,
         page_size: int = PAGE_SIZE,
         policy: HttpPolicy | None = None,
@@ -90,9 +90,22 @@ class PipedriveAdapter(PipedriveRecords):
         )
         # pipeline id -> is_deal_probability_enabled, as last seen (see _ensure_probability).
         self._probability_enabled: dict[str, bool] = {}
+        self._account_id: str | None = None
 
     def __repr__(self) -> str:
         return f"PipedriveAdapter({self._api!r})"
+
+    def account_id(self) -> str:
+        """The company id (`GET /v1/users/me` → `data.company_id`), asked once."""
+        if self._account_id is None:
+            # API v2 has no "current user"; v1's /users/me is still current (openapi-v1.yaml).
+            me = self._request("GET", "/users/me", what="read the current user",
+                               api=self._api.removesuffix("/v2") + "/v1")
+            company = (me.get("data") or {}).get("company_id")
+            if company is None:
+                raise FatalRemoteError(self.crm, "the current user carries no company_id")
+            self._account_id = str(company)
+        return self._account_id
 
     # -- pipelines ----------------------------------------------------------------------------
 
@@ -287,8 +300,9 @@ class PipedriveAdapter(PipedriveRecords):
         return envelope.get("data") or {}
 
     def _request(self, method: str, path: str, *, what: str, params: Any = None,
-                 json: Any = None, find_existing: Any = None) -> dict[str, Any]:
-        url = self._api + path
+                 json: Any = None, find_existing: Any = None,
+                 api: str | None = None) -> dict[str, Any]:
+        url = (api or self._api) + path
 
         def send() -> Reply[dict[str, Any]]:
             response = self._session.request(method, url, params=params, json=json,

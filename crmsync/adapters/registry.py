@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from pydantic import SecretStr
 
     from crmsync.adapters.base import CrmAdapter
-    from crmsync.adapters.http_policy import Clock, Endpoint, HttpPolicy, Sleep
+    from crmsync.adapters.http_policy import Endpoint, HttpPolicy
+    from crmsync.names import MonotonicClock, Sleep
     from crmsync.settings import Settings
 
     class _PolicyAdapter(CrmAdapter, Protocol):
@@ -36,7 +37,7 @@ class Connection:
     timeout: float
     max_retries: int
     sleep: Sleep
-    clock: Clock
+    clock: MonotonicClock
     # Which settings these came from, so an error can say what to check (never the token).
     base_url_setting: str | None = None
     token_source: str | None = None
@@ -74,7 +75,7 @@ def _pipedrive(connection: Connection) -> CrmAdapter:
     return _connect(PipedriveAdapter, connection)
 
 
-_FACTORIES: dict[str, Callable[[Connection], CrmAdapter]] = {
+_FACTORIES: dict[str, Callable[[Connection], CrmAdapter]] = {  # one per names.CRM_NAMES
     "hubspot": _hubspot,
     "pipedrive": _pipedrive,
 }
@@ -96,7 +97,7 @@ def create_adapter(
     *,
     token_env: str | None = None,
     sleep: Sleep = time.sleep,
-    clock: Clock = time.monotonic,
+    clock: MonotonicClock = time.monotonic,
 ) -> CrmAdapter:
     """The adapter for `crm`, connected as `settings` say (base URL, token, timeout, retries).
 

@@ -2,8 +2,11 @@
 
 Every rule has a short stable id. A finding can be silenced with its id, with a reason, at
 file level (`silence:` at the top), for a pipeline, or for one stage. Findings of severity
-`error` (duplicate labels) cannot be silenced: the CRM, or matching by label when adopting an
-existing CRM, cannot work with them.
+`error` (duplicate labels, more stages than HubSpot takes) cannot be silenced: the CRM, or
+matching by label when adopting an existing CRM, cannot work with them.
+
+The wording rules run in English here and in Ukrainian and German (`crmsync.blueprint.wording`)
+when the blueprint declares `language: uk` or `de`.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from crmsync.blueprint import wording
 from crmsync.blueprint.loader import SourceMap
 from crmsync.blueprint.models import closest
 
@@ -30,7 +34,7 @@ class Rule:
     id: str
     severity: str
     summary: str
-    english_only: bool = False
+    wording: bool = False
 
 
 RULES: dict[str, Rule] = {rule.id: rule for rule in (
@@ -48,12 +52,13 @@ RULES: dict[str, Rule] = {rule.id: rule for rule in (
          "stage labels (and previous_labels) are unique within a pipeline, case-insensitively; "
          "pipeline labels are unique within a blueprint"),
     Rule("hubspot-probability-step", "warning", "HubSpot probabilities are steps of 0.1"),
-    Rule("hubspot-stage-limit", "warning", "HubSpot allows at most 100 stages per pipeline"),
+    Rule("hubspot-stage-limit", "error", "HubSpot allows at most 100 stages per pipeline"),
     Rule("hubspot-rot-ignored", "info", "HubSpot has no rotting deals; rot_after_days is ignored"),
     Rule("pipedrive-probability-percent", "warning",
          "Pipedrive probabilities are whole percents"),
     Rule("non-english-labels", "info",
-         "the English wording rules are skipped for labels in another language"),
+         "the wording rules are skipped for labels in a language they do not cover "
+         "(they cover en, uk, de)"),
     Rule("unknown-silence-rule", "warning", "a silence entry names a rule that does not exist"),
 )}
 
@@ -61,7 +66,9 @@ RULES: dict[str, Rule] = {rule.id: rule for rule in (
 DUPLICATE_KEY_RULE = "duplicate-key"
 
 HUBSPOT_MAX_STAGES = 100
-
+# Languages the wording rules know; English is checked here, the others in `wording`.
+WORDING_LANGUAGES = ("en", *wording.CHECKS)
+LANGUAGE_NAMES = {"en": "English", "uk": "Ukrainian", "de": "German"}
 
 
 def _word_set(text: str) -> frozenset[str]:
@@ -145,18 +152,30 @@ def imperative_fix(label: str) -> str | None:
 
 
 def looks_non_english(blueprint: Blueprint) -> str | None:
-    """A label showing the blueprint is not in English, or None.
+    """A label showing the wording rules cannot check the blueprint's labels, or None.
 
-    A declared `language:` decides. Without one we take letters outside ASCII (umlauts,
-    Cyrillic, accents) as the sign of another language: English stage names practically never
-    need them, and the English heuristics would only produce noise on such labels. ASCII-only
-    labels in another language ("Angebot gesendet") are checked as English; declaring
-    `language: de` stops that.
+    A declared `language:` decides: en, uk and de are checked, others are not. Without one we
+    take letters outside ASCII (umlauts, Cyrillic, accents) as the sign of another language:
+    English stage names practically never need them, and the English heuristics would only
+    produce noise on such labels. We do not run the Ukrainian or German rules on a guess: the
+    note's hint names the language to declare. ASCII-only labels in another language
+    ("Angebot gesendet") are checked as English; declaring `language: de` stops that.
     """
     labels = [s.label for p in blueprint.pipelines for s in p.stages]
     if blueprint.language is not None:
-        return None if blueprint.language == "en" else (labels[0] if labels else "")
+        covered = blueprint.language in WORDING_LANGUAGES
+        return None if covered else (labels[0] if labels else "")
     return next((label for label in labels if not label.isascii()), None)
+
+
+def guess_language(labels: Iterable[str]) -> str | None:
+    """uk or de when the labels' letters show it (і ї є ґ; ä ö ü ß), for a hint only."""
+    text = "".join(labels).lower()
+    if any(letter in text for letter in "іїєґ"):
+        return "uk"
+    if any(letter in text for letter in "äöüß") and not any("а" <= c <= "я" for c in text):
+        return "de"
+    return None
 
 
 @dataclass(frozen=True)
@@ -188,9 +207,10 @@ def run_lint(blueprint: Blueprint, source_positions: SourceMap | None = None) ->
     """Like `lint`, also returning the findings that were silenced."""
     source = source_positions or SourceMap(f"<{blueprint.client}>")
     non_english = looks_non_english(blueprint)
+    language = None if non_english is not None else blueprint.language or "en"
     hits = list(_file_hits(blueprint, non_english))
     for p, pipeline in enumerate(blueprint.pipelines):
-        hits.extend(_pipeline_hits(blueprint, p, pipeline, english=non_english is None))
+        hits.extend(_pipeline_hits(blueprint, p, pipeline, language=language))
     result = LintResult()
     for hit in sorted(hits, key=lambda h: source.position(h.loc)[0] or 0):
         rule = RULES[hit.rule]
@@ -235,16 +255,7 @@ def _file_hits(blueprint: Blueprint, non_english: str | None) -> Iterator[_Hit]:
                        f"did you mean '{suggestion}'?" if suggestion else
                        f"rules: {', '.join(RULES)}")
     if non_english is not None:
-        english_rules = ", ".join(r.id for r in RULES.values() if r.english_only)
-        if blueprint.language:
-            reason, loc = f"the labels are declared as '{blueprint.language}'", ("language",)
-        else:
-            reason = f"labels look non-English (e.g. '{non_english}')"
-            loc = _label_loc(blueprint, non_english)
-        yield _Hit("non-english-labels", loc,
-                   f"{reason}, so the English wording checks ({english_rules}) were skipped",
-                   "name each stage in the past tense from the buyer's side yourself; "
-                   "declare `language: en` to run the checks")
+        yield _non_english_hit(blueprint, non_english)
     rotting = [("pipelines", p, "stages", s, "rot_after_days")
                for p, pipeline in enumerate(blueprint.pipelines)
                for s, stage in enumerate(pipeline.stages) if stage.rot_after_days is not None]
@@ -255,6 +266,26 @@ def _file_hits(blueprint: Blueprint, non_english: str | None) -> Iterator[_Hit]:
                    "keep it if the client may move to Pipedrive; otherwise remove it")
 
 
+def _non_english_hit(blueprint: Blueprint, example: str) -> _Hit:
+    wording_rules = ", ".join(r.id for r in RULES.values() if r.wording)
+    covered = ", ".join(f"`{code}`" for code in WORDING_LANGUAGES)
+    loc: Loc
+    if blueprint.language:
+        reason, loc = f"the labels are declared as '{blueprint.language}'", ("language",)
+        hint = (f"name each stage in the past tense from the buyer's side yourself; the checks "
+                f"cover {covered}")
+    else:
+        reason = f"labels look non-English (e.g. '{example}')"
+        loc = _label_loc(blueprint, example)
+        guess = guess_language(s.label for p in blueprint.pipelines for s in p.stages)
+        hint = (f"declare `language: {guess}` to run the {LANGUAGE_NAMES[guess]} checks"
+                if guess else
+                f"declare the labels' `language:` ({covered} are checked), or name each stage "
+                "in the past tense from the buyer's side yourself")
+    return _Hit("non-english-labels", loc,
+                f"{reason}, so the wording checks ({wording_rules}) were skipped", hint)
+
+
 def _label_loc(blueprint: Blueprint, label: str) -> Loc:
     for p, pipeline in enumerate(blueprint.pipelines):
         for s, stage in enumerate(pipeline.stages):
@@ -263,11 +294,13 @@ def _label_loc(blueprint: Blueprint, label: str) -> Loc:
     return ()
 
 
-def _pipeline_hits(blueprint: Blueprint, p: int, pipeline: Pipeline, *, english: bool
+def _pipeline_hits(blueprint: Blueprint, p: int, pipeline: Pipeline, *, language: str | None
                    ) -> Iterator[_Hit]:
     for s, stage in enumerate(pipeline.stages):
-        if english:
+        if language == "en":
             yield from _wording_hits(p, s, stage)
+        elif language is not None:
+            yield from _local_wording_hits(language, p, s, stage)
         yield from _crm_stage_hits(blueprint.crm, p, s, stage)
     yield from _outcome_hits(p, pipeline)
     yield from _order_hits(p, pipeline)
@@ -303,6 +336,27 @@ def _wording_hits(p: int, s: int, stage: Stage) -> Iterator[_Hit]:
                    f"'{label}' does not say what has happened (no past-tense verb)",
                    "name what the buyer has done or received, e.g. 'Demo held', "
                    "'Proposal received'", p, s)
+
+
+def _local_wording_hits(language: str, p: int, s: int, stage: Stage) -> Iterator[_Hit]:
+    """The wording rules in Ukrainian or German, with hints in that language."""
+    verdict = wording.check_wording(language, stage.label, outcome=stage.outcome is not None)
+    if verdict is None:
+        return
+    label = stage.label
+    word = f" ('{verdict.word}')" if verdict.word and verdict.word != label else ""
+    if verdict.rule == "passive-stage":
+        message = (f"'{label}' is a passive buyer status{word}: nobody can act on it, so it "
+                   "should not be a stage")
+    elif verdict.rule == "imperative-stage":
+        message = f"'{label}' reads as a to-do{word}, not as something that has happened"
+    elif verdict.word:  # German "wird …": in progress
+        message = (f"'{label}' says what is in progress ('{verdict.word}'), not what has "
+                   "happened")
+    else:
+        message = f"'{label}' does not say what has happened (no past-tense form)"
+    yield _Hit(verdict.rule, ("pipelines", p, "stages", s, "label"), message,
+               wording.hint(language, verdict), p, s)
 
 
 def _crm_stage_hits(crm: str, p: int, s: int, stage: Stage) -> Iterator[_Hit]:

@@ -11,15 +11,18 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import UnionType
-from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Union, cast, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.events import AliasEvent, NodeEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.reader import ReaderError
 
 from crmsync.blueprint.models import (
     CURRENCY_PATTERN,
@@ -37,13 +40,17 @@ from crmsync.blueprint.models import (
 from crmsync.errors import ConfigError, Finding
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
     from pydantic.fields import FieldInfo
+    from yaml.error import Mark
 
 log = logging.getLogger(__name__)
 
 YAML_SUFFIXES = (".yaml", ".yml")
+# A blueprint nests eight levels at most (file > pipelines > [i] > stages > [i] > silence > [i]
+# > value); far deeper input is a mistake or an attack on the recursive composer.
+MAX_DEPTH = 32
 Position = tuple[int | None, int | None]
 
 
@@ -87,9 +94,37 @@ class LoadedBlueprint:
 
 
 def parse_blueprint(text: str, path: str = "<blueprint>") -> LoadedBlueprint:
-    """Parse blueprint YAML text; raise `ConfigError` listing every problem found."""
+    """Parse blueprint YAML text; raise `ConfigError` listing every problem found.
+
+    Nothing else escapes: whatever the text holds, the caller gets findings for this file
+    (so one odd file never stops the other clients).
+    """
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        return _parse(text, path)
+    except ConfigError:
+        raise
+    except Exception as exc:  # the boundary: a file's content must never crash a run
+        log.debug("unexpected failure reading %s", path, exc_info=True)
+        raise ConfigError([Finding(
+            path, None, None, "", f"cannot read this file ({type(exc).__name__}: "
+            f"{_printable(str(exc), 120)})",
+            hint="simplify the values this file holds; run with --debug to see where it failed",
+        )]) from None
+
+
+def _parse(text: str, path: str) -> LoadedBlueprint:
+    try:
+        root, anchored = _compose(text)
+    except _TooDeep as exc:
+        # Name the field the runaway value belongs to, not its hundred nested positions.
+        named = [i for i, part in enumerate(exc.loc[:8]) if isinstance(part, str)]
+        field_loc = exc.loc[: named[-1] + 1] if named else ()
+        raise ConfigError([Finding(
+            path, exc.mark.line + 1, exc.mark.column + 1, format_loc(field_loc),
+            f"nested more than {MAX_DEPTH} levels deep; a blueprint needs far fewer",
+        )]) from None
+    except ReaderError as exc:
+        raise ConfigError([_reader_finding(exc, text, path)]) from None
     except yaml.MarkedYAMLError as exc:
         raise ConfigError([_yaml_finding(exc, path)]) from None
     except yaml.YAMLError as exc:
@@ -99,7 +134,7 @@ def parse_blueprint(text: str, path: str = "<blueprint>") -> LoadedBlueprint:
             path, None, None, "", "the file is empty",
             hint="start from a scaffold: crmsync init CLIENT --crm hubspot",
         )])
-    builder = _DataBuilder(path)
+    builder = _DataBuilder(path, anchored)
     data = builder.build(root)
     source = SourceMap(path, builder.values, builder.keys)
     findings = list(builder.findings)
@@ -114,9 +149,9 @@ def parse_blueprint(text: str, path: str = "<blueprint>") -> LoadedBlueprint:
     try:
         blueprint = Blueprint.model_validate(data, context={SKIP_REFERENCE_CHECKS: True})
     except ValidationError as exc:
-        findings.extend(_validation_findings(exc, source))
+        findings.extend(_validation_findings(exc, source, builder.unreadable))
     findings.extend(source.finding(p.loc, p.message, rule=p.rule)
-                    for p in reference_problems(data))
+                    for p in reference_problems(data) if p.loc not in builder.unreadable)
     if findings or blueprint is None:
         raise ConfigError(_sorted(findings))
     return LoadedBlueprint(path, blueprint, source)
@@ -125,10 +160,11 @@ def parse_blueprint(text: str, path: str = "<blueprint>") -> LoadedBlueprint:
 def read_blueprint(path: str | Path) -> LoadedBlueprint:
     """Read and parse one blueprint file; raise `ConfigError` listing every problem found."""
     name = str(path)
+    problem = _not_a_plain_file(Path(path))
+    if problem:
+        raise ConfigError([Finding(name, None, None, "", problem[0], hint=problem[1])])
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([Finding(name, None, None, "", "no such file")]) from None
     except UnicodeDecodeError as exc:
         raw = Path(path).read_bytes()[: exc.start]
         line = raw.count(b"\n") + 1
@@ -137,16 +173,36 @@ def read_blueprint(path: str | Path) -> LoadedBlueprint:
             name, line, column, "", f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x})",
             hint="save the file as UTF-8 (most editors: File > Save with encoding)",
         )]) from None
-    except IsADirectoryError:
-        raise ConfigError([Finding(name, None, None, "", "is a folder, not a blueprint file",
-                                   hint="name the folder itself to check every file in it")],
-                          ) from None
     except OSError as exc:
         raise ConfigError([Finding(name, None, None, "", f"cannot read: {exc.strerror}")]) from None
     loaded = parse_blueprint(text, name)
     log.debug("loaded %s: client %s, %d pipeline(s)", name, loaded.blueprint.client,
               len(loaded.blueprint.pipelines))
     return loaded
+
+
+def _not_a_plain_file(path: Path) -> tuple[str, str | None] | None:
+    """Why `path` cannot be a blueprint (message, hint), or None for a regular file.
+
+    Checked before opening: reading a FIFO would wait forever for a writer.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            return (f"a symbolic link to {path.readlink()}, which does not exist",
+                    "point the link at an existing blueprint, or remove it")
+        return "no such file", None
+    except OSError as exc:
+        return f"cannot read: {exc.strerror}", None
+    if stat.S_ISDIR(mode):
+        return ("is a folder, not a blueprint file",
+                "name the folder itself to check every file in it, or rename it")
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a special file"
+        return (f"is {kind}, not a blueprint file; it was not read",
+                "blueprints are plain YAML files: move this out of the folder")
+    return None
 
 
 def load_blueprint(path: str | Path) -> Blueprint:
@@ -195,26 +251,35 @@ def duplicate_client_findings(loaded: Sequence[LoadedBlueprint]) -> list[Finding
 def expand_paths(paths: Iterable[str | Path], configs_dir: str | Path) -> list[Path]:
     """Blueprint files named by `paths`: none -> every YAML file in `configs_dir`; a folder ->
     its YAML files, sorted; a file -> itself. Missing paths raise one `ConfigError` naming each.
+
+    In a folder, every entry named `*.yaml`/`*.yml` (in any case: `ACME.YAML` counts) is
+    listed, whatever it is: a broken symlink, a FIFO or a folder named like a blueprint is
+    then reported by `read_blueprint` as that file's error instead of silently skipped.
     """
     given = [Path(p) for p in paths] or [Path(configs_dir)]
     result: list[Path] = []
     missing: list[Finding] = []
     for path in given:
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix in YAML_SUFFIXES and p.is_file())
+            found = sorted(p for p in path.iterdir() if _looks_like_blueprint(p))
             if not found:
                 missing.append(Finding(
                     str(path), None, None, "", "no blueprint files (*.yaml, *.yml) in this folder",
                     hint="create one with: crmsync init CLIENT --crm hubspot",
                 ))
             result.extend(found)
-        elif path.is_file():
-            result.append(path)
+        elif path.exists() or path.is_symlink():
+            result.append(path)  # a file, or something read_blueprint will explain
         else:
             missing.append(Finding(str(path), None, None, "", "no such file or folder"))
     if missing:
         raise ConfigError(missing)
     return list(dict.fromkeys(result))
+
+
+def _looks_like_blueprint(path: Path) -> bool:
+    # Emacs keeps ".#NAME" lock files as dangling symlinks beside the file being edited.
+    return path.suffix.lower() in YAML_SUFFIXES and not path.name.startswith(".#")
 
 
 # --- YAML nodes to plain data, with positions -------------------------------------------------
@@ -224,35 +289,120 @@ def _mark(node: Node) -> tuple[int, int]:
     return node.start_mark.line + 1, node.start_mark.column + 1
 
 
+def _compose(text: str) -> tuple[Node | None, dict[int, str]]:
+    """The node tree of `text` (None if empty), aliases left unexpanded (see `_Composer`),
+    and the anchor names by `id()` of the node that carries them."""
+    loader = _Composer(text)  # raises ReaderError for a control character anywhere
+    try:
+        return cast("Node | None", loader.get_single_node()), loader.anchored
+    finally:
+        loader.dispose()
+
+
+class _TooDeep(Exception):  # noqa: N818 -- internal signal, never leaves this module
+    def __init__(self, mark: Mark, loc: Loc) -> None:
+        super().__init__("nested too deeply")
+        self.mark = mark
+        self.loc = loc
+
+
+_ALIAS_TAG = "!crmsync/alias"  # our own tag: an alias the composer left for the builder
+
+
+class _Composer(yaml.SafeLoader):
+    """PyYAML's safe loader, composing nodes only, that never expands an alias.
+
+    Anchors and aliases add nothing to a pipeline file, and expanding them is how a few
+    hundred bytes become gigabytes (a "billion laughs"). An alias becomes a placeholder node;
+    anchored nodes are listed; `_DataBuilder` reports both at their field. Nesting deeper
+    than `MAX_DEPTH` stops composing (PyYAML's composer is recursive).
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.anchored: dict[int, str] = {}
+        self._loc: list[str | int] = []
+        self._depth = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node:
+        event = self.peek_event()
+        mark = cast("Mark", event.start_mark)
+        if isinstance(event, AliasEvent):
+            self.get_event()
+            return ScalarNode(_ALIAS_TAG, str(event.anchor), mark, mark)
+        if self._depth >= MAX_DEPTH:
+            raise _TooDeep(mark, tuple(self._loc))
+        # `index` is the key node for a mapping value, the position for a list item.
+        part = index.value if isinstance(index, ScalarNode) else index
+        named = isinstance(part, str | int) and not isinstance(part, bool)
+        if named:
+            self._loc.append(part)
+        self._depth += 1
+        try:
+            node = cast("Node", super().compose_node(parent, index))
+        finally:
+            self._depth -= 1
+            if named:
+                self._loc.pop()
+        if isinstance(event, NodeEvent) and event.anchor is not None:
+            self.anchored[id(node)] = event.anchor
+        return node
+
+
+_TAG_KINDS = {
+    "tag:yaml.org,2002:int": "a whole number",
+    "tag:yaml.org,2002:float": "a number",
+    "tag:yaml.org,2002:bool": "true or false",
+    "tag:yaml.org,2002:timestamp": "a date",
+}
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_NO_ALIASES = "anchors (&) and aliases (*) are not allowed in a blueprint"
+_NO_ALIASES_HINT = "write the value out where it is used"
+
+
 class _DataBuilder:
     """Turns a composed YAML node tree into dicts/lists/scalars, noting positions and problems."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, anchored: Mapping[int, str] | None = None) -> None:
         self.path = path
+        self._anchored = anchored or {}
         self.values: dict[Loc, tuple[int, int]] = {}
         self.keys: dict[Loc, tuple[int, int]] = {}
         self.findings: list[Finding] = []
+        self.unreadable: set[Loc] = set()  # reported here: no second finding from the model
         self._constructor = SafeConstructor()
-        self._active: set[int] = set()
+        self._aliased: set[str] = set()
 
-    def _error(self, node: Node, loc: Loc, message: str) -> None:
+    def _error(self, node: Node, loc: Loc, message: str, hint: str | None = None, *,
+               suppress: bool = True) -> None:
+        """Note a finding at `node`; with `suppress`, none from the model for `loc` follows."""
         line, column = _mark(node)
-        self.findings.append(Finding(self.path, line, column, format_loc(loc), message))
+        self.findings.append(Finding(self.path, line, column, format_loc(loc), message,
+                                     hint=hint))
+        if suppress:
+            self.unreadable.add(loc)
 
     def build(self, node: Node, loc: Loc = ()) -> Any:
+        # Aliases arrive as placeholders (see `_Composer`), so the tree is a tree: no cycles,
+        # no shared subtrees, and building it is linear in the file's size.
         self.values.setdefault(loc, _mark(node))
-        if id(node) in self._active:  # an alias pointing into itself
-            self._error(node, loc, "a YAML alias refers to itself; write the value out")
+        anchor = self._anchored.get(id(node))
+        if anchor is not None:
+            self._error(node, loc, f"YAML anchor &{anchor}: {_NO_ALIASES}", _NO_ALIASES_HINT,
+                        suppress=False)
+        if node.tag == _ALIAS_TAG:
+            if node.value not in self._aliased:  # the first use of each name is enough
+                self._aliased.add(node.value)
+                self._error(node, loc, f"YAML alias *{node.value}: {_NO_ALIASES}",
+                            _NO_ALIASES_HINT)
+            else:
+                self.unreadable.add(loc)
             return None
-        self._active.add(id(node))
-        try:
-            if isinstance(node, MappingNode):
-                return self._mapping(node, loc)
-            if isinstance(node, SequenceNode):
-                return [self.build(item, (*loc, i)) for i, item in enumerate(node.value)]
-            return self._scalar(node, loc)
-        finally:
-            self._active.discard(id(node))
+        if isinstance(node, MappingNode):
+            return self._mapping(node, loc)
+        if isinstance(node, SequenceNode):
+            return [self.build(item, (*loc, i)) for i, item in enumerate(node.value)]
+        return self._scalar(node, loc)
 
     def _mapping(self, node: MappingNode, loc: Loc) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -266,6 +416,9 @@ class _DataBuilder:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 self._error(key_node, loc, "YAML merge keys (<<) are not supported; "
                             "write the fields out")
+                continue
+            if _SURROGATE.search(name) or len(name) > 100:  # no field name is near as long
+                self._error(key_node, loc, f"{_shown(name)} is not a field name")
                 continue
             child = (*loc, name)
             line = _mark(key_node)[0]
@@ -281,10 +434,50 @@ class _DataBuilder:
 
     def _scalar(self, node: Node, loc: Loc) -> Any:
         try:
-            return self._constructor.construct_object(node, deep=True)
+            value = self._constructor.construct_object(node, deep=True)
         except ConstructorError as exc:
             self._error(node, loc, f"cannot read this value: {exc.problem}")
             return None
+        except Exception as exc:  # noqa: BLE001 -- PyYAML raises ValueError, KeyError, ...
+            self._unreadable(node, loc, exc)
+            return None
+        surrogate = _SURROGATE.search(value) if isinstance(value, str) else None
+        if surrogate:
+            # A lone surrogate ("\ud800") is no character at all: it cannot be printed,
+            # stored as UTF-8 or sent to a CRM.
+            self._error(node, loc, f"contains {_printable(surrogate.group())}, "
+                        "half of a UTF-16 surrogate pair, which is not a character",
+                        "write the character itself, or its \\U0001XXXX escape")
+            return None
+        return value
+
+    def _unreadable(self, node: Node, loc: Loc, exc: Exception) -> None:
+        """A finding for a scalar PyYAML cannot turn into a value (bad date, huge number, …)."""
+        text = str(getattr(node, "value", ""))
+        shown = "this value" if "token" in format_loc(loc) else _shown(text)
+        kind = _TAG_KINDS.get(node.tag)
+        if isinstance(exc, ValueError) and "digits" in str(exc):
+            message = f"a number with {len(text)} digits is too long to read"
+        elif node.tag == "tag:yaml.org,2002:timestamp" and isinstance(exc, ValueError):
+            message = f"{shown} looks like a date but is not one ({exc})"
+        elif kind:
+            message = f"cannot read {shown} as {kind}"
+        else:
+            message = f"cannot read {shown} ({type(exc).__name__})"
+        hint = ("put it in quotes to keep it as text" if node.tag != "tag:yaml.org,2002:str"
+                else None)
+        self._error(node, loc, message, hint)
+
+
+def _reader_finding(exc: ReaderError, text: str, path: str) -> Finding:
+    """PyYAML's reader gives a character index, not a line: work the line and column out."""
+    position = exc.position if 0 <= exc.position <= len(text) else 0
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    character = exc.character if isinstance(exc.character, str) else chr(exc.character)
+    return Finding(path, line, column, "", f"control character {_printable(character)} is not "
+                   "allowed in YAML", hint="delete it (it is often invisible in an editor); "
+                   "in a double-quoted value write it as an escape if you mean it")
 
 
 def _yaml_finding(exc: yaml.MarkedYAMLError, path: str) -> Finding:
@@ -298,8 +491,6 @@ def _yaml_finding(exc: yaml.MarkedYAMLError, path: str) -> Finding:
                    "or check the indentation")
     elif problem.startswith("could not find expected ':'"):
         message = "expected 'field: value' here — a missing ':' or a wrong indentation?"
-    elif problem.startswith("found undefined alias"):
-        message = f"unknown YAML alias ({problem.removeprefix('found undefined alias ')})"
     elif problem.startswith("but ") and exc.context:
         message = f"invalid YAML: {exc.context}, {problem}"
     else:
@@ -355,12 +546,24 @@ def _describe_value(value: Any) -> str:
     return f"the date {value}" if isinstance(value, dt.date) else "text"
 
 
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _printable(text: str, limit: int | None = None) -> str:
+    """`text` with control characters and lone surrogates as escapes, safe for any terminal."""
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}" if ord(m.group()) > 0xff
+                            else f"\\x{ord(m.group()):02x}", text)
+
+
 def _shown(value: Any) -> str:
     if isinstance(value, str):
-        text = value if len(value) <= 40 else value[:37] + "…"
-        return f"'{text}'"
+        return f"'{_printable(value, 40)}'"
     if isinstance(value, dict | list):
         return _describe_value(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**20:
+        return f"a number with {len(str(abs(value)))} digits"
     return str(value)
 
 
@@ -434,7 +637,7 @@ def _explain_number(e: _Error) -> Explained:
     if e.name == "probability" and isinstance(e.value, str):
         hint = "probability is a fraction: write 40% as 0.4"
     elif (e.name == "probability" and isinstance(e.value, int | float)
-          and float(e.value).is_integer() and 1 < e.value <= 100):
+          and 1 < e.value <= 100 and float(e.value).is_integer()):
         hint = f"probability is a fraction: write {_number(e.value)}% as {e.value / 100:g}"
     return message + e.got, hint
 
@@ -505,7 +708,9 @@ def _typo_targets(errors: list[Any]) -> set[Loc]:
     return targets
 
 
-def _validation_findings(exc: ValidationError, source: SourceMap) -> list[Finding]:
+def _validation_findings(exc: ValidationError, source: SourceMap,
+                         reported: Collection[Loc] = ()) -> list[Finding]:
+    """Findings for pydantic's errors, except at locations already `reported` by the loader."""
     findings: list[Finding] = []
     errors = exc.errors()
     explained_by_typo = _typo_targets(errors)
@@ -513,6 +718,8 @@ def _validation_findings(exc: ValidationError, source: SourceMap) -> list[Findin
         if error["type"] == "missing" and tuple(error["loc"]) in explained_by_typo:
             continue
         loc: Loc = tuple(error["loc"])
+        if any(loc[:len(done)] == done for done in reported):
+            continue
         value = error.get("input")
         # A list whose every item failed reports "at least 1 item, not 0" too: not the cause.
         if error["type"] == "too_short" and isinstance(value, list) and value:

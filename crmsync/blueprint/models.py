@@ -25,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from crmsync.names import CrmName, StageOutcome  # noqa: TC001 -- pydantic reads them at runtime
+
 KEY_PATTERN = r"^[a-z][a-z0-9_]*$"
 CURRENCY_PATTERN = r"^[A-Z]{3}$"
 LANGUAGE_PATTERN = r"^[a-z]{2}$"
@@ -36,8 +38,6 @@ Key = Annotated[
     Field(description="stable identifier: lowercase letters, digits and underscores"),
 ]
 Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
-Outcome = Literal["won", "lost"]
-CrmName = Literal["hubspot", "pipedrive"]
 ConflictPolicy = Literal["remote_wins", "local_wins", "newest_wins"]
 
 # Validation context flag: the loader runs `reference_problems` itself so that each problem
@@ -62,7 +62,7 @@ class Stage(_Frozen):
     key: Key
     label: Label
     probability: float = Field(ge=0.0, le=1.0)
-    outcome: Outcome | None = None
+    outcome: StageOutcome | None = None
     rot_after_days: int | None = Field(default=None, ge=1, le=3650)
     previous_labels: tuple[Label, ...] = ()
     description: str | None = None

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from crmsync.adapters.base import crm_title
 from crmsync.blueprint.models import KEY_PATTERN, to_key
 from crmsync.errors import ConfigError, Finding
+from crmsync.names import CRM_NAMES, crm_title
 
-CRMS = ("hubspot", "pipedrive")
+CRMS = CRM_NAMES
 
 _HEADER = """\
 # Sales process of {client}, as code. Check it with:  crmsync validate {path}
@@ -29,8 +29,8 @@ crm: {crm}
 # Currency of deal values (ISO code, capitals).
 currency: EUR
 
-# Language of the stage labels. With `en` the wording rules (past tense, no to-dos, no
-# passive states) are checked; for other languages they are skipped with a note.
+# Language of the stage labels. With `en`, `uk` or `de` the wording rules (past tense, no
+# to-dos, no passive states) are checked; for other languages they are skipped with a note.
 language: en
 
 # The {crm_title} token comes from CRMSYNC_{crm_upper}_TOKEN (environment or .env). Only if
@@ -38,8 +38,8 @@ language: en
 # token itself):
 # token_env: {client_upper}_{crm_upper}_TOKEN
 
-# What to do when a record changed both here and in the CRM: remote_wins, local_wins or
-# newest_wins.
+# Record sync only: which side wins when a record changed both in the store and in the CRM
+# (remote_wins, local_wins or newest_wins). Pipelines always follow this file; see README.
 conflict_policy: remote_wins
 
 # Turn a lint rule off for the whole file, with the reason written down, e.g.:

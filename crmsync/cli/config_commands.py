@@ -10,14 +10,15 @@ from typing import TYPE_CHECKING
 import click
 
 from crmsync.cli import App, pass_app
-from crmsync.cli.failures import EXIT_ERROR, exit_with
-from crmsync.errors import ConfigError
+from crmsync.cli.failures import EXIT_ERROR, describe, echo_error, exit_with
+from crmsync.errors import ConfigError, CrmsyncError, Finding
+from crmsync.names import CRM_NAMES
+from crmsync.safe_text import printable
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from crmsync.blueprint.check import FileReport
-    from crmsync.errors import Finding
 
 _COLOURS = {"error": "red", "warning": "yellow", "info": "cyan"}
 _NOUNS = {"error": ("error", "errors"), "warning": ("warning", "warnings"),
@@ -31,9 +32,9 @@ def _plural(count: int, severity: str) -> str:
 
 def _echo_finding(finding: Finding) -> None:
     severity = click.style(f"{finding.severity:<8}", fg=_COLOURS.get(finding.severity), bold=True)
-    click.echo(f"  {severity} {finding}")
+    click.echo(f"  {severity} {printable(str(finding))}")
     if finding.hint:
-        click.echo(f"           hint: {finding.hint}")
+        click.echo(printable(f"           hint: {finding.hint}"))
 
 
 def _findings_json(findings: Iterable[Finding]) -> str:
@@ -58,7 +59,7 @@ def _summary(report: FileReport) -> str:
 
 def _render_reports(reports: list[FileReport]) -> None:
     for report in reports:
-        click.echo(f"{report.path}: {_summary(report)}")
+        click.echo(f"{printable(str(report.path))}: {_summary(report)}")
         for finding in report.findings:
             _echo_finding(finding)
     failed = sum(1 for r in reports if r.failed)
@@ -98,10 +99,16 @@ def validate(app: App, paths: tuple[Path, ...], strict: bool, as_json: bool) -> 
     try:
         # Settings are only read when needed, so explicit paths work even with a broken .env.
         files = config_files(paths, None if paths else app.settings.configs_dir)
-    except ConfigError as exc:
+    except CrmsyncError as exc:
         if not as_json:
             raise  # reported like every error, by crmsync.cli.failures
-        click.echo(_findings_json(exc.findings))  # --json: the findings are the output
+        # --json: the findings are the output; an error without any (e.g. invalid settings)
+        # is one finding without a file, and the message goes to stderr as usual.
+        findings = exc.findings if isinstance(exc, ConfigError) and exc.findings else [
+            Finding(path="", line=None, column=None, field="", message=describe(exc))]
+        click.echo(_findings_json(findings))
+        if not isinstance(exc, ConfigError):
+            echo_error(exc, debug=app.debug)
         exit_with(EXIT_ERROR)
     reports = check_files(files, strict_mode=strict)
     if as_json:
@@ -114,7 +121,7 @@ def validate(app: App, paths: tuple[Path, ...], strict: bool, as_json: bool) -> 
 
 @click.command("init")
 @click.argument("client")
-@click.option("--crm", type=click.Choice(["hubspot", "pipedrive"]), required=True,
+@click.option("--crm", type=click.Choice(CRM_NAMES), required=True,
               help="The client's CRM.")
 @click.option("--configs-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder to write to (default: CRMSYNC_CONFIGS_DIR, else configs/).")

@@ -16,6 +16,7 @@ import click
 from crmsync.errors import ConfigError, CrmsyncError
 
 EXIT_ERROR = 1
+EXIT_LEASE_HELD = 4  # another run holds the client's lease (`apply`, later `sync`)
 # Ctrl-C is a failure like any other for a script: 1, within the documented codes (0/1, diff
 # 2, apply 3), rather than the shell's 130.
 EXIT_INTERRUPTED = EXIT_ERROR

@@ -9,15 +9,28 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from crmsync.cli import App, pass_app
-from crmsync.cli.failures import EXIT_ERROR, echo_error, echo_message, exit_with
+from crmsync.cli.failures import (
+    EXIT_ERROR,
+    EXIT_LEASE_HELD,
+    describe,
+    echo_error,
+    echo_message,
+    exit_with,
+)
+from crmsync.errors import ConfigError, CrmsyncError
+from crmsync.names import CRM_NAMES
+from crmsync.safe_text import printable
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from crmsync.plan.changes import Change
     from crmsync.provision import ClientApply, ClientPlan
 
@@ -30,8 +43,9 @@ _STYLES: dict[str, dict[str, Any]] = {
 
 
 def _echo_styled(text: str) -> None:
-    """Colour plan lines by their marker; click drops the colour when output is piped."""
-    for line in text.splitlines():
+    """Colour plan lines by their marker; click drops the colour when output is piped.
+    Control characters (in labels, messages) are escaped."""
+    for line in (printable(line) for line in text.splitlines()):
         stripped = line.lstrip()
         style = _STYLES.get(stripped[:1]) if stripped[1:2] == " " else None
         if line.startswith(("Plan:", "No changes.")):
@@ -45,6 +59,33 @@ def _echo_error(app: App, name: str, message: str, exc: BaseException | None) ->
         echo_error(exc, debug=app.debug, name=name, message=message)
     else:
         echo_message(message, name=name)
+
+
+def _error_json(exc: BaseException) -> dict[str, Any]:
+    """A failure that ended the run before any client's result, as data."""
+    data: dict[str, Any] = {"type": type(exc).__name__, "message": describe(exc)}
+    if isinstance(exc, ConfigError) and exc.findings:
+        data["findings"] = [
+            {"path": f.path, "line": f.line, "column": f.column, "field": f.field,
+             "severity": f.severity, "rule": f.rule, "message": f.message, "hint": f.hint}
+            for f in exc.findings
+        ]
+    return data
+
+
+@contextmanager
+def _json_on_failure(app: App, as_json: bool) -> Iterator[None]:
+    """With --json, a run that fails early (bad paths, settings, store) still prints a JSON
+    document — `{"clients": [], "error": {...}}` — as well as the message on stderr."""
+    try:
+        yield
+    except Exception as exc:
+        if not as_json:
+            raise
+        click.echo(json.dumps({"clients": [], "error": _error_json(exc)}, indent=2,
+                              ensure_ascii=False))
+        echo_error(exc, debug=app.debug)
+        exit_with(exc.exit_code if isinstance(exc, CrmsyncError) else EXIT_ERROR)
 
 
 def _short(message: str | None, width: int = 90) -> str:
@@ -131,7 +172,8 @@ def diff_command(app: App, paths: tuple[Path, ...], as_json: bool) -> None:
     """
     from crmsync.provision import diff_clients
 
-    clients = diff_clients(list(paths), app.settings)
+    with _json_on_failure(app, as_json):
+        clients = diff_clients(list(paths), app.settings)
     if as_json:
         click.echo(json.dumps({"clients": [_client_json(c) for c in clients]}, indent=2,
                               ensure_ascii=False))
@@ -141,7 +183,7 @@ def diff_command(app: App, paths: tuple[Path, ...], as_json: bool) -> None:
             click.echo()
             click.echo("Summary:")
             for client in clients:
-                click.echo(f"  {_diff_summary(client)}")
+                click.echo(printable(f"  {_diff_summary(client)}"))
     exit_with(_diff_exit(clients))
 
 
@@ -182,7 +224,13 @@ def _apply_summary(outcome: ClientApply) -> str:
 
 
 def _apply_exit(outcomes: list[ClientApply]) -> int:
+    from crmsync.errors import LeaseHeldError, PlanStaleError
+
     statuses = {o.status for o in outcomes}
+    failed = [o for o in outcomes if o.status in ("error", "unconverged")]
+    # Only other runs of the same clients stood in the way: 4, so cron can tell it apart.
+    if failed and all(isinstance(o.exception, LeaseHeldError | PlanStaleError) for o in failed):
+        return EXIT_LEASE_HELD
     if statuses & {"error", "unconverged"}:
         return EXIT_ERROR
     return EXIT_BLOCKED if "blocked" in statuses else EXIT_OK
@@ -197,10 +245,11 @@ def _show_outcome(app: App, outcome: ClientApply) -> None:
     if outcome.error is not None and not already_shown:
         _echo_error(app, outcome.name, outcome.error, outcome.exception)
     if outcome.status == "unconverged" and outcome.after is not None:
-        click.secho(f"{outcome.name}: after applying, diff still shows:", fg="red", err=True)
+        click.secho(printable(f"{outcome.name}: after applying, diff still shows:"), fg="red",
+                    err=True)
         _echo_styled(render_text(outcome.after))
     elif outcome.status == "blocked" and outcome.after is not None:
-        click.echo(f"{outcome.name}: not applied, blocked:")
+        click.echo(printable(f"{outcome.name}: not applied, blocked:"))
         _echo_styled("\n".join(f"  {describe_item(b)}" for b in outcome.after.blocked))
 
 
@@ -210,10 +259,9 @@ def _stdin_is_terminal() -> bool:
 
 def _confirm(count: int) -> bool:
     if not _stdin_is_terminal():
-        echo_message("refusing to apply without confirmation: input is not a terminal (a "
-                     "script, cron or CI), so nothing was changed; pass --yes to apply without "
-                     "asking")
-        exit_with(EXIT_ERROR)
+        raise CrmsyncError("refusing to apply without confirmation: input is not a terminal (a "
+                           "script, cron or CI), so nothing was changed; pass --yes to apply "
+                           "without asking")
     try:
         return click.confirm(
             f"Apply these changes to {count} client{'' if count == 1 else 's'}?", err=True
@@ -246,16 +294,20 @@ def apply_command(app: App, paths: tuple[Path, ...], yes: bool, as_json: bool) -
     Exit codes:
       0  applied, and diff is now clean
       3  blocked changes remain (not applied; the reasons are shown)
+      4  another apply of the same client is running, or changed it since the plan was
+         made (nothing of that client was changed; run again)
       1  an error, a cancelled apply, or a CRM that still differs after applying
     """
     from crmsync.plan.render import describe_item
-    from crmsync.provision import Session, apply_clients, diff_clients
+    from crmsync.provision import apply_clients, diff_clients
+    from crmsync.session import Session
 
     def progress(client: ClientPlan, change: Change) -> None:
         if not as_json:
-            click.echo(f"{client.name}: {describe_item(change)}")
+            click.echo(printable(f"{client.name}: {describe_item(change)}"))
 
-    with Session(app.settings) as session:  # the diff's store and connections serve the apply
+    with _json_on_failure(app, as_json), Session(app.settings) as session:
+        # the diff's store and connections serve the apply
         clients = diff_clients(list(paths), app.settings, session=session)
         if not as_json:
             _show_plans(app, clients)
@@ -282,7 +334,7 @@ def apply_command(app: App, paths: tuple[Path, ...], yes: bool, as_json: bool) -
         for outcome in outcomes:
             _show_outcome(app, outcome)
         for outcome in outcomes:
-            click.echo(_apply_summary(outcome))
+            click.echo(printable(_apply_summary(outcome)))
     exit_with(_apply_exit(outcomes))
 
 
@@ -303,7 +355,7 @@ def _outcome_json(outcome: ClientApply) -> dict[str, Any]:
 
 @click.command("export")
 @click.option("--client", "client", required=True, help="Client key, e.g. acme.")
-@click.option("--crm", type=click.Choice(["hubspot", "pipedrive"]), required=True)
+@click.option("--crm", type=click.Choice(CRM_NAMES), required=True)
 @click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the blueprint here (default: standard output).")
 @click.option("--force", is_flag=True, help="Overwrite --output if it exists.")
@@ -329,6 +381,7 @@ def export_command(app: App, *, client: str, crm: str, output: Path | None, forc
     \b
     Exit codes:
       0  written (to --output, or to standard output)
+      4  an apply of the same client is running
       1  an error (e.g. --output exists without --force, no pipelines, a CRM error)
     """
     from crmsync.provision import export_blueprint
@@ -341,4 +394,37 @@ def export_command(app: App, *, client: str, crm: str, output: Path | None, forc
         click.echo(f"Wrote {output}; run `crmsync diff {output}` to check it matches.", err=True)
 
 
-COMMANDS: list[click.Command] = [diff_command, apply_command, export_command]
+# --- forget ----------------------------------------------------------------------------------
+
+
+@click.command("forget")
+@click.argument("client")
+@click.option("--crm", type=click.Choice(CRM_NAMES), required=True)
+@pass_app
+def forget_command(app: App, *, client: str, crm: str) -> None:
+    """Drop the ids and the account recorded for CLIENT's CRM (the CRM is not touched).
+
+    For a client that has moved to another CRM account: the store refuses to apply ids
+    recorded in one account to another. After `forget`, the blueprint's pipelines match the
+    new account's by label (as for a new client); the next apply or export records the new
+    account.
+
+    \b
+    Examples:
+      crmsync forget nordwind --crm pipedrive
+      crmsync diff configs/nordwind.yaml     # now planned against the new account
+
+    \b
+    Exit codes:
+      0  forgotten (or nothing was recorded)
+      4  an apply of the client is running
+      1  an error
+    """
+    from crmsync.provision import forget_client
+
+    dropped = forget_client(client, crm, app.settings)
+    click.echo(f"{client} ({crm}): {dropped} recorded id{'' if dropped == 1 else 's'} and the "
+               "recorded account forgotten; its pipelines now match by label")
+
+
+COMMANDS: list[click.Command] = [diff_command, apply_command, export_command, forget_command]

@@ -56,10 +56,14 @@ def _exports(base_url: str, token: str) -> str:
 @click.option("--pipedrive-plan", default="lite", show_default=True,
               type=click.Choice(["lite", "growth", "premium", "ultimate"]),
               help="Pipedrive plan, which sets the 2 s burst limit.")
+@click.option("--search-lag-seconds", default=0.0, show_default=True,
+              type=click.FloatRange(0, 3600),
+              help="HubSpot search index lag: a created or changed record reaches search this "
+                   "long after the write (lists and gets see it at once).")
 def sandbox(  # noqa: PLR0917 - click passes every option positionally
     host: str, port: int, token: str | None, state_file: Path | None, seed_contacts: int,
     seed_companies: int, seed_deals: int, seed_value: int, latency_ms: float, jitter_ms: float,
-    rate_limits: bool, hubspot_limit: str, pipedrive_plan: str,
+    rate_limits: bool, hubspot_limit: str, pipedrive_plan: str, search_lag_seconds: float,
 ) -> None:
     """Serve a local emulator of the HubSpot and Pipedrive APIs.
 
@@ -81,6 +85,7 @@ def sandbox(  # noqa: PLR0917 - click passes every option positionally
         latency_ms=latency_ms, jitter_ms=jitter_ms, seed=seed_value,
         rate_limits_enabled=rate_limits, hubspot_limit_per_10s=int(hubspot_limit),
         pipedrive_plan=pipedrive_plan,  # type: ignore[arg-type]
+        search_lag_seconds=search_lag_seconds,
     )
     if state_file is not None:
         _check_state_writable(state_file)

@@ -15,7 +15,7 @@ rename then.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, assert_never
 
 from crmsync.errors import CrmsyncError
 from crmsync.plan.changes import (
@@ -98,7 +98,7 @@ class _Runner:
         self.state = state
         self.written: set[tuple[str, str]] = set()  # objects already written in this run
 
-    def run(self, change: Change) -> None:
+    def run(self, change: Change) -> None:  # noqa: PLR0912 -- one branch per change type
         match change:
             case AdoptPipeline() | AdoptStage() | ForgetStage() | ForgetPipeline():
                 self._state_only(change)
@@ -134,6 +134,10 @@ class _Runner:
                                    f"pipeline '{change.label}'")
                 self.adapter.archive_pipeline(change.pipeline_id)
                 self.state.forget_pipeline(change.pipeline)
+            case _:
+                # A change type without a case here must fail, never count as applied: mypy
+                # flags the missing case (the `Change` union), and at run time this raises.
+                assert_never(change)
 
     def _state_only(self, change: AdoptPipeline | AdoptStage | ForgetStage | ForgetPipeline
                     ) -> None:
@@ -148,6 +152,8 @@ class _Runner:
                 self.state.forget_stage(change.pipeline, change.stage)
             case ForgetPipeline():
                 self.state.forget_pipeline(change.pipeline)
+            case _:
+                assert_never(change)
 
     def _park(self, change: ParkStage | ParkPipeline) -> None:
         """A temporary label only: the object's real write (rename or archive) follows, so

@@ -13,16 +13,31 @@ temporary label first, and its real rename (or archive) follows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, ClassVar, Literal
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, assert_never
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping
 
     from crmsync.adapters.base import StageSpec
 
 PipelineField = Literal["label", "order"]
 StageField = Literal["label", "probability", "order", "rotting", "outcome"]
+
+
+@dataclass(frozen=True)
+class Drift:
+    """The CRM differs from what the last apply left there: a hand edit, which the plan reverts.
+
+    For pipelines the blueprint is the desired state (as in Terraform); the blueprint's
+    `conflict_policy` is about record sync only. `renamed`: the label recorded at the last
+    apply (`recorded`) is not the CRM's any more; `added`: a stage crmsync never recorded,
+    in a pipeline it applied, that the blueprint does not name.
+    """
+
+    crm: str
+    kind: Literal["renamed", "added"]
+    recorded: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,7 @@ class UpdatePipeline:
     new: str | int
     label: str
     order: int
+    drift: Drift | None = None  # a label changed in the CRM since the last apply
     action: ClassVar[str] = "update"
 
 
@@ -86,6 +102,7 @@ class UpdateStage:
     old: str | float | int | None
     new: str | float | int | None
     spec: StageSpec
+    drift: Drift | None = None  # a label changed in the CRM since the last apply
     action: ClassVar[str] = "update"
 
 
@@ -113,6 +130,7 @@ class ArchiveStage:
     label: str
     stage: str | None = None  # the key it was applied as, when the store knows it
     deals: int = 0  # deals it held when planned (moved away first)
+    drift: Drift | None = None  # added in the CRM by hand, in a pipeline crmsync applied
     action: ClassVar[str] = "archive"
 
 
@@ -204,25 +222,56 @@ def changed_object(change: Change) -> tuple[str, ...]:
     match change:
         case CreateStage():
             return ("stage", change.pipeline, "new", change.stage)
-        case UpdateStage() | ArchiveStage() | AdoptStage() | ParkStage():
+        case UpdateStage() | ArchiveStage() | AdoptStage() | ParkStage() | ForgetStage():
             return ("stage", change.pipeline, change.stage_id)
         case MoveDeals():
             return ("stage", change.pipeline, change.from_stage_id)
-        case ForgetStage():
-            return ("stage", change.pipeline, change.stage_id)
-        case _:
+        case (CreatePipeline() | UpdatePipeline() | ArchivePipeline() | AdoptPipeline()
+              | ForgetPipeline() | ParkPipeline()):
             return ("pipeline", change.pipeline)
+        case _:
+            assert_never(change)
+
+
+# Why a change is blocked, and what a note is about: codes plus parameters (JSON-ready
+# values); `crmsync.plan.render` builds the sentences, so the JSON plan carries data.
+BlockedCode = Literal[
+    "order-read-only",        # crm, desired, after (labels), how (the adapter's advice)
+    "pipeline-holds-deals",   # label, deals
+    "stage-holds-deals",      # label, deals
+    "too-many-stages",        # crm, count, limit
+    "move-target-unknown",    # target (a stage key)
+    "move-target-is-outcome",  # crm, target
+    "move-target-blocked",    # target: deals would move into a stage that cannot be created
+    "deals-stranded",         # (none): the stage's deals have nowhere to go
+    "label-taken",            # kind (stage|pipeline), action (create|rename), new, holder, crm
+]
+NoteCode = Literal[
+    "recreated",              # kind (stage|pipeline), label, id, crm
+    "unmanaged-pipelines",    # crm, labels
+    "outcomes-are-statuses",  # crm, labels
+    "no-rotting",             # crm, labels
+    "probability-step",       # crm, step, stages: [{label, probability, stored}]
+]
 
 
 @dataclass(frozen=True)
 class Blocked:
-    """A change the plan wants but will not make, and why."""
+    """A change the plan wants but will not make, and why (a code and its parameters)."""
 
     pipeline: str | None
     target: str  # what it is about, e.g. "stage 'Lost interest'" or "stage order"
-    reason: str
+    code: BlockedCode
+    params: Mapping[str, Any] = field(default_factory=dict, hash=False)
     change: Change | None = None
     action: ClassVar[str] = "blocked"
+
+    @property
+    def reason(self) -> str:
+        """The reason as a sentence (built by `crmsync.plan.render`)."""
+        from crmsync.plan.render import blocked_reason
+
+        return blocked_reason(self)
 
 
 @dataclass(frozen=True)
@@ -230,8 +279,16 @@ class Note:
     """Something the user should know that is not a change (said once, plainly)."""
 
     pipeline: str | None
-    text: str
+    code: NoteCode
+    params: Mapping[str, Any] = field(default_factory=dict, hash=False)
     action: ClassVar[str] = "note"
+
+    @property
+    def text(self) -> str:
+        """The note as a sentence (built by `crmsync.plan.render`)."""
+        from crmsync.plan.render import note_text
+
+        return note_text(self)
 
 
 Item = Change | Blocked | Note

@@ -18,7 +18,6 @@ from crmsync.adapters.base import (
     RemotePipeline,
     RemoteStage,
     StageSpec,
-    crm_title,
 )
 from crmsync.plan.changes import (
     AdoptPipeline,
@@ -28,6 +27,7 @@ from crmsync.plan.changes import (
     Blocked,
     CreatePipeline,
     CreateStage,
+    Drift,
     ForgetPipeline,
     ForgetStage,
     Item,
@@ -189,10 +189,6 @@ def _planned_orders(desired: Sequence[str], existing: Mapping[str, int],
     return {k: existing.get(k, i) for i, k in enumerate(desired)}
 
 
-def _quote_list(labels: Sequence[str]) -> str:
-    return ", ".join(f"'{label}'" for label in labels)
-
-
 def stage_candidates_for_removal(
     blueprint: Blueprint,
     remote: Sequence[RemotePipeline],
@@ -282,7 +278,6 @@ class _Planner:
         self.caps = caps
         self.state = state
         self.deal_counts = deal_counts
-        self.crm = crm_title(blueprint.crm)
 
     # --- pipelines ---------------------------------------------------------------------------
 
@@ -310,7 +305,7 @@ class _Planner:
         plans.extend(PipelinePlan(f.pipeline, f.pipeline, None, (f,))
                      for f in forgotten_pipelines)
         if self.caps.unique_labels:
-            plans = settle_pipeline_labels(plans, remote, self.crm)
+            plans = settle_pipeline_labels(plans, remote, self.blueprint.crm)
         order_blocked = None if writable else self._order_blocked(
             None, "pipeline order", keys, existing_orders, labels)
         if order_blocked is not None:
@@ -351,19 +346,18 @@ class _Planner:
         after = _order_after_apply(desired, existing)
         if after == list(desired):
             return None
-        return Blocked(pipeline_key, target, (
-            f"the blueprint lists {_quote_list([labels[k] for k in desired])}; {self.crm} will "
-            f"show {_quote_list([labels[k] for k in after])}. {self.caps.order_note}"
-        ).strip())
+        return Blocked(pipeline_key, target, "order-read-only", {
+            "crm": self.blueprint.crm, "desired": [labels[k] for k in desired],
+            "after": [labels[k] for k in after], "how": self.caps.order_note,
+        })
 
     def _new_pipeline(self, pipeline: Pipeline, order: int) -> list[Item]:
         items: list[Item] = []
         if self.state.pipelines.get(pipeline.key):
-            items.append(Note(pipeline.key, (
-                f"pipeline '{pipeline.label}' was applied as id "
-                f"{self.state.pipelines[pipeline.key]}, which no longer exists in {self.crm}; "
-                "it is created again"
-            )))
+            items.append(Note(pipeline.key, "recreated", {
+                "kind": "pipeline", "label": pipeline.label,
+                "id": self.state.pipelines[pipeline.key], "crm": self.blueprint.crm,
+            }))
         stages = _eligible_stages(pipeline, self.caps)
         too_many = self._too_many(pipeline, len(stages))
         if too_many:
@@ -379,8 +373,9 @@ class _Planner:
         if how != "state":
             items.append(AdoptPipeline(pipeline.key, rp.id, rp.label, how))
         if rp.label.strip() != pipeline.label:
+            drift = self._renamed(how, self.state.pipeline_labels.get(pipeline.key), rp.label)
             items.append(UpdatePipeline(pipeline.key, rp.id, "label", rp.label, pipeline.label,
-                                        pipeline.label, order))
+                                        pipeline.label, order, drift))
         if self.caps.pipeline_order_writable and rp.order != order:
             items.append(UpdatePipeline(pipeline.key, rp.id, "order", rp.order, order,
                                         pipeline.label, order))
@@ -404,10 +399,8 @@ class _Planner:
             held = sum(c or 0 for c in counts)
             item: Item = change
             if held:
-                item = Blocked(key, f"pipeline '{rp.label}'", (
-                    f"pipeline '{rp.label}' still holds {_deals_text(held)}; move them to "
-                    "another pipeline in the CRM, or keep the pipeline in the blueprint"
-                ), change)
+                item = Blocked(key, f"pipeline '{rp.label}'", "pipeline-holds-deals",
+                               {"label": rp.label, "deals": held}, change)
             plans.append(PipelinePlan(key, rp.label, rp.id, (item,)))
         return plans
 
@@ -417,50 +410,46 @@ class _Planner:
         unmanaged = [rp.label for rp in remote if rp.id not in known]
         if not unmanaged:
             return ()
-        noun = "pipeline" if len(unmanaged) == 1 else "pipelines"
-        return (Note(None, (
-            f"{len(unmanaged)} {noun} in {self.crm} not in the blueprint, left untouched: "
-            f"{_quote_list(unmanaged)}"
-        )),)
+        return (Note(None, "unmanaged-pipelines",
+                     {"crm": self.blueprint.crm, "labels": unmanaged}),)
 
     def _too_many(self, pipeline: Pipeline, count: int) -> Blocked | None:
         limit = self.caps.max_stages_per_pipeline
         if limit is None or count <= limit:
             return None
-        return Blocked(pipeline.key, f"pipeline '{pipeline.label}'", (
-            f"{count} stages, but {self.crm} allows at most {limit} per pipeline"
-        ))
+        return Blocked(pipeline.key, f"pipeline '{pipeline.label}'", "too-many-stages",
+                       {"crm": self.blueprint.crm, "count": count, "limit": limit})
 
     def _pipeline_notes(self, pipeline: Pipeline) -> list[Note]:
         notes: list[Note] = []
         if not self.caps.outcome_stages:
             outcomes = [s for s in pipeline.stages if s.outcome]
             if outcomes:
-                n = len(outcomes)
-                notes.append(Note(pipeline.key, (
-                    f"{self.crm}: won/lost are deal statuses, not stages — {n} outcome "
-                    f"{'stage' if n == 1 else 'stages'} not created "
-                    f"({_quote_list([s.label for s in outcomes])})"
-                )))
+                notes.append(Note(pipeline.key, "outcomes-are-statuses", {
+                    "crm": self.blueprint.crm, "labels": [s.label for s in outcomes]}))
         if not self.caps.rotting:
             rotting = [s for s in pipeline.stages if s.rot_after_days is not None]
             if rotting:
-                notes.append(Note(pipeline.key, (
-                    f"{self.crm} has no rotting: rot_after_days ignored "
-                    f"({_quote_list([s.label for s in rotting])})"
-                )))
+                notes.append(Note(pipeline.key, "no-rotting", {
+                    "crm": self.blueprint.crm, "labels": [s.label for s in rotting]}))
         off_grid = [s for s in _eligible_stages(pipeline, self.caps)
                     if not same_probability(self._probability(s), s.probability, 1e-9)]
         if off_grid:
-            shown = ", ".join(f"'{s.label}' {s.probability:g} → {self._probability(s):g}"
-                              for s in off_grid)
-            notes.append(Note(pipeline.key, (
-                f"{self.crm} stores probabilities in steps of {self.caps.probability_step:g}: "
-                f"{shown}"
-            )))
+            notes.append(Note(pipeline.key, "probability-step", {
+                "crm": self.blueprint.crm, "step": self.caps.probability_step,
+                "stages": [{"label": s.label, "probability": s.probability,
+                            "stored": self._probability(s)} for s in off_grid],
+            }))
         return notes
 
     # --- helpers shared with the stage planner -----------------------------------------------
+
+    def _renamed(self, how: str, recorded: str | None, current: str) -> Drift | None:
+        """Drift when an object known by its id shows another label than the one recorded
+        at the last apply (renamed by hand in the CRM since)."""
+        if how != "state" or not recorded or recorded.strip() == current.strip():
+            return None
+        return Drift(self.blueprint.crm, "renamed", recorded)
 
     def _probability(self, stage: Stage) -> float:
         return quantize_probability(stage.probability, self.caps.probability_step)
@@ -502,7 +491,7 @@ class _StagePlanner:
             items.extend(self._stage(stage, orders[stage.key]))
         items.extend(self._removals())
         if self.p.caps.unique_labels:
-            items = settle_stage_labels(items, self.remote, self.p.crm)
+            items = settle_stage_labels(items, self.remote, self.p.blueprint.crm)
         order_blocked = None if writable else self.p._order_blocked(
             self.pipeline.key, "stage order", keys, existing, labels)
         if order_blocked is not None:
@@ -515,11 +504,10 @@ class _StagePlanner:
         if stage.key not in self.matched:
             items: list[Item] = []
             if self.p.state.stages.get((pkey, stage.key)):
-                items.append(Note(pkey, (
-                    f"stage '{stage.label}' was applied as id "
-                    f"{self.p.state.stages[(pkey, stage.key)]}, which no longer exists in "
-                    f"{self.p.crm}; it is created again"
-                )))
+                items.append(Note(pkey, "recreated", {
+                    "kind": "stage", "label": stage.label,
+                    "id": self.p.state.stages[(pkey, stage.key)], "crm": self.p.blueprint.crm,
+                }))
             items.append(CreateStage(pkey, pid, stage.key, spec))
             return items
         rs, how = self.matched[stage.key]
@@ -527,11 +515,13 @@ class _StagePlanner:
         if how != "state":
             items.append(AdoptStage(pkey, pid, stage.key, rs.id, rs.label, how))
 
-        def update(field: str, old: object, new: object) -> None:
-            items.append(UpdateStage(pkey, pid, stage.key, rs.id, field, old, new, spec))  # type: ignore[arg-type]
+        def update(field: str, old: object, new: object, drift: Drift | None = None) -> None:
+            items.append(UpdateStage(pkey, pid, stage.key, rs.id, field, old, new, spec,  # type: ignore[arg-type]
+                                     drift))
 
         if rs.label.strip() != stage.label:
-            update("label", rs.label, stage.label)
+            recorded = self.p.state.stage_labels.get((pkey, stage.key))
+            update("label", rs.label, stage.label, self.p._renamed(how, recorded, rs.label))
         step = self.p.caps.probability_step
         # A value the CRM already holds exactly is kept, even if it is off the CRM's grid.
         if not same_probability(rs.probability, spec.probability, step) and not (
@@ -554,17 +544,21 @@ class _StagePlanner:
                 continue
             key = self.p.state.stage_key_for(pkey, rs.id)
             count = self.p._deals(rs.id)
-            archive = ArchiveStage(pkey, pid, rs.id, rs.label, key, count or 0)
             retired = self._retired_for(rs)
+            # A stage crmsync never recorded, in a pipeline it applied, that the blueprint
+            # neither names nor retires: made by hand in the CRM.
+            drift = Drift(self.p.blueprint.crm, "added") if (
+                key is None and retired is None
+                and self.p.state.pipelines.get(pkey) == self.remote.id
+            ) else None
+            archive = ArchiveStage(pkey, pid, rs.id, rs.label, key, count or 0, drift)
             if count == 0 or (count is None and retired is None):
                 items.append(archive)
             elif retired is not None:
                 items.extend(self._retire(rs, retired, count, archive))
             else:
-                items.append(Blocked(pkey, f"stage '{rs.label}'", (
-                    f"stage '{rs.label}' still holds {_deals_text(count or 0)}; add it to "
-                    "retired_stages with move_deals_to"
-                ), archive))
+                items.append(Blocked(pkey, f"stage '{rs.label}'", "stage-holds-deals",
+                                     {"label": rs.label, "deals": count or 0}, archive))
         return items
 
     def _retired_for(self, rs: RemoteStage) -> RetiredStage | None:
@@ -585,21 +579,15 @@ class _StagePlanner:
         target = self.pipeline.stage(retired.move_deals_to)
         what = f"stage '{rs.label}'"
         if target is None:
-            return [Blocked(pkey, what, (
-                f"move_deals_to '{retired.move_deals_to}' is not a stage of this pipeline"
-            ), archive)]
+            return [Blocked(pkey, what, "move-target-unknown",
+                            {"target": retired.move_deals_to}, archive)]
         if target.outcome and not self.p.caps.outcome_stages:
-            return [Blocked(pkey, what, (
-                f"move_deals_to '{target.key}' is an outcome; in {self.p.crm} won/lost is a deal "
-                "status, not a stage — move the deals to an open stage"
-            ), archive)]
+            return [Blocked(pkey, what, "move-target-is-outcome",
+                            {"crm": self.p.blueprint.crm, "target": target.key}, archive)]
         to_id = self.matched[target.key][0].id if target.key in self.matched else None
         key = archive.stage or retired.key
         move = MoveDeals(pkey, pid, rs.label, rs.id, target.key, to_id, count or 0, target.label,
                          key)
         return [move, replace(archive, stage=key)]
 
-
-def _deals_text(n: int) -> str:
-    return f"{n} deal" if n == 1 else f"{n} deals"
 

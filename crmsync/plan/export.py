@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from crmsync.adapters.base import crm_title
+from crmsync.names import crm_title
 from crmsync.plan.diff import normalize_label
 
 if TYPE_CHECKING:

@@ -21,15 +21,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, assert_never
 
 from crmsync.adapters.base import StageSpec
 from crmsync.plan.changes import (
+    AdoptPipeline,
+    AdoptStage,
     ArchivePipeline,
     ArchiveStage,
     Blocked,
     CreatePipeline,
     CreateStage,
+    ForgetPipeline,
+    ForgetStage,
     MoveDeals,
     Note,
     ParkPipeline,
@@ -151,7 +155,12 @@ def _about_stage(item: Item, stage_id: str) -> bool:
             return item.stage_id == stage_id
         case MoveDeals():
             return item.from_stage_id == stage_id
-    return False
+        case (CreatePipeline() | UpdatePipeline() | ArchivePipeline() | ParkPipeline()
+              | CreateStage() | AdoptPipeline() | AdoptStage() | ForgetPipeline() | ForgetStage()
+              | Blocked() | Note()):
+            return False
+        case _:
+            assert_never(item)
 
 
 def _as_it_is(rs: RemoteStage, label: str) -> StageSpec:
@@ -171,10 +180,6 @@ def _block_kept_stage_labels(items: list[Item], remote: RemotePipeline, crm: str
         return next((rs for rs in remote.stages if rs.id != itself and rs.id not in gives_up
                      and label_key(rs.label) == label_key(label)), None)
 
-    def why(holder: RemoteStage) -> str:
-        return (f"stage '{holder.label}' keeps that label (this plan neither renames nor "
-                f"archives it) and {crm} allows each stage label once per pipeline")
-
     out: list[Item] = []
     kept_label: dict[str, str] = {}  # stage id -> its label, where its rename is blocked
     blocked_creates: set[str] = set()
@@ -182,12 +187,16 @@ def _block_kept_stage_labels(items: list[Item], remote: RemotePipeline, crm: str
         if isinstance(item, CreateStage) and (holder := keeper(item.spec.label, None)):
             blocked_creates.add(item.stage)
             out.append(Blocked(item.pipeline, f"stage '{item.spec.label}' ({item.stage})",
-                               f"cannot be created: {why(holder)}", item))
+                               "label-taken", {"kind": "stage", "action": "create",
+                                               "new": item.spec.label, "holder": holder.label,
+                                               "crm": crm}, item))
         elif (isinstance(item, UpdateStage) and item.field == "label"
               and (holder := keeper(str(item.new), item.stage_id))):
             kept_label[item.stage_id] = str(item.old)
             out.append(Blocked(item.pipeline, f"stage '{item.old}' ({item.stage})",
-                               f"cannot be renamed to '{item.new}': {why(holder)}", item))
+                               "label-taken", {"kind": "stage", "action": "rename",
+                                               "new": str(item.new), "holder": holder.label,
+                                               "crm": crm}, item))
         else:
             out.append(item)
     if not kept_label and not blocked_creates:
@@ -207,12 +216,10 @@ def _follow_blocks(items: list[Item], kept_label: dict[str, str], blocked_create
             item.to_stage in blocked_creates
         ):
             stranded.add(item.from_stage_id)
-            yield Blocked(item.pipeline, f"stage '{item.from_label}'",
-                          f"its deals cannot move to stage {item.to_stage}, which cannot be "
-                          "created (see above)", item)
+            yield Blocked(item.pipeline, f"stage '{item.from_label}'", "move-target-blocked",
+                          {"target": item.to_stage}, item)
         elif isinstance(item, ArchiveStage) and item.stage_id in stranded:
-            yield Blocked(item.pipeline, f"stage '{item.label}'",
-                          "not archived: its deals have nowhere to go (see above)", item)
+            yield Blocked(item.pipeline, f"stage '{item.label}'", "deals-stranded", {}, item)
         else:
             yield item
 
@@ -263,21 +270,20 @@ def _block_kept_pipeline_labels(plan: PipelinePlan, plans: Sequence[PipelinePlan
         return next((rp for rp in remote if rp.id != itself and rp.id not in gives_up
                      and label_key(rp.label) == label_key(label)), None)
 
-    def why(holder: RemotePipeline) -> str:
-        return (f"pipeline '{holder.label}' keeps that label (this plan neither renames nor "
-                f"archives it) and {crm} allows each pipeline label once per account")
-
     items: list[Item] = []
     kept: str | None = None
     for item in plan.items:
         if isinstance(item, CreatePipeline) and (holder := keeper(item.label, None)):
-            items.append(Blocked(item.pipeline, f"pipeline '{item.label}'",
-                                 f"cannot be created: {why(holder)}", item))
+            items.append(Blocked(item.pipeline, f"pipeline '{item.label}'", "label-taken",
+                                 {"kind": "pipeline", "action": "create", "new": item.label,
+                                  "holder": holder.label, "crm": crm}, item))
         elif (isinstance(item, UpdatePipeline) and item.field == "label"
               and (holder := keeper(str(item.new), item.pipeline_id))):
             kept = str(item.old)
             items.append(Blocked(item.pipeline, f"pipeline '{item.old}' ({item.pipeline})",
-                                 f"cannot be renamed to '{item.new}': {why(holder)}", item))
+                                 "label-taken", {"kind": "pipeline", "action": "rename",
+                                                 "new": str(item.new), "holder": holder.label,
+                                                 "crm": crm}, item))
         else:
             items.append(item)
     if kept is not None:

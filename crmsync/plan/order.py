@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, assert_never
 
 from crmsync.plan.changes import (
     AdoptPipeline,
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
     from crmsync.plan.changes import Change
 
-PHASES: tuple[type, ...] = (
+PHASES: tuple[type, ...] = (  # every change type; one missing fails `_phase`
     AdoptPipeline, AdoptStage, ParkPipeline, ParkStage, CreatePipeline, CreateStage,
     UpdatePipeline, UpdateStage, MoveDeals, ArchiveStage, ArchivePipeline, ForgetStage,
     ForgetPipeline,
@@ -82,7 +82,11 @@ def _object_id(change: Change) -> tuple[str, str] | None:
             return ("stage", change.stage_id)
         case UpdatePipeline() | ParkPipeline() | ArchivePipeline():
             return ("pipeline", change.pipeline_id)
-    return None
+        case (CreatePipeline() | CreateStage() | MoveDeals() | AdoptPipeline() | AdoptStage()
+              | ForgetPipeline() | ForgetStage()):
+            return None
+        case _:
+            assert_never(change)
 
 
 class Schedule:
@@ -194,19 +198,26 @@ def _units(changes: Sequence[Change]) -> list[Unit]:
     units: list[Unit] = []
     writes: dict[tuple[str, str], Unit] = {}
     for index, change in enumerate(changes):
+        phase = _phase(change)
         obj = _object_id(change)
         if isinstance(change, UpdateStage | UpdatePipeline) and obj is not None:
             if obj in writes:
                 writes[obj].changes.append(change)
                 _label_slots(writes[obj], change)
                 continue
-            unit = Unit([change], PHASES.index(type(change)), index)
+            unit = Unit([change], phase, index)
             writes[obj] = unit
         else:
-            unit = Unit([change], PHASES.index(type(change)), index)
+            unit = Unit([change], phase, index)
         _label_slots(unit, change)
         units.append(unit)
     return units
+
+
+def _phase(change: Change) -> int:
+    if type(change) not in PHASES:
+        raise TypeError(f"{type(change).__name__} has no phase in the apply order (PHASES)")
+    return PHASES.index(type(change))
 
 
 def _label_slots(unit: Unit, change: Change) -> None:
@@ -234,6 +245,10 @@ def _label_slots(unit: Unit, change: Change) -> None:
         case ParkStage():
             unit.releases.add((change.pipeline_id, label_key(change.label)))
             unit.takes.add((change.pipeline_id, label_key(change.temporary)))
+        case MoveDeals() | AdoptPipeline() | AdoptStage() | ForgetPipeline() | ForgetStage():
+            pass  # no label taken or given up
+        case _:
+            assert_never(change)
 
 
 def apply_order(changes: Sequence[Change], *, unique_labels: bool) -> list[Change]:

@@ -1,32 +1,17 @@
 """What the planner knows of earlier applies: which remote id each blueprint key became.
 
-`diff` reads a `KnownIds` snapshot; `apply` writes through a `StateRecorder` (the store's
+`diff` reads a `KnownIds` snapshot (defined in `crmsync.known_ids`, beneath the store and
+the planner alike); `apply` writes through a `StateRecorder` (the store's
 `ProvisioningState`, or `MemoryState` in tests and notebooks).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from collections.abc import Mapping
+from crmsync.known_ids import KnownIds
 
-
-@dataclass(frozen=True)
-class KnownIds:
-    """Remote ids by key: pipelines by pipeline key, stages by (pipeline key, stage key)."""
-
-    pipelines: Mapping[str, str] = field(default_factory=dict)
-    stages: Mapping[tuple[str, str], str] = field(default_factory=dict)
-
-    def stage_key_for(self, pipeline_key: str, stage_id: str) -> str | None:
-        """The key a remote stage was applied as, if any."""
-        return next(
-            (key for (pkey, key), sid in sorted(self.stages.items())
-             if pkey == pipeline_key and sid == stage_id),
-            None,
-        )
+__all__ = ["KnownIds", "MemoryState", "StateRecorder"]
 
 
 class StateRecorder(Protocol):
@@ -49,17 +34,20 @@ class MemoryState:
     """A `StateRecorder` in a dict, for tests and one-off runs without a store."""
 
     def __init__(self, known: KnownIds | None = None) -> None:
+        known = known or KnownIds()
         self.pipelines: dict[str, tuple[str, str]] = {
-            k: (v, "") for k, v in (known.pipelines if known else {}).items()
+            k: (v, known.pipeline_labels.get(k, "")) for k, v in known.pipelines.items()
         }
         self.stages: dict[tuple[str, str], tuple[str, str]] = {
-            k: (v, "") for k, v in (known.stages if known else {}).items()
+            k: (v, known.stage_labels.get(k, "")) for k, v in known.stages.items()
         }
 
     def known_ids(self) -> KnownIds:
         return KnownIds(
             {k: v[0] for k, v in self.pipelines.items()},
             {k: v[0] for k, v in self.stages.items()},
+            {k: v[1] for k, v in self.pipelines.items() if v[1]},
+            {k: v[1] for k, v in self.stages.items() if v[1]},
         )
 
     def record_pipeline(self, key: str, remote_id: str, label: str) -> None:

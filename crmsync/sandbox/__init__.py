@@ -53,10 +53,17 @@ def build_sandbox(
 
     if config is not None and not isinstance(config, SandboxConfig):
         config = SandboxConfig.model_validate(dict(config))
-    return Sandbox(
-        [partial(HubSpotEmulator, clock=clock), partial(PipedriveEmulator, clock=clock)],
+    sandbox: Sandbox | None = None
+
+    def search_lag() -> float:  # read on every HubSpot write and search: follows the config
+        return sandbox.config.search_lag_seconds if sandbox is not None else 0.0
+
+    sandbox = Sandbox(
+        [partial(HubSpotEmulator, clock=clock, search_lag=search_lag),
+         partial(PipedriveEmulator, clock=clock)],
         token=token, config=config, clock=clock,
     )
+    return sandbox
 
 
 def start_sandbox(

@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from crmsync.names import CrmName  # noqa: TC001 -- pydantic reads it at runtime
+
 PipedrivePlan = Literal["lite", "growth", "premium", "ultimate"]
 
 # Burst requests per token per rolling 2 s, by plan (Pipedrive "Rate limiting" docs, as
@@ -35,7 +37,7 @@ class SandboxConfig(BaseModel):
     rate_slow: float = Field(default=0.0, ge=0, le=1)
     slow_ms: float = Field(default=3_000.0, ge=0, le=600_000)
     seed: int = 0
-    fault_crm: Literal["hubspot", "pipedrive"] | None = None
+    fault_crm: CrmName | None = None
     fault_path_prefix: str | None = None
 
     # --- rate limits as the real services enforce them
@@ -47,6 +49,10 @@ class SandboxConfig(BaseModel):
     pipedrive_burst_per_2s: int | None = Field(default=None, ge=1)  # None: by plan
     pipedrive_search_per_2s: int = Field(default=10, ge=1)
     pipedrive_seats: int = Field(default=1, ge=1)
+
+    # --- HubSpot search index lag: a created or changed record reaches search this many
+    # seconds after the write (lists and gets see it at once, as live); 0 = at once.
+    search_lag_seconds: float = Field(default=0.0, ge=0, le=3_600)
 
     @model_validator(mode="after")
     def _rates_sum(self) -> SandboxConfig:

@@ -11,10 +11,14 @@ Faults and latency are server-wide; rate limits are per token, i.e. per account.
 here ever shows a token.
 
 ``GET /_sandbox/stats`` → 200
-    ``{"total": int,                        # emulated-CRM requests answered (incl. 401/429/5xx)
+    ``{"total": int,                        # every non-control request answered (incl.
+                                            # 401/404/405/429/5xx), unknown paths too
        "by_route": {"GET /crm/v3/objects/{objectType}": int, …},   # method + route template;
                                             # unknown paths count as "<METHOD> <unmatched>"
-       "by_crm": {"hubspot": int, "pipedrive": int},
+       "unmatched": {"GET /api/v2/leads": int, …},  # the requests no route served, by method
+                                            # and path (query left out); at most 1,000 paths,
+                                            # the rest under "<METHOD> <other>"
+       "by_crm": {"hubspot": int, "pipedrive": int},   # a path under no CRM counts in none
        "by_status": {"200": int, "429": int, …},  # dropped connections count under "dropped"
        "rate_limited": int,                 # 429s served by the enforced rate limits
        "faults_injected": {"total": int, "429": int, "500": int, "502": int, "503": int,
@@ -37,7 +41,8 @@ here ever shows a token.
     Keys: latency_ms, jitter_ms, rate_429, rate_5xx, rate_drop, rate_slow, slow_ms, seed,
     fault_crm, fault_path_prefix, rate_limits_enabled, hubspot_limit_per_10s,
     hubspot_daily_limit, hubspot_search_per_s, pipedrive_plan, pipedrive_burst_per_2s,
-    pipedrive_search_per_2s, pipedrive_seats.
+    pipedrive_search_per_2s, pipedrive_seats, search_lag_seconds (HubSpot: seconds before a
+    created or changed record is visible to search; lists and gets see it at once).
 ``GET /_sandbox/health`` → 200 ``{"ok": true, "crms": ["hubspot", "pipedrive"]}``.
 """
 
@@ -45,16 +50,20 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from crmsync.names import CrmName  # noqa: TC001 -- pydantic reads it at runtime
 from crmsync.sandbox.http import Request, Response
 
 if TYPE_CHECKING:
     from crmsync.sandbox.server import Sandbox
 
 MAX_SEED_RECORDS = 2_000_000
+UNMATCHED = "<unmatched>"  # the route of a request no route served
+# distinct paths `unmatched` keeps (a scanner must not grow the counters without bound)
+MAX_UNMATCHED_PATHS = 1_000
 
 
 class Stats:
@@ -68,18 +77,28 @@ class Stats:
         with self._lock:
             self.total = 0
             self.by_route: Counter[str] = Counter()
+            self.unmatched: Counter[str] = Counter()
             self.by_crm: Counter[str] = Counter()
             self.by_status: Counter[str] = Counter()
             self.rate_limited = 0
             self.faults: Counter[str] = Counter()
 
     def record(
-        self, crm: str, method: str, route: str, response: Response, injected: str | None
+        self, crm: str | None, method: str, route: str | None, response: Response,
+        injected: str | None, *, path: str = "",
     ) -> None:
+        """Count one request; `route` None: no route served it (`path` says where it went);
+        `crm` None: the path belongs to no emulated CRM."""
         with self._lock:
             self.total += 1
-            self.by_route[f"{method} {route}"] += 1
-            self.by_crm[crm] += 1
+            self.by_route[f"{method} {route or UNMATCHED}"] += 1
+            if route is None:
+                key = f"{method} {path}"
+                if key not in self.unmatched and len(self.unmatched) >= MAX_UNMATCHED_PATHS:
+                    key = f"{method} <other>"
+                self.unmatched[key] += 1
+            if crm is not None:
+                self.by_crm[crm] += 1
             self.by_status["dropped" if response.drop else str(response.status)] += 1
             if injected is not None:
                 self.faults[injected] += 1
@@ -93,6 +112,7 @@ class Stats:
             return {
                 "total": self.total,
                 "by_route": dict(sorted(self.by_route.items())),
+                "unmatched": dict(sorted(self.unmatched.items())),
                 "by_crm": dict(self.by_crm),
                 "by_status": dict(sorted(self.by_status.items())),
                 "rate_limited": self.rate_limited,
@@ -103,7 +123,7 @@ class Stats:
 class SeedRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    crm: Literal["hubspot", "pipedrive"]
+    crm: CrmName
     contacts: int = Field(default=0, ge=0)
     companies: int = Field(default=0, ge=0)
     deals: int = Field(default=0, ge=0)

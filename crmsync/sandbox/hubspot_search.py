@@ -58,10 +58,12 @@ class PropertyKinds:
 
     datetimes: frozenset[str]
     numbers: frozenset[str]
+    datetime_prefixes: tuple[str, ...] = ()  # names starting so are date-times too
 
     def key(self, name: str, value: str) -> tuple[int, Any]:
         """A sortable, comparable key: (kind, normalised value)."""
-        if name in self.datetimes:
+        if name in self.datetimes or (self.datetime_prefixes
+                                      and name.startswith(self.datetime_prefixes)):
             instant = parse_instant(value)
             if instant is not None:
                 return (0, instant)

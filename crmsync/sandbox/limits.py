@@ -183,10 +183,16 @@ _PIPEDRIVE_COSTS: dict[tuple[str, str], int] = {
     ("GET", "/api/v2/pipelines"): 5,
     ("GET", "/api/v2/stages"): 5,
     ("GET", "/api/v2/deals/archived"): 20,
-    **{("GET", f"/api/v1/{name}"): 20
-       for name in ("dealFields", "personFields", "organizationFields")},
-    **{("POST", f"/api/v1/{name}"): 10
-       for name in ("dealFields", "personFields", "organizationFields")},
+    **{(method, f"{prefix}{path}"): cost
+       for prefix in ("/api/v1", "/v1")  # v1 answers at both (openapi-v1.yaml costs)
+       for method, path, cost in (
+           *((m, f"/{name}{tail}", c)
+             for name in ("dealFields", "personFields", "organizationFields")
+             for m, tail, c in (("GET", "", 20), ("POST", "", 10), ("GET", "/{id}", 2),
+                                ("PUT", "/{id}", 10), ("DELETE", "/{id}", 6))),
+           ("GET", "/recents", 20),
+           ("PUT", "/persons/{id}/merge", 40),
+           ("PUT", "/organizations/{id}/merge", 40))},
 }
 # OAuth apps get four times an api_token's burst ("80 requests per 2 seconds per
 # access_token" against 20 per api_token on the smallest plan).

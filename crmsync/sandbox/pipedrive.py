@@ -1,5 +1,6 @@
 """The Pipedrive emulator: API v2 pipelines, stages, persons, organizations and deals, plus
-the v1 field-definition endpoints, as `openapi-v2.yaml` / `openapi-v1.yaml` describe them.
+the v1 endpoints v2 did not replace (field definitions, recents, person and organization
+merges: `pipedrive_v1`), as `openapi-v2.yaml` / `openapi-v1.yaml` describe them.
 
 Behaviour the published spec leaves open is decided here and marked "Decision" in the
 comments, so it is easy to find and change:
@@ -44,6 +45,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from crmsync.sandbox import pipedrive_input as inp
+from crmsync.sandbox import pipedrive_v1 as v1api
 from crmsync.sandbox.http import Handler, Request, Response, Router, bearer_token
 from crmsync.sandbox.pipedrive_fields import FieldCatalog, FieldError, v1_field
 from crmsync.sandbox.pipedrive_include import Shaper
@@ -110,6 +112,7 @@ SEARCH_FIELDS = {
 SEARCHABLE_TYPES = frozenset({"address", "varchar", "text", "varchar_auto", "double",
                               "monetary", "phone"})
 # v1 CRUD endpoints that API v2 replaced (see `_retired`)
+V1_PREFIXES = ("/api/v1", "/v1")
 RETIRED_V1 = ("pipelines", "stages", "deals", "persons", "organizations")
 ENTITY_OF = {"persons": "person", "organizations": "organization", "deals": "deal"}
 NOUN = {"persons": "Person", "organizations": "Organization", "deals": "Deal",
@@ -137,7 +140,8 @@ class PipedriveEmulator:
     """
 
     crm: str = "pipedrive"
-    path_prefixes: tuple[str, ...] = ("/api/",)  # v2 resources and the v1 field endpoints
+    # v2 resources and the v1 endpoints v2 did not replace (`/api/v1/…` and `/v1/…`)
+    path_prefixes: tuple[str, ...] = ("/api/", "/v1/")
 
     def __init__(self, clock: Callable[[], datetime | float] | None = None) -> None:
         """`clock` returns the current time as an aware datetime or POSIX seconds (the
@@ -228,20 +232,35 @@ class PipedriveEmulator:
                 ("PATCH", f"{v2}/{name}/{{id}}", _for(name, cls._update_record)),
                 ("DELETE", f"{v2}/{name}/{{id}}", _for(name, cls._delete_record)),
             ]
+        v1: list[tuple[str, str, _Method]] = [
+            ("GET", "/recents", v1api.recents),
+            ("PUT", "/persons/{id}/merge", v1api.merge_persons),
+            ("PUT", "/organizations/{id}/merge", v1api.merge_organizations),
+        ]
         for entity, path in (("deal", "dealFields"), ("person", "personFields"),
                              ("organization", "organizationFields")):
-            routes += [
-                ("GET", f"/api/v1/{path}", _for(entity, cls._list_fields)),
-                ("POST", f"/api/v1/{path}", _for(entity, cls._add_field)),
+            v1 += [
+                ("GET", f"/{path}", _for(entity, cls._list_fields)),
+                ("POST", f"/{path}", _for(entity, cls._add_field)),
+                ("GET", f"/{path}/{{id}}", _for(entity, v1api.get_field)),
+                ("PUT", f"/{path}/{{id}}", _for(entity, v1api.update_field)),
+                ("DELETE", f"/{path}/{{id}}", _for(entity, v1api.delete_field)),
             ]
         for name in RETIRED_V1:
-            routes += [(m, f"/api/v1/{name}/search", cls._retired)
-                       for m in ("GET",) if name in ENTITY_OF]
-            routes += [(m, f"/api/v1/{name}", cls._retired) for m in ("GET", "POST")]
-            routes += [(m, f"/api/v1/{name}/{{id}}", cls._retired)
-                       for m in ("GET", "PUT", "DELETE")]
+            v1 += [(m, f"/{name}/search", cls._retired)
+                   for m in ("GET",) if name in ENTITY_OF]
+            v1 += [(m, f"/{name}", cls._retired) for m in ("GET", "POST")]
+            v1 += [(m, f"/{name}/{{id}}", cls._retired) for m in ("GET", "PUT", "DELETE")]
+        # v1 answers at both host forms: `https://api.pipedrive.com/v1/…` (the v1 spec's
+        # server) and `https://COMPANY.pipedrive.com/api/v1/…`. v2's spec server is
+        # `https://api.pipedrive.com/api/v2`: `/api/v2` on either host, so no `/v2` alias.
+        routes += [(m, f"{prefix}{path}", handler) for prefix in V1_PREFIXES
+                   for m, path, handler in v1]
+        # room for `GET /v1/users/me` (account_info.py), registered by its own line here
         for method, template, handler in routes:
             router.add(method, template, cls._guarded(handler), crm=cls.crm)
+        from crmsync.sandbox.account_info import register_pipedrive  # who the token is
+        register_pipedrive(router)
 
     def _retired(self, _request: Request) -> Response:
         # Pipedrive's status codes: "410 Gone - Old resource permanently unavailable". The
@@ -296,10 +315,13 @@ class PipedriveEmulator:
 
     # ---- shared helpers -----------------------------------------------------------------
 
-    def _purge_cutoff(self) -> str:
+    def purge_cutoff(self) -> str:
+        """Records deleted before this time are purged (30 days)."""
         return format_time(self._clock() - PURGE_AFTER)
 
-    def _alive(self, name: str, row: Row, cutoff: str) -> bool:
+    _purge_cutoff = purge_cutoff
+
+    def alive(self, name: str, row: Row, cutoff: str) -> bool:
         """False once a deleted record is past its 30 days (purged)."""
         if not row["is_deleted"]:
             return True
@@ -309,7 +331,7 @@ class PipedriveEmulator:
         """A record by id, deleted ones included until purged; 404 otherwise."""
         row = self.tables[name].get(row_id)
         if row is None or (name in self.deleted_at
-                           and not self._alive(name, row, self._purge_cutoff())):
+                           and not self.alive(name, row, self._purge_cutoff())):
             raise not_found(NOUN[name])
         return row
 

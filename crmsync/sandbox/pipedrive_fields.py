@@ -164,6 +164,72 @@ class FieldCatalog:
         return self._append(entity, key, name, field_type, parsed, custom=True,
                             mandatory=False, now=now)
 
+    def by_id(self, entity: str, field_id: int) -> dict[str, Any] | None:
+        """An entity's field definition by id (ids are unique across entities)."""
+        return next((f for f in self.fields[entity] if f["id"] == field_id), None)
+
+    def update(self, entity: str, field_id: int, body: dict[str, Any], *,
+               now: str) -> dict[str, Any]:
+        """Apply a v1 `updateFieldRequest` (name, options, add_visible_flag) to a custom field.
+
+        `options`: "All active items must be supplied and already existing items must have
+        their ID supplied. New items only require a label" (openapi-v1.yaml); an existing
+        option left out is removed. FieldError on invalid input, KeyError if not found.
+        """
+        definition = self.by_id(entity, field_id)
+        if definition is None:
+            raise KeyError(field_id)
+        if not definition["custom"]:
+            # system fields have `edit_flag: false`
+            raise FieldError("this is a system field and cannot be changed")
+        changed = dict(definition)
+        if "name" in body:
+            name = body["name"]
+            if not isinstance(name, str) or not name.strip():
+                raise FieldError("name: must be a non-empty string")
+            changed["name"] = name
+        if "add_visible_flag" in body:
+            if not isinstance(body["add_visible_flag"], bool):
+                raise FieldError("add_visible_flag: must be a boolean")
+            changed["add_visible_flag"] = body["add_visible_flag"]
+        if "options" in body:
+            changed["options"] = self._updated_options(definition, body["options"])
+        changed["update_time"] = now
+        self.fields[entity] = [changed if f["id"] == field_id else f
+                               for f in self.fields[entity]]
+        return changed
+
+    def _updated_options(self, definition: dict[str, Any], options: Any) -> list[dict[str, Any]]:
+        if definition["field_type"] not in ("enum", "set"):
+            raise FieldError("options: only enum and set fields have options")
+        if not isinstance(options, list) or not options:
+            raise FieldError("options: required for enum and set fields")
+        existing = {o["id"]: o for o in definition["options"] or []}
+        parsed: list[dict[str, Any]] = []
+        for option in options:
+            label = option.get("label") if isinstance(option, dict) else None
+            if not isinstance(label, str) or not label:
+                raise FieldError("options: each option needs a non-empty label")
+            option_id = option.get("id")
+            if option_id is None:
+                parsed.append({"id": self.next_option_id, "label": label})
+                self.next_option_id += 1
+            elif option_id in existing:
+                parsed.append({"id": option_id, "label": label})
+            else:
+                raise FieldError(f"options: no option with id {option_id}")
+        return parsed
+
+    def delete(self, entity: str, field_id: int) -> dict[str, Any]:
+        """Remove a custom field; returns its definition. KeyError if not found."""
+        definition = self.by_id(entity, field_id)
+        if definition is None:
+            raise KeyError(field_id)
+        if not definition["custom"]:
+            raise FieldError("this is a system field and cannot be deleted")
+        self.fields[entity] = [f for f in self.fields[entity] if f["id"] != field_id]
+        return definition
+
     def custom(self, entity: str) -> dict[str, dict[str, Any]]:
         """Custom field definitions of an entity by key."""
         return {f["key"]: f for f in self.fields[entity] if f["custom"]}
@@ -320,7 +386,7 @@ def v1_field(definition: dict[str, Any]) -> dict[str, Any]:
         "edit_flag": custom,
         "index_visible_flag": True,
         "details_visible_flag": True,
-        "add_visible_flag": True,
+        "add_visible_flag": definition.get("add_visible_flag", True),
         "important_flag": False,
         "bulk_edit_allowed": definition["key"] != "id",
         "searchable_flag": definition["field_type"] in ("varchar", "text", "varchar_auto",

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from crmsync.sandbox.accounts import DEFAULT_TOKEN, Accounts
 from crmsync.sandbox.clock import Clock, system_clock
 from crmsync.sandbox.config import SandboxConfig
+from crmsync.sandbox.control import UNMATCHED
 from crmsync.sandbox.faults import FaultDecision, FaultInjector
 from crmsync.sandbox.http import Request, Response, Route, Router
 from crmsync.sandbox.limits import RateLimits, hubspot_limit_body, pipedrive_limit_body
@@ -147,12 +148,15 @@ class Sandbox:
             return self.control.handle(request)  # not counted: stats describe CRM traffic
         crm = self.accounts.prototype_for(request.path)
         if crm is None:
-            return Response(404, {"error": f"no emulated API at {request.path}"})
+            response = Response(404, {"error": f"no emulated API at {request.path}"})
+            self.stats.record(None, request.method, None, response, None, path=request.path)
+            return response
         route, params, path_known = self.router.match(request.method, request.path)
         request.path_params = params
-        request.route = route.template if route is not None else "<unmatched>"
+        request.route = route.template if route is not None else UNMATCHED
         response, injected = self._dispatch(crm, request, route, path_known)
-        self.stats.record(crm.crm, request.method, request.route, response, injected)
+        self.stats.record(crm.crm, request.method, route.template if route else None,
+                          response, injected, path=request.path)
         return response
 
     def _dispatch(

@@ -13,7 +13,15 @@ Realism that sync code must cope with, on purpose:
 - modification times spread over the last ~2 years, and deliberately some exact ties
   (same millisecond) so that incremental cursors must handle equal timestamps;
 - deals are open, won or lost, with a `stage_fraction` in [0, 1) that each emulator maps onto
-  its pipeline's open stages (`int(fraction * len(open_stages))`).
+  its pipeline's open stages (`int(fraction * len(open_stages))`) and a `pipeline_fraction`
+  that picks one of the account's pipelines the same way;
+- custom-field values of each kind (a tier from a fixed option list, a seat count, a renewal
+  date, a lead-source text), some records archived (deleted) and some merged into an earlier
+  record of their type; a batch of records (~4 %) share one import instant to the
+  millisecond and some more (~2 %) its second.
+
+The attributes that came later (tier onwards, see `_Extras`) are drawn from a second RNG, so
+the first stream — and every value it gave before — stays what it was.
 """
 
 from __future__ import annotations
@@ -95,6 +103,13 @@ _DEAL_WHAT: tuple[str, ...] = (
 _EMAIL_DOMAINS: tuple[str, ...] = ("gmail.com", "outlook.com", "web.de", "ukr.net", "seznam.cz")
 
 _TWO_YEARS_MS = 2 * 365 * 24 * 3600 * 1000
+TIERS: tuple[str, ...] = ("bronze", "silver", "gold", "platinum")
+DEAL_SOURCES: tuple[str, ...] = ("inbound", "outbound", "referral", "partner")
+_LEAD_SOURCES: tuple[str, ...] = (
+    "Webinar spring", "Trade fair Hannover", "Newsletter", "Cold call", "LinkedIn ad",
+    "Partner referral", "Website chat", "",
+)
+_IMPORT_AGO_MS = 30 * 86_400_000  # the shared import instant: 30 days before `now`
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +121,9 @@ class SyntheticCompany:
     country: str
     created_at: datetime
     modified_at: datetime
+    tier: str | None = None  # one of TIERS
+    archived: bool = False
+    merged_into: int | None = None  # an earlier company's index (this one merged into it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +137,13 @@ class SyntheticPerson:
     company_index: int | None  # index into SyntheticAccount.companies
     created_at: datetime
     modified_at: datetime
+    tier: str | None = None  # one of TIERS
+    seats: int | None = None
+    renewal_date: datetime | None = None  # midnight UTC
+    lead_source: str | None = None  # free text
+    other_company_index: int | None = None  # a second, non-primary company
+    archived: bool = False
+    merged_into: int | None = None  # an earlier person's index (this one merged into it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +157,10 @@ class SyntheticDeal:
     close_date: datetime
     created_at: datetime
     modified_at: datetime
+    pipeline_fraction: float = 0.0  # in [0, 1): which of the account's pipelines
+    source: str | None = None  # one of DEAL_SOURCES
+    other_company_index: int | None = None  # a second, non-primary company
+    archived: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +194,34 @@ def _dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
+class _Extras:
+    """The second RNG stream: the attributes added after the first stream was fixed."""
+
+    def __init__(self, seed: int, now_ms: int) -> None:
+        self.rng = random.Random(f"crmsync-extras-{seed}")  # noqa: S311 - test data
+        shared = now_ms - _IMPORT_AGO_MS
+        self.import_ms = shared - shared % 1000 + 417  # one instant, to the millisecond
+
+    def times(self, created: int, modified: int) -> tuple[int, int]:
+        """Some records take the shared import instant (or its second) as modified time."""
+        roll = self.rng.random()
+        if roll < 0.04:
+            modified = self.import_ms
+        elif roll < 0.06:
+            modified = self.import_ms - 417 + int(self.rng.random() * 1000)
+        return min(created, modified), modified
+
+    def pick(self, values: tuple[str, ...], share: float) -> str | None:
+        rand = self.rng.random  # one draw for the share, one for the value (cheaper than choice)
+        return values[int(rand() * len(values))] if rand() < share else None
+
+    def earlier(self, index: int, share: float) -> int | None:
+        """An earlier index, for a share of records (a merge target)."""
+        if index == 0 or self.rng.random() >= share:
+            return None
+        return int(self.rng.random() * index)
+
+
 def generate(
     *, seed: int, contacts: int, companies: int, deals: int, now: datetime | None = None
 ) -> SyntheticAccount:
@@ -177,6 +234,8 @@ def generate(
     choice = rng.choice
     rand = rng.random
 
+    extras = _Extras(seed, now_ms)
+    more = extras.rng.random
     company_list: list[SyntheticCompany] = []
     for i in range(companies):
         first, first_ascii = choice(_COMPANY_FIRST)
@@ -184,7 +243,7 @@ def generate(
         suffix = choice(_COMPANY_SUFFIX)
         name = f"{first} {second} {suffix}".strip()
         city, country = choice(_PLACES)
-        created, modified = _times(rng, now_ms)
+        created, modified = extras.times(*_times(rng, now_ms))
         company_list.append(
             SyntheticCompany(
                 name=name,
@@ -195,6 +254,9 @@ def generate(
                 country=country,
                 created_at=_dt(created),
                 modified_at=_dt(modified),
+                tier=extras.pick(TIERS, 0.5),
+                archived=more() < 0.02,
+                merged_into=extras.earlier(i, 0.01),
             )
         )
 
@@ -218,7 +280,8 @@ def generate(
             email = f"{first_ascii}.{last_ascii}.{i}@{domain}"
         else:
             email = f"{first_ascii}.{last_ascii}.{i}@{choice(_EMAIL_DOMAINS)}"
-        created, modified = _times(rng, now_ms)
+        created, modified = extras.times(*_times(rng, now_ms))
+        renewal = now_ms + int(more() * 365) * 86_400_000 if more() < 0.4 else None
         people.append(
             SyntheticPerson(
                 first_name=first,
@@ -230,6 +293,14 @@ def generate(
                 company_index=company_index,
                 created_at=_dt(created),
                 modified_at=_dt(modified),
+                tier=extras.pick(TIERS, 0.6),
+                seats=int(more() * 200) + 1 if more() < 0.5 else None,
+                renewal_date=_dt(renewal - renewal % 86_400_000) if renewal else None,
+                lead_source=extras.pick(_LEAD_SOURCES, 0.7) or None,
+                other_company_index=(int(more() * companies)
+                                     if companies > 1 and more() < 0.1 else None),
+                archived=more() < 0.02,
+                merged_into=extras.earlier(i, 0.01),
             )
         )
 
@@ -239,7 +310,7 @@ def generate(
         person_index = int(rand() * contacts) if contacts and rand() < 0.8 else None
         roll = rand()
         status: DealStatus = "open" if roll < 0.6 else ("won" if roll < 0.8 else "lost")
-        created, modified = _times(rng, now_ms)
+        created, modified = extras.times(*_times(rng, now_ms))
         # open deals close in the coming months, closed ones closed when last modified
         close_ms = (
             now_ms + int(rand() * 180 * 86_400_000) if status == "open" else modified
@@ -256,6 +327,11 @@ def generate(
                 close_date=_dt(close_ms - close_ms % 86_400_000),
                 created_at=_dt(created),
                 modified_at=_dt(modified),
+                pipeline_fraction=more(),
+                source=extras.pick(DEAL_SOURCES, 0.8),
+                other_company_index=(int(more() * companies)
+                                     if companies > 1 and more() < 0.1 else None),
+                archived=more() < 0.02,
             )
         )
 

@@ -71,8 +71,35 @@ def _v1_provisioning_state(conn: Connection) -> None:
     ))
 
 
+def _v2_accounts_and_leases(conn: Connection) -> None:
+    snapshot = MetaData()
+    _create(conn, Table(
+        "crm_accounts",
+        snapshot,
+        Column("client", String(64), primary_key=True),
+        Column("crm", String(32), primary_key=True),
+        Column("account_id", String(64), nullable=False),
+        Column("recorded_at", DateTime(timezone=True), nullable=False),
+        Index("ix_crm_accounts_account", "crm", "account_id"),
+    ))
+    _create(conn, Table(
+        "leases",
+        snapshot,
+        Column("client", String(64), primary_key=True),
+        Column("crm", String(32), primary_key=True),
+        Column("token", String(32), nullable=False),
+        Column("purpose", String(32), nullable=False),
+        Column("host", String(255), nullable=False),
+        Column("pid", Integer, nullable=False),
+        Column("acquired_at", DateTime(timezone=True), nullable=False),
+        Column("expires_at", DateTime(timezone=True), nullable=False),
+    ))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "provisioning state: remote ids of pipelines and stages", _v1_provisioning_state),
+    Migration(2, "crm accounts the ids belong to; leases per client and CRM",
+              _v2_accounts_and_leases),
 )
 
 

@@ -1,7 +1,8 @@
 """Provisioning state: which remote id each blueprint key was applied as, per client and CRM.
 
-Implements `crmsync.plan.state.StateRecorder`. Every write is its own transaction, so each
-step of an apply is durable the moment it is recorded.
+Implements `crmsync.plan.state.StateRecorder` structurally: the store imports nothing of the
+planner (`KnownIds` lives in the neutral `crmsync.known_ids`). Every write is its own
+transaction, so each step of an apply is durable the moment it is recorded.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, delete, select
 
-from crmsync.plan.state import KnownIds
+from crmsync.known_ids import KnownIds
 from crmsync.store.dialects import upsert
 from crmsync.store.schema import provisioning_state as table
 
@@ -56,15 +57,19 @@ class ProvisioningState:
             return [StateRow(*row) for row in conn.execute(query)]
 
     def known_ids(self) -> KnownIds:
-        """The recorded ids as `diff` reads them."""
+        """The recorded ids (and the labels they were recorded with) as `diff` reads them."""
         pipelines: dict[str, str] = {}
         stages: dict[tuple[str, str], str] = {}
+        pipeline_labels: dict[str, str] = {}
+        stage_labels: dict[tuple[str, str], str] = {}
         for row in self.rows():
             if row.kind == PIPELINE:
                 pipelines[row.key] = row.remote_id
+                pipeline_labels[row.key] = row.label
             else:
                 stages[(row.pipeline_key, row.key)] = row.remote_id
-        return KnownIds(pipelines, stages)
+                stage_labels[(row.pipeline_key, row.key)] = row.label
+        return KnownIds(pipelines, stages, pipeline_labels, stage_labels)
 
     def _record(self, conn: Connection, kind: str, *, pipeline_key: str, key: str,
                 remote_id: str, label: str) -> None:

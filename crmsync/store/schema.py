@@ -46,3 +46,30 @@ provisioning_state = Table(
                      name="uq_provisioning_state_key"),
     Index("ix_provisioning_state_remote", "client", "crm", "kind", "remote_id"),
 )
+
+# Per client and CRM: the CRM account (HubSpot portal id, Pipedrive company id) that the
+# client's provisioning_state ids belong to, recorded at its first apply or export.
+crm_accounts = Table(
+    "crm_accounts",
+    metadata,
+    Column("client", String(64), primary_key=True),
+    Column("crm", String(32), primary_key=True),
+    Column("account_id", String(64), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Index("ix_crm_accounts_account", "crm", "account_id"),
+)
+
+# Per client and CRM: the run that may write (see lease.py). On SQLite the row is the lease;
+# on PostgreSQL an advisory lock is, and the row only describes its holder.
+leases = Table(
+    "leases",
+    metadata,
+    Column("client", String(64), primary_key=True),
+    Column("crm", String(32), primary_key=True),
+    Column("token", String(32), nullable=False),  # this holder's id, for renew and release
+    Column("purpose", String(32), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("acquired_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,12 +17,16 @@ from crmsync.errors import StoreError
 from crmsync.store.migrations import MIGRATIONS, applied_versions, migrate
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from sqlalchemy import Engine
     from sqlalchemy.engine import URL
 
+    from crmsync.names import WallClock
+    from crmsync.store.accounts import AccountRecord
+    from crmsync.store.lease import Lease, Sleep
     from crmsync.store.provisioning import ProvisioningState
 
-Clock = Callable[[], dt.datetime]
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -32,7 +37,7 @@ def _utcnow() -> dt.datetime:
 class Store:
     """The local database: provisioning state now, sync tables later (see migrations)."""
 
-    def __init__(self, engine: Engine, *, clock: Clock = _utcnow) -> None:
+    def __init__(self, engine: Engine, *, clock: WallClock = _utcnow) -> None:
         self.engine = engine
         self.clock = clock
 
@@ -41,6 +46,26 @@ class Store:
         from crmsync.store.provisioning import ProvisioningState
 
         return ProvisioningState(self, client, crm)
+
+    def accounts(self, client: str, crm: str) -> AccountRecord:
+        """The CRM account one client's recorded ids belong to."""
+        from crmsync.store.accounts import AccountRecord
+
+        return AccountRecord(self, client, crm)
+
+    @contextmanager
+    def lease(self, client: str, crm: str, *, purpose: str, wait_seconds: float = 0.0,
+              sleep: Sleep | None = None) -> Iterator[Lease]:
+        """Hold the lease of one client's CRM for the `with` block (see `store/lease.py`).
+
+        Raises `LeaseHeldError` (naming the holder) if another run still holds it after
+        `wait_seconds`; `sleep` (default `time.sleep`) is how the waiting is done.
+        """
+        from crmsync.store.lease import lease
+
+        with lease(self, client, crm, purpose=purpose, wait_seconds=wait_seconds,
+                   sleep=sleep or time.sleep) as held:
+            yield held
 
     def schema_version(self) -> int:
         with self.engine.connect() as conn:
@@ -94,7 +119,7 @@ _STORE_HINT = ("Check CRMSYNC_STORE_URL (environment or .env): e.g. sqlite:///cr
                "postgresql+psycopg://user@host/db for a shared store")
 
 
-def open_store(url: str, *, schema: str | None = None, clock: Clock = _utcnow) -> Store:
+def open_store(url: str, *, schema: str | None = None, clock: WallClock = _utcnow) -> Store:
     """Open (creating and migrating as needed) the store at `url`.
 
     SQLite by file path (`sqlite:///crmsync.db`; the folder is created) or PostgreSQL

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from crmsync.blueprint.lint import (
     RULES,
@@ -118,7 +120,7 @@ CASES: dict[str, tuple[str, str]] = {
         blueprint_text(with_stage(1, ("Needs assessed", 0.25)), crm="pipedrive"),
     ),
     "hubspot-stage-limit": (
-        blueprint_text([(f"Step {i} done", 0.5) for i in range(100)] + [WON, LOST]),
+        blueprint_text([(f"Step {i} done", 0.5) for i in range(99)] + [WON, LOST]),
         blueprint_text([(f"Step {i} done", 0.5) for i in range(98)] + [WON, LOST]),
     ),
     "hubspot-rot-ignored": (
@@ -131,7 +133,7 @@ CASES: dict[str, tuple[str, str]] = {
         blueprint_text(with_stage(1, ("Needs assessed", 0.25)), crm="pipedrive"),
     ),
     "non-english-labels": (
-        blueprint_text(with_stage(1, ("Bedarf ermittelt", 0.3)), language="de"),
+        blueprint_text(with_stage(1, ("Besoins évalués", 0.3)), language="fr"),
         blueprint_text(GOOD, language=None),
     ),
     "unknown-silence-rule": (
@@ -253,13 +255,28 @@ def test_hubspot_rot_note_is_one_info_per_file() -> None:
     assert finding.line == line_of(text, rot)
 
 
+def test_hubspot_stage_limit_is_an_error_that_cannot_be_silenced() -> None:
+    text = blueprint_text([(f"Step {i} done", 0.5) for i in range(99)] + [WON, LOST],
+                          head="silence:\n  - {rule: hubspot-stage-limit, reason: want them}")
+    (finding,) = findings_of(text)
+    assert (finding.rule, finding.severity) == ("hubspot-stage-limit", "error")
+    assert finding.message == "101 stages; HubSpot allows at most 100 per pipeline"
+    assert finding.line == line_of(text, "- key: s0")
+
+
+def test_a_hundred_stages_fit_hubspot() -> None:
+    stages = [(f"Step {i} done", 0.5) for i in range(98)] + [WON, LOST]
+    assert findings_of(blueprint_text(stages)) == []
+
+
 class TestNonEnglish:
     def test_declared_language_skips_wording_rules_with_one_note(self) -> None:
-        stages = [("Angebot senden", 0.1), ("Denkt nach", 0.3), WON, LOST]
-        text = blueprint_text(stages, language="de")
+        stages = [("Envoyer la proposition", 0.1), ("Il réfléchit", 0.3), WON, LOST]
+        text = blueprint_text(stages, language="fr")
         (finding,) = findings_of(text)
         assert (finding.rule, finding.severity) == ("non-english-labels", "info")
-        assert finding.line == line_of(text, "language: de")
+        assert finding.line == line_of(text, "language: fr")
+        assert "the checks cover `en`, `uk`, `de`" in (finding.hint or "")
 
     def test_non_ascii_labels_without_language_are_taken_as_non_english(self) -> None:
         stages = [("Зустріч заплановано", 0.1), ("Пропозицію надіслано", 0.5),
@@ -269,15 +286,109 @@ class TestNonEnglish:
         assert finding.rule == "non-english-labels"
         assert finding.line == line_of(text, "Зустріч заплановано")
         assert "Зустріч заплановано" in finding.message
+        assert finding.hint == "declare `language: uk` to run the Ukrainian checks"
+
+    @pytest.mark.parametrize(("label", "hint"), [
+        ("Angebot übermittelt", "declare `language: de` to run the German checks"),
+        ("Предложение отправлено", "declare the labels' `language:`"),
+        ("Proposition envoyée", "declare the labels' `language:`"),
+    ])
+    def test_the_note_names_the_language_to_declare(self, label: str, hint: str) -> None:
+        (finding,) = findings_of(blueprint_text(with_stage(1, (label, 0.3)), language=None))
+        assert finding.rule == "non-english-labels"
+        assert (finding.hint or "").startswith(hint)
 
     def test_umlauts_with_language_en_are_checked(self) -> None:
         text = blueprint_text(with_stage(1, ("Angebot übermittelt", 0.3)), language="en")
         assert rules_of(text) == ["past-tense"]
 
     def test_other_rules_still_run_for_non_english(self) -> None:
-        stages = [("Bedarf ermittelt", 0.5), ("Angebot übermittelt", 0.3), WON, LOST]
-        assert rules_of(blueprint_text(stages, language="uk")) == [
+        stages = [("Besoins évalués", 0.5), ("Proposition envoyée", 0.3), WON, LOST]
+        assert rules_of(blueprint_text(stages, language="fr")) == [
             "non-english-labels", "probability-order"]
+
+
+WORDING_FIXTURES = Path(__file__).parent / "fixtures" / "wording"
+WORDING_RULES = {"past-tense", "imperative-stage", "passive-stage"}
+# Outcome stages to complete a pipeline, and the quote marks hints use, per language.
+OUTCOMES = {"uk": (("Договір підписано", 1.0, "won"), ("Втрачено", 0.0, "lost")),
+            "de": (("Vertrag unterschrieben", 1.0, "won"), ("Verloren", 0.0, "lost"))}
+QUOTES = {"uk": "«{}»", "de": "„{}“"}
+
+
+def wording_cases() -> list[Any]:
+    cases = []
+    for path in sorted(WORDING_FIXTURES.glob("*.yaml")):
+        for entry in yaml.safe_load(path.read_text(encoding="utf-8")):
+            cases.append(pytest.param(path.stem, entry, id=f"{path.stem}: {entry['label']}"))
+    return cases
+
+
+class TestWordingInUkrainianAndGerman:
+    """The fixtures list labels that must pass and those each rule must flag."""
+
+    @pytest.mark.parametrize(("language", "entry"), wording_cases())
+    def test_fixture_label(self, language: str, entry: dict[str, Any]) -> None:
+        outcome = entry.get("outcome")
+        probability = {"won": 1.0, "lost": 0.0}.get(outcome, 0.1)
+        stages = [(entry["label"], probability, outcome), *OUTCOMES[language]]
+        findings = [f for f in findings_of(blueprint_text(stages, language=language))
+                    if f.field == "pipelines[0].stages[0].label" and f.rule in WORDING_RULES]
+        assert [f.rule for f in findings] == entry["expect"]
+        if "fix" in entry:
+            assert QUOTES[language].format(entry["fix"]) in (findings[0].hint or "")
+
+    def test_fixtures_cover_every_rule_and_passing_labels(self) -> None:
+        for language in ("uk", "de"):
+            entries = [case.values[1] for case in wording_cases() if case.values[0] == language]
+            expected = {rule for entry in entries for rule in entry["expect"]}
+            assert expected == WORDING_RULES, language
+            assert sum(1 for entry in entries if not entry["expect"]) >= 10, language
+
+    def test_hints_are_in_the_files_language(self) -> None:
+        stages = [("Думає", 0.1), ("Кваліфікація", 0.2), ("Надіслати пропозицію", 0.3),
+                  *OUTCOMES["uk"]]
+        findings = findings_of(blueprint_text(stages, language="uk"))
+        assert [(f.rule, f.hint) for f in findings] == [
+            ("passive-stage", "не робіть із цього етап: угода лишається на етапі останнього "
+             "кроку, у якому ви брали участь (напр. «Пропозицію надіслано»); нагадайте про "
+             "себе задачею"),
+            ("past-tense", "назвіть етап у минулому часі з боку покупця — що вже сталося, напр. "
+             "«Зустріч проведено», «Отримав пропозицію»"),
+            ("imperative-stage", "назвіть етап у минулому часі з боку покупця, напр. "
+             "«Пропозицію надіслано»"),
+        ]
+        assert findings[0].message == (
+            "'Думає' is a passive buyer status: nobody can act on it, so it should not be a "
+            "stage")
+        assert "('Надіслати')" in findings[2].message
+
+    def test_a_to_do_without_a_known_rewording_gets_the_example(self) -> None:
+        stages = [("Referenzen einsammeln", 0.1), *OUTCOMES["de"]]
+        (finding,) = findings_of(blueprint_text(stages, language="de"))
+        assert finding.message == (
+            "'Referenzen einsammeln' reads as a to-do ('einsammeln'), not as something that "
+            "has happened")
+        assert finding.hint == ("benennen Sie die Phase in der Vergangenheit aus Sicht des "
+                                "Käufers, z. B. „Angebot übermittelt“")
+
+    def test_german_in_progress_says_so(self) -> None:
+        stages = [("Angebot wird erstellt", 0.1), *OUTCOMES["de"]]
+        (finding,) = findings_of(blueprint_text(stages, language="de"))
+        assert finding.message == (
+            "'Angebot wird erstellt' says what is in progress ('wird'), not what has happened")
+
+    def test_a_wording_rule_can_be_silenced_per_stage(self) -> None:
+        silence = "silence: [{rule: past-tense, reason: the client's own word}]"
+        stages = [("Кваліфікація", 0.1, None, silence), *OUTCOMES["uk"]]
+        assert findings_of(blueprint_text(stages, language="uk")) == []
+
+    @pytest.mark.parametrize("language", ["uk", "de"])
+    def test_english_labels_are_not_checked_as_english(self, language: str) -> None:
+        # The English rules do not run: "Send proposal" is not reworded as 'Proposal sent'.
+        stages = [("Send proposal", 0.1), *OUTCOMES[language]]
+        (finding,) = findings_of(blueprint_text(stages, language=language))
+        assert "Proposal sent" not in (finding.hint or "")
 
 
 class TestSilence:
@@ -350,3 +461,13 @@ def test_imperative_fix(label: str, fix: str | None) -> None:
 ])
 def test_is_participle(word: str, expected: bool) -> None:
     assert is_participle(word) is expected
+
+
+@pytest.mark.parametrize("name", ["acme", "brightwave", "nordwind"])
+def test_example_configs_pass_the_wording_rules_of_their_language(name: str) -> None:
+    from crmsync.blueprint.loader import read_blueprint
+
+    loaded = read_blueprint(Path(__file__).parents[2] / "configs" / f"{name}.yaml")
+    result = run_lint(loaded.blueprint, loaded.source)
+    assert result.findings == []
+    assert loaded.blueprint.language in {"en", "de"}

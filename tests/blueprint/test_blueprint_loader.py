@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from crmsync.blueprint.check import check_files
 from crmsync.blueprint.loader import (
     expand_paths,
     load_blueprint,
@@ -14,6 +18,7 @@ from crmsync.blueprint.loader import (
     read_blueprint,
 )
 from crmsync.blueprint.models import Blueprint
+from crmsync.cli import cli
 from crmsync.errors import ConfigError, Finding
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -58,6 +63,24 @@ SINGLE_ERRORS = [
     ("empty.yaml", None, None, "", "the file is empty"),
     ("two_documents.yaml", 3, 1, "",
      "invalid YAML: expected a single document in the stream, but found another document"),
+    # Odd values: each one a finding of its own file, never a crash (issue 7).
+    ("impossible_date.yaml", 11, 22, "pipelines[0].stages[0].description",
+     "'2025-02-29' looks like a date but is not one (day is out of range for month)"),
+    ("tagged_int.yaml", 9, 22, "pipelines[0].stages[0].probability",
+     "cannot read 'abc' as a whole number"),
+    ("tagged_bool.yaml", 11, 22, "pipelines[0].stages[0].description",
+     "cannot read 'maybe' as true or false"),
+    ("tagged_timestamp.yaml", 11, 22, "pipelines[0].stages[0].description",
+     "cannot read 'nope' as a date"),
+    ("huge_integer.yaml", 11, 22, "pipelines[0].stages[0].description",
+     "a number with 4301 digits is too long to read"),
+    ("huge_probability.yaml", 9, 22, "pipelines[0].stages[0].probability",
+     "must be a number between 0 and 1 (got a number with 401 digits)"),
+    ("lone_surrogate.yaml", 8, 16, "pipelines[0].stages[0].label",
+     "contains \\ud800, half of a UTF-16 surrogate pair, which is not a character"),
+    ("deep_nesting.yaml", 11, 49, "pipelines[0].stages[0].description",
+     "nested more than 32 levels deep; a blueprint needs far fewer"),
+    ("control_character.yaml", 8, 25, "", "control character \\x1b is not allowed in YAML"),
 ]
 
 
@@ -237,3 +260,194 @@ class TestExpandPaths:
         path = tmp_path / "a.yaml"
         path.write_text("", encoding="utf-8")
         assert expand_paths([path, tmp_path], tmp_path) == [path]
+
+
+# --- hostile or odd input (issue 7): findings, never a crash, never a hang ----------------------
+
+
+def test_anchors_and_aliases_are_refused_at_their_fields() -> None:
+    findings = _findings("anchor_and_alias.yaml")
+    assert [(f.line, f.column, f.field, f.message) for f in findings] == [
+        (8, 16, "pipelines[0].stages[0].label",
+         "YAML anchor &won: anchors (&) and aliases (*) are not allowed in a blueprint"),
+        (11, 22, "pipelines[0].stages[0].description",
+         "YAML alias *won: anchors (&) and aliases (*) are not allowed in a blueprint"),
+    ]
+    assert findings[1].hint == "write the value out where it is used"
+
+
+def test_an_alias_bomb_is_refused_without_expanding_it() -> None:
+    # 9 levels of 9 references: expanded, 9**9 strings (gigabytes); refused, a few findings.
+    findings = _findings("alias_bomb.yaml")
+    refused = [f for f in findings if "anchors (&) and aliases (*)" in f.message]
+    assert [(f.line, f.message.split(":")[0]) for f in refused[:3]] == [
+        (1, "YAML anchor &a0"), (2, "YAML anchor &a1"), (2, "YAML alias *a0")]
+    assert len(refused) == 19  # ten anchors, and the first use of each of nine names
+    assert len(findings) < 40
+
+
+def test_a_bomb_big_enough_to_exhaust_memory_is_a_finding_too() -> None:
+    # The 519-byte shape from issue 7: expanded, 10**10 strings; a MemoryError before.
+    lines = ['a0: &a0 ["' + '","'.join(["lol"] * 10) + '"]']
+    lines += [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 10)]
+    text = "\n".join(lines)
+    with pytest.raises(ConfigError) as caught:
+        parse_blueprint(text, "bomb.yaml")
+    assert any(f.message.startswith("YAML alias *a8") for f in caught.value.findings)
+
+
+def test_a_self_referencing_alias_is_a_finding() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_blueprint("client: &me [*me]\n", "loop.yaml")
+    assert [(f.field, f.message.split(":")[0]) for f in caught.value.findings
+            if f.message.startswith("YAML")] == [
+        ("client", "YAML anchor &me"), ("client[0]", "YAML alias *me")]
+
+
+def test_a_control_character_is_placed_on_its_line_even_in_a_long_file() -> None:
+    text = "client: acme\ncrm: hubspot\n" + "# note\n" * 40 + "currency: E\x07UR\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_blueprint(text, "bell.yaml")
+    (finding,) = caught.value.findings
+    assert (finding.line, finding.column) == (43, 12)
+    assert finding.message == "control character \\x07 is not allowed in YAML"
+
+
+def test_a_lone_surrogate_in_a_field_name_is_not_echoed_raw() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_blueprint('client: acme\n"bad\\udc00": 1\n', "key.yaml")
+    (finding, *_) = caught.value.findings
+    assert (finding.line, finding.column) == (2, 1)
+    assert finding.message == "'bad\\udc00' is not a field name"
+    str(caught.value).encode("utf-8")  # printable: no surrogate left in the message
+
+
+def test_a_value_the_checks_did_not_foresee_still_becomes_a_finding(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def explode(*_args: object, **_kwargs: object) -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(Blueprint, "model_validate", explode)
+    with pytest.raises(ConfigError) as caught:
+        read_blueprint(CONFIGS / "acme.yaml")
+    (finding,) = caught.value.findings
+    assert finding.path == str(CONFIGS / "acme.yaml")
+    assert finding.message.startswith("cannot read this file (RecursionError: maximum recursion")
+
+
+@pytest.mark.parametrize("name", ["impossible_date.yaml", "tagged_bool.yaml", "huge_integer.yaml",
+                                  "huge_probability.yaml", "lone_surrogate.yaml",
+                                  "deep_nesting.yaml", "control_character.yaml",
+                                  "alias_bomb.yaml"])
+def test_one_odd_file_never_stops_the_others(name: str) -> None:
+    reports = check_files([FIXTURES / name, CONFIGS / "acme.yaml"])
+    assert [r.failed for r in reports] == [True, False]
+    assert reports[0].findings[0].line is not None
+    assert reports[1].loaded is not None
+    "\n".join(str(f) for f in reports[0].findings).encode("utf-8")  # printable as it stands
+    with pytest.raises(ConfigError) as caught:
+        load_blueprints([FIXTURES / name, CONFIGS / "acme.yaml"])
+    assert {f.path for f in caught.value.findings} == {str(FIXTURES / name)}
+
+
+def test_validate_reports_the_bad_file_at_its_line_and_still_checks_the_good_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "acme.yaml").write_text((CONFIGS / "acme.yaml").read_text(encoding="utf-8"),
+                                       encoding="utf-8")
+    (configs / "broken.yaml").write_text(
+        (FIXTURES / "impossible_date.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["validate", "configs"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert "configs/acme.yaml: ok" in result.output
+    assert ("configs/broken.yaml:11:22 pipelines[0].stages[0].description: '2025-02-29' looks "
+            "like a date but is not one") in result.output
+    assert "Checked 2 files: 1 with errors" in result.output
+
+
+class TestOddEntriesInAFolder:
+    """Whatever sits in configs/ under a blueprint's name is checked or reported, never
+    skipped without a word."""
+
+    def test_upper_case_suffixes_are_blueprints_too(self, tmp_path: Path) -> None:
+        for name in ("UPPER.YAML", "Mixed.Yml", "notes.txt"):
+            (tmp_path / name).write_text("", encoding="utf-8")
+        assert [p.name for p in expand_paths([], tmp_path)] == ["Mixed.Yml", "UPPER.YAML"]
+
+    def test_a_dangling_symlink_is_reported_with_its_target(self, tmp_path: Path) -> None:
+        (tmp_path / "gone.yaml").symlink_to(tmp_path / "moved" / "gone.yaml")
+        (path,) = expand_paths([], tmp_path)
+        assert path.name == "gone.yaml"
+        with pytest.raises(ConfigError) as caught:
+            read_blueprint(path)
+        (finding,) = caught.value.findings
+        assert finding.message == (
+            f"a symbolic link to {tmp_path / 'moved' / 'gone.yaml'}, which does not exist")
+
+    def test_a_dangling_symlink_named_on_the_command_line_is_not_called_missing(
+            self, tmp_path: Path) -> None:
+        link = tmp_path / "acme.yaml"
+        link.symlink_to(tmp_path / "nowhere.yaml")
+        assert expand_paths([link], tmp_path) == [link]
+
+    def test_a_folder_named_like_a_blueprint_is_an_error_of_its_own(self, tmp_path: Path
+                                                                    ) -> None:
+        (tmp_path / "dir.yaml").mkdir()
+        (tmp_path / "acme.yaml").write_text(
+            (CONFIGS / "acme.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+        reports = check_files(expand_paths([], tmp_path))
+        assert [(Path(r.path).name, r.failed) for r in reports] == [
+            ("acme.yaml", False), ("dir.yaml", True)]
+        assert reports[1].findings[0].message == "is a folder, not a blueprint file"
+
+    def test_emacs_lock_files_are_not_blueprints(self, tmp_path: Path) -> None:
+        (tmp_path / "acme.yaml").write_text("", encoding="utf-8")
+        (tmp_path / ".#acme.yaml").symlink_to("user@host.1234:1700000000")
+        assert [p.name for p in expand_paths([], tmp_path)] == ["acme.yaml"]
+
+    @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes need POSIX")
+    def test_a_fifo_is_reported_without_being_opened(self, tmp_path: Path) -> None:
+        fifo = tmp_path / "pipe.yaml"
+        os.mkfifo(fifo)
+        # Should the loader open the FIFO after all, this writer gives it something to read
+        # (so the test fails on the message instead of hanging).
+        writer = threading.Thread(target=fifo.write_text, args=("client: acme\n",), daemon=True)
+        writer.start()
+        try:
+            assert expand_paths([], tmp_path) == [fifo]
+            with pytest.raises(ConfigError) as caught:
+                read_blueprint(fifo)
+            (finding,) = caught.value.findings
+            assert finding.message == (
+                "is a FIFO (named pipe), not a blueprint file; it was not read")
+        finally:
+            # Release the writer: open the read end without blocking, then drain it.
+            reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+            writer.join(timeout=10)
+            os.close(reader)
+        assert not writer.is_alive()
+
+
+@pytest.mark.parametrize("name", ["alias_bomb.yaml", "impossible_date.yaml", "huge_integer.yaml"])
+def test_diff_still_plans_the_other_clients_when_one_file_is_odd(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sandbox: str, name: str) -> None:
+    for variable in [v for v in os.environ if v.startswith("CRMSYNC_") or v.endswith("_TOKEN")]:
+        monkeypatch.delenv(variable)
+    monkeypatch.setenv("CRMSYNC_PIPEDRIVE_BASE_URL", sandbox)
+    monkeypatch.setenv("CRMSYNC_PIPEDRIVE_TOKEN", "sandbox-token")
+    monkeypatch.setenv("CRMSYNC_MAX_RETRIES", "0")
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "nordwind.yaml").write_text(
+        (CONFIGS / "nordwind.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    (configs / name).write_text((FIXTURES / name).read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["diff"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert "+ pipeline 'Neukunden' (neukunden) with 5 stages" in result.stdout
+    assert "nordwind (pipedrive): 1 change pending" in result.stdout
+    assert f"configs/{name}:1" in result.output  # the odd file, at a line

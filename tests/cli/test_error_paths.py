@@ -202,7 +202,10 @@ def test_a_folder_named_like_a_yaml_file_is_not_a_blueprint(
         capsys: pytest.CaptureFixture[str], isolated: Path) -> None:
     (isolated / "configs" / "odd.yaml").mkdir(parents=True)
     write(isolated / "configs" / "kyivsoft.yaml", PIPEDRIVE_BLUEPRINT)
-    assert run(capsys, "validate").code == 0  # the folder is not read as a file
+    listed = run(capsys, "validate")  # reported as that entry's error, never skipped unsaid
+    assert listed.code == 1
+    assert "configs/odd.yaml: is a folder, not a blueprint file" in listed.out
+    assert "configs/kyivsoft.yaml: ok" in listed.out
     assert_clean_error(run(capsys, "validate", "configs/odd.yaml"),
                        "configs/odd.yaml: no blueprint files")
 
@@ -288,7 +291,7 @@ def test_connection_refused_names_the_setting_to_check(
     monkeypatch.setenv("CRMSYNC_PIPEDRIVE_TOKEN", "t")  # a one-letter token garbles nothing
     write(isolated / "configs" / "kyivsoft.yaml", PIPEDRIVE_BLUEPRINT)
     result = run(capsys, "diff")
-    assert_clean_error(result, f"connection refused by {url} (list stages)",
+    assert_clean_error(result, f"connection refused by {url} (read the current user)",
                        f"Check CRMSYNC_PIPEDRIVE_BASE_URL (now {url})", "crmsync sandbox")
     assert "***" not in result.err
 
@@ -417,11 +420,11 @@ def test_a_failed_proving_diff_keeps_what_was_applied_and_says_when_it_failed(
     real_plan = provision.plan_client
     calls: list[int] = []
 
-    def plan_then_fail(*args: object) -> object:
+    def plan_then_fail(*args: object, **kwargs: object) -> object:
         calls.append(1)
-        if len(calls) == 2:  # the diff after applying
+        if len(calls) == 3:  # the diff after applying (after the diff and its re-check)
             raise FatalRemoteError("pipedrive", "Pipeline not found (list stages)", status=404)
-        return real_plan(*args)  # type: ignore[arg-type]
+        return real_plan(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(provision, "plan_client", plan_then_fail)
     write(isolated / "configs" / "kyivsoft.yaml", PIPEDRIVE_BLUEPRINT)

@@ -1,7 +1,7 @@
 """End-to-end fixtures: one CRM account, store and configs folder per test, once per CRM.
 
 The CLI is driven through click's runner against the sandbox over real HTTP. Adapters are the
-real ones, built by `crmsync.provision.default_adapter_factory` with a recording sleeper so
+real ones, built by `crmsync.session.default_adapter_factory` with a recording sleeper so
 retries cost no time, and wrapped so that every write is recorded and a write can "die" right
 after the CRM answered it (the kill switch: `World.kill_after`).
 """
@@ -23,7 +23,7 @@ import yaml
 from click.testing import CliRunner, Result
 from pydantic import SecretStr
 
-import crmsync.provision
+import crmsync.session
 from crmsync.adapters.registry import create_adapter
 from crmsync.cli import cli
 from crmsync.settings import Settings
@@ -201,7 +201,7 @@ class World:
 
     # -- the adapters the CLI gets: real ones, writes recorded, a kill switch ----------------
 
-    def adapter_factory(self, settings: Settings, **_: Any) -> crmsync.provision.AdapterFactory:
+    def adapter_factory(self, settings: Settings, **_: Any) -> crmsync.session.AdapterFactory:
         """Stands in for `default_adapter_factory`: real adapters, a recording sleeper."""
         real = _REAL_FACTORY(settings, sleep=self.sleeps.append, clock=self._clock)
 
@@ -241,7 +241,7 @@ class World:
         return watched
 
 
-_REAL_FACTORY = crmsync.provision.default_adapter_factory
+_REAL_FACTORY = crmsync.session.default_adapter_factory
 
 
 @pytest.fixture(params=CRMS)
@@ -261,6 +261,6 @@ def world(request: pytest.FixtureRequest, sandbox: str, tmp_path: Path,
         "CRMSYNC_HTTP_TIMEOUT_SECONDS": "10",
     }.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr(crmsync.provision, "default_adapter_factory", world.adapter_factory)
+    monkeypatch.setattr(crmsync.session, "default_adapter_factory", world.adapter_factory)
     yield world
     world.faults(rate_429=0.0, rate_5xx=0.0)

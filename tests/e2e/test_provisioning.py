@@ -2,7 +2,7 @@
 
 Every test runs once per CRM (HubSpot, Pipedrive) with its own sandbox token, SQLite store and
 configs folder (the `world` fixture, `conftest.py`). The CLI is driven through click's runner;
-adapters are the real ones, built by `crmsync.provision.default_adapter_factory` with a
+adapters are the real ones, built by `crmsync.session.default_adapter_factory` with a
 recording sleeper so retries cost no time (and, for the kill test, wrapped so that a write
 "dies" right after the CRM answered it).
 
@@ -504,7 +504,10 @@ def test_export_diff_round_trip_with_non_ascii_labels(world: World) -> None:
     assert prodazhi["key"] == "prodazhi"
     assert [s["key"] for s in prodazhi["stages"]][:3] == [
         "zustrich_pryznacheno", "potreby_ziasovano", "angebot_uebermittelt_groesse_geprueft"]
-    assert world.cli("diff", str(fresh)).exit_code == 0
+    # Two clients of one store managing the same pipelines would undo each other: refused.
+    shared = world.cli("diff", str(fresh))
+    assert shared.exit_code == 1
+    assert "'Продажі' is managed by client kyivsoft" in shared.output
 
 
 def test_export_from_a_pristine_account(world: World) -> None:

@@ -58,6 +58,9 @@ class FakeCrm:
         self._writes = 0
         self._next_id = 100
 
+    def account_id(self) -> str:
+        return f"fake-{self.crm}-account"
+
     # --- helpers for tests ------------------------------------------------------------------
 
     def _id(self) -> str:

@@ -42,10 +42,9 @@ PLAN = Plan("acme", "hubspot", (
         UpdateStage("sales", "p1", "proposal_sent", "s2", "probability", 0.6, 0.7, SPEC),
         MoveDeals("sales", "p1", "Thinking it over", "s9", "demo_held", None, 3),
         ArchiveStage("sales", "p1", "s9", "Thinking it over", None, 3),
-        Blocked("sales", "stage 'Parked'", "stage 'Parked' still holds 2 deals; add it to "
-                "retired_stages with move_deals_to",
+        Blocked("sales", "stage 'Parked'", "stage-holds-deals", {"label": "Parked", "deals": 2},
                 ArchiveStage("sales", "p1", "s8", "Parked", None, 2)),
-        Note("sales", "HubSpot has no rotting: rot_after_days ignored ('Demo held')"),
+        Note("sales", "no-rotting", {"crm": "hubspot", "labels": ["Demo held"]}),
     )),
     PipelinePlan("partners", "Partners", None, (
         CreatePipeline("partners", "Partners", 1, (
@@ -54,7 +53,7 @@ PLAN = Plan("acme", "hubspot", (
         )),
     )),
     PipelinePlan("legacy", "Legacy", "p3", (ArchivePipeline("legacy", "p3", "Legacy", ()),)),
-), (Note(None, "1 pipeline in HubSpot not in the blueprint, left untouched: 'Default'"),))
+), (Note(None, "unmanaged-pipelines", {"crm": "hubspot", "labels": ["Default"]}),))
 
 
 def test_text_plan_reads_like_an_infrastructure_plan() -> None:
@@ -82,8 +81,8 @@ def test_clean_plan_is_one_line_plus_notes() -> None:
     assert render_text(Plan("acme", "hubspot")) == (
         "No changes. acme (hubspot) matches its blueprint.")
     plan = Plan("acme", "pipedrive", (PipelinePlan("sales", "Sales", "7", (
-        Note("sales", "Pipedrive: won/lost are deal statuses, not stages — 2 outcome stages "
-             "not created ('Won', 'Lost')"),)),))
+        Note("sales", "outcomes-are-statuses", {"crm": "pipedrive", "labels": ["Won", "Lost"]}),
+    )),))
     assert plan.is_clean
     assert render_text(plan).splitlines() == [
         "No changes. acme (pipedrive) matches its blueprint.",
@@ -125,8 +124,13 @@ def test_json_has_the_same_changes_as_data() -> None:
     }
     blocked = client["changes"][6]
     assert blocked["reason"].startswith("stage 'Parked' still holds 2 deals")
+    # The reason as data, for programs: a code and its parameters.
+    assert (blocked["code"], blocked["params"]) == ("stage-holds-deals",
+                                                    {"label": "Parked", "deals": 2})
     assert blocked["change"]["action"] == "archive"
     assert client["notes"][0]["text"].startswith("1 pipeline in HubSpot")
+    assert client["notes"][0]["code"] == "unmanaged-pipelines"
+    assert client["notes"][0]["params"] == {"crm": "hubspot", "labels": ["Default"]}
 
 
 def test_json_keeps_non_ascii_readable() -> None:

@@ -1,8 +1,12 @@
 """Helpers for the Pipedrive emulator tests: a private server, the published specs with their
 errata, and a validator that checks every request and response against them.
 
-The specs are Pipedrive's own (`../shared/specs/pipedrive/`, see SOURCE.md there). They are
-test data the suite cannot do without: if they are missing the tests FAIL, never skip.
+The specs are Pipedrive's own (see SOURCE.md beside them), kept outside the repository:
+`CRMSYNC_PIPEDRIVE_SPECS_DIR` (environment, else `.env` in the repository) names their folder,
+by default `../shared/specs/pipedrive` beside the repository. Without them the tests that need
+them are skipped with one reason naming that setting (`tests/sandbox/conftest.py`); a folder
+named explicitly that lacks them fails those tests instead, so a misconfigured CI is not
+mistaken for a green one.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 import yaml
+from dotenv import dotenv_values
 from openapi_core import OpenAPI
 from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
 from openapi_schema_validator import OAS30Validator
@@ -29,10 +35,33 @@ from crmsync.sandbox.server import Sandbox, SandboxServer
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-SPEC_DIR = Path(
-    os.environ.get("CRMSYNC_PIPEDRIVE_SPECS")
-    or Path(__file__).resolve().parents[3] / "shared" / "specs" / "pipedrive"
-)
+REPO = Path(__file__).resolve().parents[2]
+SPECS_SETTING = "CRMSYNC_PIPEDRIVE_SPECS_DIR"
+SPEC_FILES = ("openapi-v2.yaml", "openapi-v1.yaml")
+
+
+def _configured_specs_dir() -> str | None:
+    """The setting from the environment, else from the repository's `.env` (as settings are)."""
+    value = os.environ.get(SPECS_SETTING)
+    if value is None and (REPO / ".env").is_file():
+        value = dotenv_values(REPO / ".env").get(SPECS_SETTING)
+    return value or None
+
+
+_CONFIGURED = _configured_specs_dir()
+SPECS_EXPLICIT = _CONFIGURED is not None
+SPEC_DIR = (REPO / _CONFIGURED) if _CONFIGURED else REPO.parent / "shared" / "specs" / "pipedrive"
+
+
+def missing_specs_reason() -> str | None:
+    """Why the spec-based tests cannot run (the files are not there), else None."""
+    missing = [name for name in SPEC_FILES if not (SPEC_DIR / name).is_file()]
+    if not missing:
+        return None
+    return (f"Pipedrive's OpenAPI specs not found ({', '.join(missing)} missing in {SPEC_DIR}): "
+            f"the Pipedrive conformance tests need them. Set {SPECS_SETTING} to the folder "
+            "holding openapi-v1.yaml and openapi-v2.yaml (default: ../shared/specs/pipedrive "
+            "beside the repository)")
 TOKEN = "sandbox-test-token"
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
@@ -43,13 +72,15 @@ def stamp(offset_seconds: float = 0) -> str:
 
 
 def load_spec(name: str) -> dict[str, Any]:
-    """A spec file as a dict; fails the test (not skips) when it is missing."""
+    """A spec file as a dict; fails the test when it is missing (the conftest skips the tests
+    that need the specs when they are absent from the default folder)."""
     path = SPEC_DIR / name
     if not path.is_file():
         pytest.fail(
-            f"Pipedrive spec {path} is missing. The conformance suite validates the emulator "
-            f"against Pipedrive's published OpenAPI files; restore them (see SOURCE.md) or "
-            f"point CRMSYNC_PIPEDRIVE_SPECS at a directory holding them.",
+            f"Pipedrive spec {path} is missing, though {SPECS_SETTING} names that folder. The "
+            "conformance suite validates the emulator against Pipedrive's published OpenAPI "
+            f"files; restore them (see SOURCE.md) or point {SPECS_SETTING} at a folder holding "
+            "them.",
             pytrace=False,
         )
     loaded: dict[str, Any] = yaml.load(path.read_text(encoding="utf-8"),
@@ -162,11 +193,50 @@ def apply_v2_errata(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
+V1_PATHS = ("/dealFields", "/personFields", "/organizationFields", "/dealFields/{id}", "/users/me",
+            "/personFields/{id}", "/organizationFields/{id}", "/recents",
+            "/persons/{id}/merge", "/organizations/{id}/merge")
+# E7 (recents): properties typed non-nullable that v1 returns as null when unset, as in E2
+# (the same live deal payload; the v1 deal example itself has `close_time: null`,
+# `lost_reason: null`, and person `org_id` is null for a person without organization).
+_RECENTS_NULLABLE: dict[str, tuple[str, ...]] = {
+    "deal": ("person_id", "org_id", "won_time", "first_won_time", "lost_time",
+             "stage_change_time", "expected_close_date", "person_name", "org_name"),
+    "person": ("org_id",),
+    "organization": ("address",),
+    "stage": ("rotten_days",),
+}
+
+
+def _make_nullable(schema: dict[str, Any], name: str) -> None:
+    """Mark property `name` nullable wherever an (allOf-composed) object schema defines it."""
+    if name in schema.get("properties", {}):
+        schema["properties"][name]["nullable"] = True
+    for part in schema.get("allOf", []):
+        _make_nullable(part, name)
+
+
 def apply_v1_errata(spec: dict[str, Any]) -> dict[str, Any]:
-    """The v1 spec (field endpoints only matter here) with its errata applied."""
+    """The v1 spec (the endpoints the sandbox serves) with its errata applied."""
     spec = copy.deepcopy(spec)
-    for path in ("/dealFields", "/personFields", "/organizationFields"):
-        for method in ("get", "post"):
+    recents = spec["paths"]["/recents"]["get"]
+    for kind in _data_schema(_json_schema(recents))["items"]["anyOf"]:
+        item = kind["properties"]["item"]["enum"][0]
+        for name in _RECENTS_NULLABLE.get(item, ()):
+            _make_nullable(kind["properties"]["data"], name)
+    # E4 (recents): `items` is "Multiple selection of item types" typed as one enum value
+    for parameter in recents["parameters"]:
+        if parameter["name"] == "items":
+            values = "|".join(parameter["schema"].pop("enum"))
+            parameter["schema"]["pattern"] = f"^({values})(,({values}))*$"
+    # E7 (merge): the merged person is a mergePersonItem, org_id null without organization
+    _make_nullable(_data_schema(_json_schema(spec["paths"]["/persons/{id}/merge"]["put"])),
+                   "org_id")
+    for path in ("/dealFields", "/personFields", "/organizationFields",
+                 *(f"/{n}Fields/{{id}}" for n in ("deal", "person", "organization"))):
+        for method in ("get", "post", "put"):
+            if method not in spec["paths"][path]:
+                continue
             data = _data_schema(_json_schema(spec["paths"][path][method]))
             field = data.get("items", data)
             first, _second = field["allOf"]
@@ -197,7 +267,8 @@ class SpecValidator:
     def check(self, response: requests.Response, *, request_valid: bool = True) -> None:
         """Validate one exchange. Error statuses the spec does not document per operation
         are checked against the common error schemas (see `error_validators`)."""
-        api = self.v1 if "/api/v1/" in response.request.url else self.v2  # type: ignore[operator]
+        path = urlsplit(response.request.url).path  # type: ignore[arg-type]
+        api = self.v1 if path.startswith(("/api/v1/", "/v1/")) else self.v2
         openapi_request = RequestsOpenAPIRequest(response.request)
         if request_valid:
             api.validate_request(openapi_request)
@@ -234,18 +305,18 @@ def build_validator() -> SpecValidator:
     v2_raw = load_spec("openapi-v2.yaml")
     v1_raw = load_spec("openapi-v1.yaml")
     v2 = OpenAPI.from_dict(_served_at(apply_v2_errata(v2_raw), "/api/v2"))
-    # Pipedrive serves v1 at both /v1 and /api/v1; the sandbox uses /api/v1 (one prefix)
-    v1_fields = _only_paths(apply_v1_errata(v1_raw),
-                            ("/dealFields", "/personFields", "/organizationFields"))
-    v1 = OpenAPI.from_dict(_served_at(v1_fields, "/api/v1"))
+    # Pipedrive serves v1 at both /v1 (the spec's server) and /api/v1; so does the sandbox
+    v1_served = _only_paths(apply_v1_errata(v1_raw), V1_PATHS)
+    v1 = OpenAPI.from_dict(_served_at(v1_served, "/api/v1", "/v1"))
     error, unauthorized = error_validators(v1_raw, v2_raw)
     return SpecValidator(v2=v2, v1=v1, error_schema=error, unauthorized_schema=unauthorized)
 
 
-def _served_at(spec: dict[str, Any], prefix: str) -> dict[str, Any]:
+def _served_at(spec: dict[str, Any], *prefixes: str) -> dict[str, Any]:
     """The spec pointed at any local sandbox instead of api.pipedrive.com (not an erratum)."""
-    server = {"url": "http://{host}" + prefix, "variables": {"host": {"default": "127.0.0.1"}}}
-    return {**spec, "servers": [server]}
+    servers = [{"url": "http://{host}" + prefix, "variables": {"host": {"default": "127.0.0.1"}}}
+               for prefix in prefixes]
+    return {**spec, "servers": servers}
 
 
 def _only_paths(spec: dict[str, Any], keep: tuple[str, ...]) -> dict[str, Any]:

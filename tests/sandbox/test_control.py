@@ -170,3 +170,35 @@ def test_dropped_connection_over_http(sandbox: str) -> None:
     stats = requests.get(f"{sandbox}/_sandbox/stats", timeout=10).json()
     assert stats["by_status"] == {"dropped": 1}
     assert stats["faults_injected"]["drop"] == 1
+
+
+def test_stats_count_every_request_unknown_paths_by_method_and_path(sandbox: str) -> None:
+    """A benchmark reading the stats misses nothing: unknown paths (under a CRM or under
+    none) and wrong methods are counted, each by method and path."""
+    requests.get(f"{sandbox}/api/v2/leads?limit=5", headers=AUTH, timeout=10)  # unknown route
+    requests.get(f"{sandbox}/api/v2/leads", headers=AUTH, timeout=10)
+    requests.put(f"{sandbox}/api/v2/deals/1", headers=AUTH, json={}, timeout=10)  # 405
+    requests.get(f"{sandbox}/nowhere/at/all", timeout=10)  # no CRM's path
+    requests.get(f"{sandbox}/api/v2/pipelines", headers=AUTH, timeout=10)
+    stats = requests.get(f"{sandbox}/_sandbox/stats", timeout=10).json()
+    assert stats["total"] == 5
+    assert stats["unmatched"] == {"GET /api/v2/leads": 2, "GET /nowhere/at/all": 1,
+                                  "PUT /api/v2/deals/1": 1}
+    assert stats["by_route"] == {"GET <unmatched>": 3, "PUT <unmatched>": 1,
+                                 "GET /api/v2/pipelines": 1}
+    assert stats["by_crm"] == {"pipedrive": 4}
+    assert stats["by_status"] == {"200": 1, "404": 3, "405": 1}
+    requests.post(f"{sandbox}/_sandbox/stats/reset", timeout=10)
+    assert requests.get(f"{sandbox}/_sandbox/stats", timeout=10).json()["unmatched"] == {}
+
+
+def test_unmatched_paths_are_bounded() -> None:
+    from crmsync.sandbox.control import MAX_UNMATCHED_PATHS
+
+    app = build_sandbox(clock=ManualClock())
+    for n in range(MAX_UNMATCHED_PATHS + 5):
+        app.handle(Request.build("GET", f"/scan/{n}", {}, b""))
+    unmatched = app.stats.snapshot()["unmatched"]
+    assert len(unmatched) == MAX_UNMATCHED_PATHS + 1
+    assert unmatched["GET <other>"] == 5
+    assert app.stats.snapshot()["total"] == MAX_UNMATCHED_PATHS + 5

@@ -22,6 +22,18 @@ by the test named after it:
 - E6 SDK 12.0.0 `PipelineStageAuditsApi.get_audit(object_type, stage_id)` never fills the
   path's {pipelineId}; the stage audit is read over plain HTTP —
   test_stage_crud_and_metadata_strings.
+- E7 owners: the SDK's path is `/crm/v3/owners/` (trailing slash), the docs' `/crm/v3/owners`;
+  both are served — test_owners_are_listed_and_records_refer_to_them.
+- E8 schemas: SDK 12 reads `/crm-object-schemas/v3/schemas`, the docs name `/crm/v3/schemas`;
+  both are served — test_an_account_without_custom_objects_has_no_schemas.
+- E9 search: a top-level `filters` list is in neither the spec nor the SDK's
+  PublicObjectSearchRequest; live HubSpot applies it as one ANDed group (issue 8) — sent over
+  plain HTTP in test_search_takes_top_level_filters_as_one_group.
+- E10 merge: the spec answers the survivor; that a GET of the merged-away id answers the
+  survivor is HubSpot's documented behaviour for contacts (knowledge base, "Merge records"),
+  unconfirmed for companies and deals — test_merge_two_contacts.
+- E11 v4 batch read: the spec caps nothing; the 1,000-input limit is the 2025-02 developer
+  changelog — test_v4_batch_read_takes_1000_inputs_and_empty_types.
 """
 
 from __future__ import annotations
@@ -611,3 +623,310 @@ def test_v4_object_ids_are_integers_on_the_wire(hs: Any, sandbox: str) -> None:
     read = requests.post(f"{sandbox}/crm/v4/associations/contacts/companies/batch/read",
                          headers=BEARER, timeout=10, json={"inputs": [{"id": contact.id}]})
     assert read.json()["results"][0]["to"][0]["toObjectId"] == int(company.id)
+
+
+# --------------------------------------------------------------------------- properties
+def _prop_api(hs: Any) -> Any:
+    return hs.crm.properties.core_api
+
+
+def test_standard_properties_are_listed_with_type_and_options(hs: Any) -> None:
+    listed = {p.name: p for p in _prop_api(hs).get_all("contacts").results}
+    assert listed["email"].type == "string"
+    assert listed["createdate"].type == "datetime"
+    assert listed["lifecyclestage"].type == "enumeration"
+    assert "customer" in [o.value for o in listed["lifecyclestage"].options]
+    assert listed["hs_object_id"].modification_metadata.read_only_value is True
+    deal = _prop_api(hs).get_by_name("deals", "amount")
+    assert (deal.type, deal.field_type) == ("number", "number")
+
+
+def test_custom_property_crud_and_values_checked_by_type(hs: Any) -> None:
+    from hubspot.crm.properties import OptionInput, PropertyCreate, PropertyUpdate
+
+    api = _prop_api(hs)
+    created = api.create("contacts", PropertyCreate(
+        name="customer_tier", label="Customer tier", type="enumeration", field_type="select",
+        group_name="contactinformation",
+        options=[OptionInput(label="Gold", value="gold", display_order=0, hidden=False),
+                 OptionInput(label="Silver", value="silver", display_order=1, hidden=False)]))
+    assert (created.name, created.type, created.hubspot_defined) == (
+        "customer_tier", "enumeration", False)
+    for name, kind, field in (("seats", "number", "number"), ("renewal", "date", "date"),
+                              ("vip", "bool", "booleancheckbox")):
+        api.create("contacts", PropertyCreate(name=name, label=name, type=kind,
+                                              field_type=field, group_name="contactinformation"))
+    assert raised(api.create, "contacts", PropertyCreate(
+        name="seats", label="again", type="number", field_type="number",
+        group_name="contactinformation")).status == 409
+
+    contacts = hs.crm.contacts.basic_api
+    ok = contacts.create(SimplePublicObjectInputForCreate(properties={
+        "email": "tier@example.com", "customer_tier": "gold", "seats": "12",
+        "renewal": "2026-03-01", "vip": True}))
+    assert ok.properties["customer_tier"] == "gold"
+    assert ok.properties["renewal"] == "2026-03-01"
+    assert ok.properties["vip"] == "true"
+    for bad, code in (({"customer_tier": "platinum"}, "INVALID_OPTION"),
+                      ({"seats": "many"}, "INVALID_DECIMAL"),
+                      ({"renewal": "2026-03-01T10:00:00Z"}, "INVALID_DATE"),
+                      ({"vip": "maybe"}, "INVALID_BOOLEAN")):
+        exc = raised(contacts.update, ok.id, SimplePublicObjectInput(properties=bad))
+        body = _error_body(exc)
+        assert exc.status == 400
+        assert body["category"] == "VALIDATION_ERROR"
+        assert [e["code"] for e in body["errors"]] == [code]
+
+    found = hs.crm.contacts.search_api.do_search(PublicObjectSearchRequest(
+        filter_groups=[{"filters": [{"propertyName": "customer_tier", "operator": "EQ",
+                                     "value": "gold"}]}], properties=["customer_tier"]))
+    assert [r.id for r in found.results] == [ok.id]
+    found = hs.crm.contacts.search_api.do_search(PublicObjectSearchRequest(
+        filter_groups=[{"filters": [{"propertyName": "seats", "operator": "GT", "value": "9"}]}]))
+    assert found.total == 1  # compared as a number: "12" > "9"
+
+    updated = api.update("contacts", "customer_tier", PropertyUpdate(
+        label="Tier", options=[OptionInput(label="Gold", value="gold", display_order=0,
+                                           hidden=False),
+                               OptionInput(label="Platinum", value="platinum",
+                                           display_order=1, hidden=False)]))
+    assert [o.value for o in updated.options] == ["gold", "platinum"]
+    contacts.update(ok.id, SimplePublicObjectInput(properties={"customer_tier": "platinum"}))
+
+    api.archive("contacts", "seats")
+    assert raised(api.get_by_name, "contacts", "seats").status == 404
+    assert api.get_by_name("contacts", "seats", archived=True).archived is True
+    exc = raised(contacts.update, ok.id, SimplePublicObjectInput(properties={"seats": "1"}))
+    assert [e["code"] for e in _error_body(exc)["errors"]] == ["PROPERTY_DOESNT_EXIST"]
+    assert raised(api.archive, "contacts", "email").status == 400  # HubSpot-defined
+
+
+def test_property_groups_crud(hs: Any) -> None:
+    from hubspot.crm.properties import PropertyGroupCreate, PropertyGroupUpdate
+
+    api = hs.crm.properties.groups_api
+    assert [g.name for g in api.get_all("deals").results] == ["dealinformation"]
+    created = api.create("deals", PropertyGroupCreate(name="sync_fields", label="Sync",
+                                                      display_order=2))
+    assert (created.name, created.archived) == ("sync_fields", False)
+    assert api.get_by_name("deals", "sync_fields").label == "Sync"
+    assert api.update("deals", "sync_fields", PropertyGroupUpdate(label="Synced")).label == (
+        "Synced")
+    api.archive("deals", "sync_fields")
+    assert raised(api.get_by_name, "deals", "sync_fields").status == 404
+
+
+def test_legacy_v2_properties_read(hs: Any, sandbox: str) -> None:
+    response = requests.get(f"{sandbox}/properties/v2/contacts/properties", headers=BEARER,
+                            timeout=10)
+    assert response.status_code == 200
+    by_name = {p["name"]: p for p in response.json()}
+    assert by_name["email"]["type"] == "string"
+    assert by_name["hs_object_id"]["readOnlyValue"] is True
+    assert isinstance(by_name["createdate"]["createdAt"], int)  # v2 times are epoch ms
+
+
+def test_an_account_without_custom_objects_has_no_schemas(hs: Any, sandbox: str) -> None:
+    assert hs.crm.schemas.core_api.get_all().results == []
+    response = requests.get(f"{sandbox}/crm/v3/schemas", headers=BEARER, timeout=10)
+    assert response.json() == {"results": []}
+
+
+def test_owners_are_listed_and_records_refer_to_them(hs: Any) -> None:
+    api = hs.crm.owners.owners_api
+    owners = api.get_page(limit=2)
+    assert len(owners.results) == 2
+    assert owners.paging.next.after
+    rest = api.get_page(after=owners.paging.next.after)
+    ids = [o.id for o in owners.results + rest.results]
+    assert len(ids) == 3
+    assert api.get_by_id(int(ids[0])).email == owners.results[0].email
+    assert [o.id for o in api.get_page(email=rest.results[0].email).results] == [
+        rest.results[0].id]
+    contacts = hs.crm.contacts.basic_api
+    owned = contacts.create(SimplePublicObjectInputForCreate(properties={
+        "email": "owned@example.com", "hubspot_owner_id": ids[1]}))
+    assert contacts.get_by_id(owned.id, properties=["hubspot_owner_id"]).properties[
+        "hubspot_owner_id"] == ids[1]
+    assert raised(contacts.update, owned.id, SimplePublicObjectInput(
+        properties={"hubspot_owner_id": "123"})).status == 400
+
+
+# --------------------------------------------------------------------------- merge
+def test_merge_two_contacts(hs: Any) -> None:
+    from hubspot.crm.contacts import PublicMergeInput
+
+    contacts = hs.crm.contacts.basic_api
+    primary = contacts.create(SimplePublicObjectInputForCreate(properties={
+        "email": "keep@example.com", "firstname": "Keep"}))
+    other = contacts.create(SimplePublicObjectInputForCreate(properties={
+        "email": "gone@example.com", "jobtitle": "CTO"}))
+    company = hs.crm.companies.basic_api.create(CompanyCreate(properties={"name": "Acme"}))
+    hs.crm.associations.v4.basic_api.create_default("contacts", other.id, "companies",
+                                                    company.id)
+
+    merged = contacts.merge(PublicMergeInput(primary_object_id=primary.id,
+                                             object_id_to_merge=other.id))
+    assert merged.id == primary.id
+    survivor = contacts.get_by_id(primary.id, properties=[
+        "hs_merged_object_ids", "jobtitle", "email", "hs_additional_emails"],
+        associations=["companies"])
+    assert survivor.properties["hs_merged_object_ids"] == other.id
+    assert survivor.properties["jobtitle"] == "CTO"  # empty on the primary: filled
+    assert survivor.properties["email"] == "keep@example.com"
+    assert survivor.properties["hs_additional_emails"] == "gone@example.com"
+    assert survivor.properties["lastmodifieddate"] > primary.properties["lastmodifieddate"]
+    assert [a.id for a in survivor.associations["companies"].results] == [company.id]
+
+    # The merged-away id is gone from lists; a GET of it answers the survivor.
+    assert other.id not in [c.id for c in contacts.get_page(limit=100).results]
+    assert contacts.get_by_id(other.id).id == primary.id
+    assert other.id not in [c.id for c in contacts.get_page(archived=True).results]
+    links = hs.crm.associations.v4.basic_api.get_page("companies", company.id, "contacts")
+    assert [str(r.to_object_id) for r in links.results] == [primary.id]
+
+
+def test_merge_companies_and_deals(hs: Any) -> None:
+    from hubspot.crm.companies import PublicMergeInput as CompanyMerge
+    from hubspot.crm.deals import PublicMergeInput as DealMerge
+
+    companies = hs.crm.companies.basic_api
+    a = companies.create(CompanyCreate(properties={"name": "A"}))
+    b = companies.create(CompanyCreate(properties={"name": "B", "domain": "b.example"}))
+    merged = companies.merge(CompanyMerge(primary_object_id=a.id, object_id_to_merge=b.id))
+    assert merged.properties["hs_merged_object_ids"] == b.id
+    deals = hs.crm.deals.basic_api
+    d1 = deals.create(DealCreate(properties={"dealname": "one"}))
+    d2 = deals.create(DealCreate(properties={"dealname": "two"}))
+    d3 = deals.create(DealCreate(properties={"dealname": "three"}))
+    deals.merge(DealMerge(primary_object_id=d2.id, object_id_to_merge=d3.id))
+    deals.merge(DealMerge(primary_object_id=d1.id, object_id_to_merge=d2.id))
+    survivor = deals.get_by_id(d1.id, properties=["hs_merged_object_ids"])
+    assert survivor.properties["hs_merged_object_ids"].split(";") == [d2.id, d3.id]
+    assert deals.get_by_id(d3.id).id == d1.id  # redirects follow the chain
+    assert raised(deals.merge, DealMerge(primary_object_id=d1.id,
+                                         object_id_to_merge="999999")).status == 404
+
+
+# --------------------------------------------------------------------------- live validation
+def test_invalid_email_is_refused_alone(hs: Any) -> None:
+    contacts = hs.crm.contacts.basic_api
+    exc = raised(contacts.create, SimplePublicObjectInputForCreate(
+        properties={"email": "not-an-email"}))
+    body = _error_body(exc)
+    assert exc.status == 400
+    assert [e["code"] for e in body["errors"]] == ["INVALID_EMAIL"]
+    assert body["category"] == "VALIDATION_ERROR"
+
+    batch = hs.crm.contacts.batch_api
+    response = batch.create(BatchInputSimplePublicObjectBatchInputForCreate(inputs=[
+        SimplePublicObjectInputForCreate(properties={"email": "ok1@example.com"}),
+        SimplePublicObjectInputForCreate(properties={"email": "broken@"}),
+        SimplePublicObjectInputForCreate(properties={"email": "ok2@example.com"})]))
+    assert sorted(r.properties["email"] for r in response.results) == [
+        "ok1@example.com", "ok2@example.com"]
+    assert response.num_errors == 1
+    assert response.errors[0].errors[0].code == "INVALID_EMAIL"
+
+    ids = [r.id for r in response.results]
+    updated = batch.update(BatchInputSimplePublicObjectBatchInput(inputs=[
+        {"id": ids[0], "properties": {"email": "bad address@x"}},
+        {"id": ids[1], "properties": {"firstname": "Fine"}}]))
+    assert [r.id for r in updated.results] == [ids[1]]
+    assert updated.num_errors == 1
+    upserted = batch.upsert(BatchInputSimplePublicObjectBatchInputUpsert(inputs=[
+        {"idProperty": "email", "id": "nope", "properties": {}},
+        {"idProperty": "email", "id": "new@example.com", "properties": {"firstname": "N"}}]))
+    assert [r.properties["email"] for r in upserted.results] == ["new@example.com"]
+    assert upserted.num_errors == 1
+
+
+def test_empty_create_body_and_errors_are_shaped_as_hubspot(hs: Any, sandbox: str) -> None:
+    response = requests.post(f"{sandbox}/crm/v3/objects/contacts", json={}, headers=BEARER,
+                             timeout=10)
+    assert response.status_code == 400
+    body = response.json()
+    assert {"status", "message", "correlationId", "category", "errors", "context"} <= set(body)
+    missing = requests.get(f"{sandbox}/crm/v3/objects/deals/424242", headers=BEARER, timeout=10)
+    assert missing.status_code == 404
+    assert {"category", "errors", "context"} <= set(missing.json())
+    unknown = requests.patch(f"{sandbox}/crm/v3/objects/contacts/1", json={"properties": {
+        "nope": "x"}}, headers=BEARER, timeout=10)
+    assert unknown.status_code in (400, 404)
+    assert isinstance(unknown.json()["errors"], list)
+
+
+def test_search_takes_top_level_filters_as_one_group(hs: Any, sandbox: str) -> None:
+    contacts = hs.crm.contacts.basic_api
+    for first, last in (("Anna", "Weber"), ("Anna", "Kim"), ("Ben", "Weber")):
+        contacts.create(SimplePublicObjectInputForCreate(properties={
+            "firstname": first, "lastname": last}))
+    # The SDK's PublicObjectSearchRequest has no top-level `filters`: sent over plain HTTP.
+    body = {"filters": [{"propertyName": "firstname", "operator": "EQ", "value": "Anna"},
+                        {"propertyName": "lastname", "operator": "EQ", "value": "Weber"}],
+            "properties": ["firstname", "lastname"]}
+    found = requests.post(f"{sandbox}/crm/v3/objects/contacts/search", json=body,
+                          headers=BEARER, timeout=10).json()
+    assert found["total"] == 1
+    assert found["results"][0]["properties"]["lastname"] == "Weber"
+
+
+def test_v4_batch_read_takes_1000_inputs_and_empty_types(hs: Any) -> None:
+    api = hs.crm.associations.v4.batch_api
+    contact = hs.crm.contacts.basic_api.create(SimplePublicObjectInputForCreate(
+        properties={"email": "many@example.com"}))
+    no_deals = api.get_page("contacts", "deals", BatchInputPublicFetchAssociationsBatchRequest(
+        inputs=[{"id": contact.id}]))
+    assert no_deals.results == []
+    assert not hasattr(no_deals, "errors")  # a 200, not a 207 with per-input errors
+    company = hs.crm.companies.basic_api.create(CompanyCreate(properties={"name": "X"}))
+    hs.crm.associations.v4.basic_api.create_default("contacts", contact.id, "companies",
+                                                    company.id)
+    inputs = [{"id": contact.id}] + [{"id": str(10_000_000 + i)} for i in range(999)]
+    read = api.get_page("contacts", "companies",
+                        BatchInputPublicFetchAssociationsBatchRequest(inputs=inputs))
+    assert [r._from.id for r in read.results] == [contact.id]
+    empty = api.get_page("contacts", "tickets", BatchInputPublicFetchAssociationsBatchRequest(
+        inputs=[{"id": contact.id}]))
+    assert empty.results == []
+    too_many = BatchInputPublicFetchAssociationsBatchRequest(inputs=[{"id": "1"}] * 1001)
+    assert raised(api.get_page, "contacts", "companies", too_many).status == 400
+
+
+def test_archived_listing_carries_archived_at(hs: Any) -> None:
+    contacts = hs.crm.contacts.basic_api
+    gone = contacts.create(SimplePublicObjectInputForCreate(properties={"firstname": "Gone"}))
+    contacts.archive(gone.id)
+    page = contacts.get_page(archived=True)
+    assert [r.id for r in page.results] == [gone.id]
+    assert page.results[0].archived is True
+    assert page.results[0].archived_at is not None
+
+
+def test_deals_carry_calculated_stage_properties(hs: Any) -> None:
+    deals = hs.crm.deals.basic_api
+    deal = deals.create(DealCreate(properties={"dealname": "Stages",
+                                               "dealstage": "appointmentscheduled"}))
+    assert deals.get_by_id(deal.id, properties=["hs_is_closed"]).properties[
+        "hs_is_closed"] == "false"
+    won = deals.update(deal.id, DealUpdate(properties={"dealstage": "closedwon"}))
+    assert (won.properties["hs_is_closed"], won.properties["hs_is_closed_won"]) == (
+        "true", "true")
+    read = deals.get_by_id(deal.id, properties=[
+        "hs_date_entered_appointmentscheduled", "hs_date_exited_appointmentscheduled",
+        "hs_date_entered_closedwon"])
+    assert read.properties["hs_date_entered_closedwon"] == read.properties[
+        "hs_date_exited_appointmentscheduled"]
+    assert read.properties["hs_date_entered_appointmentscheduled"] <= read.properties[
+        "hs_date_entered_closedwon"]
+    definition = hs.crm.properties.core_api.get_by_name("deals", "hs_date_entered_closedwon")
+    assert (definition.type, definition.calculated) == ("datetime", True)
+    exc = raised(deals.update, deal.id, DealUpdate(properties={"hs_is_closed_won": "false"}))
+    assert [e["code"] for e in _error_body(exc)["errors"]] == ["READ_ONLY_VALUE"]
+    exc = raised(deals.update, deal.id, DealUpdate(
+        properties={"hs_date_entered_closedwon": "2026-01-01T00:00:00Z"}))
+    assert [e["code"] for e in _error_body(exc)["errors"]] == ["READ_ONLY_VALUE"]
+    found = hs.crm.deals.search_api.do_search(PublicObjectSearchRequest(filter_groups=[{
+        "filters": [{"propertyName": "hs_date_entered_closedwon", "operator": "GT",
+                     "value": "2000-01-01T00:00:00Z"}]}]))
+    assert [r.id for r in found.results] == [deal.id]

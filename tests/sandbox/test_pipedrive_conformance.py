@@ -2,8 +2,9 @@
 
 Every emulated endpoint is driven over real HTTP with `requests`; every request and response
 is validated with openapi-core against `openapi-v2.yaml` (field definitions against
-`openapi-v1.yaml`), with the short errata list in `pipedrive_support`. A missing spec file
-fails the suite.
+`openapi-v1.yaml`), with the short errata list in `pipedrive_support`. Without the spec files
+(`CRMSYNC_PIPEDRIVE_SPECS_DIR`) these tests are skipped with one reason; a folder named
+explicitly that lacks them fails them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ V2 = "/api/v2"
 EXERCISED: set[tuple[str, str]] = set()  # (method, route template) called by this module
 
 
+def _canonical(template: str) -> str:
+    """A route's template with v1's short host form (`/v1/…`) as its `/api/v1/…` twin: the
+    aliases share the handlers, and `test_v1_answers_at_both_host_forms` calls each."""
+    return "/api" + template if template.startswith("/v1/") else template
+
+
 class Api:
     """Sends requests, validates each exchange against the spec, checks the status."""
 
@@ -43,7 +50,7 @@ class Api:
         self.spec.check(response, request_valid=request_valid and status < 400)
         route, _, _ = self.pd.server.app.router.match(method, urlsplit(response.url).path)
         if route is not None:
-            EXERCISED.add((route.method, route.template))
+            EXERCISED.add((route.method, _canonical(route.template)))
         return response.json()
 
     def get(self, path: str, **kwargs: Any) -> Any:
@@ -672,6 +679,221 @@ def test_seeded_field_shapes(api: Api) -> None:
     assert deal_fields["Status"]["options"] is None
 
 
+@pytest.mark.parametrize("path", ["dealFields", "personFields", "organizationFields"])
+def test_field_definitions_by_id(api: Api, path: str) -> None:
+    entity = path.removesuffix("Fields")
+    created = api.post(f"/api/v1/{path}", {"name": "Tier", "field_type": "enum",
+                                           "options": [{"label": "A"}, {"label": "B"}]})["data"]
+    field_id, key = created["id"], created["key"]
+    assert api.get(f"/api/v1/{path}/{field_id}")["data"] == created
+    [a, b] = created["options"]
+    table = {"deal": "deals", "person": "persons", "organization": "organizations"}[entity]
+    body = {"title" if table == "deals" else "name": "Holder", "custom_fields": {key: b["id"]}}
+    record = api.post(f"{V2}/{table}", body)["data"]
+    api.pd.tick()
+    renamed = api.call("PUT", f"/api/v1/{path}/{field_id}", json={
+        "name": "Tier level", "options": [{"id": a["id"], "label": "Gold"}, {"label": "C"}]})
+    data = renamed["data"]
+    assert (data["name"], data["key"], data["update_time"]) == (
+        "Tier level", key, stamp(1).replace("T", " ").rstrip("Z"))
+    assert [o["label"] for o in data["options"]] == ["Gold", "C"]
+    assert data["options"][0]["id"] == a["id"]
+    # the value of a removed option is gone from the record
+    assert key not in api.get(f"{V2}/{table}/{record['id']}")["data"]["custom_fields"]
+    api.call("PUT", f"/api/v1/{path}/{field_id}", json={"options": [{"id": 99999,
+                                                                     "label": "X"}]},
+             status=400)
+    system = next(f for f in api.get(f"/api/v1/{path}")["data"] if not f["edit_flag"])
+    api.call("PUT", f"/api/v1/{path}/{system['id']}", json={"name": "Mine"}, status=400)
+    api.delete(f"/api/v1/{path}/{system['id']}", status=400)
+    assert api.delete(f"/api/v1/{path}/{field_id}") == {"success": True, "data": {"id": field_id}}
+    api.get(f"/api/v1/{path}/{field_id}", status=404)
+    api.call("PUT", f"/api/v1/{path}/{field_id}", json={"name": "Gone"}, status=404)
+    api.delete(f"/api/v1/{path}/{field_id}", status=404)
+    assert key not in [f["key"] for f in api.get(f"/api/v1/{path}")["data"]]
+    # another entity's field id is not this entity's
+    other = "personFields" if path != "personFields" else "dealFields"
+    foreign = api.get(f"/api/v1/{other}")["data"][0]["id"]
+    api.get(f"/api/v1/{path}/{foreign}", status=404)
+
+
+def test_deleting_a_field_removes_its_values(api: Api) -> None:
+    field = api.post("/api/v1/personFields", {"name": "Nickname", "field_type": "varchar"})
+    key = field["data"]["key"]
+    person = api.post(f"{V2}/persons", {"name": "Ann", "custom_fields": {key: "A"}})["data"]
+    assert person["custom_fields"] == {key: "A"}
+    api.delete(f"/api/v1/personFields/{field['data']['id']}")
+    again = api.get(f"{V2}/persons/{person['id']}")["data"]
+    assert key not in again["custom_fields"]
+    assert again["update_time"] == person["update_time"]  # a schema change, not an edit
+    api.patch(f"{V2}/persons/{person['id']}", {"custom_fields": {key: "B"}}, status=400)
+
+
+def test_v1_answers_at_both_host_forms(api: Api) -> None:
+    """`https://api.pipedrive.com/v1/…` (the v1 spec's server) and `/api/v1/…` serve the same
+    endpoints; v2's server is `…/api/v2` on either host, so `/v2/…` is not an API path."""
+    aliases = [r for r in api.pd.server.app.router.routes if r.template.startswith("/v1/")]
+    twins = {(r.method, r.template) for r in api.pd.server.app.router.routes
+             if r.template.startswith("/api/v1/")}
+    assert {(r.method, "/api" + r.template) for r in aliases} == twins
+    org = api.post(f"{V2}/organizations", {"name": "Keep"})["data"]["id"]
+    gone = api.post(f"{V2}/organizations", {"name": "Gone"})["data"]["id"]
+    p1 = api.post(f"{V2}/persons", {"name": "P1"})["data"]["id"]
+    p2 = api.post(f"{V2}/persons", {"name": "P2"})["data"]["id"]
+    fields: dict[str, int] = {}
+    for route in aliases:
+        path = route.template
+        if "Fields" in path and (route.method == "POST" or "{id}" in path):
+            name = path.split("/")[2]
+            if route.method == "POST":
+                fields[name] = api.post(path, {"name": "X", "field_type": "text"})["data"]["id"]
+    for route in sorted(aliases, key=lambda r: r.method == "DELETE"):
+        path, method = route.template, route.method
+        name = path.split("/")[2]
+        if path.endswith("/merge"):
+            loser, keep = (p2, p1) if name == "persons" else (gone, org)
+            api.call("PUT", path.replace("{id}", str(loser)), json={"merge_with_id": keep})
+        elif "Fields" in name and "{id}" in path:
+            body = {"name": "Y"} if method == "PUT" else None
+            api.call(method, path.replace("{id}", str(fields[name])), json=body)
+        elif "Fields" in name:
+            if method == "GET":
+                assert api.get(path)["data"] == api.get("/api" + path)["data"]
+        elif name == "recents":
+            api.get(path, params={"since_timestamp": "2025-12-31 00:00:00"})
+        else:  # a retired v1 CRUD endpoint: gone at both forms
+            target = path.replace("{id}", "1") + ("?term=ab" if path.endswith("search") else "")
+            api.call(method, target, json={} if method in ("POST", "PUT") else None,
+                     status=410)
+    response = api.pd.session.get(api.pd.url("/v2/deals"))
+    assert response.status_code == 404
+
+
+# ---- recents -------------------------------------------------------------------------------
+
+def _v1(offset: float) -> str:
+    return stamp(offset).replace("T", " ").rstrip("Z")
+
+
+def test_recents_lists_changes_after_a_time_with_deletions(api: Api, pd: PipedriveSandbox) -> None:
+    before = _v1(-1)
+    org = api.post(f"{V2}/organizations", {"name": "Acme"})["data"]
+    person = api.post(f"{V2}/persons", {"name": "Ann Lee", "org_id": org["id"]})["data"]
+    deal = api.post(f"{V2}/deals", {"title": "Big", "person_id": person["id"],
+                                    "org_id": org["id"], "value": 10})["data"]
+    pd.tick(10)
+    api.delete(f"{V2}/persons/{person['id']}")
+    api.delete(f"{V2}/deals/{deal['id']}")
+    api.delete(f"{V2}/organizations/{org['id']}")
+    body = api.get("/v1/recents", params={"since_timestamp": before,
+                                          "items": "deal,person,organization"})
+    assert [(i["item"], i["id"]) for i in body["data"]] == [
+        ("deal", deal["id"]), ("person", person["id"]), ("organization", org["id"])]
+    by_item = {i["item"]: i["data"] for i in body["data"]}
+    assert by_item["person"]["active_flag"] is False
+    assert by_item["organization"]["active_flag"] is False
+    assert (by_item["deal"]["deleted"], by_item["deal"]["active"],
+            by_item["deal"]["status"]) == (True, False, "deleted")
+    assert by_item["person"]["update_time"] == _v1(10)
+    assert body["additional_data"] == {
+        "since_timestamp": before, "last_timestamp_on_page": _v1(10),
+        "pagination": {"start": 0, "limit": 100, "more_items_in_collection": False}}
+    # strictly after the timestamp: the deletions' own second is not "after" itself
+    later = api.get("/v1/recents", params={"since_timestamp": _v1(10)})
+    assert later["data"] == []
+    only_people = api.get("/api/v1/recents", params={"since_timestamp": before,
+                                                     "items": "person"})
+    assert [i["item"] for i in only_people["data"]] == ["person"]
+    # without `items`, every type: the default pipeline and stages came with the account
+    everything = api.get("/v1/recents", params={"since_timestamp": _v1(-5)})["data"]
+    assert {"pipeline", "stage"} <= {i["item"] for i in everything}
+    pd.tick(31 * 24 * 3600)  # purged after 30 days: no longer listed
+    gone = api.get("/v1/recents", params={"since_timestamp": before, "items": "person"})
+    assert gone["data"] == []
+
+
+def test_recents_paging_and_custom_fields(api: Api, pd: PipedriveSandbox) -> None:
+    since = _v1(-1)
+    fee = pd.emulator.fields.key_of("deal", "Monthly fee")
+    for n in range(7):  # all in one second: ties ordered by item type, then id
+        api.post(f"{V2}/deals", {"title": f"D{n}",
+                                 "custom_fields": {fee: {"value": n, "currency": "USD"}}})
+    seen: list[int] = []
+    start = 0
+    while True:
+        body = api.get("/v1/recents", params={"since_timestamp": since, "items": "deal",
+                                              "start": start, "limit": 3})
+        seen += [i["id"] for i in body["data"]]
+        pagination = body["additional_data"]["pagination"]
+        if not pagination["more_items_in_collection"]:
+            break
+        start = pagination["next_start"]
+    assert len(seen) == len(set(seen)) == 7
+    assert seen == sorted(seen)
+    first = api.get("/v1/recents", params={"since_timestamp": since, "items": "deal",
+                                           "limit": 1})["data"][0]["data"]
+    assert (first[fee], first[f"{fee}_currency"]) == (0, "USD")
+
+
+@pytest.mark.parametrize("params", [
+    {}, {"since_timestamp": "2026-01-01"}, {"since_timestamp": "2026-01-01T00:00:00Z"},
+    {"since_timestamp": "2026-02-30 00:00:00"},
+    {"since_timestamp": "2026-01-01 00:00:00", "items": "deal,unicorn"},
+    {"since_timestamp": "2026-01-01 00:00:00", "limit": 0},
+])
+def test_recents_rejects_bad_parameters(api: Api, params: dict[str, Any]) -> None:
+    api.get("/v1/recents", params=params, status=400)
+
+
+# ---- merges --------------------------------------------------------------------------------
+
+def test_merge_persons_moves_deals_and_deletes_the_merged_one(api: Api,
+                                                              pd: PipedriveSandbox) -> None:
+    org = api.post(f"{V2}/organizations", {"name": "Acme"})["data"]
+    keep = api.post(f"{V2}/persons", {"name": "Ann Lee", "emails": [
+        {"value": "ann@acme.example", "primary": True, "label": "work"}]})["data"]
+    lose = api.post(f"{V2}/persons", {"name": "Ann L.", "org_id": org["id"], "emails": [
+        {"value": "ann@home.example", "primary": True, "label": "home"}]})["data"]
+    deal = api.post(f"{V2}/deals", {"title": "Big", "person_id": lose["id"]})["data"]
+    pd.tick(5)
+    merged = api.call("PUT", f"/v1/persons/{lose['id']}/merge",
+                      json={"merge_with_id": keep["id"]})["data"]
+    assert (merged["id"], merged["merge_what_id"], merged["name"]) == (
+        keep["id"], lose["id"], "Ann Lee")  # the survivor's data wins
+    survivor = api.get(f"{V2}/persons/{keep['id']}")["data"]
+    assert [e["value"] for e in survivor["emails"]] == ["ann@acme.example", "ann@home.example"]
+    assert survivor["org_id"] == org["id"]  # filled from the merged person
+    assert survivor["update_time"] == stamp(5)
+    assert api.get(f"{V2}/persons/{lose['id']}")["data"]["is_deleted"] is True
+    moved = api.get(f"{V2}/deals/{deal['id']}")["data"]
+    assert (moved["person_id"], moved["update_time"]) == (keep["id"], stamp(5))
+    recent = api.get("/v1/recents", params={"since_timestamp": _v1(4), "items": "person"})
+    assert {(i["id"], i["data"]["active_flag"]) for i in recent["data"]} == {
+        (keep["id"], True), (lose["id"], False)}
+    api.call("PUT", f"/v1/persons/{lose['id']}/merge", json={"merge_with_id": keep["id"]},
+             status=404)
+    api.call("PUT", f"/v1/persons/{keep['id']}/merge", json={"merge_with_id": keep["id"]},
+             status=400)
+    api.call("PUT", f"/v1/persons/{keep['id']}/merge", json={}, status=400,
+             request_valid=False)
+
+
+def test_merge_organizations_moves_deals_and_persons(api: Api) -> None:
+    keep = api.post(f"{V2}/organizations", {"name": "Acme GmbH"})["data"]
+    lose = api.post(f"{V2}/organizations", {"name": "ACME"})["data"]
+    person = api.post(f"{V2}/persons", {"name": "Bo", "org_id": lose["id"]})["data"]
+    deal = api.post(f"{V2}/deals", {"title": "Deal", "org_id": lose["id"]})["data"]
+    body = api.call("PUT", f"/api/v1/organizations/{lose['id']}/merge",
+                    json={"merge_with_id": keep["id"]})
+    assert body == {"success": True, "data": {"id": keep["id"]}}
+    assert api.get(f"{V2}/persons/{person['id']}")["data"]["org_id"] == keep["id"]
+    assert api.get(f"{V2}/deals/{deal['id']}")["data"]["org_id"] == keep["id"]
+    assert api.get(f"{V2}/organizations/{lose['id']}")["data"]["is_deleted"] is True
+    assert [o["id"] for o in api.get(f"{V2}/organizations")["data"]] == [keep["id"]]
+    api.call("PUT", "/api/v1/organizations/999/merge", json={"merge_with_id": keep["id"]},
+             status=404)
+
+
 # ---- auth and generic errors ---------------------------------------------------------------
 
 AUTH_PROBES = [("GET", f"{V2}/deals"), ("GET", f"{V2}/pipelines/1"), ("POST", f"{V2}/persons"),
@@ -722,10 +944,14 @@ def test_cursor_is_bound_to_its_sort(api: Api) -> None:
                                            "sort_by": "update_time"}, status=400)
 
 
+RETIRED = ("pipelines", "stages", "deals", "persons", "organizations")
+
+
 def test_retired_v1_endpoints_are_gone(api: Api) -> None:
     """"410 Gone - Old resource permanently unavailable" for the v1 CRUD that v2 replaced."""
     retired = [r for r in api.pd.server.app.router.routes
-               if r.template.startswith("/api/v1/") and not r.template.endswith("Fields")]
+               if r.template.startswith("/api/v1/") and not r.template.endswith("/merge")
+               and r.template.split("/")[3] in RETIRED]
     assert {r.template.split("/")[3] for r in retired} == {
         "pipelines", "stages", "deals", "persons", "organizations"}
     for route in retired:
@@ -734,6 +960,13 @@ def test_retired_v1_endpoints_are_gone(api: Api) -> None:
                         json={} if route.method in ("POST", "PUT") else None, status=410)
         assert "v2" in body["error"]
     api.get("/api/v1/dealFields")  # the field definitions are still v1
+
+
+def test_current_user_names_the_company(api: Api) -> None:
+    """v1 `/users/me` (still current): crmsync reads the account's `company_id` from it."""
+    user = api.get("/api/v1/users/me")["data"]
+    assert isinstance(user["company_id"], int)
+    assert user["is_you"] is True
 
 
 def test_unknown_path_and_method(api: Api) -> None:
@@ -745,6 +978,7 @@ def test_unknown_path_and_method(api: Api) -> None:
     assert response.json()["success"] is False
 
 
+@pytest.mark.pipedrive_specs  # the routes are exercised by the spec-validated tests above
 def test_every_route_was_exercised(request: pytest.FixtureRequest,
                                    pd: PipedriveSandbox) -> None:
     """Runs last: every route the emulator registers was called by a test above."""
@@ -753,6 +987,27 @@ def test_every_route_was_exercised(request: pytest.FixtureRequest,
                 if getattr(item, "module", None) is request.module}
     if defined - selected:
         pytest.skip("route coverage is only meaningful when the whole module runs")
-    routes = {(r.method, r.template) for r in pd.server.app.router.routes}
+    routes = {(r.method, _canonical(r.template)) for r in pd.server.app.router.routes}
     assert routes - EXERCISED == set()
 
+
+
+def test_v1_token_costs_are_the_specs(pd: PipedriveSandbox) -> None:
+    """Each v1 route, at both host forms, costs its operation's `x-token-cost`."""
+    from pipedrive_support import load_spec
+
+    from crmsync.sandbox.http import Request
+    from crmsync.sandbox.limits import pipedrive_cost
+
+    paths = load_spec("openapi-v1.yaml")["paths"]
+    checked = 0
+    for route in pd.server.app.router.routes:
+        short = route.template.removeprefix("/api").removeprefix("/v1")
+        operation = paths.get(short, {}).get(route.method.lower())
+        if not route.template.startswith(("/api/v1/", "/v1/")) or operation is None:
+            continue
+        request = Request.build(route.method, route.template, {}, b"")
+        request.route = route.template
+        assert pipedrive_cost(request) == operation["x-token-cost"], route.template
+        checked += 1
+    assert checked == 2 * 18  # fields (5 × 3), recents, two merges; at both forms

@@ -212,6 +212,7 @@ def test_dump_and_load_state_round_trip(fresh: PipedriveSandbox, spec: SpecValid
     fresh.emulator.delete("deals", deal["id"])
     before = {name: _walk(fresh, spec, f"{V2}/{name}")[0]
               for name in ("persons", "organizations", "deals", "pipelines", "stages")}
+    before_gone, _ = _walk(fresh, spec, f"{V2}/deals", status="deleted")
     state = json.loads(json.dumps(fresh.emulator.dump_state()))  # JSON-serialisable
     fresh.emulator.reset()
     assert _walk(fresh, spec, f"{V2}/deals")[0] == []
@@ -219,7 +220,8 @@ def test_dump_and_load_state_round_trip(fresh: PipedriveSandbox, spec: SpecValid
     after = {name: _walk(fresh, spec, f"{V2}/{name}")[0] for name in before}
     assert after == before
     gone, _ = _walk(fresh, spec, f"{V2}/deals", status="deleted")
-    assert [r["id"] for r in gone] == [deal["id"]]
+    assert deal["id"] in [r["id"] for r in gone]
+    assert [r["id"] for r in gone] == [r["id"] for r in before_gone]
     fresh_id = fresh.emulator.create("deals", {"title": "next"})["id"]
     assert fresh_id == deal["id"] + 1  # id counters survive
 
@@ -242,7 +244,8 @@ def test_seed_links_records_and_is_deterministic(fresh: PipedriveSandbox,
     assert all((d["lost_reason"] is not None) == (d["status"] == "lost") for d in deals)
     assert any(not p["emails"] for p in persons)  # some people have no email
     fee = fresh.emulator.fields.key_of("deal", "Monthly fee")
-    assert all(d["custom_fields"][fee]["currency"] == "EUR" for d in deals)
+    assert all(d["custom_fields"][fee]["currency"] == d["currency"] for d in deals)
+    assert {d["currency"] for d in deals} >= {"EUR", "USD", "GBP"}
     first_dump = fresh.emulator.dump_state()
     fresh.reset()
     fresh.emulator.seed(contacts=300, companies=80, deals=200, seed=42)
@@ -265,3 +268,122 @@ def test_clock_may_return_datetimes() -> None:
     moment = datetime(2026, 3, 4, 5, 6, 7, 890_000, tzinfo=UTC)
     emulator = PipedriveEmulator(clock=lambda: moment)
     assert emulator.create_pipeline({"name": "P"})["add_time"] == "2026-03-04T05:06:07Z"
+
+
+def _fields(pd: PipedriveSandbox, spec: SpecValidator, path: str) -> dict[str, Any]:
+    response = pd.session.get(pd.url(f"/api/v1/{path}"), params={"limit": 500}, timeout=30)
+    spec.check(response)
+    return {f["name"]: f for f in response.json()["data"]}
+
+
+def test_seeded_custom_fields_of_every_kind(fresh: PipedriveSandbox,
+                                            spec: SpecValidator) -> None:
+    """Field definitions of each type exist in `…Fields` (40-char keys) and are set on the
+    seeded records; every value passes the emulator's own validation of that type."""
+    fresh.emulator.seed(contacts=200, companies=60, deals=150, seed=5)
+    types: set[str] = set()
+    for path, entity, name in (("dealFields", "deal", "deals"),
+                               ("personFields", "person", "persons"),
+                               ("organizationFields", "organization", "organizations")):
+        custom = {f["key"]: f for f in _fields(fresh, spec, path).values() if f["edit_flag"]}
+        assert all(len(key) == 40 for key in custom)
+        types |= {f["field_type"] for f in custom.values()}
+        rows, _ = _walk(fresh, spec, f"{V2}/{name}")
+        used = {key for row in rows for key in row["custom_fields"]}
+        assert used == set(custom), (entity, set(custom) - used)
+        for row in rows[:50]:  # values are valid input for their field (a PATCH round trip)
+            fresh.emulator.update(name, row["id"], {"custom_fields": row["custom_fields"]})
+    assert types >= {"varchar", "text", "double", "date", "enum", "set", "monetary"}
+    consent = _fields(fresh, spec, "personFields")["Marketing consent"]
+    assert [o["label"] for o in consent["options"]] == ["Yes", "No"]
+
+
+def test_seed_fills_the_applied_pipelines(fresh: PipedriveSandbox, spec: SpecValidator) -> None:
+    """Deals spread over every live pipeline with stages, by stage, so seeding after `apply`
+    fills the pipelines it made."""
+    default = fresh.emulator.default_pipeline()
+    assert default is not None
+    applied = _stages(fresh)
+    fresh.emulator.seed(contacts=100, companies=30, deals=300, seed=9)
+    deals, _ = _walk(fresh, spec, f"{V2}/deals")
+    archived, _ = _walk(fresh, spec, f"{V2}/deals/archived")
+    everything = deals + archived
+    by_stage = {stage: sum(d["stage_id"] == stage for d in everything) for stage in applied}
+    assert all(count > 0 for count in by_stage.values()), by_stage
+    assert {d["pipeline_id"] for d in everything} == {default["id"],
+                                                      fresh.emulator.stages.rows[applied[0]]
+                                                      ["pipeline_id"]}
+    assert all(d["expected_close_date"] for d in everything)
+    assert archived
+    assert all(d["status"] != "open" and d["archive_time"] for d in archived)
+    won = [d for d in everything if d["status"] == "won"]
+    lost = [d for d in everything if d["status"] == "lost"]
+    assert won
+    assert lost
+    assert all(d["won_time"] and d["lost_time"] is None for d in won)
+    assert all(d["lost_time"] and d["won_time"] is None for d in lost)
+
+
+def test_seed_deletes_some_and_ties_many_on_one_second(fresh: PipedriveSandbox,
+                                                       spec: SpecValidator) -> None:
+    fresh.emulator.seed(contacts=500, companies=120, deals=400, seed=3)
+    emulator = fresh.emulator
+    for name in ("persons", "organizations", "deals"):
+        deleted = [r for r in emulator.tables[name].rows.values() if r["is_deleted"]]
+        assert deleted, name
+        live_ids = {r["id"] for r in emulator.tables[name].rows.values() if not r["is_deleted"]}
+        assert {r["id"] for r in _walk(fresh, spec, f"{V2}/{name}")[0]} <= live_ids
+        for row in deleted[:3]:  # readable by id within the 30 days
+            response = fresh.session.get(fresh.url(f"{V2}/{name}/{row['id']}"), timeout=30)
+            spec.check(response)
+            assert response.json()["data"]["is_deleted"] is True
+        seconds = [r["update_time"] for r in emulator.tables[name].rows.values()]
+        assert max(seconds.count(s) for s in set(seconds)) >= len(seconds) // 12
+    # nothing live links to a deleted record
+    gone = {name: {r["id"] for r in emulator.tables[name].rows.values() if r["is_deleted"]}
+            for name in ("persons", "organizations")}
+    live_deals = [d for d in emulator.deals.rows.values() if not d["is_deleted"]]
+    assert not {d["person_id"] for d in live_deals} & gone["persons"]
+    assert not {d["org_id"] for d in live_deals} & gone["organizations"]
+    deleted_deals, _ = _walk(fresh, spec, f"{V2}/deals", status="deleted")
+    assert {d["id"] for d in deleted_deals} == {
+        r["id"] for r in emulator.deals.rows.values() if r["is_deleted"] and not r["is_archived"]}
+    since = (stamp(-31 * 86_400)).replace("T", " ").rstrip("Z")
+    recent = fresh.session.get(fresh.url("/v1/recents"), timeout=30, params={
+        "since_timestamp": since, "items": "person,organization", "limit": 500})
+    spec.check(recent)
+    inactive = {(i["item"], i["id"]) for i in recent.json()["data"]
+                if not i["data"]["active_flag"]}
+    assert inactive == {("person", i) for i in gone["persons"]} | {
+        ("organization", i) for i in gone["organizations"]}
+
+
+@pytest.mark.parametrize("path", ["persons", "organizations", "deals", "deals/archived"])
+def test_an_incremental_sync_query_per_the_spec(fresh: PipedriveSandbox, spec: SpecValidator,
+                                                path: str) -> None:
+    """What sync sends: a window `updated_since` (≥) … `updated_until` (<), sorted by
+    `update_time` either way, 500 a page, cursor to a null `next_cursor`; deleted deals too."""
+    fresh.emulator.seed(contacts=1_500, companies=800, deals=2_600, seed=11)
+    name = path.split("/", maxsplit=1)[0]
+    archived = path.endswith("archived")
+    rows = [r for r in fresh.emulator.tables[name].rows.values()
+            if r.get("is_archived", False) == archived]
+    times = sorted({r["update_time"] for r in rows})
+    since, until = times[len(times) // 10], times[-2]  # the newest second is left out
+    extra = {"status": "open,won,lost,deleted"} if name == "deals" else {}
+    expected = {r["id"] for r in rows if since <= r["update_time"] < until
+                and (name == "deals" or not r["is_deleted"])}
+    page = 7 if archived else PAGE  # few deals are archived
+    assert len(expected) > page  # more than one page
+    for direction in ("asc", "desc"):
+        got, pages = _walk(fresh, spec, f"{V2}/{path}", limit=page, updated_since=since,
+                           updated_until=until, sort_by="update_time",
+                           sort_direction=direction, **extra)
+        assert pages == math.ceil(len(expected) / page)
+        assert [r["id"] for r in got if r["id"] in expected] == [r["id"] for r in got]
+        assert {r["id"] for r in got} == expected
+        assert len(got) == len(expected)  # none twice
+        keys = [(r["update_time"], r["id"]) for r in got]
+        assert keys == sorted(keys, reverse=direction == "desc")
+    if name == "deals":
+        assert any(r["is_deleted"] for r in got)
