@@ -63,9 +63,8 @@ if TYPE_CHECKING:
 LIST_LIMIT = 100  # objects list maximum
 SEARCH_LIMIT = 200  # search maximum (HubSpot changelog, September 2024)
 SEARCH_CAP = 10_000  # results one search query can page through (search guide)
-# v4 association batch/read takes 1,000 inputs since 2025-02-10 (developer changelog); the
-# sandbox still refuses more than 100, so pages are read in chunks of this size.
-ASSOCIATION_READ_MAX = 100
+# v4 association batch/read takes 1,000 inputs since 2025-02-10 (developer changelog).
+ASSOCIATION_READ_MAX = 1_000
 MAX_URL = 6_000  # longer list URLs risk a 414 (dlt-hub/verified-sources#305)
 # Subtracted from a full pass's start before increments take over: HubSpot's search index
 # lags writes by seconds, and our clock may differ from HubSpot's.

@@ -426,7 +426,7 @@ def test_pipedrive_removals_scan_uses_recents(box: Sandbox, fake_time: FakeTime)
     adapter.close()
 
 
-@pytest.mark.parametrize(("search_limit", "calls"), [(200, 3 + 5), (50, 10 + 5)])
+@pytest.mark.parametrize(("search_limit", "calls"), [(200, 3 + 1), (50, 10 + 1)])
 def test_hubspot_long_property_lists_read_by_search_not_a_long_url(
         box: Sandbox, fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch,
         search_limit: int, calls: int) -> None:
@@ -442,7 +442,7 @@ def test_hubspot_long_property_lists_read_by_search_not_a_long_url(
     pages = list(adapter.pull("contacts", None, many))
     assert seen(pages, "contacts") == truth(box, "hubspot", "contacts")
     assert pages[-1].cursor.phase == "incremental"
-    # 450 records: the searches, and one association read per 100 ids.
+    # 450 records: the searches, and one association read (up to 1,000 ids).
     assert sum(p.calls for p in pages) == calls
     adapter.close()
 
@@ -539,4 +539,41 @@ def test_hubspot_archived_scan_pages_and_resumes(box: Sandbox, fake_time: FakeTi
     # Without scan_removals nothing archived is listed: one call.
     quiet = pull_all(adapter, "deals", pages[-1].cursor)
     assert sum(p.calls for p in quiet) == 1
+    adapter.close()
+
+
+@pytest.mark.parametrize("object_type", TYPES)
+def test_full_pull_with_the_crm_field_definitions(adapter: Any, box: Sandbox, crm: str,
+                                                  object_type: ObjectType) -> None:
+    box.seed(crm, contacts=400, companies=100, deals=300)
+    definitions = adapter.field_definitions(object_type)
+    custom = {d.name for d in definitions if d.custom}
+    assert custom  # both sandboxes define custom fields on every type
+    assert not any(len(name) == 40 for name in custom)  # never Pipedrive's hash keys
+    pages = list(adapter.pull(object_type, None, definitions))
+    live = truth(box, crm, object_type)
+    assert seen(pages, object_type) == live
+    records = [r for p in pages for r in p.records]
+    assert custom & {name for r in records for name, value in r.properties.items() if value}
+    for removal in (r for p in pages for r in p.removals):
+        # merged duplicates (HubSpot) and deleted deals (Pipedrive): never live ones
+        assert removal.id not in live
+        assert removal.merged_into is None or removal.merged_into in live
+
+
+def test_hubspot_merge_reports_the_merged_id_with_its_survivor(
+        box: Sandbox, fake_time: FakeTime) -> None:
+    box.seed("hubspot", contacts=30)
+    adapter = HubSpotAdapter(box.url, TOKEN, sleep=fake_time.sleep, clock=fake_time.clock)
+    adapter.records_clock = box.clock
+    cursor = settle(adapter, "contacts", None)
+    box.clock.advance(600)
+    survivor, merged = sorted(truth(box, "hubspot", "contacts"), key=int)[:2]
+    box.hubspot("POST", "/crm/v3/objects/contacts/merge",
+                {"primaryObjectId": survivor, "objectIdToMerge": merged})
+    box.clock.advance(LAG)
+    pages = pull_all(adapter, "contacts", cursor)
+    assert ids(pages) == [survivor]
+    assert [(r.id, r.reason, r.merged_into) for p in pages for r in p.removals] == [
+        (merged, "merged", survivor)]
     adapter.close()
