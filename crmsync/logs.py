@@ -1,8 +1,9 @@
 """Logging set-up from settings: level and format (`text` for people, `json` for cron logs).
 
 Every handler gets a filter that masks the configured tokens, as a last line of defence: no
-code path should log a token, but one that did would print `***` instead. Tokens read later
-(a blueprint's own `token_env:`) join in through `remember_secret`.
+code path should log a token, but one that did would print `***` instead. Every token read
+(settings, a blueprint's own `token_env:`) joins in through `remember_secret`, and
+`mask_known` masks them all in any other text that leaves the program (error messages).
 """
 
 from __future__ import annotations
@@ -32,6 +33,18 @@ def remember_secret(secret: str) -> None:
             _remembered.add(secret)
 
 
+def known_secrets() -> frozenset[str]:
+    """Every token crmsync has read so far (settings and blueprints' `token_env:`)."""
+    with _remembered_lock:
+        return frozenset(_remembered)
+
+
+def mask_known(text: str) -> str:
+    """`text` with every token crmsync has read replaced by `***`: for any message that
+    leaves the program (errors, summaries, JSON), not only log records."""
+    return mask_secrets(text, known_secrets())
+
+
 def mask_secrets(text: str, secrets: Iterable[str]) -> str:
     """`text` with each of `secrets` replaced by `***` wherever it stands as a whole token."""
     for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
@@ -55,7 +68,13 @@ class SecretMaskingFilter(logging.Filter):
             masked = mask_secrets(message, secrets)
             if masked != message:
                 record.msg, record.args = masked, None
+            if record.exc_info:  # a traceback quotes exception messages too
+                text = record.exc_text or _TRACEBACKS.formatException(record.exc_info)
+                record.exc_text = mask_secrets(text, secrets)
         return True
+
+
+_TRACEBACKS = logging.Formatter()
 
 
 class JsonFormatter(logging.Formatter):
@@ -68,8 +87,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        if record.exc_info:  # exc_text: as SecretMaskingFilter masked it
+            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
 
 

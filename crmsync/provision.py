@@ -59,9 +59,11 @@ class _Failure(TypedDict):
 
 
 def _failure(exc: BaseException) -> _Failure:
-    """The `ClientFailure` fields for a client stopped by `exc`."""
+    """The `ClientFailure` fields for a client stopped by `exc` (tokens masked in its text)."""
+    from crmsync.logs import mask_known
+
     error = str(exc) if isinstance(exc, CrmsyncError) else f"unexpected {type(exc).__name__}: {exc}"
-    return {"error": error, "exception": exc}
+    return {"error": mask_known(error), "exception": exc}
 
 
 @dataclass(frozen=True)

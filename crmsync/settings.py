@@ -28,7 +28,8 @@ class Settings(BaseSettings):
     """Everything crmsync reads from its environment. Mirrored in `.env.example`."""
 
     model_config = SettingsConfigDict(
-        env_prefix="CRMSYNC_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="CRMSYNC_", env_file=".env", env_file_encoding="utf-8", extra="ignore",
+        hide_input_in_errors=True,  # a token set in the wrong variable must never be echoed
     )
 
     store_url: str = "sqlite:///crmsync.db"
@@ -49,6 +50,23 @@ class Settings(BaseSettings):
         if scheme not in ("http", "https") or not rest.strip("/"):
             raise ValueError("must be an http(s) URL such as https://api.hubapi.com or, for "
                              "the sandbox, http://127.0.0.1:8765")
+        if scheme == "http" and not _is_loopback(value):
+            # The token would cross the network in cleartext: only this machine may be plain.
+            raise ValueError("must be https:// (plain http:// would send the token in "
+                             "cleartext); http:// is only for this machine: 127.0.0.1, "
+                             "localhost or [::1], as `crmsync sandbox` prints")
+        return value
+
+    @field_validator("hubspot_token", "pipedrive_token", mode="before")
+    @classmethod
+    def _clean_token(cls, value: object) -> object:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            problem = token_problem(value)
+            if problem:  # never the value: a message may end up in a shared log
+                raise ValueError(problem)
+            return value.strip() or None
         return value
 
     def base_url(self, crm: str) -> str:
@@ -68,12 +86,16 @@ class Settings(BaseSettings):
                 env_file = Path(str(self.model_config.get("env_file") or ".env"))
                 if env_file.is_file():
                     value = _read_env_file(env_file).get(token_env)
+            value = (value or "").strip()
             if not value:
                 raise SettingsError(
                     f"the blueprint asks for the {crm} token in ${token_env}, but that variable "
                     "is not set in the environment or in .env",
                     hint=f"Set it to this client's {crm} token, in the shell (`export`) or in .env",
                 )
+            problem = token_problem(value)
+            if problem:
+                raise SettingsError(f"${token_env}: {problem}", hint=_STRAY_CHARACTERS_HINT)
             remember_secret(value)
             return SecretStr(value)
         default: SecretStr | None = getattr(self, f"{crm}_token")
@@ -87,6 +109,37 @@ class Settings(BaseSettings):
             )
         remember_secret(default.get_secret_value())
         return default
+
+
+_STRAY_CHARACTERS_HINT = ("Set the variable to the token alone, as the CRM shows it (a value "
+                          "read from a file or piped through base64 may carry a stray line "
+                          "break)")
+
+
+def token_problem(value: str) -> str | None:
+    """Why `value` cannot be a token (None if it can): whitespace or control characters
+    inside it. Surrounding whitespace is stripped, not refused. Never quotes the value."""
+    if any(c.isspace() or not c.isprintable() for c in value.strip()):
+        return ("the token contains whitespace or control characters; an HTTP header cannot "
+                "carry it (the value is not shown)")
+    return None
+
+
+def _is_loopback(url: str) -> bool:
+    """Does `url` point at this machine (the sandbox): 127.0.0.0/8, ::1 or localhost?"""
+    from ipaddress import ip_address
+    from urllib.parse import urlsplit
+
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _read_env_file(path: Path) -> dict[str, str | None]:
@@ -107,7 +160,7 @@ def load_settings(**overrides: object) -> Settings:
     if env_file.exists():
         _read_env_file(env_file)  # an unreadable .env: our message, not pydantic's traceback
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         # Never the values: a token pasted into the wrong variable must not be echoed.
         problems = "; ".join(
@@ -119,3 +172,9 @@ def load_settings(**overrides: object) -> Settings:
             f"invalid settings: {problems}",
             hint="Fix the variable in the environment or in .env (.env.example lists them all)",
         ) from None
+    from crmsync.logs import remember_secret
+
+    for token in (settings.hubspot_token, settings.pipedrive_token):
+        if token is not None:  # masked in every message from now on, not only in logs
+            remember_secret(token.get_secret_value())
+    return settings

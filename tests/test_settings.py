@@ -130,3 +130,70 @@ class TestTokens:
         for text in (result.output, caplog.text):
             assert TOKEN not in text
             assert OTHER_TOKEN not in text
+
+
+class TestTokenShape:
+    @pytest.mark.parametrize("stray", ["\r\n", "\n", " ", "\t "])
+    def test_surrounding_whitespace_is_stripped(self, monkeypatch: pytest.MonkeyPatch,
+                                                isolated: Path, stray: str) -> None:
+        monkeypatch.setenv("CRMSYNC_HUBSPOT_TOKEN", f"{stray}{TOKEN}{stray}")
+        monkeypatch.setenv("ACME_PIPEDRIVE_TOKEN", f"{OTHER_TOKEN}{stray}")
+        settings = load_settings()
+        assert settings.token("hubspot").get_secret_value() == TOKEN
+        assert settings.token("pipedrive", "ACME_PIPEDRIVE_TOKEN").get_secret_value() == (
+            OTHER_TOKEN)
+
+    def test_crlf_dotenv_token_is_stripped(self, isolated: Path) -> None:
+        (isolated / ".env").write_bytes(f"CRMSYNC_PIPEDRIVE_TOKEN={OTHER_TOKEN}\r\n".encode())
+        assert load_settings().token("pipedrive").get_secret_value() == OTHER_TOKEN
+
+    @pytest.mark.parametrize("inner", [" ", "\t", "\r\n", "\x1b", "\u00a0"])
+    def test_inner_whitespace_or_control_characters_are_refused_without_the_value(
+            self, monkeypatch: pytest.MonkeyPatch, inner: str) -> None:
+        half = len(TOKEN) // 2
+        monkeypatch.setenv("CRMSYNC_HUBSPOT_TOKEN", TOKEN[:half] + inner + TOKEN[half:])
+        with pytest.raises(SettingsError, match="CRMSYNC_HUBSPOT_TOKEN: the token contains"
+                           ) as caught:
+            load_settings()
+        assert TOKEN[:half] not in str(caught.value)
+        assert TOKEN[half:] not in str(caught.value)
+        with pytest.raises(Exception) as raw:  # noqa: PT011 -- pydantic's own, never echoing
+            Settings()
+        assert TOKEN[half:] not in str(raw.value)
+
+    def test_a_blueprint_token_with_inner_whitespace_names_its_variable(
+            self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("ACME_HUBSPOT_TOKEN", f"{TOKEN} {TOKEN}")
+        with pytest.raises(SettingsError, match=r"\$ACME_HUBSPOT_TOKEN: the token contains"
+                           ) as caught:
+            Settings().token("hubspot", "ACME_HUBSPOT_TOKEN")
+        assert TOKEN not in str(caught.value)
+
+    def test_settings_tokens_are_masked_in_any_message(self, monkeypatch: pytest.MonkeyPatch
+                                                       ) -> None:
+        from crmsync.logs import mask_known
+
+        monkeypatch.setenv("CRMSYNC_PIPEDRIVE_TOKEN", OTHER_TOKEN)
+        load_settings()  # never asked for the token, yet it is known
+        assert mask_known(f"header {OTHER_TOKEN!r} refused") == "header '***' refused"
+
+
+class TestBaseUrls:
+    @pytest.mark.parametrize("url", ["http://api.hubapi.com", "http://10.0.0.5:8765",
+                                     "http://example.com/127.0.0.1", "http://localhost.evil.com"])
+    @pytest.mark.parametrize("crm", ["hubspot", "pipedrive"])
+    def test_plain_http_to_another_host_is_refused(self, monkeypatch: pytest.MonkeyPatch,
+                                                   crm: str, url: str) -> None:
+        monkeypatch.setenv(f"CRMSYNC_{crm.upper()}_BASE_URL", url)
+        with pytest.raises(SettingsError, match=f"CRMSYNC_{crm.upper()}_BASE_URL: must be "
+                           "https://") as caught:
+            load_settings()
+        assert "cleartext" in str(caught.value)
+
+    @pytest.mark.parametrize("url", ["http://127.0.0.1:8765", "http://localhost:8765/",
+                                     "http://[::1]:8765", "http://127.0.0.2",
+                                     "https://acme.pipedrive.com"])
+    def test_loopback_and_https_are_accepted(self, monkeypatch: pytest.MonkeyPatch,
+                                             url: str) -> None:
+        monkeypatch.setenv("CRMSYNC_PIPEDRIVE_BASE_URL", url)
+        assert load_settings().base_url("pipedrive") == url.rstrip("/")

@@ -22,6 +22,7 @@ masked in every message and log line it produces.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -31,10 +32,12 @@ import ssl
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from urllib.parse import urljoin, urlsplit
 
 import requests
 import urllib3.exceptions
@@ -214,17 +217,23 @@ class Pacer:
 
     - **fixed windows** (Pipedrive's `x-ratelimit-reset`: seconds until the window frees), each
       request waits `time_left / (remaining + 1)`, spreading what is left over what remains of
-      the window; with nothing left it waits for the whole window;
+      the window; with nothing left it waits for the window to reopen, and claims beyond
+      that wait for our own earlier requests to age out of it (the burst window is rolling);
     - **rolling windows** (HubSpot's `-Interval-Milliseconds`), requests are spaced at the
       sustainable rate `interval / limit`; with nothing left, the next one waits until the
       oldest of our own recent requests has aged out of the interval (a slot frees then), or
       the whole interval when the budget was spent by someone else.
 
-    Between responses the pacer counts its own requests down, so a reply without headers does
-    not reset it. Buckets keep separate limits apart (HubSpot's search has its own);
-    `min_intervals` adds a fixed minimum spacing for a bucket whose limit has no headers.
-    Times of our requests are taken when their answer arrived: the latest the CRM can have
-    counted them, so ageing-out estimates err on the late (safe) side.
+    One pacer is shared by every thread sending to one CRM account, so a request **claims its
+    slot under the lock**: its send time is reserved and `remaining` counted down before it
+    sleeps, and the next thread plans after it. A response's `remaining` is reduced by the
+    requests other threads have claimed but not yet seen answered, and by those answered
+    while it was on its way (the CRM may not have counted either yet); a response to an
+    earlier claim than the last one applied is not allowed to undo it. Buckets keep separate
+    limits apart (HubSpot's search has its own); `min_intervals` adds a fixed minimum spacing
+    for a bucket whose limit has no headers. Times of our requests are taken when their answer
+    arrived: the latest the CRM can have counted them, so ageing-out estimates err on the late
+    (safe) side.
     """
 
     _LOG_SIZE = 1_000  # requests remembered per bucket; more than any window allows
@@ -235,72 +244,152 @@ class Pacer:
         self._sleep = sleep
         self._pace_below = pace_below
         self._min_intervals = dict(min_intervals or {})
-        self._windows: dict[str, tuple[RateLimit, float]] = {}
-        self._last_sent: dict[str, float] = {}
-        self._done: dict[str, deque[float]] = {}
+        self._buckets: dict[str, _Bucket] = {}
         self._lock = threading.Lock()
+        self._claims = itertools.count()
+        self._tickets = threading.local()  # per thread: bucket -> its claim not yet answered
 
     def delay(self, bucket: str) -> float:
-        """Seconds to wait before the next request in `bucket` (0 when none)."""
-        now = self._clock()
-        wait = 0.0
+        """Seconds the next request in `bucket` would wait (0 when none); claims nothing."""
         with self._lock:
-            window = self._windows.get(bucket)
-            if window is not None:
-                limit, observed_at = window
-                if limit.remaining <= self._threshold(limit):
-                    if limit.rolling:
-                        wait = self._rolling_wait(bucket, limit, observed_at, now)
-                    else:
-                        time_left = limit.window_seconds - (now - observed_at)
-                        if time_left > 0:
-                            wait = time_left / (max(limit.remaining, 0) + 1)
-            spacing = self._min_intervals.get(bucket)
-            last = self._last_sent.get(bucket)
-            if spacing and last is not None:
-                wait = max(wait, last + spacing - now)
-        return max(wait, 0.0)
+            now = self._clock()
+            return max(self._send_at(bucket, now) - now, 0.0)
 
     def before_request(self, bucket: str) -> float:
-        """Sleep as long as `delay` says, then count the request; returns the seconds slept."""
-        wait = self.delay(bucket)
+        """Claim the next slot in `bucket`, then sleep until it comes; returns the seconds slept.
+
+        Every `before_request` must be followed by `after_response` from the same thread.
+        """
+        tickets = self._my_tickets()
+        with self._lock:
+            now = self._clock()
+            send_at = self._send_at(bucket, now)
+            state = self._bucket(bucket)
+            unanswered = tickets.get(bucket)
+            if unanswered is not None:  # one request per thread and bucket at a time
+                state.in_flight.pop(unanswered, None)
+            ticket = next(self._claims)
+            state.in_flight[ticket] = None
+            state.last_claimed = send_at
+            if state.window is not None:
+                state.window = replace(state.window, remaining=state.window.remaining - 1)
+            tickets[bucket] = ticket
+        wait = max(send_at - now, 0.0)
         if wait > 0:
             log.debug("pacing %s: waiting %.2fs before the next request", bucket, wait)
             self._sleep(wait)
-        with self._lock:
-            self._last_sent[bucket] = self._clock()
-            window = self._windows.get(bucket)
-            if window is not None:
-                limit, observed_at = window
-                self._windows[bucket] = (replace(limit, remaining=limit.remaining - 1),
-                                         observed_at)
+        with self._lock:  # from now on, answers to others may not be counted in ours
+            if ticket in state.in_flight:
+                state.in_flight[ticket] = state.answered
         return wait
 
     def after_response(self, bucket: str, limit: RateLimit | None) -> None:
         """Log the finished request; record the window its response reported, if any."""
-        now = self._clock()
+        ticket = self._my_tickets().pop(bucket, None)
         with self._lock:
-            self._done.setdefault(bucket, deque(maxlen=self._LOG_SIZE)).append(now)
-            if limit is not None:  # the reported window already counts this request
-                self._windows[bucket] = (limit, now)
+            now = self._clock()
+            state = self._bucket(bucket)
+            state.done.append(now)
+            state.answered += 1
+            sent_after = state.in_flight.pop(ticket, None) if ticket is not None else None
+            if limit is None:
+                return  # the claim already counted this request down
+            if ticket is not None and ticket < state.observed_ticket:
+                return  # a later request's report is newer: this one would undo it
+            # The report counts this request. It may not count those still in flight, nor
+            # those answered while it was on its way (they may have reached the CRM after it).
+            overlapped = state.answered - 1 - sent_after if sent_after is not None else 0
+            unseen = len(state.in_flight) + overlapped
+            state.window = replace(limit, remaining=limit.remaining - unseen)
+            state.observed_at = now
+            state.observed_ticket = ticket if ticket is not None else state.observed_ticket
+            state.longest_window = max(state.longest_window, limit.window_seconds)
 
-    def _rolling_wait(self, bucket: str, limit: RateLimit, observed_at: float,
-                      now: float) -> float:
-        done = self._done.get(bucket, deque())
+    def _my_tickets(self) -> dict[str, int]:
+        tickets: dict[str, int] | None = getattr(self._tickets, "by_bucket", None)
+        if tickets is None:
+            tickets = self._tickets.by_bucket = {}
+        return tickets
+
+    def _bucket(self, bucket: str) -> _Bucket:
+        state = self._buckets.get(bucket)
+        if state is None:
+            state = self._buckets[bucket] = _Bucket(deque(maxlen=self._LOG_SIZE))
+        return state
+
+    def _send_at(self, bucket: str, now: float) -> float:
+        """When the next request in `bucket` may go out (called under the lock)."""
+        state = self._bucket(bucket)
+        send_at = now
+        limit = state.window
+        if limit is not None and limit.remaining <= self._threshold(limit):
+            paced = (self._rolling_send_at(state, limit, now) if limit.rolling
+                     else self._fixed_send_at(state, limit, now))
+            send_at = max(send_at, paced)
+        spacing = self._min_intervals.get(bucket)
+        if spacing and state.last_claimed is not None:
+            send_at = max(send_at, state.last_claimed + spacing)
+        return send_at
+
+    @staticmethod
+    def _fixed_send_at(state: _Bucket, limit: RateLimit, now: float) -> float:
+        base = now if state.last_claimed is None else max(now, state.last_claimed)
+        reopens = state.observed_at + limit.window_seconds
+        if limit.remaining >= 0:
+            return base + max(reopens - base, 0.0) / (limit.remaining + 1)
+        # More claims than the window had left. Pipedrive's burst window is a rolling 2 s one
+        # (https://pipedrive.readme.io/docs/core-api-concepts-rate-limiting) that frees a
+        # slot as each request ages out: the n-th claim beyond the budget waits for the n-th
+        # oldest of our own requests to leave it, the window being the longest reset seen.
+        window = max(state.longest_window, limit.window_seconds)
+        ours = [t for t in state.done if t > now - window]
+        needed = 1 - limit.remaining
+        if now >= reopens and limit.limit:
+            # The reported window has reset since: our own requests are all we know of.
+            busy = len(ours) + len(state.in_flight)
+            if busy < limit.limit:
+                return now
+            needed = busy - limit.limit + 1
+        if len(ours) >= needed:
+            return max(reopens, ours[needed - 1] + window)
+        return max(reopens, base + window / (limit.limit or 1))
+
+    @staticmethod
+    def _rolling_send_at(state: _Bucket, limit: RateLimit, now: float) -> float:
+        pace = limit.window_seconds / (limit.limit or max(limit.remaining, 0) + 1)
         if limit.remaining > 0:
-            last = done[-1] if done else None
-            pace = limit.window_seconds / (limit.limit or limit.remaining + 1)
-            return 0.0 if last is None else last + pace - now
+            latest = [t for t in (state.done[-1] if state.done else None, state.last_claimed)
+                      if t is not None]
+            return max(latest) + pace if latest else now
+        # The n-th claim beyond the budget waits for the n-th slot to free: the n-th oldest of
+        # our own requests still in the window ageing out.
+        needed = 1 - limit.remaining
         horizon = now - limit.window_seconds
-        ours = [t for t in done if t > horizon]
-        if ours:
-            return ours[0] + limit.window_seconds - now
-        return limit.window_seconds - (now - observed_at)
+        ours = [t for t in state.done if t > horizon]
+        if len(ours) >= needed:
+            return ours[needed - 1] + limit.window_seconds
+        after_last = state.last_claimed + pace if state.last_claimed is not None else now
+        return max(state.observed_at + limit.window_seconds, after_last)
 
     def _threshold(self, limit: RateLimit) -> int:
         if limit.limit:
             return max(1, math.ceil(limit.limit * self._pace_below))
         return 1
+
+
+@dataclass
+class _Bucket:
+    """What a pacer knows about one bucket's window (guarded by the pacer's lock)."""
+
+    done: deque[float]  # when our recent requests were answered, oldest first
+    window: RateLimit | None = None  # the last report, `remaining` counted down by claims since
+    observed_at: float = 0.0
+    observed_ticket: int = -1  # the claim whose response made the last report
+    longest_window: float = 0.0
+    last_claimed: float | None = None  # the send time reserved by the latest claim
+    # claims not yet answered -> `answered` when they were sent (None: not sent yet)
+    in_flight: dict[int, int | None] = field(default_factory=dict)
+    answered: int = 0  # responses seen so far
 
 
 # --------------------------------------------------------------------------------------------
@@ -453,14 +542,15 @@ class HttpPolicy:
 
     def _attempt(self, send: Callable[[], Reply[T]], *, what: str, bucket: str) -> T:
         self.pacer.before_request(bucket)
+        limit: RateLimit | None = None
         try:
             reply = send()
+            headers = lower_headers(reply.headers)
+            limit = self.dialect.read_rate_limit(headers)
         except _TRANSIENT_EXCEPTIONS as exc:
-            self.pacer.after_response(bucket, None)
             raise self.classify_exception(exc, what=what) from exc
-        headers = lower_headers(reply.headers)
-        limit = self.dialect.read_rate_limit(headers)
-        self.pacer.after_response(bucket, limit)
+        finally:  # whatever happened, the claim is settled (a leaked one would slow all)
+            self.pacer.after_response(bucket, limit)
         error = self.classify_reply(reply.status, headers, reply.body, what=what, limit=limit)
         if error is not None:
             raise error
@@ -473,9 +563,11 @@ class HttpPolicy:
         limit: RateLimit | None = None,
     ) -> RemoteError | None:
         """None for success; otherwise the RemoteError this status means (retriable or fatal)."""
-        if 0 < status < 400:
+        if 0 < status < 300:
             return None
         headers = lower_headers(headers)
+        if 300 <= status < 400:
+            return self._redirect_error(status, headers.get("location"), what)
         message = self._message(status, body, what)
         retry_after = parse_retry_after(headers.get("retry-after"))
         if status == 429:
@@ -490,6 +582,23 @@ class HttpPolicy:
         if status == 401:
             return TokenRefusedError(self.crm, message, status=status)
         return FatalRemoteError(self.crm, message, status=status)
+
+    def _redirect_error(self, status: int, location: str | None, what: str) -> FatalRemoteError:
+        # No redirect is followed (requests would carry Pipedrive's x-api-token to any host it
+        # is sent to; the HubSpot SDK's urllib3 has redirects off): say where it pointed, by
+        # origin only, since a Location's path or query may carry anything.
+        base = self.endpoint.base_url if self.endpoint else None
+        target = urljoin(base + "/", location) if base and location else location
+        where = "no Location"
+        if target and not urlsplit(target).netloc:
+            where = "its own origin"  # a relative Location, and no base URL to resolve it
+        elif target:
+            origin = _origin(target)
+            same = base is not None and origin == _origin(base)
+            where = f"{'its own origin' if same else 'another origin'}, {origin}"
+        return FatalRemoteError(self.crm, self.mask(
+            f"a redirect ({where}), which crmsync does not follow: the token must not travel "
+            f"anywhere but the configured base URL ({what})"), status=status)
 
     def classify_exception(self, exc: BaseException, *, what: str) -> TransportError:
         """A transport failure (timeout, refused or dropped connection) as a retriable error."""
@@ -515,6 +624,11 @@ class HttpPolicy:
         if error.status == 403:
             return (f"{name} accepted the token but not this request: check the token's "
                     "scopes (HubSpot private app) or the user's permissions (Pipedrive)")
+        if error.status is not None and 300 <= error.status < 400:
+            setting = endpoint.base_url_setting if endpoint else None
+            now = f" (now {endpoint.base_url})" if endpoint else ""
+            return (f"Check {setting or 'the base URL'}{now}: it must be {name}'s API address "
+                    "itself (or `crmsync sandbox`), not a page or proxy that redirects")
         if isinstance(error, FatalRemoteError):
             return None
         if error.retry_after is not None and error.retry_after > self._max_retry_after:
@@ -673,6 +787,19 @@ def _transport_failure(exc: BaseException) -> _TransportFailure:  # noqa: PLR091
                                  timed_out=True)
     return _TransportFailure("connection failed: the connection to {where} broke before the "
                              f"answer arrived ({_short(f'{type(exc).__name__}: {exc}')})")
+
+
+def _origin(url: str) -> str:
+    """`scheme://host[:port]` of `url`, without any user info, path or query."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "an unreadable address"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
 
 
 def _short(text: str, width: int = 160) -> str:

@@ -59,6 +59,21 @@ PAGE_SIZE = 500  # the v2 maximum for list endpoints (`limit`, "a maximum value 
 DEAL_LISTINGS = ("/deals", "/deals/archived")
 
 
+class TokenSession(requests.Session):
+    """A session that never carries `x-api-token` to another host on a redirect.
+
+    `requests` strips only `Authorization` when a redirect leaves the origin
+    (`Session.rebuild_auth`); Pipedrive's token header would go along. `_request` does not
+    follow redirects at all; this guards any other request made on the session.
+    """
+
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest,
+                     response: requests.Response) -> None:
+        super().rebuild_auth(prepared_request, response)
+        if self.should_strip_auth(str(response.request.url), str(prepared_request.url)):
+            prepared_request.headers.pop("x-api-token", None)
+
+
 class PipedriveAdapter(PipedriveRecords):
     """A `CrmAdapter` for one Pipedrive company account."""
 
@@ -82,7 +97,7 @@ class PipedriveAdapter(PipedriveRecords):
         self._api = f"{base_url.rstrip('/')}/api/v2"
         self._timeouts = request_timeouts(timeout)
         self._page_size = page_size
-        self._session = session or requests.Session()
+        self._session = session or TokenSession()
         self._session.headers["x-api-token"] = secret
         self._session.headers["Accept"] = "application/json"
         self.policy = policy or HttpPolicy(
@@ -305,8 +320,10 @@ class PipedriveAdapter(PipedriveRecords):
         url = (api or self._api) + path
 
         def send() -> Reply[dict[str, Any]]:
+            # Never follow a redirect: requests would resend x-api-token to wherever it
+            # points (it strips only Authorization); the policy reports the 3xx instead.
             response = self._session.request(method, url, params=params, json=json,
-                                             timeout=self._timeouts)
+                                             timeout=self._timeouts, allow_redirects=False)
             body = parse_body(response.content) if response.content else {}
             return Reply(response.status_code, response.headers, body=body,
                          value=body if isinstance(body, dict) else {})

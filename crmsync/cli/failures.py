@@ -14,6 +14,7 @@ from typing import NoReturn
 import click
 
 from crmsync.errors import ConfigError, CrmsyncError
+from crmsync.logs import mask_known
 
 EXIT_ERROR = 1
 EXIT_LEASE_HELD = 4  # another run holds the client's lease (`apply`, later `sync`)
@@ -32,9 +33,16 @@ def exit_with(code: int) -> NoReturn:
 def describe(exc: BaseException) -> str:
     """One paragraph for `exc`; findings of a ConfigError are joined one per line."""
     if isinstance(exc, CrmsyncError):
-        return str(exc)
-    return (f"unexpected {type(exc).__name__}: {exc}. This is a bug in crmsync: run the same "
-            "command with --debug to see the traceback, and please report it")
+        return mask_known(str(exc))
+    # A library's exception may quote what it was given (requests' InvalidHeader quotes the
+    # header value): every token crmsync has read is masked.
+    return mask_known(f"unexpected {type(exc).__name__}: {exc}. This is a bug in crmsync: run "
+                      "the same command with --debug to see the traceback, and please report it")
+
+
+def _secho(text: str, **style: object) -> None:
+    """`click.secho` to stderr with every known token masked: the one way out for errors."""
+    click.secho(mask_known(text), err=True, **style)  # type: ignore[arg-type]
 
 
 def echo_error(exc: BaseException, *, debug: bool = False, name: str | None = None,
@@ -45,26 +53,26 @@ def echo_error(exc: BaseException, *, debug: bool = False, name: str | None = No
     after apply: …"); a config's findings are always shown one per line.
     """
     if debug:
-        click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+        _secho("".join(traceback.format_exception(exc)).rstrip())
     if isinstance(exc, ConfigError) and exc.findings:
         if name:
-            click.secho(f"error: {name}: invalid blueprint", fg="red", err=True)
+            _secho(f"error: {name}: invalid blueprint", fg="red")
         for finding in exc.findings:
-            click.secho(f"  {finding}" if name else f"error: {finding}", fg="red", err=True)
+            _secho(f"  {finding}" if name else f"error: {finding}", fg="red")
             if finding.hint:
-                click.echo(f"{'    ' if name else '  '}hint: {finding.hint}", err=True)
+                _secho(f"{'    ' if name else '  '}hint: {finding.hint}")
         if exc.hint:
-            click.echo(f"{'    ' if name else '  '}hint: {exc.hint}", err=True)
+            _secho(f"{'    ' if name else '  '}hint: {exc.hint}")
         return
     echo_message(message or describe(exc), name=name)
 
 
 def echo_message(message: str, *, name: str | None = None) -> None:
-    """`error: [NAME: ]first line`, further lines indented under it."""
+    """`error: [NAME: ]first line`, further lines indented under it (tokens masked)."""
     first, *rest = message.splitlines() or [""]
-    click.secho(f"error: {name}: {first}" if name else f"error: {first}", fg="red", err=True)
+    _secho(f"error: {name}: {first}" if name else f"error: {first}", fg="red")
     for line in rest:
-        click.secho(f"  {line}", fg="red", err=True)
+        _secho(f"  {line}", fg="red")
 
 
 def report_failure(exc: BaseException, *, debug: bool) -> int:
@@ -81,7 +89,7 @@ def report_failure(exc: BaseException, *, debug: bool) -> int:
             isinstance(exc, click.exceptions.Abort)
             and isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt)):
         if debug:
-            click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+            _secho("".join(traceback.format_exception(exc)).rstrip())
         click.echo("Interrupted.", err=True)
         return EXIT_INTERRUPTED
     if isinstance(exc, click.exceptions.Abort):  # end of input at a prompt

@@ -187,6 +187,10 @@ class _IndentedDumper(yaml.SafeDumper):
     def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
         super().increase_indent(flow, False)
 
+    def ignore_aliases(self, data: object) -> bool:
+        # Never `&id001` / `*id001`: the loader refuses aliases in blueprints.
+        return True
+
 
 def to_yaml(data: dict[str, Any], *, crm: str, exported_at: dt.date | None = None) -> str:
     """Blueprint data as YAML text with a short header; non-ASCII labels stay readable."""

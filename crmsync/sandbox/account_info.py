@@ -65,4 +65,6 @@ def register_hubspot(router: Router) -> None:
 
 
 def register_pipedrive(router: Router) -> None:
-    router.add("GET", PIPEDRIVE_ME_PATH, pipedrive_me, crm="pipedrive")
+    # Like every v1 path, at both host forms: `/api/v1/…` and the v1 spec's own `/v1/…`.
+    for path in (PIPEDRIVE_ME_PATH, PIPEDRIVE_ME_PATH.removeprefix("/api")):
+        router.add("GET", path, pipedrive_me, crm="pipedrive")

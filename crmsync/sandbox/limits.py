@@ -191,6 +191,7 @@ _PIPEDRIVE_COSTS: dict[tuple[str, str], int] = {
              for m, tail, c in (("GET", "", 20), ("POST", "", 10), ("GET", "/{id}", 2),
                                 ("PUT", "/{id}", 10), ("DELETE", "/{id}", 6))),
            ("GET", "/recents", 20),
+           ("GET", "/users/me", 2),
            ("PUT", "/persons/{id}/merge", 40),
            ("PUT", "/organizations/{id}/merge", 40))},
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,7 @@ import urllib3.exceptions
 from crmsync.adapters.http_policy import (
     HUBSPOT,
     PIPEDRIVE,
+    Endpoint,
     HttpPolicy,
     Pacer,
     RateLimit,
@@ -158,3 +160,62 @@ def test_secrets_are_masked() -> None:
     assert "pat-na1-secret" not in str(error)
     assert "bad token ***" in str(error)
     assert "pat-na1-secret" not in repr(policy)
+
+
+@pytest.mark.parametrize(("location", "where"), [
+    ("/crm/v3/elsewhere", "its own origin, https://api.hubapi.com"),
+    ("https://user:pw@evil.example:8443/steal?token=x", "another origin, https://evil.example:8443"),
+    (None, "no Location"),
+])
+def test_a_redirect_is_fatal_and_names_only_the_origin(location: str | None, where: str) -> None:
+    policy = HttpPolicy(HUBSPOT, secrets=["pat-na1-secret"],
+                        endpoint=Endpoint("https://api.hubapi.com", "CRMSYNC_HUBSPOT_BASE_URL"))
+    headers = {"Location": location} if location else {}
+    attempts: list[int] = []
+
+    def send() -> Reply[str]:
+        attempts.append(1)
+        return Reply(301, headers, value="never used")
+
+    with pytest.raises(FatalRemoteError) as caught:
+        policy.call(send, what="list deal pipelines")
+    message = str(caught.value)
+    assert f"hubspot answered 301: a redirect ({where}), which crmsync does not follow" in message
+    assert "Check CRMSYNC_HUBSPOT_BASE_URL (now https://api.hubapi.com)" in message
+    assert "steal" not in message
+    assert "pw" not in message
+    assert len(attempts) == 1  # fatal: never retried
+
+
+def test_a_relative_redirect_without_a_known_base_url_is_its_own_origin() -> None:
+    error = HttpPolicy(PIPEDRIVE).classify_reply(302, {"Location": "/login"}, b"", what="x")
+    assert isinstance(error, FatalRemoteError)
+    assert "a redirect (its own origin), which crmsync does not follow" in str(error)
+
+
+def test_a_report_counts_requests_other_threads_still_await_and_never_goes_back(
+    fake_time: FakeTime,
+) -> None:
+    """One pacer, two threads: the report that arrives first must not assume the other
+    thread's request was counted, and that request's later (older) report must not undo it."""
+    pacer = Pacer(clock=fake_time.clock, sleep=fake_time.sleep)
+    claimed, answer = threading.Event(), threading.Event()
+
+    def slow_request() -> None:
+        pacer.before_request("default")
+        claimed.set()
+        answer.wait(timeout=10)
+        # counted by HubSpot before ours, so it says more remained than ours did
+        pacer.after_response("default", RateLimit(2, 100, 10.0, rolling=True))
+
+    other = threading.Thread(target=slow_request)
+    other.start()
+    assert claimed.wait(timeout=10)
+    pacer.before_request("default")
+    pacer.after_response("default", RateLimit(1, 100, 10.0, rolling=True))
+    # 1 left, but the other thread's request may take it: wait for a slot to free (10 s),
+    # not just the 0.1 s spacing of a window with room
+    assert pacer.delay("default") == pytest.approx(10.0)
+    answer.set()
+    other.join(timeout=10)
+    assert pacer.delay("default") == pytest.approx(10.0)

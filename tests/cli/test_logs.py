@@ -50,3 +50,17 @@ def test_masking_filter_ignores_empty_secrets() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "value %s", ("abc",), None)
     assert SecretMaskingFilter(["", "zzz"]).filter(record)
     assert record.getMessage() == "value abc"
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_tokens_are_masked_in_logged_tracebacks(capsys: pytest.CaptureFixture[str],
+                                                fmt: str) -> None:
+    token = "pat-na1-traceback-0f1e2d3c"
+    configure_logging("DEBUG", fmt, secrets=[token])
+    try:
+        raise ValueError(f"Invalid header value {token!r}")
+    except ValueError:
+        logging.getLogger("crmsync.test").debug("diff failed", exc_info=True)
+    err = capsys.readouterr().err
+    assert "Invalid header value '***'" in err
+    assert token not in err

@@ -100,7 +100,9 @@ class World:
             self.monkeypatch.setenv(data["token_env"], token or self.token)
         path = self.configs / f"{name or data['client']}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), "utf-8")
+        # A copy, so a list used twice is written out twice: blueprints refuse YAML aliases.
+        plain = json.loads(json.dumps(data))
+        path.write_text(yaml.safe_dump(plain, allow_unicode=True, sort_keys=False), "utf-8")
         return path
 
     def applied(self, data: dict[str, Any]) -> Path:

@@ -761,6 +761,8 @@ def test_v1_answers_at_both_host_forms(api: Api) -> None:
                 assert api.get(path)["data"] == api.get("/api" + path)["data"]
         elif name == "recents":
             api.get(path, params={"since_timestamp": "2025-12-31 00:00:00"})
+        elif path.endswith("/users/me"):  # current in v1 (account_info.py)
+            assert api.get(path)["data"] == api.get("/api" + path)["data"]
         else:  # a retired v1 CRUD endpoint: gone at both forms
             target = path.replace("{id}", "1") + ("?term=ab" if path.endswith("search") else "")
             api.call(method, target, json={} if method in ("POST", "PUT") else None,
@@ -1010,4 +1012,4 @@ def test_v1_token_costs_are_the_specs(pd: PipedriveSandbox) -> None:
         request.route = route.template
         assert pipedrive_cost(request) == operation["x-token-cost"], route.template
         checked += 1
-    assert checked == 2 * 18  # fields (5 × 3), recents, two merges; at both forms
+    assert checked == 2 * 19  # fields (5 × 3), recents, users/me, two merges; both forms
