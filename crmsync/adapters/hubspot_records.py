@@ -434,7 +434,9 @@ class HubSpotRecords:
         timeouts = getattr(self, "_timeouts", None) or request_timeouts(30.0)
 
         def send() -> Reply[dict[str, Any]]:
-            response = session.request(method, url, params=params, json=json, timeout=timeouts)
+            # No redirect is followed (the policy reports one), as with the SDK's calls.
+            response = session.request(method, url, params=params, json=json, timeout=timeouts,
+                                       allow_redirects=False)
             body = parse_body(response.content) if response.content else {}
             return Reply(response.status_code, response.headers, body=body,
                          value=body if isinstance(body, dict) else {})

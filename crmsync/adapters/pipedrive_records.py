@@ -308,7 +308,9 @@ class PipedriveRecords:
         """One GET through the policy (the adapter's session carries the token)."""
 
         def send() -> Reply[dict[str, Any]]:
-            response = self._session.get(url, params=params, timeout=self._timeouts)
+            # No redirect is followed (the policy reports one): the token must stay home.
+            response = self._session.get(url, params=params, timeout=self._timeouts,
+                                         allow_redirects=False)
             body = parse_body(response.content) if response.content else {}
             return Reply(response.status_code, response.headers, body=body,
                          value=body if isinstance(body, dict) else {})
