@@ -111,6 +111,9 @@ class HubSpotRecords:
     # Wall-clock time in POSIX seconds (pass starts, the search lag); tests put the sandbox's
     # clock here.
     records_clock: Callable[[], float] = time.time
+    # How long HubSpot's search index may trail a write (CRMSYNC_HUBSPOT_SEARCH_LAG_SECONDS):
+    # records modified that recently wait for the next run.
+    search_lag: dt.timedelta = SEARCH_LAG
 
     # -- the interface ------------------------------------------------------------------------
 
@@ -221,7 +224,7 @@ class HubSpotRecords:
         token = cursor.token
         guard.check(token)
         high, high_id = cursor.high_water, cursor.high_water_id
-        settled = self._records_now() - SEARCH_LAG
+        settled = self._records_now() - self.search_lag
         finished = False
         while True:
             gathered: list[dict[str, Any]] = []
