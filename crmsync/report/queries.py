@@ -130,6 +130,7 @@ def contact_rows(store: Store, client: str, *, batch: int = 2000) -> Iterator[Co
     by_company = exists().where(
         company_link.c.client == client, company_link.c.from_type == "contacts",
         company_link.c.from_id == contacts.c.id, company_link.c.to_type == "companies",
+        companies.c.id == company_link.c.to_id, companies.c.deleted_at.is_(None),
         deal_link.c.client == client, deal_link.c.from_type == "deals",
         deal_link.c.to_type == "companies", deal_link.c.to_id == company_link.c.to_id,
         deals.c.id == deal_link.c.from_id, open_deal)
