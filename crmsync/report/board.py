@@ -140,6 +140,7 @@ class Handoff:
     waiting: tuple[WaitingContact, ...]
     unlinked: tuple[UnlinkedDeal, ...]
     held_back: tuple[HeldBackContact, ...]
+    contacts: int = 0  # live contacts read
 
     @property
     def no_email(self) -> int:
@@ -386,8 +387,9 @@ def _handoff(blueprint: Blueprint, contacts: Iterable[ContactRow],
     waiting: list[WaitingContact] = []
     held: list[HeldBackContact] = []
     field_seen = False
-    qualified = 0
+    qualified = seen = 0
     for contact in contacts:
+        seen += 1
         no_email = not (contact.email and contact.email.strip())
         no_consent = contact.consent is False
         if no_email or no_consent:
@@ -408,7 +410,7 @@ def _handoff(blueprint: Blueprint, contacts: Iterable[ContactRow],
                                           contact.owner_id, since, days))
     waiting.sort(key=lambda c: (-c.days_waiting, c.contact_id))
     return Handoff(rule.field, rule.values, limit, field_seen, qualified, tuple(waiting),
-                   unlinked, tuple(held))
+                   unlinked, tuple(held), seen)
 
 
 def _with_hints(board: Board) -> Board:
@@ -423,7 +425,8 @@ def hints_for(board: Board) -> list[Hint]:
     for pipeline in board.pipelines:
         prefix = f"{pipeline.label}: " if several else ""
         counts = [s.open_deals for s in pipeline.stages]
-        if len(counts) >= 2 and (counts[0] == 0 or counts[0] < sum(counts[1:]) / len(counts[1:])):
+        if (len(counts) >= 2 and pipeline.open_deals
+                and counts[0] < sum(counts[1:]) / len(counts[1:])):
             hints.append(Hint("acquisition", prefix + words.text(
                 "hint_acquisition", lang, stage=pipeline.stages[0].label, count=counts[0])))
         late = pipeline.stages[math.ceil(len(counts) / 2):] if len(counts) >= 2 else ()
@@ -443,7 +446,7 @@ def hints_for(board: Board) -> list[Hint]:
     if handoff.waiting:
         hints.append(Hint("waiting", words.text("hint_waiting", lang,
                                                 count=len(handoff.waiting), days=handoff.days)))
-    elif not handoff.field_seen and board.deals_seen:
+    elif not handoff.field_seen and handoff.contacts:
         hints.append(Hint("no_field", words.text("hint_no_field", lang, field=handoff.field)))
     if handoff.unlinked:
         hints.append(Hint("unlinked", words.text("hint_unlinked", lang,

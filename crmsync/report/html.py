@@ -48,6 +48,7 @@ border-top:4px solid var(--accent);display:flex;flex-direction:column;gap:4px}
 .col.stuck{border-top-color:var(--warn)}
 .funnel{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:8px;
 margin:10px 0}
+.funnel svg{max-width:600px;margin:0 auto}
 .funnel svg{width:100%;height:auto;display:block}
 .total{margin:10px 0;font-weight:600}
 ul.list{background:var(--card);border:1px solid var(--line);border-radius:10px;margin:0;
@@ -64,29 +65,30 @@ section.client+section.client{border-top:2px solid var(--line);margin-top:32px}
 
 
 def _funnel_svg(board: Board, pipeline: PipelineBoard) -> str:
-    """Horizontal bars centred on one axis, one per stage, widest = most open deals."""
+    """One bar per stage, centred on one axis (widest = most open deals), its label above:
+    narrow enough to stay legible on a phone."""
     rows = pipeline.stages
-    width, row_h, gap, label_w = 800, 34, 6, 250
-    height = len(rows) * (row_h + gap) + gap
+    width, label_h, bar_h, gap = 400, 18, 24, 8
+    row_h = label_h + bar_h + gap
+    height = len(rows) * row_h + gap
     widest = max((s.open_deals for s in rows), default=0) or 1
-    chart_w = width - label_w - 10
-    parts = [f'<svg viewBox="0 0 {width} {height}" '
-             f'role="img" aria-label="{escape(words.text("funnel", board.language))}: '
+    parts = [f'<svg viewBox="0 0 {width} {height}" role="img" '
+             f'aria-label="{escape(words.text("funnel", board.language))}: '
              f'{escape(pipeline.label)}">']
     for i, stage in enumerate(rows):
-        y = gap + i * (row_h + gap)
-        bar = max(2.0, stage.open_deals / widest * chart_w) if stage.open_deals else 2.0
-        x = label_w + (chart_w - bar) / 2
-        shade = 0.35 + 0.65 * (1 - i / max(1, len(rows) - 1)) if len(rows) > 1 else 1.0
-        label = stage.label if len(stage.label) <= 34 else stage.label[:33] + "…"
+        y = gap + i * row_h
+        bar = max(3.0, stage.open_deals / widest * width)
+        shade = 1.0 - 0.6 * i / max(1, len(rows) - 1)
+        label = stage.label if len(stage.label) <= 48 else stage.label[:47] + "…"
+        figures = f"{stage.open_deals} · {board.money(stage.total_value)}"
         parts.append(
-            f'<text x="{label_w - 10}" y="{y + row_h / 2 + 5:.1f}" text-anchor="end" '
-            f'font-size="14" fill="#1d2433">{escape(label)}</text>'
-            f'<rect x="{x:.1f}" y="{y}" width="{bar:.1f}" height="{row_h}" rx="4" '
-            f'fill="#2f6fdb" fill-opacity="{shade:.2f}"/>'
-            f'<text x="{label_w + chart_w / 2:.1f}" y="{y + row_h / 2 + 5:.1f}" '
-            f'text-anchor="middle" font-size="14" font-weight="600" fill="#1d2433">'
-            f'{stage.open_deals} · {escape(board.money(stage.total_value))}</text>')
+            f'<text x="{width / 2}" y="{y + 13}" text-anchor="middle" font-size="13" '
+            f'fill="#1d2433">{escape(label)}</text>'
+            f'<rect x="{(width - bar) / 2:.1f}" y="{y + label_h}" width="{bar:.1f}" '
+            f'height="{bar_h}" rx="4" fill="#2f6fdb" fill-opacity="{shade:.2f}"/>'
+            f'<text x="{width / 2}" y="{y + label_h + 17}" text-anchor="middle" '
+            f'font-size="13" font-weight="600" fill="{"#fff" if shade >= 0.6 else "#1d2433"}">'
+            f"{escape(figures)}</text>")
     parts.append("</svg>")
     return "".join(parts)
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crmsync.blueprint.models import Blueprint
-from crmsync.store import Store
 from crmsync.store.records import AssociationRow, RecordRow, RemovalRow
+
+if TYPE_CHECKING:
+    from crmsync.store import Store
 
 AS_OF = dt.date(2026, 3, 1)
 NOON = dt.time(12, tzinfo=dt.UTC)

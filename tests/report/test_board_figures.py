@@ -8,13 +8,11 @@ label) on SQLite and PostgreSQL, with a fixed "today".
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from crmsync.report import board_for
-from crmsync.report.board import Board
-from crmsync.store import Store
 from tests.report.seeding import (
     AS_OF,
     BLUEPRINT,
@@ -25,6 +23,10 @@ from tests.report.seeding import (
     generate,
     seed,
 )
+
+if TYPE_CHECKING:
+    from crmsync.report.board import Board
+    from crmsync.store import Store
 
 CRMS = ["hubspot", "pipedrive"]
 
@@ -101,8 +103,8 @@ def test_stage_figures(seeded: tuple[Board, Oracle]) -> None:
             days = [oracle.days_in_stage(d) for d in deals]
             assert stage.avg_days_in_stage == pytest.approx(sum(days) / len(days))
             limit = spec.get("rot_after_days")
-            expected = sorted(((d.name, oracle.days_in_stage(d), d.owner) for d in deals
-                               if limit is not None and oracle.days_in_stage(d) > limit))
+            expected = sorted((d.name, oracle.days_in_stage(d), d.owner) for d in deals
+                               if limit is not None and oracle.days_in_stage(d) > limit)
             assert sorted((s.name, s.days_in_stage, s.owner_id) for s in stage.stuck) == expected
             if limit is None:
                 assert stage.stuck == ()
