@@ -19,7 +19,7 @@ from crmsync.cli.failures import EXIT_ERROR, echo_error, echo_message, exit_with
 if TYPE_CHECKING:
     from crmsync.report import Board, ClientReport
 
-TERMINAL_WIDTH = 110  # when the output is not a terminal (a pipe, a log file)
+TERMINAL_WIDTH = 120  # when the output is not a terminal (a pipe, a log file)
 
 
 def html_paths(target: Path, boards: list[Board]) -> list[tuple[Path, Board]]:

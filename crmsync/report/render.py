@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
     from crmsync.report.board import Board, ClosedWindow, PipelineBoard
 
-BAR_WIDTH = 24
+BAR_WIDTH = 20
 TERMINAL_LIST = 10  # rows of each list shown in the terminal (--json has them all)
 
 
@@ -69,6 +69,7 @@ def _closed_line(board: Board, window: ClosedWindow) -> str:
 
 
 def _pipeline_table(board: Board, pipeline: PipelineBoard) -> RenderableType:
+    from rich.markup import escape
     from rich.table import Table
 
     lang = board.language
@@ -76,9 +77,10 @@ def _pipeline_table(board: Board, pipeline: PipelineBoard) -> RenderableType:
     table = Table(title=f"{pipeline.label} ({pipeline.key})", title_justify="left",
                   title_style="bold", show_footer=True, header_style="bold", expand=False)
     widest = max((s.open_deals for s in pipeline.stages), default=0)
-    table.add_column(t("stage", lang), t("total", lang), no_wrap=False, max_width=34)
+    table.add_column(t("stage", lang), t("total", lang), max_width=40)
+    table.add_column(t("prob_short", lang), "", justify="right", style="dim")
     table.add_column(t("deals", lang), str(pipeline.open_deals), justify="right")
-    table.add_column("", "", no_wrap=True, style="cyan", min_width=BAR_WIDTH)
+    table.add_column("", "", no_wrap=True, style="cyan")
     table.add_column(t("value", lang), board.money(pipeline.total_value), justify="right")
     table.add_column(t("weighted", lang), board.money(pipeline.weighted_value),
                      justify="right")
@@ -87,18 +89,12 @@ def _pipeline_table(board: Board, pipeline: PipelineBoard) -> RenderableType:
     table.add_column(t("stuck", lang), str(stuck_total) if stuck_total else "",
                      justify="right", style="red")
     for stage in pipeline.stages:
-        label = f"{stage.label} [dim]{format_percent(stage.probability, lang)}[/dim]"
-        table.add_row(_escape(stage.label, label), str(stage.open_deals),
+        table.add_row(escape(stage.label), format_percent(stage.probability, lang),
+                      str(stage.open_deals),
                       _bar(stage.open_deals, widest), board.money(stage.total_value),
                       board.money(stage.weighted_value), _days(board, stage.avg_days_in_stage),
                       str(len(stage.stuck)) if stage.stuck else "")
     return table
-
-
-def _escape(raw: str, markup: str) -> str:
-    from rich.markup import escape
-
-    return markup.replace(raw, escape(raw), 1)
 
 
 def _more(lines: list[str], total: int, lang: str, indent: str) -> list[str]:

@@ -64,6 +64,7 @@ _TEXT: dict[str, dict[str, str]] = {
     "weighted": {"en": "Weighted", "de": "Gewichtet", "uk": "Зважена"},
     "avg_days": {"en": "Avg days", "de": "Ø Tage", "uk": "Сер. днів"},
     "stuck": {"en": "Stuck", "de": "Hängen", "uk": "Застрягли"},
+    "prob_short": {"en": "Prob.", "de": "Wahrsch.", "uk": "Ймов."},
     "probability": {"en": "Probability", "de": "Wahrscheinlichkeit", "uk": "Ймовірність"},
     "total": {"en": "Total", "de": "Summe", "uk": "Разом"},
     "forecast": {"en": "Weighted forecast", "de": "Gewichtete Prognose",

@@ -57,7 +57,8 @@ def test_terminal_board_for_every_client(env: dict[str, str]) -> None:
     with open_store(env["CRMSYNC_STORE_URL"]) as store:
         board = board_for(blueprint("hubspot"), store, AS_OF)
     assert f"Weighted forecast: {board.money(board.weighted_value)}" in out
-    assert re.search(r"Total\s+│\s+" + str(board.pipelines[0].open_deals) + r"\s", out)
+    assert re.search(r"Total\s+│\s+│\s+" + str(board.pipelines[0].open_deals) + r"\s", out)
+    assert re.search(r"│ Needs assessed\s+│\s+30%\s+│", out)
     assert "Who to call:" in out
     assert "Gewichtete Prognose:" in out  # German for the German client
 
