@@ -180,4 +180,4 @@ def render_terminal(board: Board, console: Console) -> None:
     for pipeline in board.pipelines:
         console.print(_pipeline_table(board, pipeline))
     for line in board_lines(board):
-        console.print(escape(line), highlight=False)
+        console.print(escape(line), highlight=False, soft_wrap=True)
