@@ -12,7 +12,14 @@ from crmsync.report.words import format_days, format_number, format_percent
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
-    from crmsync.report.board import Board, ClosedWindow, PipelineBoard
+    from crmsync.report.board import (
+        Board,
+        ClosedWindow,
+        PipelineBoard,
+        StuckDeal,
+        UnlinkedDeal,
+        WaitingContact,
+    )
 
 BAR_WIDTH = 20
 TERMINAL_LIST = 10  # rows of each list shown in the terminal (--json has them all)
@@ -143,7 +150,7 @@ def board_lines(board: Board) -> list[str]:
     return lines
 
 
-def stuck_line(board: Board, deal: Any) -> str:
+def stuck_line(board: Board, deal: StuckDeal) -> str:
     lang = board.language
     return words.text(
         "stuck_line", lang, name=deal.name, stage=deal.stage_label,
@@ -151,14 +158,14 @@ def stuck_line(board: Board, deal: Any) -> str:
         limit=deal.limit_days, owner=deal.owner_id or words.text("no_owner", lang))
 
 
-def waiting_line(board: Board, contact: Any) -> str:
+def waiting_line(board: Board, contact: WaitingContact) -> str:
     lang = board.language
     who = contact.name if not contact.email or contact.email == contact.name else (
         f"{contact.name} <{contact.email}>")
     return words.text("waiting_line", lang, name=who, days=contact.days_waiting)
 
 
-def unlinked_line(board: Board, deal: Any) -> str:
+def unlinked_line(board: Board, deal: UnlinkedDeal) -> str:
     lang = board.language
     missing = [words.text(k, lang) for k, flag in
                (("missing_contact", deal.missing_contact),
