@@ -87,7 +87,7 @@ def _funnel_svg(board: Board, pipeline: PipelineBoard) -> str:
             f'<rect x="{(width - bar) / 2:.1f}" y="{y + label_h}" width="{bar:.1f}" '
             f'height="{bar_h}" rx="4" fill="#2f6fdb" fill-opacity="{shade:.2f}"/>'
             f'<text x="{width / 2}" y="{y + label_h + 17}" text-anchor="middle" '
-            f'font-size="13" font-weight="600" fill="{"#fff" if shade >= 0.6 else "#1d2433"}">'
+            f'font-size="13" font-weight="600" fill="{"#fff" if shade >= 0.7 else "#1d2433"}">'
             f"{escape(figures)}</text>")
     parts.append("</svg>")
     return "".join(parts)

@@ -81,7 +81,7 @@ def _pipeline_table(board: Board, pipeline: PipelineBoard) -> RenderableType:
 
     lang = board.language
     t = words.text
-    table = Table(title=f"{pipeline.label} ({pipeline.key})", title_justify="left",
+    table = Table(title=escape(f"{pipeline.label} ({pipeline.key})"), title_justify="left",
                   title_style="bold", show_footer=True, header_style="bold", expand=False)
     widest = max((s.open_deals for s in pipeline.stages), default=0)
     table.add_column(t("stage", lang), t("total", lang), max_width=40)

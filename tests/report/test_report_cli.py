@@ -120,3 +120,24 @@ def test_unwritable_html_is_one_message(env: dict[str, str], tmp_path: Path) -> 
     assert code == 1
     assert "cannot write the HTML report to" in err
     assert "Traceback" not in err
+
+
+def test_report_never_builds_a_crm_adapter(env: dict[str, str], tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from crmsync.report import report_clients
+    from crmsync.session import Session
+    from crmsync.settings import load_settings
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    built: list[str] = []
+
+    def factory(crm: str, token_env: str | None) -> object:
+        built.append(crm)
+        raise AssertionError("the report called a CRM")
+
+    with Session(settings, adapter_factory=factory) as session:  # type: ignore[arg-type]
+        reports = report_clients([], settings, as_of=AS_OF, session=session)
+    assert [r.board.client for r in reports if r.board] == ["acme", "nordwind"]
+    assert built == []
