@@ -125,15 +125,18 @@ def contact_rows(store: Store, client: str, *, batch: int = 2000) -> Iterator[Co
         associations.c.client == client, associations.c.from_type == "deals",
         associations.c.to_type == "contacts", associations.c.to_id == contacts.c.id,
         deals.c.id == associations.c.from_id, open_deal)
-    company_link = associations.alias("company_link")
+    # Companies with an open deal, as one uncorrelated subquery (evaluated once): correlated
+    # through both association hops, SQLite's planner scans every deal link per contact.
     deal_link = associations.alias("deal_link")
+    open_companies = select(deal_link.c.to_id).join(deals, deals.c.id == deal_link.c.from_id).where(
+        deal_link.c.client == client, deal_link.c.from_type == "deals",
+        deal_link.c.to_type == "companies", open_deal)
+    company_link = associations.alias("company_link")
     by_company = exists().where(
         company_link.c.client == client, company_link.c.from_type == "contacts",
         company_link.c.from_id == contacts.c.id, company_link.c.to_type == "companies",
-        companies.c.id == company_link.c.to_id, companies.c.deleted_at.is_(None),
-        deal_link.c.client == client, deal_link.c.from_type == "deals",
-        deal_link.c.to_type == "companies", deal_link.c.to_id == company_link.c.to_id,
-        deals.c.id == deal_link.c.from_id, open_deal)
+        company_link.c.to_id.in_(open_companies),
+        companies.c.id == company_link.c.to_id, companies.c.deleted_at.is_(None))
     query = select(
         contacts.c.id, contacts.c.email, contacts.c.consent, contacts.c.first_name,
         contacts.c.last_name, contacts.c.owner_id, contacts.c.properties,
