@@ -102,6 +102,45 @@ class SyncOptions(_Frozen):
         strip_whitespace=True, min_length=1, max_length=100)] | None = None
 
 
+FieldName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+class SalesQualified(_Frozen):
+    """Which contacts marketing has handed to sales: `field` holds one of `values`.
+
+    `field` is a contact property by the name records carry it under (HubSpot's internal
+    name; a Pipedrive custom field's label in snake_case); values match case-insensitively,
+    and a multi-option field matches when any option does. `since_field` holds when the
+    contact qualified; without it the contact's creation time is used.
+    """
+
+    field: FieldName
+    values: tuple[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)], ...] = (
+        Field(min_length=1))
+    since_field: FieldName | None = None
+
+
+# HubSpot's lifecycle stage and the date property it sets on entering it
+# (https://knowledge.hubspot.com/records/use-lifecycle-stages). Pipedrive has no lifecycle
+# stage: a person custom field "Lifecycle stage" is the convention assumed by default.
+DEFAULT_SALES_QUALIFIED: dict[str, SalesQualified] = {
+    "hubspot": SalesQualified(field="lifecyclestage", values=("salesqualifiedlead",),
+                              since_field="hs_lifecyclestage_salesqualifiedlead_date"),
+    "pipedrive": SalesQualified(field="lifecycle_stage",
+                                values=("Sales qualified lead", "SQL")),
+}
+
+
+class ReportOptions(_Frozen):
+    """How `crmsync report` reads the client's records."""
+
+    sales_qualified: SalesQualified | None = None  # None: the CRM's default above
+    handoff_days: int = Field(default=14, ge=1, le=3650)
+
+    def sales_qualified_for(self, crm: str) -> SalesQualified:
+        return self.sales_qualified or DEFAULT_SALES_QUALIFIED[crm]
+
+
 class Blueprint(_Frozen):
     """One client's designed sales process, targeting one CRM."""
 
@@ -112,6 +151,7 @@ class Blueprint(_Frozen):
     token_env: Annotated[str, StringConstraints(pattern=ENV_NAME_PATTERN)] | None = None
     conflict_policy: ConflictPolicy = "remote_wins"
     sync: SyncOptions = SyncOptions()
+    report: ReportOptions = ReportOptions()
     silence: tuple[Silence, ...] = ()
     pipelines: tuple[Pipeline, ...] = Field(min_length=1)
 

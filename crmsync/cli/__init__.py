@@ -128,12 +128,13 @@ def _register_commands() -> None:
         config_commands,
         demo_command,
         provision_commands,
+        report_command,
         sandbox_command,
         sync_command,
     )
 
-    for module in (config_commands, provision_commands, sync_command, sandbox_command,
-                   demo_command):
+    for module in (config_commands, provision_commands, sync_command, report_command,
+                   sandbox_command, demo_command):
         for command in module.COMMANDS:
             cli.add_command(command)
 
