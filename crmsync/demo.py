@@ -1,8 +1,10 @@
-"""`crmsync demo`: the whole provisioning workflow against an embedded sandbox, on a copy.
+"""`crmsync demo`: the whole product against an embedded sandbox, on a copy.
 
-It runs the very commands a consultant would type (`validate`, `diff`, `apply`, `export`),
-in-process, against a sandbox on a free loopback port and a throwaway SQLite store, so a fresh
-machine needs no CRM account and the user's own store never sees sandbox ids.
+It runs the very commands a consultant would type — `validate`, `diff`, `apply`, `export`,
+`sync`, `report` — in-process, against a sandbox on a free loopback port and a throwaway
+SQLite store, so a fresh machine needs no CRM account and the user's own store never sees
+sandbox ids. Between steps it plays the client's sales team: it fills the CRMs with a few
+thousand records, as months of selling would.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from crmsync.errors import ConfigError
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
+
+    from crmsync.sandbox.server import SandboxServer
 
 SANDBOX_TOKEN = "sandbox-token"  # noqa: S105 -- the sandbox's public fake token
 # Left in the demo's copy of the configs: only a folder carrying it is ever replaced.
@@ -96,8 +100,26 @@ def rename_first_open_stage(path: Path) -> str | None:
     return f"edited {path.name}: stage '{stage.label}' renamed to '{new_label}'"
 
 
-def demo_steps(configs_dir: Path) -> list[DemoStep]:
-    """validate → diff → apply → diff → rename → diff → apply → adopt by export → diff."""
+# What the demo's "sales team" puts in each client's CRM: a few thousand records in all.
+DEMO_RECORDS = {"contacts": 900, "companies": 180, "deals": 500}
+
+
+def seed_clients(server: SandboxServer, configs: list[Path]) -> str:
+    """Fill each client's CRM account with synthetic records (the demo's sales team)."""
+    total = 0
+    for number, path in enumerate(configs, start=1):
+        blueprint = load_blueprint(path)
+        token = f"sandbox-{blueprint.client}" if blueprint.token_env else SANDBOX_TOKEN
+        created = server.app.seed(blueprint.crm, token=token, seed=number, **DEMO_RECORDS)
+        total += sum(created.get(kind, 0) for kind in DEMO_RECORDS)
+    return (f"the clients' sales teams have been busy: {total:,} contacts, companies and "
+            f"deals in {len(configs)} CRMs")
+
+
+def demo_steps(configs_dir: Path, workdir: Path,
+               seed: Callable[[], str | None] | None = None) -> list[DemoStep]:
+    """validate → diff → apply → diff → rename → apply → adopt by export → diff → (records
+    arrive) sync → sync again → the board, in the terminal and as HTML → diff."""
     first = expand_paths([], configs_dir)[0]
     return [
         DemoStep("Check the blueprints against the method", ("validate", "--strict"), 0),
@@ -112,6 +134,15 @@ def demo_steps(configs_dir: Path) -> list[DemoStep]:
                   "--token-env", ADOPTED_TOKEN_ENV,
                   "--output", str(configs_dir / f"{ADOPTED_CLIENT}.yaml")), 0),
         DemoStep("Every client, the adopted one included, matches its CRM", ("diff",), 0),
+        DemoStep("Bring every client's contacts, companies, deals and associations into the "
+                 "local store", ("sync",), 0, prepare=seed),
+        DemoStep("Sync again: nothing changed, so one API call per object type",
+                 ("sync",), 0),
+        DemoStep("The board: deals, value and weighted value per stage, and the handoff",
+                 ("report", str(first)), 0),
+        DemoStep("The same board as one HTML file to send to the client",
+                 ("report", "--html", str(workdir / "board.html"), str(first)), 0),
+        DemoStep("Syncing records changed nothing in the pipelines", ("diff",), 0),
     ]
 
 
@@ -150,7 +181,9 @@ def run_demo(
     server = start_sandbox(host="127.0.0.1", port=0)
     try:
         with patched_environ(demo_environment(server.base_url, workdir, copies)):
-            for number, step in enumerate(demo_steps(demo_configs), start=1):
+            steps = demo_steps(demo_configs, workdir,
+                               seed=lambda: seed_clients(server, copies))
+            for number, step in enumerate(steps, start=1):
                 edit = step.prepare() if step.prepare else None
                 announce(number, step, edit)
                 results.append(StepResult(step, run_cli(list(step.args))))

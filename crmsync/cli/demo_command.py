@@ -1,4 +1,4 @@
-"""`crmsync demo`: validate → diff → apply → diff → rename → export on an embedded sandbox."""
+"""`crmsync demo`: provisioning, sync and the board, end to end on an embedded sandbox."""
 
 from __future__ import annotations
 
@@ -32,7 +32,9 @@ def demo_command(app: App, configs_dir: Path | None, workdir: Path | None) -> No
 
     Copies the blueprints, starts a local HubSpot + Pipedrive emulator on a free port with a
     throwaway SQLite store, and runs the commands a consultant would type: validate, diff,
-    apply, diff, a stage rename, export. Your configs and your store are not touched.
+    apply, diff, a stage rename, export; then, once the clients' CRMs fill with records, sync,
+    sync again, the board in the terminal and as HTML, and a last diff. Your configs and your
+    store are not touched.
 
     \b
     Examples:

@@ -42,6 +42,10 @@ def _ms(when: datetime) -> int:
     return int(when.timestamp() * 1000)
 
 
+_LIFECYCLE_MIX = ("lead", "lead", "marketingqualifiedlead", "lead", "salesqualifiedlead",
+                  "opportunity", "customer", "lead", "marketingqualifiedlead", "subscriber")
+
+
 class _PipelineStages:
     """One pipeline's stages as seeding uses them: open ones, won, lost."""
 
@@ -139,6 +143,9 @@ class SeedingApi(MergeApi):
                 props["renewal_date"] = p.renewal_date.strftime("%Y-%m-%d")
             if p.lead_source:
                 props["lead_source_detail"] = p.lead_source
+            # Where each person stands in the funnel (HubSpot's own property), so the board's
+            # handoff — sales-qualified contacts with no deal — has something to show.
+            props["lifecyclestage"] = _LIFECYCLE_MIX[i % len(_LIFECYCLE_MIX)]
             if owners and i % 3:
                 props["hubspot_owner_id"] = owners[i % len(owners)]
             record_id = self._store_new("contacts", props, _ms(p.created_at),
