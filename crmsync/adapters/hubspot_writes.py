@@ -149,10 +149,8 @@ class HubSpotWrites:
         for association in write.associations or ():
             types = _type_ids(object_type, association)
             if types:
-                item["associations"].append({
-                    "to": {"id": association.to_id},
-                    "types": [{"associationCategory": "HUBSPOT_DEFINED",
-                               "associationTypeId": t} for t in types]})
+                item["associations"].append({"to": {"id": association.to_id},
+                                             "types": _types(types)})
         return item
 
     def _hs_batch(self, object_type: ObjectType, kind: str, inputs: list[dict[str, Any]],
@@ -200,25 +198,12 @@ class HubSpotWrites:
         """Make each written record's owned associations what its write says; returns the
         errors by write index."""
         errors: dict[int, str] = {}
-        if not written:
-            return errors
         by_id = {remote_id: index for index, remote_id in written.items()}
-        for to_type in OWNED_ASSOCIATIONS[object_type]:
+        for to_type in OWNED_ASSOCIATIONS[object_type] if by_id else ():
             current = self._hs_current_links(object_type, to_type, list(by_id))
-            adds: list[dict[str, Any]] = []
-            removes: dict[str, list[dict[str, str]]] = {}
-            for remote_id, index in by_id.items():
-                wanted = {a.to_id: a for a in writes[index].associations or ()
-                          if a.to_type == to_type}
-                have = current.get(remote_id, {})
-                for to_id, association in wanted.items():
-                    types = set(_type_ids(object_type, association))
-                    if not types <= have.get(to_id, set()):
-                        adds.append({"from": {"id": remote_id}, "to": {"id": to_id},
-                                     "types": [{"associationCategory": "HUBSPOT_DEFINED",
-                                                "associationTypeId": t} for t in sorted(types)]})
-                for to_id in have.keys() - wanted.keys():
-                    removes.setdefault(remote_id, []).append({"id": to_id})
+            adds, demotions, removes = _association_changes(
+                object_type, to_type, {i: writes[n].associations or () for i, n in by_id.items()},
+                current)
             path = f"/crm/v4/associations/{object_type}/{to_type}/batch"
             for start in range(0, len(adds), BATCH):
                 chunk = adds[start:start + BATCH]
@@ -228,10 +213,13 @@ class HubSpotWrites:
                     for remote_id in _error_ids(error, chunk):
                         if remote_id in by_id:
                             errors[by_id[remote_id]] = _error_message(error)
-            pairs = [{"from": {"id": f}, "to": to} for f, to in removes.items()]
-            for start in range(0, len(pairs), BATCH):
-                chunk = pairs[start:start + BATCH]
-                self._hs_post(f"{path}/archive", {"inputs": chunk},
+            # A primary that is no longer primary loses that label only (v4 labels/archive).
+            for start in range(0, len(demotions), BATCH):
+                self._hs_post(f"{path}/labels/archive",
+                              {"inputs": demotions[start:start + BATCH]},
+                              what=f"unset primary {object_type}→{to_type} associations")
+            for start in range(0, len(removes), BATCH):
+                self._hs_post(f"{path}/archive", {"inputs": removes[start:start + BATCH]},
                               what=f"remove {object_type}→{to_type} associations")
         return errors
 
@@ -329,6 +317,38 @@ def _text(value: Any, *, date: bool = False) -> str:
     return text
 
 
+def _association_changes(
+        object_type: str, to_type: str, wanted_by_id: Mapping[str, Iterable[Association]],
+        current: Mapping[str, Mapping[str, set[int]]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """v4 inputs (create, labels/archive, archive) that turn `current` into what is wanted."""
+    adds: list[dict[str, Any]] = []
+    demotions: list[dict[str, Any]] = []
+    removes: list[dict[str, Any]] = []
+    primary = (ASSOCIATION_TYPE_IDS.get((object_type, to_type)) or (0, None))[1]
+    for remote_id, associations in wanted_by_id.items():
+        wanted = {a.to_id: a for a in associations if a.to_type == to_type}
+        have = current.get(remote_id, {})
+        for to_id, association in wanted.items():
+            types = set(_type_ids(object_type, association))
+            held = have.get(to_id, set())
+            if not types <= held:
+                adds.append({"from": {"id": remote_id}, "to": {"id": to_id},
+                             "types": _types(sorted(types))})
+            elif primary is not None and primary in held and primary not in types:
+                demotions.append({"from": {"id": remote_id}, "to": {"id": to_id},
+                                  "types": _types([primary])})
+        gone = sorted(have.keys() - wanted.keys())
+        if gone:
+            removes.append({"from": {"id": remote_id}, "to": [{"id": i} for i in gone]})
+    return adds, demotions, removes
+
+
+def _types(type_ids: Iterable[int]) -> list[dict[str, Any]]:
+    return [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": t}
+            for t in type_ids]
+
+
 def _type_ids(object_type: str, association: Association) -> list[int]:
     pair = ASSOCIATION_TYPE_IDS.get((object_type, association.to_type))
     if pair is None:
@@ -406,7 +426,9 @@ def _error_positions(error: Mapping[str, Any], inputs: list[dict[str, Any]]) -> 
 def _error_ids(error: Mapping[str, Any], chunk: Iterable[Mapping[str, Any]]) -> list[str]:
     """The from ids an association error names (its context, else its message)."""
     context = error.get("context") or {}
-    named = [str(i) for key in ("fromObjectId", "from", "ids") for i in context.get(key) or []]
+    # An id may come as a pair "from→to" (the sandbox) or alone.
+    named = [str(i).split("→")[0].strip()
+             for key in ("fromObjectId", "from", "ids") for i in context.get(key) or []]
     if named:
         return named
     message = str(error.get("message") or "")

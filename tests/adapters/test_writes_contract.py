@@ -419,3 +419,26 @@ def test_a_refused_token_raises(box: Sandbox, crm: str, fake_time: FakeTime) -> 
     with pytest.raises(TokenRefusedError):
         adapter.write("contacts", [contact("k", "nobody@example.com")])
     adapter.close()
+
+
+def test_hubspot_primary_flag_and_a_missing_company(box: Sandbox, fake_time: FakeTime) -> None:
+    adapter = HubSpotAdapter(box.url, TOKEN, sleep=fake_time.sleep, clock=fake_time.clock)
+    [company] = ok(adapter.write("companies", [RecordWrite("companies", "create", "c",
+                                                           fields={"name": "Prime"})]))
+    [person] = ok(adapter.write("contacts", [contact(
+        "p", "prime@example.com", associations=(Association("companies", company, True),))]))
+    assert links(box, "hubspot", "contacts", person) == {("companies", company, True)}
+    ok(adapter.write("contacts", [RecordWrite(
+        "contacts", "update", "p", remote_id=person,
+        associations=(Association("companies", company, False),))]))
+    assert links(box, "hubspot", "contacts", person) == {("companies", company, False)}
+    # A company HubSpot does not have: the contact is written, its association is not, and
+    # the result says so with HubSpot's message.
+    results = adapter.write("contacts", [RecordWrite(
+        "contacts", "update", "p", remote_id=person, fields={"first_name": "Still"},
+        associations=(Association("companies", "424242", True),))])
+    assert results[0].ok is False
+    assert results[0].remote_id == person
+    assert "424242" in (results[0].error or "")
+    assert first_name_of("hubspot", live(box, "hubspot", "contacts")[person]) == "Still"
+    adapter.close()
