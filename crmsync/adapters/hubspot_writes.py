@@ -5,8 +5,11 @@ What each write costs, in calls (batch endpoints take at most `BATCH` inputs):
 
 - contacts with an email are created by **batch upsert on `email`** (`idProperty: email`):
   a create whose answer was lost, or a person who is already in the CRM, updates that
-  contact instead of duplicating it; contacts without an email, companies and deals by
-  **batch create**, their associations inline (no extra call);
+  contact instead of duplicating it; companies with a domain are first looked for by domain
+  (one search with `domain IN […]` per 100; found ones are updated instead); contacts
+  without an email, other companies and deals by **batch create**, their associations inline
+  (no extra call). Deals are never matched (DESIGN.md): a deal batch create retried after
+  an answer lost in transit may duplicate — HubSpot has no idempotency key for it;
 - updates by batch update, archives by batch archive: 1 call per 100 records;
 - associations, only for writes that carry them (`associations` not None): what the CRM
   holds is read in bulk (v4 `batch/read`, `ASSOCIATION_READ` inputs a call, one call per
@@ -31,6 +34,7 @@ the set written (None when the write did not touch them).
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 
@@ -52,6 +56,7 @@ if TYPE_CHECKING:
 BATCH = 100  # objects v3 and associations v4 batch inputs per call
 ASSOCIATION_READ = 1_000  # v4 batch/read inputs per call (developer changelog, 2025-02-10)
 READ_BATCH = 100  # objects v3 batch/read
+SEARCH_IN = 100  # values in one IN filter (search guide: up to 100 values)
 # HubSpot-defined association type ids (associations v4 guide): (unlabeled, primary or None).
 ASSOCIATION_TYPE_IDS: dict[tuple[str, str], tuple[int, int | None]] = {
     ("contacts", "companies"): (279, 1),
@@ -79,6 +84,8 @@ class HubSpotWrites:
         results: dict[int, WriteResult] = {}
         raws: dict[int, dict[str, Any]] = {}
         groups = _sort(object_type, writes, results)
+        if object_type == "companies" and groups["create"]:
+            writes = self._hs_known_companies(writes, groups)
         upserts, creates, updates, archives = (groups[k] for k in
                                                ("upsert", "create", "update", "archive"))
         inline = set(creates)
@@ -136,6 +143,45 @@ class HubSpotWrites:
         return records
 
     # -- record batches -----------------------------------------------------------------------
+
+    def _hs_known_companies(self, writes: Sequence[RecordWrite],
+                            groups: dict[str, list[int]]) -> list[RecordWrite]:
+        """Company creates whose domain HubSpot already has become updates of that company
+        (the identity rule: companies match by domain), so a create whose answer was lost,
+        or a company made in HubSpot meanwhile, is not duplicated. One search per 100."""
+        writes = list(writes)
+        by_domain: dict[str, list[int]] = {}
+        for index in groups["create"]:
+            domain = _domain_key(writes[index].fields.get("domain"))
+            if domain:
+                by_domain.setdefault(domain, []).append(index)
+        domains = sorted(by_domain)
+        for start in range(0, len(domains), SEARCH_IN):
+            for domain, remote_id in self._hs_search_domains(
+                    domains[start:start + SEARCH_IN]).items():
+                for index in by_domain.get(domain, ()):
+                    writes[index] = replace(writes[index], op="update", remote_id=remote_id)
+                    groups["create"].remove(index)
+                    groups["update"].append(index)
+        return writes
+
+    def _hs_search_domains(self, domains: list[str]) -> dict[str, str]:
+        """domain -> the oldest live company with it."""
+        from crmsync.adapters.hubspot import SEARCH_BUCKET
+
+        body = {"filterGroups": [{"filters": [
+                    {"propertyName": "domain", "operator": "IN", "values": domains}]}],
+                "sorts": [{"propertyName": "hs_object_id", "direction": "ASCENDING"}],
+                "properties": ["domain"], "limit": 200}
+        reply, _ = self._records_request(  # type: ignore[attr-defined]
+            "POST", "/crm/v3/objects/companies/search", json=body,
+            what=f"look for {len(domains)} companies by domain", bucket=SEARCH_BUCKET)
+        found: dict[str, str] = {}
+        for raw in reply.get("results") or []:
+            domain = _domain_key((raw.get("properties") or {}).get("domain"))
+            if domain:
+                found.setdefault(domain, str(raw["id"]))
+        return found
 
     def _hs_input(self, kind: str, object_type: ObjectType,
                   write: RecordWrite) -> dict[str, Any]:
@@ -294,6 +340,12 @@ def _properties(object_type: ObjectType, write: RecordWrite) -> dict[str, str]:
         if name not in (MODIFIED[object_type], "hs_object_id"):
             out[name] = _text(value)
     return out
+
+
+def _domain_key(value: Any) -> str:
+    # IN compares string values in lower case (search guide, "Filter search results").
+    text = str(value or "").strip().lower()
+    return text.removeprefix("www.")
 
 
 def _text(value: Any, *, date: bool = False) -> str:

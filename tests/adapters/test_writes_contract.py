@@ -442,3 +442,21 @@ def test_hubspot_primary_flag_and_a_missing_company(box: Sandbox, fake_time: Fak
     assert "424242" in (results[0].error or "")
     assert first_name_of("hubspot", live(box, "hubspot", "contacts")[person]) == "Still"
     adapter.close()
+
+
+def test_creating_a_known_company_domain_updates_that_company(adapter: Any, box: Sandbox,
+                                                              crm: str) -> None:
+    [first] = ok(adapter.write("companies", [RecordWrite(
+        "companies", "create", "c", fields={"name": "Contoso", "domain": "contoso.example"})]))
+    before = len(live(box, crm, "companies"))
+    results = adapter.write("companies", [
+        RecordWrite("companies", "create", "again", fields={"name": "Contoso Ltd",
+                                                            "domain": "Contoso.example"}),
+        RecordWrite("companies", "create", "new", fields={"name": "Fabrikam",
+                                                          "domain": "fabrikam.example"})])
+    made = ok(results)
+    assert made[0] == first
+    assert made[1] != first
+    state = live(box, crm, "companies")
+    assert len(state) == before + 1
+    assert state[first]["name"] == "Contoso Ltd"
