@@ -23,7 +23,10 @@ a batch with per-input results (207 Multi-Status) and names each failed input in
 "Multi-status errors"); errors without it are matched by `context.ids` (update: records that
 do not exist). A whole batch refused with a 4xx (a value HubSpot validates for the batch as
 a whole) is split in halves until the failing inputs stand alone, so one bad record never
-fails the others. Only a failure of the whole call (token refused, unreachable) raises.
+fails the others. A token refused raises; so does a CRM unreachable after retries while
+nothing of the call was written yet. Once something was written, giving up never loses its
+result: the writes not sent yet fail with the reason (and records written without all their
+associations say so), so the caller can commit what landed.
 
 `WriteResult.record` is the record as HubSpot's answer carried it, mapped like a pull. A batch
 answer holds the written properties and HubSpot's defaults, not every property: only the
@@ -34,6 +37,7 @@ the set written (None when the write did not touch them).
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import suppress
 from dataclasses import replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
@@ -45,7 +49,12 @@ from crmsync.adapters.hubspot_records import (
     _property_names,
 )
 from crmsync.adapters.records import Association, RemoteRecord, WriteResult
-from crmsync.errors import FatalRemoteError, RemoteError, TokenRefusedError
+from crmsync.errors import (
+    FatalRemoteError,
+    RemoteError,
+    RetriableRemoteError,
+    TokenRefusedError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -85,33 +94,35 @@ class HubSpotWrites:
         raws: dict[int, dict[str, Any]] = {}
         groups = _sort(object_type, writes, results)
         if object_type == "companies" and groups["create"]:
-            writes = self._hs_known_companies(writes, groups)
-        upserts, creates, updates, archives = (groups[k] for k in
-                                               ("upsert", "create", "update", "archive"))
-        inline = set(creates)
-        for kind, indexes in (("upsert", upserts), ("create", creates), ("update", updates)):
+            writes = self._hs_known_companies(writes, groups)  # raises: nothing written yet
+        inline = set(groups["create"])
+        halted: RemoteError | None = None
+        for kind in ("upsert", "create", "update", "archive"):
+            indexes = groups[kind]
             for start in range(0, len(indexes), BATCH):
                 chunk = indexes[start:start + BATCH]
-                inputs = [self._hs_input(kind, object_type, writes[i]) for i in chunk]
-                for position, raw, error in self._hs_batch(
-                        object_type, kind, inputs, [writes[i] for i in chunk]):
-                    index = chunk[position]
-                    if raw is None:
-                        results[index] = _failed(writes[index], error or "no answer")
-                    else:
-                        raws[index] = raw
-        for start in range(0, len(archives), BATCH):
-            chunk = archives[start:start + BATCH]
-            self._hs_post(f"/crm/v3/objects/{object_type}/batch/archive",
-                          {"inputs": [{"id": writes[i].remote_id} for i in chunk]},
-                          what=f"archive {len(chunk)} {object_type}")
-            for index in chunk:
-                results[index] = WriteResult(writes[index].key, ok=True,
-                                             remote_id=writes[index].remote_id)
-        failures = self._hs_write_associations(
-            object_type, {i: str(raws[i]["id"]) for i in raws
-                          if writes[i].associations is not None and i not in inline},
-            writes)
+                if halted is None:
+                    try:
+                        self._hs_send(object_type, kind, chunk, writes=writes, results=results,
+                                      raws=raws)
+                        continue
+                    except RetriableRemoteError as exc:
+                        if not raws and not any(r.ok for r in results.values()):
+                            raise  # the whole call failed and nothing was written
+                        halted = exc
+                for index in chunk:
+                    results[index] = _failed(writes[index], f"not sent: {halted.message}")
+        linked = {i: str(raws[i]["id"]) for i in raws
+                  if writes[i].associations is not None and i not in inline}
+        failures: dict[int, str] = {}
+        if halted is None:
+            try:
+                failures = self._hs_write_associations(object_type, linked, writes)
+            except RetriableRemoteError as exc:
+                halted = exc
+        if halted is not None:  # written, but not (all) its associations: say so
+            for index in linked:
+                failures.setdefault(index, f"associations not written: {halted.message}")
         records = self._hs_records(object_type, raws, writes)
         for index, raw in raws.items():
             record = records[index]
@@ -121,6 +132,27 @@ class HubSpotWrites:
                                          modified_at=record.modified_at, error=error,
                                          record=record)
         return [results[i] for i in range(len(writes))]
+
+    def _hs_send(self, object_type: ObjectType, kind: str, chunk: list[int], *,
+                 writes: Sequence[RecordWrite], results: dict[int, WriteResult],
+                 raws: dict[int, dict[str, Any]]) -> None:
+        """One batch of `kind` (≤ 100 writes); outcomes into `results` / `raws`."""
+        if kind == "archive":
+            # 204 and no body: HubSpot archives what it has and ignores ids it does not.
+            self._hs_post(f"/crm/v3/objects/{object_type}/batch/archive",
+                          {"inputs": [{"id": writes[i].remote_id} for i in chunk]},
+                          what=f"archive {len(chunk)} {object_type}")
+            for index in chunk:
+                results[index] = WriteResult(writes[index].key, ok=True,
+                                             remote_id=writes[index].remote_id)
+            return
+        inputs = [self._hs_input(kind, object_type, writes[i]) for i in chunk]
+        for position, raw, error in self._hs_batch(object_type, kind, inputs):
+            index = chunk[position]
+            if raw is None:
+                results[index] = _failed(writes[index], error or "no answer")
+            else:
+                raws[index] = raw
 
     def read(self, object_type: ObjectType, remote_ids: Sequence[str]) -> list[RemoteRecord]:
         """The records as HubSpot holds them (batch read of 100, every property named, owned
@@ -199,8 +231,8 @@ class HubSpotWrites:
                                              "types": _types(types)})
         return item
 
-    def _hs_batch(self, object_type: ObjectType, kind: str, inputs: list[dict[str, Any]],
-                  writes: list[RecordWrite]) -> list[_Outcome]:
+    def _hs_batch(self, object_type: ObjectType, kind: str,
+                  inputs: list[dict[str, Any]]) -> list[_Outcome]:
         """One batch call; each input's result or error. A 4xx for the whole batch is split
         in halves until the inputs at fault stand alone (HubSpot wrote none of a refused
         batch, so sending the rest again is safe)."""
@@ -215,10 +247,10 @@ class HubSpotWrites:
             if len(inputs) == 1:
                 return [(0, None, crm_message(exc, what))]
             half = len(inputs) // 2
-            head = self._hs_batch(object_type, kind, inputs[:half], writes[:half])
-            tail = self._hs_batch(object_type, kind, inputs[half:], writes[half:])
+            head = self._hs_batch(object_type, kind, inputs[:half])
+            tail = self._hs_batch(object_type, kind, inputs[half:])
             return head + [(n + half, raw, error) for n, raw, error in tail]
-        return _match(kind, inputs, writes, body)
+        return _match(kind, inputs, body)
 
     def _hs_records(self, object_type: ObjectType, raws: Mapping[int, dict[str, Any]],
                     writes: Sequence[RecordWrite]) -> dict[int, RemoteRecord]:
@@ -234,7 +266,9 @@ class HubSpotWrites:
                                           record.properties, record.associations)
         staged = [r for r in records.values() if "stage_id" in r.fields]
         if object_type == "deals" and staged:
-            self._deal_status(object_type, staged)  # type: ignore[attr-defined]
+            # Pipelines that cannot be read now leave the records without a status.
+            with suppress(RetriableRemoteError):
+                self._deal_status(object_type, staged)  # type: ignore[attr-defined]
         return records
 
     # -- associations -------------------------------------------------------------------------
@@ -409,7 +443,7 @@ def _type_ids(object_type: str, association: Association) -> list[int]:
     return [unlabeled, primary] if association.primary and primary is not None else [unlabeled]
 
 
-def _match(kind: str, inputs: list[dict[str, Any]], writes: list[RecordWrite],
+def _match(kind: str, inputs: list[dict[str, Any]],
            body: Mapping[str, Any]) -> list[_Outcome]:
     """Each input's result or error from a batch answer (see the module docstring)."""
     results = _placed_results(kind, inputs, body.get("results") or [])

@@ -33,7 +33,12 @@ from typing import TYPE_CHECKING, Any
 
 from crmsync.adapters.pipedrive_records import ENTITY, _Mapper, _time
 from crmsync.adapters.records import RemoteRecord, WriteResult
-from crmsync.errors import FatalRemoteError, RemoteError, TokenRefusedError
+from crmsync.errors import (
+    FatalRemoteError,
+    RemoteError,
+    RetriableRemoteError,
+    TokenRefusedError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -68,8 +73,25 @@ class PipedriveWrites:
     # -- the interface ------------------------------------------------------------------------
 
     def write(self, object_type: ObjectType, writes: Sequence[RecordWrite]) -> list[WriteResult]:
-        """Apply `writes` one by one, in order; one result per write."""
-        return [self._pd_write_one(object_type, write) for write in writes]
+        """Apply `writes` one by one, in order; one result per write.
+
+        Pipedrive unreachable after retries raises while nothing was written yet; after
+        that, the writes not sent fail with the reason instead, so no result is lost.
+        """
+        results: list[WriteResult] = []
+        halted: RemoteError | None = None
+        for write in writes:
+            if halted is None:
+                try:
+                    results.append(self._pd_write_one(object_type, write))
+                    continue
+                except RetriableRemoteError as exc:
+                    if not any(r.ok for r in results):
+                        raise
+                    halted = exc
+            results.append(WriteResult(write.key, ok=False, remote_id=write.remote_id,
+                                       error=f"not sent: {halted.message}"))
+        return results
 
     def read(self, object_type: ObjectType, remote_ids: Sequence[str]) -> list[RemoteRecord]:
         """The records as Pipedrive holds them (`GET /api/v2/{entity}?ids=…`, 100 a call);

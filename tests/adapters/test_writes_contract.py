@@ -16,7 +16,7 @@ from crmsync.adapters.base import StageSpec
 from crmsync.adapters.hubspot import HubSpotAdapter
 from crmsync.adapters.pipedrive import PipedriveAdapter
 from crmsync.adapters.records import Association, RecordWrite, RecordWriter, WriteResult
-from crmsync.errors import TokenRefusedError
+from crmsync.errors import RemoteError, TokenRefusedError
 from crmsync.sandbox import start_sandbox
 from crmsync.sandbox.clock import ManualClock
 
@@ -460,3 +460,35 @@ def test_creating_a_known_company_domain_updates_that_company(adapter: Any, box:
     state = live(box, crm, "companies")
     assert len(state) == before + 1
     assert state[first]["name"] == "Contoso Ltd"
+
+
+def test_giving_up_midway_loses_no_written_result(adapter: Any, box: Sandbox,
+                                                  crm: str) -> None:
+    made = ok(adapter.write("contacts", [contact("a", "first@example.com"),
+                                         contact("b", "second@example.com")]))
+    if crm == "hubspot":
+        # Creates go by upsert, updates by batch update: only the updates fail.
+        prefix = "/crm/v3/objects/contacts/batch/update"
+        writes = [contact("new", "third@example.com"),
+                  RecordWrite("contacts", "update", "b", remote_id=made[1],
+                              fields={"first_name": "Never"})]
+    else:
+        prefix = f"/api/v2/persons/{made[1]}"
+        writes = [RecordWrite("contacts", "update", "a", remote_id=made[0],
+                              fields={"first_name": "Landed"}),
+                  RecordWrite("contacts", "update", "b", remote_id=made[1],
+                              fields={"first_name": "Never"})]
+    box.faults(rate_5xx=1.0, fault_crm=crm, fault_path_prefix=prefix)
+    try:
+        results = adapter.write("contacts", writes)
+        # Nothing of a call written: the whole call failed, and that raises.
+        with pytest.raises(RemoteError):
+            adapter.write("contacts", writes[1:])
+    finally:
+        box.faults(rate_5xx=0.0, fault_path_prefix=None)
+    assert [r.ok for r in results] == [True, False]
+    assert results[0].remote_id
+    assert "not sent" in (results[1].error or "")
+    state = live(box, crm, "contacts")
+    assert first_name_of(crm, state[made[1]]) != "Never"
+    assert str(results[0].remote_id) in state
