@@ -242,10 +242,11 @@ class HubSpotWrites:
             body = self._hs_post(f"/crm/v3/objects/{object_type}/batch/{kind}",
                                  {"inputs": traced}, what=what)
         except FatalRemoteError as exc:
-            if isinstance(exc, TokenRefusedError) or exc.status not in _SPLIT_STATUSES:
+            if isinstance(exc, TokenRefusedError):
                 raise
-            if len(inputs) == 1:
-                return [(0, None, crm_message(exc, what))]
+            if len(inputs) == 1 or exc.status not in _SPLIT_STATUSES:
+                # e.g. a 403 (a scope missing): each of these records fails with it
+                return [(n, None, crm_message(exc, what)) for n in range(len(inputs))]
             half = len(inputs) // 2
             head = self._hs_batch(object_type, kind, inputs[:half])
             tail = self._hs_batch(object_type, kind, inputs[half:])
