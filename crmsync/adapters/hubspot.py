@@ -33,6 +33,7 @@ from crmsync.adapters.base import (
 )
 from crmsync.adapters.http_policy import HUBSPOT, HttpPolicy, Reply, request_timeouts
 from crmsync.adapters.hubspot_records import HubSpotRecords
+from crmsync.adapters.hubspot_writes import HubSpotWrites
 from crmsync.errors import FatalRemoteError
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ def _sdk_client(base_url: str, token: str) -> hubspot.Client:
                                  retry=False)
 
 
-class HubSpotAdapter(HubSpotRecords):
+class HubSpotAdapter(HubSpotRecords, HubSpotWrites):
     """A `CrmAdapter` for one HubSpot account (deal pipelines)."""
 
     crm = "hubspot"

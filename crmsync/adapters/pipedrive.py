@@ -28,6 +28,7 @@ from crmsync.adapters.http_policy import (
     request_timeouts,
 )
 from crmsync.adapters.pipedrive_records import PipedriveRecords
+from crmsync.adapters.pipedrive_writes import PipedriveWrites
 from crmsync.errors import FatalRemoteError
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ class TokenSession(requests.Session):
             prepared_request.headers.pop("x-api-token", None)
 
 
-class PipedriveAdapter(PipedriveRecords):
+class PipedriveAdapter(PipedriveRecords, PipedriveWrites):
     """A `CrmAdapter` for one Pipedrive company account."""
 
     crm = "pipedrive"

@@ -21,12 +21,27 @@ def _invalid_email_only(exc: HubSpotError) -> bool:
     return bool(codes) and all(code == "INVALID_EMAIL" for code in codes)
 
 
-def _input_error(exc: HubSpotError, index: int) -> dict[str, Any]:
-    """A batch `errors` entry for one input refused by value validation (live HubSpot fails
-    only that input, with a 207, when its email is invalid)."""
+def _trace(item: Any) -> str | None:
+    trace = item.get("objectWriteTraceId") if isinstance(item, dict) else None
+    return None if trace is None else str(trace)
+
+
+def _input_error(exc: HubSpotError, index: int, trace: str | None = None) -> dict[str, Any]:
+    """A batch `errors` entry for one input refused by validation (live HubSpot fails only
+    that input, with a 207, when its email is invalid, or whatever the refusal when the
+    input carries an `objectWriteTraceId`, which the error's context then names:
+    https://developers.hubspot.com/docs/api-reference/error-handling "Multi-status errors")."""
+    context: dict[str, list[str]] = {"propertyName": ["email"], "inputIndex": [str(index)]}
+    if trace is not None:
+        context = {"objectWriteTraceId": [trace]}
     return {"status": "error", "category": exc.category, "message": exc.message,
-            "context": {"propertyName": ["email"], "inputIndex": [str(index)]}, "links": {},
-            "errors": exc.extra.get("errors", [])}
+            "context": context, "links": {}, "errors": exc.extra.get("errors", [])}
+
+
+def _traced(result: dict[str, Any], item: Any) -> dict[str, Any]:
+    """A result echoing its input's `objectWriteTraceId` (SimplePublicObject in the spec)."""
+    trace = _trace(item)
+    return result if trace is None else {**result, "objectWriteTraceId": trace}
 
 
 class BatchApi(ObjectsApi):
@@ -38,10 +53,22 @@ class BatchApi(ObjectsApi):
         try:
             return self._normalise(object_type, item.get("properties"))
         except HubSpotError as exc:
-            if not _invalid_email_only(exc):
+            if not _invalid_email_only(exc) and _trace(item) is None:
                 raise
-            errors.append(_input_error(exc, index))
+            errors.append(_input_error(exc, index, _trace(item)))
             return None
+
+    @staticmethod
+    def _refused(item: Any, index: int, errors: list[dict[str, Any]], check: Any) -> bool:
+        """Run `check()`; with a trace id, its refusal fails only this input (True)."""
+        try:
+            check()
+        except HubSpotError as exc:
+            if _trace(item) is None or exc.status >= 500:
+                raise
+            errors.append(_input_error(exc, index, _trace(item)))
+            return True
+        return False
 
     @staticmethod
     def _not_found_error(object_type: str, ids: list[str]) -> dict[str, Any]:
@@ -84,30 +111,34 @@ class BatchApi(ObjectsApi):
             props = self._normalise_input(object_type, item, index, errors)
             if props is None:
                 continue
-            valid.append(item)
-            self._inline_associations(object_type, item.get("associations"))
-            if object_type == "contacts":
-                self._check_email(props, None)
-                email = (props.get("email") or "").strip().lower()
-                if email and email in emails:
-                    raise HubSpotError(409, f"Duplicate email in batch input: {email}",
-                                       category="CONFLICT")
-                emails.add(email)
-            if object_type == "deals":
-                self._check_deal(dict(props), None)
+
+            def check(item: dict[str, Any] = item, props: dict[str, str] = props) -> None:
+                self._inline_associations(object_type, item.get("associations"))
+                if object_type == "contacts":
+                    self._check_email(props, None)
+                    email = (props.get("email") or "").strip().lower()
+                    if email and email in emails:
+                        raise HubSpotError(409, f"Duplicate email in batch input: {email}",
+                                           category="CONFLICT")
+                    emails.add(email)
+                if object_type == "deals":
+                    self._check_deal(dict(props), None)
+
+            if not self._refused(item, index, errors, check):
+                valid.append(item)
         now = self.now_ms()
-        records = [self._create_one(object_type, item, now) for item in valid]
+        records = [(self._create_one(object_type, item, now), item) for item in valid]
         self._touch()
         return self._batch_response(
-            201, [self._render(object_type, r, self._written(object_type, r.props))
-                  for r in records], errors, started)
+            201, [_traced(self._render(object_type, r, self._written(object_type, r.props)),
+                          item) for r, item in records], errors, started)
 
     def batch_update(self, request: Request) -> Response:
         object_type = self._type_of(request)
         started = self.now_ms()
         _, inputs = self._batch_inputs(request)
         seen: set[str] = set()
-        plan: list[tuple[Record, dict[str, str]]] = []
+        plan: list[tuple[Record, dict[str, str], Any]] = []
         missing: list[str] = []
         invalid: list[dict[str, Any]] = []
         for index, item in enumerate(inputs):
@@ -125,16 +156,18 @@ class BatchApi(ObjectsApi):
             if record is None:
                 missing.append(raw)
                 continue
-            self._validate_update(object_type, record, props)
-            plan.append((record, props))
+            if not self._refused(item, index, invalid, lambda record=record, props=props:
+                                 self._validate_update(object_type, record, props)):
+                plan.append((record, props, item))
         now = self.now_ms()
-        for record, props in plan:
+        for record, props, _ in plan:
             self._apply_update(object_type, record, props, now)
         if plan:
             self._touch()
         errors = [self._not_found_error(object_type, missing)] if missing else []
         return self._batch_response(
-            200, [self._render(object_type, r, self._written(object_type, p)) for r, p in plan],
+            200, [_traced(self._render(object_type, r, self._written(object_type, p)), item)
+                  for r, p, item in plan],
             [*errors, *invalid], started)
 
     def batch_upsert(self, request: Request) -> Response:
@@ -156,19 +189,28 @@ class BatchApi(ObjectsApi):
         for index, item in enumerate(inputs):
             raw = dict(item.get("properties") or {})
             raw.setdefault(item["idProperty"], str(item["id"]))
-            if self._normalise_input(object_type, {"properties": raw}, index, errors) is None:
+            traced = {"properties": raw, "objectWriteTraceId": item.get("objectWriteTraceId")}
+            if _trace(item) is None:
+                traced.pop("objectWriteTraceId")
+            if self._normalise_input(object_type, traced, index, errors) is None:
                 continue
             props = self._normalise(object_type, item.get("properties"))
-            record = self._find(object_type, item["id"], item["idProperty"])
-            if record is None:
-                record = self._create_one(object_type, {"properties": raw}, now)
-                created = True
+            found = self._find(object_type, item["id"], item["idProperty"])
+            if found is None:
+                created_box: list[Record] = []
+                if self._refused(item, index, errors, lambda raw=raw, box=created_box:
+                                 box.append(self._create_one(object_type,
+                                                             {"properties": raw}, now))):
+                    continue
+                record, created = created_box[0], True
             else:
-                self._validate_update(object_type, record, props)
-                self._apply_update(object_type, record, props, now)
-                created = False
-            results.append({**self._render(object_type, record, self._written(
-                object_type, props if not created else record.props)), "new": created})
+                if self._refused(item, index, errors, lambda found=found, props=props:
+                                 self._validate_update(object_type, found, props)):
+                    continue
+                self._apply_update(object_type, found, props, now)
+                record, created = found, False
+            results.append(_traced({**self._render(object_type, record, self._written(
+                object_type, props if not created else record.props)), "new": created}, item))
         self._touch()
         return self._batch_response(200, results, errors, started)
 
