@@ -93,10 +93,15 @@ class PipedriveWrites:
                                        error=f"not sent: {halted.message}"))
         return results
 
+    def _pd_mapper(self, object_type: ObjectType) -> _Mapper:
+        """Raw Pipedrive records → `RemoteRecord`s, with the pull's field definitions."""
+        return _Mapper(object_type, self._pd_definitions(object_type),  # type: ignore[attr-defined]
+                       lambda: self._pd_definitions(object_type))  # type: ignore[attr-defined]
+
     def read(self, object_type: ObjectType, remote_ids: Sequence[str]) -> list[RemoteRecord]:
         """The records as Pipedrive holds them (`GET /api/v2/{entity}?ids=…`, 100 a call);
         deleted or unknown ids are left out."""
-        mapper = _Mapper(object_type, self._pd_definitions(object_type))  # type: ignore[attr-defined]
+        mapper = self._pd_mapper(object_type)
         ids = list(dict.fromkeys(str(i) for i in remote_ids))
         records: list[RemoteRecord] = []
         for start in range(0, len(ids), READ_IDS):
@@ -133,7 +138,7 @@ class PipedriveWrites:
                 raise
             return WriteResult(write.key, ok=False, remote_id=write.remote_id,
                                error=_crm_words(exc))
-        mapper = _Mapper(object_type, self._pd_definitions(object_type))  # type: ignore[attr-defined]
+        mapper = self._pd_mapper(object_type)
         record = _mapped(mapper, raw)
         return WriteResult(write.key, ok=True, remote_id=record.id,
                            modified_at=record.modified_at, record=record)
