@@ -5,7 +5,6 @@ against what the adapter says it did."""
 from __future__ import annotations
 
 import datetime as dt
-import time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -17,52 +16,14 @@ from crmsync.adapters.hubspot import HubSpotAdapter
 from crmsync.adapters.pipedrive import PipedriveAdapter
 from crmsync.adapters.records import Association, RecordWrite, RecordWriter, WriteResult
 from crmsync.errors import RemoteError, TokenRefusedError
-from crmsync.sandbox import start_sandbox
-from crmsync.sandbox.clock import ManualClock
 
-from .test_records_contract import TOKEN, Sandbox
+from .record_sandbox import PD_ENTITY, TOKEN, Sandbox
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
 
     from crmsync.names import ObjectType
 
     from .conftest import FakeTime
-
-PD_ENTITY = {"contacts": "persons", "companies": "organizations", "deals": "deals"}
-
-
-@pytest.fixture(scope="module")
-def sandbox_app() -> Iterator[Sandbox]:
-    clock = ManualClock(time.time())
-    server = start_sandbox(host="127.0.0.1", port=0, clock=clock)
-    yield Sandbox(server, clock)
-    server.stop()
-
-
-@pytest.fixture
-def box(sandbox_app: Sandbox) -> Sandbox:
-    requests.post(f"{sandbox_app.url}/_sandbox/reset", timeout=10).raise_for_status()
-    sandbox_app.clock.set(time.time())
-    return sandbox_app
-
-
-@pytest.fixture(params=["hubspot", "pipedrive"])
-def crm(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def adapter(crm: str, box: Sandbox, fake_time: FakeTime) -> Iterator[Any]:
-    cls = HubSpotAdapter if crm == "hubspot" else PipedriveAdapter
-    made = cls(box.url, TOKEN, timeout=10, max_retries=8, sleep=fake_time.sleep,
-               clock=fake_time.clock)
-    yield made
-    made.close()
-
-
-# -- the sandbox's own view ----------------------------------------------------------------------
-
 
 def live(box: Sandbox, crm: str, object_type: ObjectType) -> dict[str, dict[str, Any]]:
     """Live records of the account: id -> {email|name|title: …, plus raw props or row}."""
