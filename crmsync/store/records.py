@@ -117,6 +117,8 @@ Resolver = Callable[["RecordRow", LocalEdit], Resolution]
 
 # Which column identifies a record created on both sides (deals never match by name).
 MATCH_KEYS: dict[str, str] = {"contacts": "email_key", "companies": "domain_key"}
+# A queue row whose create was sent and whose answer is not recorded yet (`mark_in_flight`).
+IN_FLIGHT = "create sent; the CRM's answer was not recorded (the run stopped)"
 
 
 @dataclass(frozen=True)
@@ -308,9 +310,14 @@ class RecordStore:
         if resolve is not None:
             matched = self._match_local(conn, crm, object_type, fresh)
             if matched:
+                # A create whose answer was lost: the CRM holds what we sent, so that is the
+                # base (local edits since then go out). Otherwise the two sides never
+                # agreed: no base, and the merge treats differing fields as conflicts.
+                echoed = self._in_flight(conn, object_type, list(matched.values()))
                 conn.execute(insert(record_links), [
                     {**self._link_values(crm, object_type, r, record_id=matched[r.remote_id],
-                                         now=now, pass_id=pass_id), "base": None}
+                                         now=now, pass_id=pass_id),
+                     **({} if matched[r.remote_id] in echoed else {"base": None})}
                     for r in fresh if r.remote_id in matched])
                 existing.update(self._links(conn, crm, object_type, list(matched)))
                 ids.update(matched)
@@ -413,31 +420,61 @@ class RecordStore:
 
     def _match_local(self, conn: Connection, crm: str, object_type: str,
                      rows: Sequence[RecordRow]) -> dict[str, int]:
-        """remote id → store id of live records with the same match key and no link to
-        this CRM (created on both sides)."""
-        key = MATCH_KEYS.get(object_type)
-        if key is None or not rows:
+        """remote id → store id of live records this CRM has no link for that the pulled
+        rows are: same match key (created on both sides), or — for a create whose answer was
+        lost (`IN_FLIGHT`), deals included — the same name."""
+        if not rows:
             return {}
         table = RECORD_TABLES[object_type]
-        wanted: dict[str, str] = {}
-        for row in rows:
-            value = row.columns.get(key)
-            if value:
-                wanted.setdefault(value, row.remote_id)
-        if not wanted:
-            return {}
         linked = select(record_links.c.record_id).where(
             self._scope(record_links, crm, object_type))
+        in_flight = select(local_changes.c.record_id).where(
+            local_changes.c.client == self.client, local_changes.c.object_type == object_type,
+            local_changes.c.last_error == IN_FLIGHT)
         matched: dict[str, int] = {}
-        for chunk in _chunks(list(wanted)):
-            for found in conn.execute(
-                    select(table.c.id, table.c[key]).where(
-                        table.c.client == self.client, table.c[key].in_(chunk),
-                        table.c.deleted_at.is_(None), table.c.stub.is_(False),
-                        table.c.id.not_in(linked)).order_by(table.c.id)):
-                remote_id = wanted[found[1]]
-                matched.setdefault(remote_id, found[0])
+        taken: set[int] = set()
+        searches = [(MATCH_KEYS[object_type], False)] if object_type in MATCH_KEYS else []
+        searches.append(("name" if object_type != "contacts" else "email_key", True))
+        for key, only_in_flight in searches:
+            wanted: dict[str, str] = {}
+            for row in rows:
+                value = row.columns.get(key)
+                if value and row.remote_id not in matched:
+                    wanted.setdefault(value, row.remote_id)
+            for chunk in _chunks(list(wanted)):
+                query = select(table.c.id, table.c[key]).where(
+                    table.c.client == self.client, table.c[key].in_(chunk),
+                    table.c.deleted_at.is_(None), table.c.stub.is_(False),
+                    table.c.id.not_in(linked)).order_by(table.c.id)
+                if only_in_flight:
+                    query = query.where(table.c.id.in_(in_flight))
+                for found in conn.execute(query):
+                    remote_id = wanted[found[1]]
+                    if remote_id not in matched and found[0] not in taken:
+                        matched[remote_id] = found[0]
+                        taken.add(found[0])
         return matched
+
+    def _in_flight(self, conn: Connection, object_type: str, record_ids: Sequence[int]
+                   ) -> set[int]:
+        found: set[int] = set()
+        for chunk in _chunks(list(record_ids)):
+            found.update(conn.scalars(select(local_changes.c.record_id).where(
+                local_changes.c.client == self.client,
+                local_changes.c.object_type == object_type,
+                local_changes.c.last_error == IN_FLIGHT,
+                local_changes.c.record_id.in_(chunk))))
+        return found
+
+    def mark_in_flight(self, object_type: str, record_ids: Sequence[int]) -> None:
+        """Before sending creates: if the answer is lost (the process dies before
+        `commit_push`), the next pull links the record the CRM made instead of a twin."""
+        with self.store.engine.begin() as conn:
+            for chunk in _chunks(list(record_ids)):
+                conn.execute(update(local_changes).where(
+                    local_changes.c.client == self.client,
+                    local_changes.c.object_type == object_type,
+                    local_changes.c.record_id.in_(chunk)).values(last_error=IN_FLIGHT))
 
     def _local_edits(self, conn: Connection, object_type: str, record_ids: Sequence[int]
                      ) -> dict[int, dict[str, Any]]:
@@ -806,6 +843,7 @@ class RecordStore:
                     condition = (local_changes.c.queued_at == item.queued_at
                                  if item.queued_at is not None else local_changes.c.id.is_(None))
                     conn.execute(delete(local_changes).where(queue, condition))
+                    conn.execute(update(local_changes).where(queue).values(last_error=None))
                 conn.execute(delete(sync_failures).where(
                     failures_scope, sync_failures.c.record_key == key))
 

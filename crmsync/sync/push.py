@@ -186,6 +186,9 @@ class _Batch:
             self.dispatch(change, _decide(self.object_type, change, self.rules),
                           owned.get(change.record_id, []), targets)
         if self.writes:
+            creates = [int(w.key) for w in self.writes if w.op == "create"]
+            if creates:
+                self.records.mark_in_flight(self.object_type, creates)
             answered = self.writer.write(self.object_type, self.writes)
             self.counts.calls += -(-len(self.writes) // self.rules.batch_size)
             if self.on_answered is not None:

@@ -45,7 +45,8 @@ def test_push_refuses_a_decision_it_does_not_know(store: Store) -> None:
     with pytest.raises(AssertionError, match="MergeRemote"):
         batch.dispatch(change, MergeRemote(1), [], {})  # type: ignore[arg-type]
     assert crm.writes == []
-    assert batch.writes == [] and batch.answers == []
+    assert batch.writes == []
+    assert batch.answers == []
 
 
 @pytest.mark.parametrize(("name", "union"), [("FieldDecision", FieldDecision),
