@@ -236,8 +236,13 @@ def plan_push(
     delete_policy: DeletePolicy,
     email: str | None = None,
     consent: bool | None = None,
+    migrating: bool = False,
 ) -> PushDecision:
-    """What push does with one queued local change."""
+    """What push does with one queued local change.
+
+    `migrating` (`sync --to`): the record already lives in the client's other CRM, so a
+    contact's consent travels as it is; one without an email is still held back.
+    """
     if op == "delete":
         if remote_id is None:
             return Discard(record_id)
@@ -246,7 +251,7 @@ def plan_push(
         return KeepRemote(record_id, remote_id)
     if remote_id is None:
         if object_type == "contacts":
-            reason = gdpr_reason(email, consent)
+            reason = gdpr_reason(email, True if migrating else consent)
             if reason is not None:
                 return HoldBack(record_id, reason)
         return CreateRemote(record_id)

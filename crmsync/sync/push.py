@@ -251,7 +251,8 @@ def _decide(object_type: str, change: QueuedChange, rules: PushRules) -> PushDec
     return plan_push(record_id=change.record_id, object_type=object_type,
                      op="delete" if deleted else change.op, remote_id=change.remote_id,
                      fields=change.fields, delete_policy=rules.delete_policy,
-                     email=row.get("email"), consent=row.get("consent"))
+                     email=row.get("email"), consent=row.get("consent"),
+                     migrating=change.queued_at is None)
 
 
 def _answers(writer: RecordWriter, rules: PushRules, object_type: ObjectType,

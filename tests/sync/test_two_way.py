@@ -332,3 +332,43 @@ def test_push_failures_are_listed_by_the_store(store: Store) -> None:
     with store.engine.connect() as conn:
         rows = list(conn.execute(select(sync_failures)))
     assert [(r.direction, r.error) for r in rows] == [("push", "nope")]
+
+
+def test_a_pipedrive_store_seeds_an_empty_hubspot(store: Store) -> None:
+    source, target = FakeCrm(crm="pipedrive"), FakeCrm(crm="hubspot")
+    account(source)
+    source.put("contacts", "4", fields={"email": "no-consent@acme.example"},
+               properties={"marketing_consent": "false"})
+    source.put("contacts", "5", fields={"first_name": "No email"})
+    source.put("deals", "6", fields={"name": "Won one", "pipeline_id": "p1", "stage_id": "s3",
+                                     "status": "won"})
+    pull_client("acme", "pipedrive", source, store, RULES, conflict_policy="remote_wins")  # type: ignore[arg-type]
+    pull_client("acme", "hubspot", target, store, RULES, conflict_policy="remote_wins")  # type: ignore[arg-type]
+    rules = push_rules("hubspot", pipelines={"sales": "hp"},
+                       stages={("sales", "proposal_sent"): "h2", ("sales", "signed"): "h3",
+                               ("sales", "won"): "h8", ("sales", "lost"): "h9"})
+    result = push_client("acme", target, store, rules, queue=False, seed=True)  # type: ignore[arg-type]
+
+    assert [h["reason"] for h in result.held_back] == ["no email"]
+    assert result.total("created") == 5
+    records = store.records("acme")
+    for object_type in ("companies", "contacts", "deals"):
+        pd, hs = records.remote_ids("pipedrive", object_type), records.remote_ids(
+            "hubspot", object_type)
+        # Same store identity: each record now has both CRMs' ids.
+        assert set(hs.values()) <= set(pd.values())
+    by_pd = {t: {v: k for k, v in records.remote_ids("hubspot", t).items()}
+             for t in ("companies", "contacts", "deals")}
+    pd_ids = {t: records.remote_ids("pipedrive", t) for t in ("companies", "contacts", "deals")}
+    big = target.records["deals"][by_pd["deals"][pd_ids["deals"]["3"]]]
+    assert (big.fields["pipeline_id"], big.fields["stage_id"]) == ("hp", "h2")
+    won = target.records["deals"][by_pd["deals"][pd_ids["deals"]["6"]]]
+    assert won.fields["stage_id"] == "h8"
+    assert big.associations == (
+        Association("contacts", by_pd["contacts"][pd_ids["contacts"]["2"]]),)
+    ann = target.records["contacts"][by_pd["contacts"][pd_ids["contacts"]["2"]]]
+    assert ann.associations == (
+        Association("companies", by_pd["companies"][pd_ids["companies"]["1"]], True),)
+    # A second seed finds nothing left to create.
+    again = push_client("acme", target, store, rules, queue=False, seed=True)  # type: ignore[arg-type]
+    assert again.total("created") == 0
