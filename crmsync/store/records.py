@@ -260,8 +260,17 @@ class RecordStore:
         with self.store.engine.begin() as conn:
             ids = self._write_records(conn, crm, object_type, rows=unique, now=now,
                                       pass_id=pass_id, outcome=outcome, resolve=resolve)
+            keep: dict[int, set[str]] = {}
+            if resolve is not None:
+                # Associations changed locally and not pushed yet are not overwritten.
+                for record_id, edit in self._local_edits(conn, object_type,
+                                                         list(ids.values())).items():
+                    names = {f.split(":", 1)[1] for f in edit["fields"] or ()
+                             if f.startswith("associations:")}
+                    if names:
+                        keep[record_id] = names
             self._write_associations(conn, crm, object_type, rows=unique, ids=ids, now=now,
-                                     outcome=outcome)
+                                     outcome=outcome, keep=keep)
             self._write_removals(conn, crm, object_type, removals=removals, now=now,
                                  outcome=outcome)
             self._write_failures(conn, crm, object_type, rows=unique, failures=failures,
@@ -552,26 +561,36 @@ class RecordStore:
 
     def _write_associations(self, conn: Connection, crm: str, object_type: str, *,
                             rows: Sequence[RecordRow], ids: Mapping[str, int],
-                            now: dt.datetime, outcome: PageOutcome) -> None:
+                            now: dt.datetime, outcome: PageOutcome,
+                            keep: Mapping[int, set[str]] | None = None) -> None:
         owners = [r for r in rows if r.associations is not None]
         if not owners:
             return
+        keep = keep or {}
         targets: dict[str, dict[str, int]] = {}
         for to_type in OWNED_ASSOCIATIONS[object_type]:
             remote = [a.to_remote_id for r in owners for a in r.associations or ()
                       if a.to_type == to_type]
             targets[to_type] = self._resolve(conn, crm, to_type, remote, now) if remote else {}
         owner_ids = [ids[r.remote_id] for r in owners]
-        for chunk in _chunks(owner_ids):
+        kept = {(owner, to_type) for owner, names in keep.items() for to_type in names}
+        for chunk in _chunks([o for o in owner_ids if o not in keep]):
             conn.execute(delete(associations).where(
                 associations.c.client == self.client,
                 associations.c.from_type == object_type,
                 associations.c.from_id.in_(chunk)))
+        for owner in (o for o in owner_ids if o in keep):
+            conn.execute(delete(associations).where(
+                associations.c.client == self.client,
+                associations.c.from_type == object_type, associations.c.from_id == owner,
+                associations.c.to_type.not_in(sorted(keep[owner]))))
         values: dict[tuple[int, str, int], dict[str, Any]] = {}
         for row in owners:
             for assoc in row.associations or ():
                 if assoc.to_type not in targets:
                     continue  # not an association this side owns
+                if (ids[row.remote_id], assoc.to_type) in kept:
+                    continue  # changed locally: the push sends the local set
                 to_id = targets[assoc.to_type][assoc.to_remote_id]
                 key = (ids[row.remote_id], assoc.to_type, to_id)
                 previous = values.get(key)

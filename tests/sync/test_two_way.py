@@ -372,3 +372,21 @@ def test_a_pipedrive_store_seeds_an_empty_hubspot(store: Store) -> None:
     # A second seed finds nothing left to create.
     again = push_client("acme", target, store, rules, queue=False, seed=True)  # type: ignore[arg-type]
     assert again.total("created") == 0
+
+
+def test_a_local_association_survives_a_remote_edit_of_its_owner(store: Store) -> None:
+    crm = FakeCrm()
+    started(store, crm)
+    crm.put("companies", "8", fields={"name": "Second", "domain": "second.example"})
+    sync(store, crm)
+    ann, second = ids(store, crm, "contacts")["2"], ids(store, crm, "companies")["8"]
+    local.associate(store, "contacts", ann, "companies", second)
+    crm.edit("contacts", "2", phone="9")  # the page carries Ann's (old) associations
+    pull_client("acme", crm.crm, crm, store, RULES, conflict_policy="remote_wins")  # type: ignore[arg-type]
+    assert store.records("acme").association_pairs("contacts", "companies") == {
+        (ann, ids(store, crm, "companies")["1"], True), (ann, second, False)}
+    sync(store, crm)
+    assert set(crm.records["contacts"]["2"].associations or ()) == {
+        Association("companies", "1", True), Association("companies", "8", False)}
+    assert row(store, "contacts", ann)["phone"] == "9"
+    assert local.queue(store) == {}
