@@ -38,7 +38,8 @@ def _summary(outcome: ClientSync) -> str:
             f"tombstoned {result.total('tombstoned')}; {result.total('calls')} API calls, "
             f"{outcome.throttled} 429s, {outcome.seconds:.1f}s")
     for pushed in outcome.pushed:
-        text += (f"; pushed to {pushed.crm}: created {pushed.total('created')}, "
+        text += (f"; {'would push' if result.dry_run else 'pushed'} to {pushed.crm}: "
+                 f"created {pushed.total('created')}, "
                  f"updated {pushed.total('updated')}, archived {pushed.total('archived')}")
         if pushed.total("failed"):
             text += f", failed {pushed.total('failed')} (crmsync sync --failures)"

@@ -141,12 +141,14 @@ def push_client(
     seed: bool = False,
     object_types: Sequence[ObjectType] = OBJECT_TYPES,
     on_answered: OnAnswered | None = None,
+    dry_run: bool = False,
 ) -> PushResult:
     """Push one client's queued local changes to `rules.crm` (see the module docstring).
 
     `seed` (`crmsync sync --to`) also creates there every live record it has no link for,
     leaving the queue to the client's own CRM (`queue=False`). Raises `RemoteError` only when
-    a whole call fails; per-record failures are in the result and the store.
+    a whole call fails; per-record failures are in the result and the store. `dry_run`
+    decides and counts (created / updated / archived: what would be) and writes nothing.
     """
     result = PushResult(rules.crm)
     records = store.records(client)
@@ -160,7 +162,7 @@ def push_client(
         for source in batches:
             for batch in source:
                 _Batch(records, writer, rules, object_type, counts, result,
-                       on_answered=on_answered).run(batch)
+                       on_answered=on_answered, dry_run=dry_run).run(batch)
     return result
 
 
@@ -175,6 +177,7 @@ class _Batch:
     counts: PushCounts
     result: PushResult
     on_answered: OnAnswered | None = None
+    dry_run: bool = False
     writes: list[RecordWrite] = field(default_factory=list)
     answers: list[PushedRecord] = field(default_factory=list)
 
@@ -185,6 +188,12 @@ class _Batch:
         for change in batch:
             self.dispatch(change, _decide(self.object_type, change, self.rules),
                           owned.get(change.record_id, []), targets)
+        if self.dry_run:
+            for write in self.writes:
+                name = {"create": "created", "update": "updated", "archive": "archived"}
+                setattr(self.counts, name[write.op], getattr(self.counts, name[write.op]) + 1)
+            self.counts.failed += sum(1 for a in self.answers if not a.ok)
+            return
         if self.writes:
             creates = [int(w.key) for w in self.writes if w.op == "create"]
             if creates:

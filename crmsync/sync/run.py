@@ -198,7 +198,7 @@ def _sync_one(outcome: ClientSync, adapter: RecordAdapter, session: Session, *, 
                     records.finish_run(run_id, "error", {}, error=str(exc)[:2000])
                 raise
             failed = sum(p.total("failed") for p in outcome.pushed)
-            outcome.status = "partial" if failed else "ok"
+            outcome.status = "partial" if failed and not dry_run else "ok"
             if run_id is not None and outcome.result is not None:
                 counts = summary_counts(outcome.result)
                 if outcome.pushed:
@@ -232,14 +232,15 @@ def _two_way(outcome: ClientSync, adapter: RecordAdapter, session: Session, *, f
                                  rules_for(blueprint, session), full=full, dry_run=dry_run,
                                  on_page=page_hook, removal_scan_interval=scan_interval,
                                  conflict_policy=blueprint.conflict_policy)
-    if dry_run:
-        return
     if isinstance(adapter, RecordWriter):
         outcome.pushed.append(push_client(client, adapter, session.store,
-                                          push_rules_for(blueprint, session), seed=to == crm))
+                                          push_rules_for(blueprint, session), seed=to == crm,
+                                          dry_run=dry_run))
     elif to == crm:
         raise CrmsyncError(f"the {crm} adapter cannot write records, so `--to {crm}` cannot "
                            "seed it")
+    if dry_run:
+        return
     if to is not None and to != crm:
         _seed_other(outcome, session, to, full=full)
 

@@ -390,3 +390,18 @@ def test_a_local_association_survives_a_remote_edit_of_its_owner(store: Store) -
         Association("companies", "1", True), Association("companies", "8", False)}
     assert row(store, "contacts", ann)["phone"] == "9"
     assert local.queue(store) == {}
+
+
+def test_a_dry_run_push_counts_and_writes_nothing(store: Store) -> None:
+    crm = FakeCrm()
+    started(store, crm)
+    ann = ids(store, crm, "contacts")["2"]
+    local.edit(store, "contacts", ann, first_name="Anna")
+    local.create(store, "companies", name="New", domain="new.example")
+    local.create(store, "contacts", email="no@consent.example", consent=False)
+    before = local.queue(store)
+    result = push_client("acme", crm, store, push_rules(), dry_run=True)  # type: ignore[arg-type]
+    assert (result.total("created"), result.total("updated"), result.total("held_back")) == (
+        1, 1, 1)
+    assert crm.writes == []
+    assert local.queue(store) == before
