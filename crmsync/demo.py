@@ -71,6 +71,7 @@ def demo_environment(base_url: str, workdir: Path, configs: list[Path]) -> dict[
         "CRMSYNC_PIPEDRIVE_BASE_URL": base_url,
         "CRMSYNC_HUBSPOT_TOKEN": SANDBOX_TOKEN,
         "CRMSYNC_PIPEDRIVE_TOKEN": SANDBOX_TOKEN,
+        "CRMSYNC_HUBSPOT_SEARCH_LAG_SECONDS": "0",  # the embedded sandbox's search has no lag
         "CRMSYNC_STORE_URL": f"sqlite:///{workdir / 'demo-store.db'}",
         "CRMSYNC_CONFIGS_DIR": str(workdir / "configs"),
         ADOPTED_TOKEN_ENV: f"sandbox-{ADOPTED_CLIENT}",

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     # How often `sync` looks for records deleted in the CRM where that costs a listing
     # (HubSpot's archived records, Pipedrive's recents): 0 = every run.
     sync_removal_scan_minutes: float = Field(default=60.0, ge=0)
+    # How long HubSpot's search index may trail a write: an increment leaves records
+    # modified that recently for the next run. 0 for the sandbox (no lag unless asked).
+    hubspot_search_lag_seconds: float = Field(default=30.0, ge=0, le=3600)
 
     @field_validator("hubspot_base_url", "pipedrive_base_url")
     @classmethod

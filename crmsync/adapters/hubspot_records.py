@@ -7,28 +7,33 @@ What each way costs, in calls (limits in API-FACTS.md):
   every property named and the owned associations inline (`associations=companies` for
   contacts, `contacts,companies` for deals): 10 calls per 1,000 records, plus 1 for the deal
   pipelines (deals only, once per adapter). Where the property list would make the URL longer
-  than `MAX_URL` characters, search on `hs_object_id` (keyset, 200 a page, properties in the
-  body) replaces the list, plus association batch reads.
+  than `MAX_URL`, search on `hs_object_id` (keyset, properties in the body) replaces the list;
+  a page then gathers searches up to one association batch (`ASSOCIATION_READ_MAX`).
 - **increment**: `POST …/search` on the modification date (`lastmodifieddate` for contacts,
   `hs_lastmodifieddate` otherwise), `GTE` the high-water mark, ascending, 200 a page: 5 calls
   per 1,000 changed records plus one v4 `batch/read` per owned association type and page.
-  Nothing changed: exactly 1 call. Search answers at most `SEARCH_CAP` results per query:
-  before paging past it the query restarts from the last timestamp seen, first reading that
-  timestamp's records by id (`EQ ts`, `hs_object_id GT last`, sorted by id) so ties of any
-  size are neither lost nor repeated. Unconfirmed: HubSpot orders records with one timestamp
-  by id (the sandbox does); the resume rule `(ts, id) <= high water` relies on it.
-- **removals**: merged records come free as the survivor's `hs_merged_object_ids`; with
-  `scan_removals` the archived list (`archived=true`, 100 a page) is read whole, since HubSpot
-  lists archived records by id and not by `archivedAt`: 1 call per 100 archived records.
+  Nothing changed: exactly 1 call. Records modified in the last `SEARCH_LAG` wait for the
+  next run (the search index trails writes). Search answers at most `SEARCH_CAP` results per
+  query: before paging past it the query restarts from the last timestamp seen, first reading
+  that timestamp's records by id (`EQ ts`, `hs_object_id GT last`, sorted by id) so ties of
+  any size are neither lost nor repeated. Unconfirmed: HubSpot orders records with one
+  timestamp by id (the sandbox does); the resume rule `(ts, id) <= high water` relies on it.
+- **removals**: merged records come free as the survivor's `hs_merged_object_ids`. With
+  `scan_removals`, after an increment (a full pass reads live records only), the archived
+  list (`archived=true`, 100 a page) is read whole, since HubSpot lists archived records by id
+  and not by `archivedAt`: 1 call per 100 archived records; those archived since the last
+  scan are reported.
 
 Requests go through `requests` and the adapter's `HttpPolicy` (one retry layer), not the SDK's
-generated APIs: these return every record as model objects (slow at a million records) and
+generated APIs: these turn every record into model objects (slow at a million records), and
 the property list must be measured as a URL before it is sent.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
+import weakref
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlencode
@@ -50,7 +55,7 @@ from crmsync.adapters.records import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 
     from crmsync.adapters.http_policy import HttpPolicy
     from crmsync.names import ObjectType
@@ -58,13 +63,17 @@ if TYPE_CHECKING:
 LIST_LIMIT = 100  # objects list maximum
 SEARCH_LIMIT = 200  # search maximum (HubSpot changelog, September 2024)
 SEARCH_CAP = 10_000  # results one search query can page through (search guide)
-# v4 association batch/read takes 1,000 inputs since 2025-02-10 (developer changelog); the
-# sandbox still refuses more than 100, so pages are read in chunks of this size.
-ASSOCIATION_READ_MAX = 100
+# v4 association batch/read takes 1,000 inputs since 2025-02-10 (developer changelog).
+ASSOCIATION_READ_MAX = 1_000
 MAX_URL = 6_000  # longer list URLs risk a 414 (dlt-hub/verified-sources#305)
 # Subtracted from a full pass's start before increments take over: HubSpot's search index
 # lags writes by seconds, and our clock may differ from HubSpot's.
 OVERLAP = dt.timedelta(minutes=2)
+# Search reads an index that trails writes ("it may take a few moments for newly created or
+# updated objects to appear", search guide). An increment takes no record modified in the
+# last SEARCH_LAG: a record written just before the search but not yet indexed would
+# otherwise fall behind a high-water mark that has moved past it. The next run reads them.
+SEARCH_LAG = dt.timedelta(seconds=30)
 
 MODIFIED = {"contacts": "lastmodifieddate", "companies": "hs_lastmodifieddate",
             "deals": "hs_lastmodifieddate"}
@@ -99,13 +108,19 @@ class HubSpotRecords:
     _base_url: str
     _timeouts: tuple[float, float]
     _pipelines: Any  # the SDK's pipelines API, whose configuration holds the token
+    # Wall-clock time in POSIX seconds (pass starts, the search lag); tests put the sandbox's
+    # clock here.
+    records_clock: Callable[[], float] = time.time
+    # How long HubSpot's search index may trail a write (CRMSYNC_HUBSPOT_SEARCH_LAG_SECONDS):
+    # records modified that recently wait for the next run.
+    search_lag: dt.timedelta = SEARCH_LAG
 
     # -- the interface ------------------------------------------------------------------------
 
     def field_definitions(self, object_type: ObjectType) -> list[FieldDefinition]:
         """Every property of the type (`GET /crm/v3/properties/{objectType}`, one call)."""
         body, _ = self._records_request("GET", f"/crm/v3/properties/{object_type}",
-                                what=f"list {object_type} properties")
+                                        what=f"list {object_type} properties")
         return [_definition(raw) for raw in body.get("results") or []]
 
     def pull(self, object_type: ObjectType, cursor: PullCursor | None,
@@ -131,13 +146,19 @@ class HubSpotRecords:
 
     def _full(self, object_type: ObjectType, cursor: PullCursor,
               names: list[str]) -> Iterator[RecordPage]:
-        started = cursor.pass_started_at or dt.datetime.now(dt.UTC)
+        started = cursor.pass_started_at or self._records_now()
         owned = OWNED_ASSOCIATIONS[object_type]
         params: dict[str, Any] = {"limit": LIST_LIMIT, "properties": ",".join(names)}
         if owned:
             params["associations"] = ",".join(owned)
         path = f"/crm/v3/objects/{object_type}"
-        if len(self._base_url + path + "?" + urlencode(params)) + 40 > MAX_URL:
+        by_search = len(self._base_url + path + "?" + urlencode(params)) + 40 > MAX_URL
+        if cursor.token and cursor.extra.get("full_by") != ("search" if by_search else "list"):
+            # The property list changed size mid-pass: list and search tokens mean different
+            # things, so the pass starts over the other way (keeping its start time).
+            cursor = PullCursor(phase="full", pass_started_at=started, extra={
+                k: v for k, v in cursor.extra.items() if k != "full_by"})
+        if by_search:
             yield from self._full_by_search(object_type, cursor, names, started)
             return
         guard = TokenGuard(self.crm, f"list {object_type}")
@@ -148,32 +169,45 @@ class HubSpotRecords:
             body, calls = self._records_request("GET", path, params=query,
                                                 what=f"list {object_type}")
             raws = body.get("results") or []
-            records = [self._record(object_type, raw, _inline_associations(raw, owned))
-                       for raw in raws]
+            inline = [_inline_associations(raw, owned) for raw in raws]
+            # A record with more associations than the list shows inline (the block has its
+            # own `paging`) has them all read in bulk instead.
+            cut = [str(raw["id"]) for raw, links in zip(raws, inline, strict=True)
+                   if links is None]
+            complete, more = self._read_associations(object_type, cut)
+            calls += more
+            records = [self._record(object_type, raw,
+                                    complete[str(raw["id"])] if links is None else links)
+                       for raw, links in zip(raws, inline, strict=True)]
             calls += self._deal_status(object_type, records)
             token = ((body.get("paging") or {}).get("next") or {}).get("after")
             guard.check(token)
             yield RecordPage(object_type, tuple(records),
                              _merged(object_type, raws),
-                             _after_full(cursor, token, started), calls=calls)
+                             _after_full(cursor, token, started, "list"), calls=calls)
             if not token:
                 return
 
     def _full_by_search(self, object_type: ObjectType, cursor: PullCursor, names: list[str],
                         started: dt.datetime) -> Iterator[RecordPage]:
-        # Keyset on hs_object_id (token = last id read): no offset, so no 10,000 cap.
+        # Keyset on hs_object_id (token = last id read): no offset, so no 10,000 cap. A page
+        # gathers searches up to one association batch, read once per association type.
         last = cursor.token
-        while True:
-            filters = [_filter("hs_object_id", "GT", last)] if last else []
-            raws, _, calls = self._search_records(object_type, filters, "hs_object_id", names, None)
+        finished = False
+        while not finished:
+            raws: list[dict[str, Any]] = []
+            calls = 0
+            while len(raws) < _group() and not finished:
+                filters = [_filter("hs_object_id", "GT", last)] if last else []
+                found, _, used = self._search_records(object_type, filters, "hs_object_id",
+                                                      names, None)
+                calls += used
+                raws += found
+                last = str(found[-1]["id"]) if found else last
+                finished = len(found) < SEARCH_LIMIT
             page, more = self._search_page(object_type, raws)
-            calls += more
-            last = str(raws[-1]["id"]) if raws else last
-            finished = len(raws) < SEARCH_LIMIT
-            yield replace_page(page, _after_full(cursor, None if finished else last, started),
-                               calls)
-            if finished:
-                return
+            after = _after_full(cursor, None if finished else last, started, "search")
+            yield replace_page(page, after, calls + more)
 
     def _increment(self, object_type: ObjectType, cursor: PullCursor,
                    names: list[str]) -> Generator[RecordPage, None, PullCursor]:
@@ -182,26 +216,39 @@ class HubSpotRecords:
         The query state lives in `cursor.extra["query"]`: mode "range" (`op` GTE or GT the
         timestamp `ts`, sorted by it, paged by offset in `cursor.token`; with GTE, records at
         or before (`ts`, `id`) are skipped) or mode "tie" (`EQ ts`, `hs_object_id GT id`,
-        sorted by id: one timestamp's records, however many, by keyset).
+        sorted by id: one timestamp's records, however many, by keyset). A page gathers
+        searches up to one association batch.
         """
         guard = TokenGuard(self.crm, f"search {object_type}")
         query = dict(cursor.extra.get("query") or _range_query(cursor, "GTE"))
         token = cursor.token
         guard.check(token)
         high, high_id = cursor.high_water, cursor.high_water_id
+        settled = self._records_now() - self.search_lag
+        finished = False
         while True:
-            raws, next_after, calls = self._search_step(object_type, query, names, token)
-            page, more = self._search_page(object_type, raws)
-            if raws:
-                high, high_id = _modified(object_type, raws[-1]), str(raws[-1]["id"])
-            query, token, finished = _next_step(query, next_after, bool(raws), high, high_id)
-            if token is None:
-                guard.reset()  # a new query: its offsets are its own
-            guard.check(token)
-            extra = dict(cursor.extra, query=query)
+            gathered: list[dict[str, Any]] = []
+            calls = 0
+            while len(gathered) < _group() and not finished:
+                raws, next_after, used = self._search_step(object_type, query, names, token)
+                calls += used
+                if (query["mode"] == "range" and raws
+                        and _modified(object_type, raws[-1]) > settled):
+                    # Sorted by time: keep what is older than the lag and stop there.
+                    raws = [r for r in raws if _modified(object_type, r) <= settled]
+                    next_after = None
+                if raws:
+                    high, high_id = _modified(object_type, raws[-1]), str(raws[-1]["id"])
+                query, token, finished = _next_step(query, next_after, bool(raws), high,
+                                                    high_id)
+                if token is None:
+                    guard.reset()  # a new query: its offsets are its own
+                guard.check(token)
+                gathered += raws
+            page, more = self._search_page(object_type, gathered)
             after = PullCursor(phase="incremental", token=token, high_water=high,
                                high_water_id=high_id, pass_started_at=cursor.pass_started_at,
-                               extra=extra)
+                               extra=dict(cursor.extra, query=query))
             yield replace_page(page, after, calls + more)
             if finished:
                 return after
@@ -228,7 +275,7 @@ class HubSpotRecords:
         since = dt.datetime.fromisoformat(since_text) if since_text else None
         started = (dt.datetime.fromisoformat(cursor.extra["archived_started"])
                    if cursor.phase == "archived" and cursor.extra.get("archived_started")
-                   else dt.datetime.now(dt.UTC))
+                   else self._records_now())
         guard = TokenGuard(self.crm, f"list archived {object_type}")
         token = cursor.token if cursor.phase == "archived" else None
         # The next scan starts after the newest `archivedAt` seen (HubSpot's clock) or, when
@@ -377,6 +424,9 @@ class HubSpotRecords:
                 fields["closed_at"] = None
         return calls
 
+    def _records_now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.records_clock(), dt.UTC)
+
     # -- HTTP ---------------------------------------------------------------------------------
 
     def _records_request(self, method: str, path: str, *, what: str, params: Any = None,
@@ -387,7 +437,9 @@ class HubSpotRecords:
         timeouts = getattr(self, "_timeouts", None) or request_timeouts(30.0)
 
         def send() -> Reply[dict[str, Any]]:
-            response = session.request(method, url, params=params, json=json, timeout=timeouts)
+            # No redirect is followed (the policy reports one), as with the SDK's calls.
+            response = session.request(method, url, params=params, json=json, timeout=timeouts,
+                                       allow_redirects=False)
             body = parse_body(response.content) if response.content else {}
             return Reply(response.status_code, response.headers, body=body,
                          value=body if isinstance(body, dict) else {})
@@ -402,21 +454,29 @@ class HubSpotRecords:
             session.headers["Authorization"] = f"Bearer {token}"
             session.headers["Accept"] = "application/json"
             self._session_for_records = session
+            # `HubSpotAdapter.close` knows only the SDK's clients: close this one with it.
+            weakref.finalize(self, session.close)
         return session
+
+
+def _group() -> int:
+    """Records a search-built page gathers: one association batch (at least one search)."""
+    return max(SEARCH_LIMIT, ASSOCIATION_READ_MAX)
 
 
 def replace_page(page: RecordPage, cursor: PullCursor, calls: int) -> RecordPage:
     return RecordPage(page.object_type, page.records, page.removals, cursor, calls=calls)
 
 
-def _after_full(cursor: PullCursor, token: str | None, started: dt.datetime) -> PullCursor:
+def _after_full(cursor: PullCursor, token: str | None, started: dt.datetime,
+                by: str) -> PullCursor:
     if token:
         return PullCursor(phase="full", token=token, pass_started_at=started,
-                          extra=dict(cursor.extra))
+                          extra=dict(cursor.extra, full_by=by))
     # The list has ended: increments take over from the pass's start (less the overlap),
     # so whatever changed while the pass ran is read again.
     high = started - OVERLAP
-    extra = {k: v for k, v in cursor.extra.items() if k not in ("query",)}
+    extra = {k: v for k, v in cursor.extra.items() if k not in ("query", "full_by")}
     extra.setdefault("archived_since", _iso(started - OVERLAP))
     return PullCursor(phase="incremental", high_water=high, pass_started_at=started,
                       extra=extra)
@@ -462,12 +522,16 @@ def _property_names(object_type: str, fields: Sequence[FieldDefinition]) -> list
     return list(names)
 
 
-def _inline_associations(raw: Mapping[str, Any],
-                         owned: Iterable[ObjectType]) -> tuple[Association, ...]:
+def _inline_associations(raw: Mapping[str, Any], owned: Iterable[ObjectType]
+                         ) -> tuple[Association, ...] | None:
+    """The record's associations as listed inline; None when a block says it has more."""
     found: dict[tuple[str, str], bool] = {}
     inline = raw.get("associations") or {}
     for to_type in owned:
-        for item in (inline.get(to_type) or {}).get("results") or []:
+        block = inline.get(to_type) or {}
+        if (block.get("paging") or {}).get("next"):
+            return None
+        for item in block.get("results") or []:
             key = (to_type, str(item["id"]))
             found[key] = found.get(key, False) or item.get("type") in PRIMARY_TYPE_NAMES
     return tuple(Association(cast("ObjectType", t), i, p) for (t, i), p in sorted(found.items()))

@@ -19,10 +19,9 @@ What each way costs, in calls (list = 10 tokens, `x-token-cost` in the v2 spec):
   keeps deleted deals listed for 30 days). Deleted persons and organizations do not show in
   v2 lists: with `scan_removals`, `GET /v1/recents?since_timestamp=…&items=person` (or
   `organization`) lists every change since the last scan, 500 a page (20 tokens a call): 1
-  call per 500 changes of the type since the last scan.
-
-Archived deals (`/api/v2/deals/archived`) are not read (a second listing would double the
-no-change cost).
+  call per 500 changes of the type since the last scan. Archived deals leave the `/deals`
+  listing: with `scan_removals`, `/api/v2/deals/archived` since the last scan reports them
+  (reason "archived"): 1 call per 500 deals archived since.
 """
 
 from __future__ import annotations
@@ -50,7 +49,7 @@ from crmsync.adapters.records import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Generator, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 
     import requests
 
@@ -60,10 +59,12 @@ if TYPE_CHECKING:
 PAGE_LIMIT = 500  # the v2 list maximum
 FIELDS_LIMIT = 500  # v1 field definitions per page
 OVERLAP = dt.timedelta(seconds=2)
+RECENTS_MARGIN = dt.timedelta(minutes=1)
 ENTITY = {"contacts": "persons", "companies": "organizations", "deals": "deals"}
 FIELDS_PATH = {"contacts": "personFields", "companies": "organizationFields",
                "deals": "dealFields"}
 RECENTS_ITEM = {"contacts": "person", "companies": "organization"}
+_EPOCH = dt.datetime.fromtimestamp(0, dt.UTC)
 _HASH_KEY = re.compile(r"^[0-9a-f]{40}$")
 _TYPES: dict[str, FieldType] = {
     "varchar": "text", "varchar_auto": "text", "text": "text", "phone": "text",
@@ -123,16 +124,71 @@ class PipedriveRecords:
     def _pd_phases(self, object_type: ObjectType, cursor: PullCursor,
                    fields: Sequence[FieldDefinition], *,
                    scan_removals: bool) -> Iterator[RecordPage]:
-        if cursor.phase != "recents":
+        if cursor.phase not in ("recents", "archived"):
             cursor = yield from self._pd_listing(object_type, cursor, fields)
-            if not scan_removals or object_type not in RECENTS_ITEM:
+            if not scan_removals:
                 return
-        yield from self._pd_recents(object_type, cursor)
+        if object_type == "deals":
+            yield from self._pd_archived_deals(cursor)
+        elif object_type in RECENTS_ITEM:
+            yield from self._pd_recents(object_type, cursor)
+
+    def _pd_archived_deals(self, cursor: PullCursor) -> Iterator[RecordPage]:
+        """Deals archived since the last scan (`/api/v2/deals/archived`), as removals.
+
+        Archived deals leave the `/deals` listing; one unarchived comes back there as a record.
+        """
+        resuming = cursor.phase == "archived"
+        token = cursor.token if resuming else None
+        since = cursor.extra.get("archived_since")
+        newest = cursor.extra.get("archived_newest") if resuming else since
+        # Ids already reported in the newest second: `updated_since` is inclusive.
+        edge = set(cursor.extra.get("archived_edge") or ())
+        guard = TokenGuard(self.crm, "list archived deals")
+        guard.check(token)
+        while True:
+            params: dict[str, Any] = {"limit": PAGE_LIMIT, "sort_by": "update_time",
+                                      "sort_direction": "asc"}
+            if since:
+                params["updated_since"] = since
+            if token:
+                params["cursor"] = token
+            body = self._pd_get(f"{self._api}/deals/archived", params=params,
+                                what="list archived deals")
+            removals = []
+            for raw in body.get("data") or []:
+                updated = _rfc3339(_time(raw.get("update_time")) or _EPOCH)
+                if updated == newest and str(raw["id"]) in edge:
+                    continue
+                if newest is None or updated > newest:
+                    newest, edge = updated, set()
+                edge.add(str(raw["id"]))
+                when = _time(raw.get("archive_time")) or _time(raw.get("update_time"))
+                removals.append(RemoteRemoval("deals", str(raw["id"]), "archived",
+                                              removed_at=when))
+            token = (body.get("additional_data") or {}).get("next_cursor") or None
+            guard.check(token)
+            extra = dict(cursor.extra)
+            extra["archived_edge"] = sorted(edge)
+            if token:
+                extra.update(archived_newest=newest)
+                after = PullCursor("archived", token, cursor.high_water, cursor.high_water_id,
+                                   cursor.pass_started_at, extra=extra)
+            else:
+                extra.pop("archived_newest", None)
+                extra["archived_since"] = newest
+                after = PullCursor("incremental", None, cursor.high_water,
+                                   cursor.high_water_id, cursor.pass_started_at, extra=extra)
+            yield RecordPage("deals", (), tuple(removals), after, calls=1)
+            if not token:
+                return
 
     def _pd_listing(self, object_type: ObjectType, cursor: PullCursor,
                     fields: Sequence[FieldDefinition]
                     ) -> Generator[RecordPage, None, PullCursor]:
-        mapper = _Mapper(object_type, fields or self._pd_definitions(object_type))
+        # Without definitions from the engine, read them only once a record has custom fields
+        # (an unchanged increment stays one call).
+        mapper = _Mapper(object_type, fields, lambda: self._pd_definitions(object_type))
         guard = TokenGuard(self.crm, f"list {ENTITY[object_type]}")
         token = cursor.token
         guard.check(token)
@@ -141,20 +197,29 @@ class PipedriveRecords:
         since = cursor.extra.get("since") if token else _rfc3339(high - OVERLAP) if high else None
         seen: dict[str, list[str]] = dict(cursor.extra.get("seen") or {})
         phase = cursor.phase if cursor.phase in ("full", "incremental") else "incremental"
+        # When the first pass began: where the first removal scan starts.
+        started = cursor.pass_started_at or dt.datetime.now(dt.UTC)
         while True:
             body = self._pd_get(f"{self._api}/{ENTITY[object_type]}",
                                 params=_list_params(object_type, since, token),
                                 what=f"list {ENTITY[object_type]}")
+            data = body.get("data") or []
+            times = [_time(raw.get("update_time")) or _EPOCH for raw in data]
+            for raw, when in zip(data, times, strict=True):
+                if high is None or (when, int(raw["id"])) > (high, int(high_id or 0)):
+                    high, high_id = when, str(raw["id"])
+            # Digests only where they can matter (a record read before, or one inside the
+            # overlap window of the new high-water mark): hashing every record costs CPU.
+            window = (high - OVERLAP) if high is not None else _EPOCH
             records, removals = [], []
-            for raw in body.get("data") or []:
+            for raw, when in zip(data, times, strict=True):
                 record_id = str(raw["id"])
-                when = _time(raw.get("update_time")) or dt.datetime.fromtimestamp(0, dt.UTC)
-                if high is None or (when, int(record_id)) > (high, int(high_id or 0)):
-                    high, high_id = when, record_id
-                digest = _digest(raw)
-                if record_id in seen and seen[record_id][1] == digest:
+                before = seen.get(record_id)
+                digest = _digest(raw) if before is not None or when >= window else None
+                if before is not None and before[1] == digest:
                     continue  # read before, unchanged: the overlap window
-                seen[record_id] = [when.isoformat(), digest]
+                if digest is not None:
+                    seen[record_id] = [when.isoformat(), digest]
                 if raw.get("is_deleted") or raw.get("status") == "deleted":
                     removals.append(RemoteRemoval(object_type, record_id, "deleted",
                                                   removed_at=when))
@@ -170,8 +235,10 @@ class PipedriveRecords:
             if token:
                 extra["since"] = since
             after = PullCursor(phase=phase if token else "incremental", token=token,
-                               high_water=high, high_water_id=high_id, extra=extra)
-            yield RecordPage(object_type, tuple(records), tuple(removals), after, calls=1)
+                               high_water=high, high_water_id=high_id,
+                               pass_started_at=started, extra=extra)
+            yield RecordPage(object_type, tuple(records), tuple(removals), after,
+                             calls=1 + self._pd_take_calls())
             if not token:
                 return after
 
@@ -179,13 +246,13 @@ class PipedriveRecords:
         """Persons or organizations deleted since the last scan, from `/v1/recents`."""
         item = RECENTS_ITEM[object_type]
         resuming = cursor.phase == "recents"
-        # The next scan starts an overlap before this one did: recents has one-second
-        # resolution and counts only changes after `since_timestamp`, so a delete in the
-        # second this scan began would otherwise fall between two scans.
+        # Times are our clock, read by Pipedrive's: each scan starts RECENTS_MARGIN before
+        # the previous one began (or before the first pass began), for clock skew.
+        now = dt.datetime.now(dt.UTC)
         started = (cursor.extra.get("recents_started") if resuming else None) or \
-            _v1_time(dt.datetime.now(dt.UTC) - OVERLAP)
+            _v1_time(now - RECENTS_MARGIN)
         since = cursor.extra.get("recents_since") or _v1_time(
-            (cursor.high_water or dt.datetime.now(dt.UTC)) - OVERLAP)
+            (cursor.pass_started_at or now) - RECENTS_MARGIN)
         start = int(cursor.token or 0) if resuming else 0
         guard = TokenGuard(self.crm, f"list recent {item} changes")
         while True:
@@ -211,12 +278,12 @@ class PipedriveRecords:
                 guard.check(str(start))
                 extra.update(recents_since=since, recents_started=started)
                 after = PullCursor("recents", str(start), cursor.high_water,
-                                   cursor.high_water_id, extra=extra)
+                                   cursor.high_water_id, cursor.pass_started_at, extra=extra)
             else:
                 extra.pop("recents_started", None)
                 extra["recents_since"] = started
                 after = PullCursor("incremental", None, cursor.high_water,
-                                   cursor.high_water_id, extra=extra)
+                                   cursor.high_water_id, cursor.pass_started_at, extra=extra)
             yield RecordPage(object_type, (), tuple(removals), after, calls=1)
             if not more:
                 return
@@ -228,13 +295,22 @@ class PipedriveRecords:
             "_pd_field_cache", {})
         if object_type not in cache:
             cache[object_type] = self.field_definitions(object_type)
+            # Charged to the page that needed them (see `_pd_take_calls`).
+            self._pd_pending_calls = 1 + len(cache[object_type]) // FIELDS_LIMIT
         return cache[object_type]
+
+    def _pd_take_calls(self) -> int:
+        """Requests made beside the listing since the last page (field definitions)."""
+        calls: int = self.__dict__.pop("_pd_pending_calls", 0)
+        return calls
 
     def _pd_get(self, url: str, *, params: dict[str, Any], what: str) -> dict[str, Any]:
         """One GET through the policy (the adapter's session carries the token)."""
 
         def send() -> Reply[dict[str, Any]]:
-            response = self._session.get(url, params=params, timeout=self._timeouts)
+            # No redirect is followed (the policy reports one): the token must stay home.
+            response = self._session.get(url, params=params, timeout=self._timeouts,
+                                         allow_redirects=False)
             body = parse_body(response.content) if response.content else {}
             return Reply(response.status_code, response.headers, body=body,
                          value=body if isinstance(body, dict) else {})
@@ -249,15 +325,24 @@ class PipedriveRecords:
 class _Mapper:
     """Turns one raw v2 record into a `RemoteRecord` (custom fields by name, options by label)."""
 
-    def __init__(self, object_type: ObjectType, fields: Sequence[FieldDefinition]) -> None:
+    def __init__(self, object_type: ObjectType, fields: Sequence[FieldDefinition],
+                 load: Callable[[], Sequence[FieldDefinition]]) -> None:
         self.object_type = object_type
+        self._load: Callable[[], Sequence[FieldDefinition]] | None = None if fields else load
+        self._use(fields)
+
+    def _use(self, fields: Sequence[FieldDefinition]) -> None:
         self.custom = {f.remote_key: f for f in fields if f.custom}
         self.options = {f.remote_key: {o.value: o.label for o in f.options} for f in fields}
 
     def record(self, raw: Mapping[str, Any], when: dt.datetime) -> RemoteRecord:
         object_type = self.object_type
         properties = {k: v for k, v in raw.items() if k not in _CONSUMED[object_type]}
-        for key, value in (raw.get("custom_fields") or {}).items():
+        custom_fields = raw.get("custom_fields") or {}
+        if custom_fields and self._load is not None:
+            self._use(self._load())
+            self._load = None
+        for key, value in custom_fields.items():
             definition = self.custom.get(key)
             name = definition.name if definition else key
             properties[name] = self._value(key, value)

@@ -14,6 +14,16 @@ Shapes, whatever the CRM:
 - a `RecordPage` carries the `PullCursor` to resume from once the page is committed: the
   engine commits the page's rows and that cursor in one transaction, so a crash between pages
   re-reads at most one page.
+
+What the adapters add (`hubspot_records.py`, `pipedrive_records.py`):
+- `PullCursor.phase` is one of "full", "incremental" and, mid-way through a removal scan,
+  "archived" (HubSpot) or "recents" (Pipedrive); `extra` holds the adapter's query state. An
+  engine only stores cursors and hands them back.
+- Pulls repeat a little at the edges, never miss: the first increment after a full pass
+  re-reads what changed from shortly before the pass began, and removals may be reported
+  again (a merge every time its survivor changes). The engine's writes must be idempotent,
+  and a removal of an id it never stored is not an error.
+- `TokenGuard` and `ensure_last_done` below are shared by both adapters.
 """
 
 from __future__ import annotations

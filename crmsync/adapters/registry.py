@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from crmsync.errors import UnknownAdapterError
 
@@ -41,6 +41,8 @@ class Connection:
     # Which settings these came from, so an error can say what to check (never the token).
     base_url_setting: str | None = None
     token_source: str | None = None
+    # HubSpot only: how long its search index may trail a write (see hubspot_records).
+    search_lag_seconds: float | None = None
 
     def __repr__(self) -> str:  # SecretStr already hides the token; keep the repr short
         return f"Connection({self.base_url!r}, timeout={self.timeout}, retries={self.max_retries})"
@@ -64,9 +66,15 @@ def _connect(adapter_class: Callable[..., _PolicyAdapter], connection: Connectio
 
 
 def _hubspot(connection: Connection) -> CrmAdapter:
+    import datetime as dt
+
     from crmsync.adapters.hubspot import HubSpotAdapter
 
-    return _connect(HubSpotAdapter, connection)
+    adapter = _connect(HubSpotAdapter, connection)
+    if connection.search_lag_seconds is not None:
+        cast("HubSpotAdapter", adapter).search_lag = dt.timedelta(
+            seconds=connection.search_lag_seconds)
+    return adapter
 
 
 def _pipedrive(connection: Connection) -> CrmAdapter:
@@ -118,5 +126,6 @@ def create_adapter(
         clock=clock,
         base_url_setting=f"CRMSYNC_{crm.upper()}_BASE_URL",
         token_source=settings.token_source(crm, token_env),
+        search_lag_seconds=settings.hubspot_search_lag_seconds,
     )
     return factory(connection)

@@ -19,10 +19,11 @@ if TYPE_CHECKING:
 COMMANDS: list[click.Command] = []
 
 
-def _exports(base_url: str, token: str) -> str:
+def _exports(base_url: str, token: str, search_lag: float = 0.0) -> str:
     return (
         f"export CRMSYNC_HUBSPOT_BASE_URL={base_url} CRMSYNC_PIPEDRIVE_BASE_URL={base_url} "
-        f"CRMSYNC_HUBSPOT_TOKEN={token} CRMSYNC_PIPEDRIVE_TOKEN={token}"
+        f"CRMSYNC_HUBSPOT_TOKEN={token} CRMSYNC_PIPEDRIVE_TOKEN={token} "
+        f"CRMSYNC_HUBSPOT_SEARCH_LAG_SECONDS={search_lag:g}"
     )
 
 
@@ -132,7 +133,7 @@ def _serve(host: str, port: int, *, token: str | None, state_file: Path | None,
         if state_file is not None:
             click.echo(f"state: {state_file} (saved on exit)")
         click.echo("Point crmsync at it:")
-        click.echo(f"  {_exports(base_url, app.default_token)}")
+        click.echo(f"  {_exports(base_url, app.default_token, config.search_lag_seconds)}")
         if token is None:
             click.echo("Each token is its own CRM account, as each client's real one is: give "
                        "each client its own token (token_env: in its blueprint).")

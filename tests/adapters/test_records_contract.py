@@ -17,7 +17,13 @@ import requests
 from crmsync.adapters import hubspot_records
 from crmsync.adapters.hubspot import HubSpotAdapter
 from crmsync.adapters.pipedrive import PipedriveAdapter
-from crmsync.adapters.records import FieldDefinition, PullCursor, RecordAdapter, RecordPage
+from crmsync.adapters.records import (
+    CANONICAL_FIELDS,
+    FieldDefinition,
+    PullCursor,
+    RecordAdapter,
+    RecordPage,
+)
 from crmsync.errors import FatalRemoteError, RemoteError
 from crmsync.sandbox import start_sandbox
 from crmsync.sandbox.clock import ManualClock
@@ -31,6 +37,7 @@ if TYPE_CHECKING:
 
 TOKEN = "records-contract-token"
 TYPES: tuple[ObjectType, ...] = ("contacts", "companies", "deals")
+LAG = 60.0  # seconds: past HubSpot's search lag (`hubspot_records.SEARCH_LAG`)
 PD_ENTITY = {"contacts": "persons", "companies": "organizations", "deals": "deals"}
 
 
@@ -90,6 +97,7 @@ def adapter(crm: str, box: Sandbox, fake_time: FakeTime) -> Iterator[Any]:
     cls = HubSpotAdapter if crm == "hubspot" else PipedriveAdapter
     made = cls(box.url, TOKEN, timeout=10, max_retries=8, sleep=fake_time.sleep,
                clock=fake_time.clock)
+    made.records_clock = box.clock  # HubSpot's pass start and search lag: the sandbox's time
     yield made
     made.close()
 
@@ -156,13 +164,16 @@ def test_full_pull_returns_every_record_once_as_the_sandbox_has_it(
     got = ids(pages)
     assert len(got) == len(set(got))
     assert seen(pages, object_type) == truth(box, crm, object_type)
+    assert {frozenset(r.fields) for p in pages for r in p.records} == {
+        frozenset(CANONICAL_FIELDS[object_type])}
     assert pages[-1].done
     assert not any(p.done for p in pages[:-1])
     assert pages[-1].cursor.phase == "incremental"
     # Fewest calls: HubSpot lists 100 a page with associations inline (+1 for the deal
     # pipelines), Pipedrive 500 a page.
+    # Pipedrive reads its field definitions once, as none were passed (custom fields' names).
     per_page = 100 if crm == "hubspot" else 500
-    extra = 1 if (crm == "hubspot" and object_type == "deals") else 0
+    extra = 1 if (crm == "pipedrive" or object_type == "deals") else 0
     assert sum(p.calls for p in pages) == -(-len(got) // per_page) + extra
 
 
@@ -216,6 +227,7 @@ def test_increment_returns_exactly_the_edited_records(adapter: Any, box: Sandbox
     edited = everyone[::50]
     box.clock.advance(600)  # past the full pass's overlap
     edit_contacts(box, crm, edited, "Edited")
+    box.clock.advance(LAG)
     pages = pull_all(adapter, "contacts", cursor)
     assert sorted(ids(pages), key=int) == edited
     assert {r.fields["first_name"] for p in pages for r in p.records} == {"Edited"}
@@ -243,37 +255,49 @@ def test_ties_on_one_timestamp_are_neither_lost_nor_repeated(adapter: Any, box: 
     cursor = settle(adapter, "contacts", None)
     box.clock.advance(600)
     first = create_contacts(box, crm, 620, "tie")  # one timestamp: the clock stands still
+    written = box.clock()
+    box.clock.advance(LAG)
     pages = pull_all(adapter, "contacts", cursor)
     assert sorted(ids(pages), key=int) == first
-    # More writes in the very same second / millisecond as the high-water mark.
+    # More writes in the very same second as the high-water mark (Pipedrive). HubSpot's
+    # sandbox never stamps a write earlier than its last request and its increments stay
+    # SEARCH_LAG behind, so there these land later, all on one millisecond again.
+    box.clock.set(written)
     second = create_contacts(box, crm, 30, "again")
-    if crm == "hubspot":
-        # HubSpot stamps milliseconds and resumes after (ms, id): an older record written
-        # again in the high-water millisecond itself is beyond what the rule can see.
-        box.clock.advance(0.001)
     edit_contacts(box, crm, first[:5], "changed")
+    box.clock.set(written + 2 * LAG)
     pages = pull_all(adapter, "contacts", pages[-1].cursor)
     assert sorted(ids(pages), key=int) == sorted(second + first[:5], key=int)
     assert ids(pull_all(adapter, "contacts", pages[-1].cursor)) == []
 
 
+@pytest.mark.parametrize(("search_limit", "tied_count"), [(200, 2_500), (60, 1_150)])
 def test_hubspot_search_cap_restarts_without_loss_or_repeat(
-        box: Sandbox, fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch) -> None:
+        box: Sandbox, fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch,
+        search_limit: int, tied_count: int) -> None:
     monkeypatch.setattr(hubspot_records, "SEARCH_CAP", 1_000)
+    monkeypatch.setattr(hubspot_records, "SEARCH_LIMIT", search_limit)
     adapter = HubSpotAdapter(box.url, TOKEN, sleep=fake_time.sleep, clock=fake_time.clock)
+    adapter.records_clock = box.clock
     cursor = settle(adapter, "contacts", None)
     box.clock.advance(600)
     spread = []
-    for _ in range(3):  # some distinct timestamps, then 2,500 on one millisecond
+    for _ in range(3):  # some distinct timestamps, then more than the cap on one millisecond
         spread += create_contacts(box, "hubspot", 300, f"s{len(spread)}")
         box.clock.advance(0.001)
-    tied = create_contacts(box, "hubspot", 2_500, "tied")
+    tied = create_contacts(box, "hubspot", tied_count, "tied")
     box.clock.advance(0.001)
     later = create_contacts(box, "hubspot", 150, "later")
+    box.clock.advance(LAG)
     pages = pull_all(adapter, "contacts", cursor)
     got = ids(pages)
     assert len(got) == len(set(got))
     assert sorted(got, key=int) == sorted(spread + tied + later, key=int)
+    # Resuming from a page's cursor, in a tie or across a restart, yields the rest exactly.
+    for index in range(0, len(pages) - 1, max(1, len(pages) // 5)):
+        resumed = pull_all(adapter, "contacts",
+                           PullCursor.from_json(pages[index].cursor.to_json()))
+        assert ids(resumed) == ids(pages[index + 1:])
     adapter.close()
 
 
@@ -344,6 +368,14 @@ def test_deleted_deals_come_as_removals(adapter: Any, box: Sandbox, crm: str) ->
         pages = pull_all(adapter, "deals", cursor)
         assert [(r.id, r.reason) for p in pages for r in p.removals] == [(victim, "deleted")]
         assert sum(p.calls for p in pages) == 1
+        # Archived deals leave /deals; the removal scan reads them from /deals/archived (the
+        # first scan reports every archived deal; later ones what was archived since).
+        pages = pull_all(adapter, "deals", pages[-1].cursor, scan_removals=True)
+        shelved = sorted(truth(box, crm, "deals"), key=int)[5]
+        box.pipedrive("PATCH", f"/deals/{shelved}", {"is_archived": True})
+        box.clock.advance(LAG)
+        pages = pull_all(adapter, "deals", pages[-1].cursor, scan_removals=True)
+        assert [(r.id, r.reason) for p in pages for r in p.removals] == [(shelved, "archived")]
     assert victim not in ids(pages)
 
 
@@ -359,8 +391,6 @@ def test_field_definitions(adapter: Any, box: Sandbox, crm: str) -> None:
     if crm == "pipedrive":
         assert {"monthly_fee", "lead_source"} <= set(names)
         assert not any(len(n) == 40 for n in names)  # never a hash key
-        deals = [r for p in adapter.pull("deals", None, definitions) for r in p.records]
-        assert deals == []
 
 
 def test_pipedrive_custom_fields_land_under_their_names(box: Sandbox,
@@ -396,8 +426,13 @@ def test_pipedrive_removals_scan_uses_recents(box: Sandbox, fake_time: FakeTime)
     adapter.close()
 
 
+@pytest.mark.parametrize(("search_limit", "calls"), [(200, 3 + 1), (50, 10 + 1)])
 def test_hubspot_long_property_lists_read_by_search_not_a_long_url(
-        box: Sandbox, fake_time: FakeTime) -> None:
+        box: Sandbox, fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch,
+        search_limit: int, calls: int) -> None:
+    # With smaller searches than an association batch, a page gathers several searches and
+    # reads the associations of all of them at once.
+    monkeypatch.setattr(hubspot_records, "SEARCH_LIMIT", search_limit)
     box.seed("hubspot", contacts=450, companies=60)
     adapter = HubSpotAdapter(box.url, TOKEN, sleep=fake_time.sleep, clock=fake_time.clock)
     # 400 custom properties of 30 characters: far past MAX_URL as a CSV.
@@ -407,8 +442,23 @@ def test_hubspot_long_property_lists_read_by_search_not_a_long_url(
     pages = list(adapter.pull("contacts", None, many))
     assert seen(pages, "contacts") == truth(box, "hubspot", "contacts")
     assert pages[-1].cursor.phase == "incremental"
-    # 450 records: 3 search pages, each with one association read per 100 ids.
-    assert sum(p.calls for p in pages) == 3 + 5
+    # 450 records: the searches, and one association read (up to 1,000 ids).
+    assert sum(p.calls for p in pages) == calls
+    adapter.close()
+
+
+def test_hubspot_pass_started_by_list_and_resumed_with_long_properties_starts_over(
+        box: Sandbox, fake_time: FakeTime) -> None:
+    box.seed("hubspot", contacts=350)
+    adapter = HubSpotAdapter(box.url, TOKEN, sleep=fake_time.sleep, clock=fake_time.clock)
+    first = next(iter(adapter.pull("contacts", None, [])))
+    assert first.cursor.extra["full_by"] == "list"
+    many = [FieldDefinition(name=f"custom_property_number_{i:08d}", label=str(i), type="text",
+                            remote_key=f"custom_property_number_{i:08d}", custom=True)
+            for i in range(400)]
+    rest = list(adapter.pull("contacts", first.cursor, many))
+    assert sorted(ids(rest), key=int) == sorted(truth(box, "hubspot", "contacts"), key=int)
+    assert rest[-1].cursor.pass_started_at == first.cursor.pass_started_at
     adapter.close()
 
 
@@ -418,3 +468,112 @@ def test_hubspot_merged_ids_on_a_survivor_are_removals() -> None:
     removals = hubspot_records._merged("contacts", [raw])
     assert [(r.id, r.reason, r.merged_into) for r in removals] == [
         ("3", "merged", "7"), ("5", "merged", "7")]
+
+
+def test_hubspot_inline_associations_cut_short_are_read_in_bulk() -> None:
+    full = {"id": "1", "associations": {"companies": {"results": [
+        {"id": "9", "type": "contact_to_company"},
+        {"id": "9", "type": "contact_to_company_unlabeled"},
+        {"id": "4", "type": "contact_to_company_unlabeled"}]}}}
+    cut = {"id": "2", "associations": {"companies": {
+        "results": [{"id": "9", "type": "contact_to_company"}],
+        "paging": {"next": {"after": "9"}}}}}
+    links = hubspot_records._inline_associations(full, ("companies",))
+    assert links is not None
+    assert [(a.to_id, a.primary) for a in links] == [("4", False), ("9", True)]
+    assert hubspot_records._inline_associations(cut, ("companies",)) is None
+
+
+def test_increments_carry_complete_associations(adapter: Any, box: Sandbox, crm: str) -> None:
+    box.seed(crm, contacts=200, companies=50, deals=300)
+    cursor = settle(adapter, "deals", None)
+    box.clock.advance(600)
+    edited = sorted(truth(box, crm, "deals"), key=int)[::30]
+    for deal_id in edited:
+        if crm == "hubspot":
+            box.hubspot("PATCH", f"/crm/v3/objects/deals/{deal_id}",
+                        {"properties": {"dealname": f"Renamed {deal_id}"}})
+        else:
+            box.pipedrive("PATCH", f"/deals/{deal_id}", {"title": f"Renamed {deal_id}"})
+    box.clock.advance(LAG)
+    pages = pull_all(adapter, "deals", cursor)
+    expected = {k: v for k, v in truth(box, crm, "deals").items() if k in edited}
+    assert seen(pages, "deals") == expected
+    assert any(v["links"] for v in expected.values())
+
+
+def test_hubspot_increment_leaves_the_last_moments_to_the_search_index(
+        adapter: Any, box: Sandbox, crm: str) -> None:
+    if crm != "hubspot":
+        pytest.skip("Pipedrive lists are not read from a search index")
+    cursor = settle(adapter, "contacts", None)
+    box.clock.advance(600)
+    made = create_contacts(box, crm, 3, "fresh")
+    box.clock.advance(5)  # written 5 s ago: maybe not indexed yet
+    pages = pull_all(adapter, "contacts", cursor)
+    assert ids(pages) == []
+    box.clock.advance(LAG)
+    pages = pull_all(adapter, "contacts", pages[-1].cursor)
+    assert sorted(ids(pages), key=int) == made
+
+
+def test_hubspot_archived_scan_pages_and_resumes(box: Sandbox, fake_time: FakeTime) -> None:
+    box.seed("hubspot", deals=400)
+    adapter = HubSpotAdapter(box.url, TOKEN, sleep=fake_time.sleep, clock=fake_time.clock)
+    adapter.records_clock = box.clock
+    cursor = settle(adapter, "deals", None)
+    box.clock.advance(600)
+    victims = sorted(truth(box, "hubspot", "deals"), key=int)[:150]
+    for start in (0, 100):
+        box.hubspot("POST", "/crm/v3/objects/deals/batch/archive",
+                    {"inputs": [{"id": v} for v in victims[start:start + 100]]})
+    box.clock.advance(LAG)
+    pages = pull_all(adapter, "deals", cursor, scan_removals=True)
+    assert sorted((r.id for p in pages for r in p.removals), key=int) == victims
+    scan = [i for i, p in enumerate(pages) if p.cursor.phase == "archived"]
+    assert scan  # 150 archived records: two list pages
+    resumed = pull_all(adapter, "deals", PullCursor.from_json(pages[scan[0]].cursor.to_json()),
+                       scan_removals=True)
+    assert [r.id for p in resumed for r in p.removals] == [
+        r.id for p in pages[scan[0] + 1:] for r in p.removals]
+    # Without scan_removals nothing archived is listed: one call.
+    quiet = pull_all(adapter, "deals", pages[-1].cursor)
+    assert sum(p.calls for p in quiet) == 1
+    adapter.close()
+
+
+@pytest.mark.parametrize("object_type", TYPES)
+def test_full_pull_with_the_crm_field_definitions(adapter: Any, box: Sandbox, crm: str,
+                                                  object_type: ObjectType) -> None:
+    box.seed(crm, contacts=400, companies=100, deals=300)
+    definitions = adapter.field_definitions(object_type)
+    custom = {d.name for d in definitions if d.custom}
+    assert custom  # both sandboxes define custom fields on every type
+    assert not any(len(name) == 40 for name in custom)  # never Pipedrive's hash keys
+    pages = list(adapter.pull(object_type, None, definitions))
+    live = truth(box, crm, object_type)
+    assert seen(pages, object_type) == live
+    records = [r for p in pages for r in p.records]
+    assert custom & {name for r in records for name, value in r.properties.items() if value}
+    for removal in (r for p in pages for r in p.removals):
+        # merged duplicates (HubSpot) and deleted deals (Pipedrive): never live ones
+        assert removal.id not in live
+        assert removal.merged_into is None or removal.merged_into in live
+
+
+def test_hubspot_merge_reports_the_merged_id_with_its_survivor(
+        box: Sandbox, fake_time: FakeTime) -> None:
+    box.seed("hubspot", contacts=30)
+    adapter = HubSpotAdapter(box.url, TOKEN, sleep=fake_time.sleep, clock=fake_time.clock)
+    adapter.records_clock = box.clock
+    cursor = settle(adapter, "contacts", None)
+    box.clock.advance(600)
+    survivor, merged = sorted(truth(box, "hubspot", "contacts"), key=int)[:2]
+    box.hubspot("POST", "/crm/v3/objects/contacts/merge",
+                {"primaryObjectId": survivor, "objectIdToMerge": merged})
+    box.clock.advance(LAG)
+    pages = pull_all(adapter, "contacts", cursor)
+    assert ids(pages) == [survivor]
+    assert [(r.id, r.reason, r.merged_into) for p in pages for r in p.removals] == [
+        (merged, "merged", survivor)]
+    adapter.close()

@@ -263,6 +263,7 @@ def world(request: pytest.FixtureRequest, sandbox: str, tmp_path: Path,
         "CRMSYNC_CONFIGS_DIR": str(world.configs),
         "CRMSYNC_MAX_RETRIES": str(MAX_RETRIES),
         "CRMSYNC_HTTP_TIMEOUT_SECONDS": "10",
+        "CRMSYNC_HUBSPOT_SEARCH_LAG_SECONDS": "0",  # the sandbox's search has no lag
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(crmsync.session, "default_adapter_factory", world.adapter_factory)

@@ -228,3 +228,25 @@ def test_sync_killed_by_sigkill_then_rerun_loses_and_duplicates_nothing(
     assert killed, "the sync finished before it was killed"
     sync(world, str(path))
     assert_store_equals_sandbox(sandbox_server, world)
+
+
+def test_more_than_ten_thousand_changes_in_one_increment_window_all_arrive(
+        world: World, sandbox_server: Any) -> None:
+    """HubSpot's search pages through at most 10,000 results per query: an increment with
+    more changes than that (many sharing a millisecond) must still bring every one."""
+    if world.crm != "hubspot":
+        pytest.skip("the 10,000-result search cap is HubSpot's")
+    path = world.applied(world.example("acme"))
+    seed(world, contacts=10_300)
+    sync(world, str(path))
+    ids = sorted(store_view(world, "acme")["contacts"], key=int)
+    assert len(ids) >= 10_300
+    for start in range(0, len(ids), 100):  # batch updates: many changes per millisecond
+        api(world, "POST", "/crm/v3/objects/contacts/batch/update", {"inputs": [
+            {"id": i, "properties": {"email": f"changed.{i}@example.org"}}
+            for i in ids[start:start + 100]]})
+    second = sync(world, str(path))
+    assert second["by_type"]["contacts"]["updated"] == len(ids)
+    assert_store_equals_sandbox(sandbox_server, world)
+    view = store_view(world, "acme")["contacts"]
+    assert all(view[i]["key"] == f"changed.{i}@example.org" for i in ids)
