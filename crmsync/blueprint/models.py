@@ -100,6 +100,9 @@ class SyncOptions(_Frozen):
     # label in snake_case) that holds a contact's marketing consent. Unset: consent unknown.
     consent_field: Annotated[str, StringConstraints(
         strip_whitespace=True, min_length=1, max_length=100)] | None = None
+    # What a record deleted locally does to the CRM: `keep_remote` (default) leaves it there
+    # and notes it in the summary; `propagate` archives it remotely.
+    delete_policy: Literal["keep_remote", "propagate"] = "keep_remote"
 
 
 FieldName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]

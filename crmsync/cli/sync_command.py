@@ -37,6 +37,22 @@ def _summary(outcome: ClientSync) -> str:
             f"created {result.total('created')}, updated {result.total('updated')}, "
             f"tombstoned {result.total('tombstoned')}; {result.total('calls')} API calls, "
             f"{outcome.throttled} 429s, {outcome.seconds:.1f}s")
+    for pushed in outcome.pushed:
+        text += (f"; {'would push' if result.dry_run else 'pushed'} to {pushed.crm}: "
+                 f"created {pushed.total('created')}, "
+                 f"updated {pushed.total('updated')}, archived {pushed.total('archived')}")
+        if pushed.total("failed"):
+            text += f", failed {pushed.total('failed')} (crmsync sync --failures)"
+        if pushed.held_back:
+            text += (f"; held back: {len(pushed.held_back)} contacts without "
+                     "email/consent")
+        if pushed.kept_remote:
+            text += (f"; {len(pushed.kept_remote)} local deletes kept in {pushed.crm} "
+                     "(sync.delete_policy: keep_remote)")
+    conflicts = result.total("conflicts")
+    if conflicts:
+        text += f"; {conflicts} conflicts resolved ({outcome.blueprint.conflict_policy})" \
+            if outcome.blueprint else f"; {conflicts} conflicts resolved"
     if outcome.status == "error":
         text += f"; error: {outcome.error}"
     return text
@@ -55,6 +71,10 @@ def _as_json(outcome: ClientSync) -> dict[str, Any]:
     if outcome.result is not None:
         data.update(dry_run=outcome.result.dry_run, full=outcome.result.full,
                     **summary_counts(outcome.result))
+        data["conflicts"] = {
+            "count": outcome.result.total("conflicts"),
+            "policy": outcome.blueprint.conflict_policy if outcome.blueprint else None}
+        data["pushed"] = [p.as_dict() for p in outcome.pushed]
     return data
 
 
@@ -114,22 +134,29 @@ class _Progress:
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON (for logs).")
 @click.option("--failures", "show_failures", is_flag=True,
               help="List records that failed and wait to be retried; sync nothing.")
+@click.option("--to", "to", type=click.Choice(["hubspot", "pipedrive"]), default=None,
+              help="Also create in this CRM every live record it lacks (moving a client "
+                   "from one CRM to the other; run `crmsync apply` for it first).")
 @pass_app
 def sync_command(app: App, *, paths: tuple[Path, ...], full: bool, dry_run: bool, workers: int,
-                 min_interval: float, as_json: bool, show_failures: bool) -> None:
-    """Bring each client's contacts, companies, deals and associations into the local store.
+                 min_interval: float, as_json: bool, show_failures: bool,
+                 to: str | None) -> None:
+    """Sync each client's contacts, companies, deals and associations with the local store,
+    both ways.
 
     Incremental: each run reads only what changed since the last (one API call per object
     type when nothing did), page by page, committing each page with its cursor, so a killed
-    run resumes where it stopped. Safe to overlap: a client another run is syncing is
-    skipped. PATHS are blueprint files or folders; without PATHS, every blueprint in
-    CRMSYNC_CONFIGS_DIR.
+    run resumes where it stopped; then local changes are pushed. A field changed on both
+    sides is resolved by the blueprint's conflict_policy. Safe to overlap: a client another
+    run is syncing is skipped. PATHS are blueprint files or folders; without PATHS, every
+    blueprint in CRMSYNC_CONFIGS_DIR.
 
     \b
     Examples:
       crmsync sync                          # every client, incrementally
       crmsync sync configs/acme.yaml --full # re-read one client whole
       crmsync sync --json >> sync.log       # for cron
+      crmsync sync configs/acme.yaml --to hubspot  # copy the store into HubSpot
 
     \b
     Exit codes:
@@ -146,7 +173,7 @@ def sync_command(app: App, *, paths: tuple[Path, ...], full: bool, dry_run: bool
     with _Progress(enabled=not as_json and sys.stderr.isatty()) as progress:
         outcomes = sync_clients(list(paths), app.settings, full=full, dry_run=dry_run,
                                 workers=workers, min_interval=min_interval,
-                                on_page=progress.update)
+                                on_page=progress.update, to=to)
     if as_json:
         click.echo(json.dumps({"clients": [_as_json(o) for o in outcomes]}, indent=2,
                               ensure_ascii=False))

@@ -18,7 +18,7 @@ import datetime as dt
 import decimal
 import os
 import socket
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +28,9 @@ from crmsync.store.dialects import dialect_insert, upsert
 from crmsync.store.schema import (
     RECORD_TABLES,
     associations,
+    conflicts,
     field_definitions,
+    local_changes,
     record_links,
     sync_cursors,
     sync_failures,
@@ -75,6 +77,78 @@ class RemovalRow:
     merged_into: str | None = None  # the survivor's remote id
 
 
+@dataclass(frozen=True)
+class LocalEdit:
+    """A record changed locally and not pushed yet, as a pulled page meets it."""
+
+    record_id: int
+    op: str  # upsert | delete
+    fields: frozenset[str]  # changed since the base (local_changes.fields)
+    queued_at: dt.datetime
+    columns: Mapping[str, Any]  # the store's typed columns now
+    properties: Mapping[str, Any]
+    # None: never agreed with this CRM (a record created on both sides).
+    base: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ConflictRow:
+    field: str
+    base: Any
+    local: Any
+    remote: Any
+    policy: str
+    winner: str  # local | remote
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """How a pulled record and its local edit merge (computed by the sync engine)."""
+
+    columns: Mapping[str, Any]
+    properties: Mapping[str, Any]
+    pending: frozenset[str]  # fields still to push; empty: the queue row goes
+    conflicts: tuple[ConflictRow, ...] = ()
+
+
+# The engine's pure merge, called inside the page transaction for every pulled record that
+# has a local edit (the store imports nothing above it, so it is handed in).
+Resolver = Callable[["RecordRow", LocalEdit], Resolution]
+
+# Which column identifies a record created on both sides (deals never match by name).
+MATCH_KEYS: dict[str, str] = {"contacts": "email_key", "companies": "domain_key"}
+# A queue row whose create was sent and whose answer is not recorded yet (`mark_in_flight`).
+IN_FLIGHT = "create sent; the CRM's answer was not recorded (the run stopped)"
+
+
+@dataclass(frozen=True)
+class QueuedChange:
+    """A record waiting to be pushed: its queue row and its row in the store."""
+
+    record_id: int
+    op: str  # upsert | delete
+    fields: frozenset[str]
+    queued_at: Any  # as the store holds it (compared back when the push lands)
+    attempts: int
+    row: Mapping[str, Any]  # the record's columns, properties and tombstone
+    remote_id: str | None  # its id in the CRM pushed to; None: not there yet
+
+
+@dataclass(frozen=True)
+class PushedRecord:
+    """The CRM's answer for one pushed record, as `commit_push` records it."""
+
+    record_id: int
+    queued_at: Any  # the queue row this answers (`QueuedChange.queued_at`)
+    ok: bool
+    remote_id: str | None = None
+    remote_modified_at: dt.datetime | None = None
+    base: Mapping[str, Any] | None = None  # what the CRM now holds: the new merge base
+    error: str | None = None
+    archived: bool = False
+    dequeue: bool = True  # False: nothing was queued for it (`sync --to`)
+
+
 @dataclass
 class PageOutcome:
     """What committing one page did."""
@@ -85,6 +159,9 @@ class PageOutcome:
     tombstoned: int = 0
     restored: int = 0
     associations: int = 0
+    linked: int = 0  # pulled records matched to local-only ones (created on both sides)
+    merged: int = 0  # pulled records merged with a local edit
+    conflicts: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (remote id, reason)
 
 
@@ -161,6 +238,7 @@ class RecordStore:
         pass_id: str | None = None,
         removals_scanned: bool = False,
         failures: Sequence[tuple[str, str]] = (),
+        resolve: Resolver | None = None,
     ) -> PageOutcome:
         """Write one page and the cursor that follows it, atomically.
 
@@ -169,15 +247,30 @@ class RecordStore:
         `sync_failures` to be retried (their raw data is not lost: the CRM still has it and
         the cursor is held back by the engine). A record that comes through clears its
         failure. `cursor` None leaves the stored cursor as it is (a dry run never commits).
+
+        With `resolve` (two-way sync), a record with a queued local edit is merged instead of
+        overwritten: `resolve` says which values the store keeps, what stays queued and which
+        conflicts to record. A record deleted locally and not pushed stays deleted. A pulled
+        contact or company that matches a record this CRM has no link for (by `MATCH_KEYS`)
+        is linked to it instead of creating a twin.
         """
         outcome = PageOutcome()
         now = self.store.clock()
         unique = list({row.remote_id: row for row in rows}.values())
         with self.store.engine.begin() as conn:
             ids = self._write_records(conn, crm, object_type, rows=unique, now=now,
-                                      pass_id=pass_id, outcome=outcome)
+                                      pass_id=pass_id, outcome=outcome, resolve=resolve)
+            keep: dict[int, set[str]] = {}
+            if resolve is not None:
+                # Associations changed locally and not pushed yet are not overwritten.
+                for record_id, edit in self._local_edits(conn, object_type,
+                                                         list(ids.values())).items():
+                    names = {f.split(":", 1)[1] for f in edit["fields"] or ()
+                             if f.startswith("associations:")}
+                    if names:
+                        keep[record_id] = names
             self._write_associations(conn, crm, object_type, rows=unique, ids=ids, now=now,
-                                     outcome=outcome)
+                                     outcome=outcome, keep=keep)
             self._write_removals(conn, crm, object_type, removals=removals, now=now,
                                  outcome=outcome)
             self._write_failures(conn, crm, object_type, rows=unique, failures=failures,
@@ -216,12 +309,31 @@ class RecordStore:
 
     def _write_records(self, conn: Connection, crm: str, object_type: str, *,
                        rows: Sequence[RecordRow], now: dt.datetime, pass_id: str | None,
-                       outcome: PageOutcome) -> dict[str, int]:
+                       outcome: PageOutcome, resolve: Resolver | None = None
+                       ) -> dict[str, int]:
         table = RECORD_TABLES[object_type]
         existing = self._links(conn, crm, object_type, [r.remote_id for r in rows])
         fresh = [r for r in rows if r.remote_id not in existing]
-        known = [r for r in rows if r.remote_id in existing]
         ids = {remote_id: link[0] for remote_id, link in existing.items()}
+        edits: dict[int, dict[str, Any]] = {}
+        if resolve is not None:
+            matched = self._match_local(conn, crm, object_type, fresh)
+            if matched:
+                # A create whose answer was lost: the CRM holds what we sent, so that is the
+                # base (local edits since then go out). Otherwise the two sides never
+                # agreed: no base, and the merge treats differing fields as conflicts.
+                echoed = self._in_flight(conn, object_type, list(matched.values()))
+                conn.execute(insert(record_links), [
+                    {**self._link_values(crm, object_type, r, record_id=matched[r.remote_id],
+                                         now=now, pass_id=pass_id),
+                     **({} if matched[r.remote_id] in echoed else {"base": None})}
+                    for r in fresh if r.remote_id in matched])
+                existing.update(self._links(conn, crm, object_type, list(matched)))
+                ids.update(matched)
+                outcome.linked += len(matched)
+                fresh = [r for r in fresh if r.remote_id not in matched]
+            edits = self._local_edits(conn, object_type, [link[0] for link in existing.values()])
+        known = [r for r in rows if r.remote_id in existing]
         if fresh:
             new_ids = self._insert_records(conn, table, [
                 {**r.columns, "properties": dict(r.properties), "stub": False} for r in fresh
@@ -238,20 +350,17 @@ class RecordStore:
             changed = [r for r in known if existing[r.remote_id][1] != _jsonable(r.base)
                        or existing[r.remote_id][2]]
             outcome.unchanged += len(known) - len(changed)
-            if changed:
-                restored = sum(1 for r in changed if existing[r.remote_id][2])
+            plain = [r for r in changed if existing[r.remote_id][0] not in edits]
+            edited = [r for r in changed if existing[r.remote_id][0] in edits]
+            if plain:
+                restored = sum(1 for r in plain if existing[r.remote_id][2])
                 outcome.restored += restored
-                outcome.updated += len(changed) - restored
-                columns = sorted({c for r in changed for c in r.columns})
-                stmt = (update(table).where(table.c.id == bindparam("_id"))
-                        .values({c: bindparam(c) for c in
-                                 [*columns, "properties", "stub", "updated_at", "deleted_at",
-                                  "deleted_reason", "merged_into"]}))
-                conn.execute(stmt, [{
-                    "_id": ids[r.remote_id], **{c: r.columns.get(c) for c in columns},
-                    "properties": dict(r.properties), "stub": False, "updated_at": now,
-                    "deleted_at": None, "deleted_reason": None, "merged_into": None,
-                } for r in changed])
+                outcome.updated += len(plain) - restored
+                self._overwrite(conn, table, plain, ids, now)
+            if edited:
+                assert resolve is not None
+                self._merge_edited(conn, crm, object_type, rows=edited, existing=existing,
+                                   edits=edits, resolve=resolve, now=now, outcome=outcome)
             link_update = (update(record_links).where(record_links.c.id == bindparam("_link"))
                            .values(remote_modified_at=bindparam("remote_modified_at"),
                                    base=bindparam("base"), seen_pass=bindparam("seen_pass"),
@@ -261,6 +370,138 @@ class RecordStore:
                 "base": _jsonable(r.base), "seen_pass": pass_id, "pulled_at": now,
             } for r in known])
         return ids
+
+    def _overwrite(self, conn: Connection, table: Table, rows: Sequence[RecordRow],
+                   ids: Mapping[str, int], now: dt.datetime) -> None:
+        columns = sorted({c for r in rows for c in r.columns})
+        stmt = (update(table).where(table.c.id == bindparam("_id"))
+                .values({c: bindparam(c) for c in
+                         [*columns, "properties", "stub", "updated_at", "deleted_at",
+                          "deleted_reason", "merged_into"]}))
+        conn.execute(stmt, [{
+            "_id": ids[r.remote_id], **{c: r.columns.get(c) for c in columns},
+            "properties": dict(r.properties), "stub": False, "updated_at": now,
+            "deleted_at": None, "deleted_reason": None, "merged_into": None,
+        } for r in rows])
+
+    def _merge_edited(self, conn: Connection, crm: str, object_type: str, *,
+                      rows: Sequence[RecordRow],
+                      existing: Mapping[str, tuple[int, Any, bool, int]],
+                      edits: Mapping[int, dict[str, Any]], resolve: Resolver,
+                      now: dt.datetime, outcome: PageOutcome) -> None:
+        """Pulled records with a queued local edit: merged, in this page's transaction."""
+        table = RECORD_TABLES[object_type]
+        for row in rows:
+            record_id, base = existing[row.remote_id][0], existing[row.remote_id][1]
+            edit = edits[record_id]
+            outcome.merged += 1
+            if edit["op"] == "delete":
+                continue  # deleted locally, not pushed yet: stays deleted; the base moves
+            local = LocalEdit(
+                record_id=record_id, op=edit["op"], fields=frozenset(edit["fields"] or ()),
+                queued_at=_aware(edit["queued_at"]) or now,
+                columns={c: _aware(v) if isinstance(v, dt.datetime) else v
+                         for c, v in edit["row"].items()
+                         if c in row.columns},
+                properties=dict(edit["row"].get("properties") or {}), base=base)
+            resolution = resolve(row, local)
+            conn.execute(update(table).where(table.c.id == record_id).values(
+                **{c: v for c, v in resolution.columns.items() if c in table.c},
+                properties=dict(resolution.properties), stub=False, updated_at=now,
+                deleted_at=None, deleted_reason=None, merged_into=None))
+            scope = and_(local_changes.c.client == self.client,
+                         local_changes.c.object_type == object_type,
+                         local_changes.c.record_id == record_id)
+            if resolution.pending:
+                conn.execute(update(local_changes).where(scope).values(
+                    fields=sorted(resolution.pending)))
+            else:
+                conn.execute(delete(local_changes).where(scope))
+            if resolution.conflicts:
+                conn.execute(insert(conflicts), [{
+                    "client": self.client, "crm": crm, "object_type": object_type,
+                    "record_id": record_id, "field": c.field,
+                    "base_value": _jsonable(c.base), "local_value": _jsonable(c.local),
+                    "remote_value": _jsonable(c.remote), "policy": c.policy,
+                    "winner": c.winner, "resolved_at": now} for c in resolution.conflicts])
+                outcome.conflicts += len(resolution.conflicts)
+            outcome.updated += 1
+
+    def _match_local(self, conn: Connection, crm: str, object_type: str,
+                     rows: Sequence[RecordRow]) -> dict[str, int]:
+        """remote id → store id of live records this CRM has no link for that the pulled
+        rows are: same match key (created on both sides), or — for a create whose answer was
+        lost (`IN_FLIGHT`), deals included — the same name."""
+        if not rows:
+            return {}
+        table = RECORD_TABLES[object_type]
+        linked = select(record_links.c.record_id).where(
+            self._scope(record_links, crm, object_type))
+        in_flight = select(local_changes.c.record_id).where(
+            local_changes.c.client == self.client, local_changes.c.object_type == object_type,
+            local_changes.c.last_error == IN_FLIGHT)
+        matched: dict[str, int] = {}
+        taken: set[int] = set()
+        searches = [(MATCH_KEYS[object_type], False)] if object_type in MATCH_KEYS else []
+        searches.append(("name" if object_type != "contacts" else "email_key", True))
+        for key, only_in_flight in searches:
+            wanted: dict[str, str] = {}
+            for row in rows:
+                value = row.columns.get(key)
+                if value and row.remote_id not in matched:
+                    wanted.setdefault(value, row.remote_id)
+            for chunk in _chunks(list(wanted)):
+                query = select(table.c.id, table.c[key]).where(
+                    table.c.client == self.client, table.c[key].in_(chunk),
+                    table.c.deleted_at.is_(None), table.c.stub.is_(False),
+                    table.c.id.not_in(linked)).order_by(table.c.id)
+                if only_in_flight:
+                    query = query.where(table.c.id.in_(in_flight))
+                for found in conn.execute(query):
+                    remote_id = wanted[found[1]]
+                    if remote_id not in matched and found[0] not in taken:
+                        matched[remote_id] = found[0]
+                        taken.add(found[0])
+        return matched
+
+    def _in_flight(self, conn: Connection, object_type: str, record_ids: Sequence[int]
+                   ) -> set[int]:
+        found: set[int] = set()
+        for chunk in _chunks(list(record_ids)):
+            found.update(conn.scalars(select(local_changes.c.record_id).where(
+                local_changes.c.client == self.client,
+                local_changes.c.object_type == object_type,
+                local_changes.c.last_error == IN_FLIGHT,
+                local_changes.c.record_id.in_(chunk))))
+        return found
+
+    def mark_in_flight(self, object_type: str, record_ids: Sequence[int]) -> None:
+        """Before sending creates: if the answer is lost (the process dies before
+        `commit_push`), the next pull links the record the CRM made instead of a twin."""
+        with self.store.engine.begin() as conn:
+            for chunk in _chunks(list(record_ids)):
+                conn.execute(update(local_changes).where(
+                    local_changes.c.client == self.client,
+                    local_changes.c.object_type == object_type,
+                    local_changes.c.record_id.in_(chunk)).values(last_error=IN_FLIGHT))
+
+    def _local_edits(self, conn: Connection, object_type: str, record_ids: Sequence[int]
+                     ) -> dict[int, dict[str, Any]]:
+        """record id → its queued local change and current row, for those that have one."""
+        table = RECORD_TABLES[object_type]
+        found: dict[int, dict[str, Any]] = {}
+        for chunk in _chunks(list(dict.fromkeys(record_ids))):
+            query = (select(local_changes.c.record_id, local_changes.c.op,
+                            local_changes.c.fields, local_changes.c.queued_at, table)
+                     .join(table, table.c.id == local_changes.c.record_id)
+                     .where(local_changes.c.client == self.client,
+                            local_changes.c.object_type == object_type,
+                            local_changes.c.record_id.in_(chunk)))
+            for row in conn.execute(query):
+                data = dict(row._mapping)
+                found[row.record_id] = {"op": data["op"], "fields": data["fields"],
+                                        "queued_at": data["queued_at"], "row": data}
+        return found
 
     def _insert_records(self, conn: Connection, table: Table, values: list[dict[str, Any]],
                         now: dt.datetime) -> list[int]:
@@ -320,26 +561,36 @@ class RecordStore:
 
     def _write_associations(self, conn: Connection, crm: str, object_type: str, *,
                             rows: Sequence[RecordRow], ids: Mapping[str, int],
-                            now: dt.datetime, outcome: PageOutcome) -> None:
+                            now: dt.datetime, outcome: PageOutcome,
+                            keep: Mapping[int, set[str]] | None = None) -> None:
         owners = [r for r in rows if r.associations is not None]
         if not owners:
             return
+        keep = keep or {}
         targets: dict[str, dict[str, int]] = {}
         for to_type in OWNED_ASSOCIATIONS[object_type]:
             remote = [a.to_remote_id for r in owners for a in r.associations or ()
                       if a.to_type == to_type]
             targets[to_type] = self._resolve(conn, crm, to_type, remote, now) if remote else {}
         owner_ids = [ids[r.remote_id] for r in owners]
-        for chunk in _chunks(owner_ids):
+        kept = {(owner, to_type) for owner, names in keep.items() for to_type in names}
+        for chunk in _chunks([o for o in owner_ids if o not in keep]):
             conn.execute(delete(associations).where(
                 associations.c.client == self.client,
                 associations.c.from_type == object_type,
                 associations.c.from_id.in_(chunk)))
+        for owner in (o for o in owner_ids if o in keep):
+            conn.execute(delete(associations).where(
+                associations.c.client == self.client,
+                associations.c.from_type == object_type, associations.c.from_id == owner,
+                associations.c.to_type.not_in(sorted(keep[owner]))))
         values: dict[tuple[int, str, int], dict[str, Any]] = {}
         for row in owners:
             for assoc in row.associations or ():
                 if assoc.to_type not in targets:
                     continue  # not an association this side owns
+                if (ids[row.remote_id], assoc.to_type) in kept:
+                    continue  # changed locally: the push sends the local set
                 to_id = targets[assoc.to_type][assoc.to_remote_id]
                 key = (ids[row.remote_id], assoc.to_type, to_id)
                 previous = values.get(key)
@@ -470,6 +721,150 @@ class RecordStore:
         with self.store.engine.connect() as conn:
             return [dict(r._mapping) for r in
                     conn.execute(query.order_by(sync_failures.c.first_seen, sync_failures.c.id))]
+
+    # --- the push queue (two-way sync) -------------------------------------------------------
+
+    def queued(self, crm: str, object_type: str, *, batch: int = 500
+               ) -> Iterator[list[QueuedChange]]:
+        """Queued local changes of the type, oldest first, in batches, each with the record's
+        row and its remote id in `crm` (None: not linked there yet)."""
+        table = RECORD_TABLES[object_type]
+        last = 0
+        while True:
+            with self.store.engine.connect() as conn:
+                rows = list(conn.execute(
+                    select(local_changes.c.id.label("_change"), local_changes.c.op,
+                           local_changes.c.fields, local_changes.c.queued_at,
+                           local_changes.c.attempts, table)
+                    .join(table, table.c.id == local_changes.c.record_id)
+                    .where(local_changes.c.client == self.client,
+                           local_changes.c.object_type == object_type,
+                           local_changes.c.id > last)
+                    .order_by(local_changes.c.id).limit(batch)))
+                links = self._links_by_record(conn, crm, object_type,
+                                              [r.id for r in rows])
+            if rows:
+                yield [self._queued(dict(r._mapping), links.get(r.id)) for r in rows]
+            if len(rows) < batch:
+                return
+            last = rows[-1]._change
+
+    def unlinked(self, crm: str, object_type: str, *, batch: int = 500
+                 ) -> Iterator[list[QueuedChange]]:
+        """Live records with no link to `crm` and nothing queued (`sync --to`: each becomes a
+        create there), as unqueued changes naming every field."""
+        table = RECORD_TABLES[object_type]
+        last = 0
+        linked = select(record_links.c.record_id).where(
+            self._scope(record_links, crm, object_type))
+        queued = select(local_changes.c.record_id).where(
+            local_changes.c.client == self.client, local_changes.c.object_type == object_type)
+        while True:
+            with self.store.engine.connect() as conn:
+                rows = [dict(r._mapping) for r in conn.execute(
+                    select(table).where(table.c.client == self.client,
+                                        table.c.deleted_at.is_(None), table.c.stub.is_(False),
+                                        table.c.id > last, table.c.id.not_in(linked),
+                                        table.c.id.not_in(queued))
+                    .order_by(table.c.id).limit(batch))]
+            if rows:
+                yield [QueuedChange(record_id=r["id"], op="upsert", fields=frozenset(),
+                                    queued_at=None, attempts=0, row=r, remote_id=None)
+                       for r in rows]
+            if len(rows) < batch:
+                return
+            last = rows[-1]["id"]
+
+    @staticmethod
+    def _queued(data: Mapping[str, Any], remote_id: str | None) -> QueuedChange:
+        row = {k: v for k, v in data.items()
+               if k not in {"_change", "op", "fields", "queued_at", "attempts"}}
+        return QueuedChange(record_id=data["id"], op=data["op"],
+                            fields=frozenset(data["fields"] or ()), queued_at=data["queued_at"],
+                            attempts=data["attempts"] or 0, row=row, remote_id=remote_id)
+
+    def _links_by_record(self, conn: Connection, crm: str, object_type: str,
+                         record_ids: Sequence[int]) -> dict[int, str]:
+        found: dict[int, str] = {}
+        for chunk in _chunks(list(dict.fromkeys(record_ids))):
+            for row in conn.execute(select(record_links.c.record_id, record_links.c.remote_id)
+                                    .where(self._scope(record_links, crm, object_type),
+                                           record_links.c.removed_at.is_(None),
+                                           record_links.c.record_id.in_(chunk))):
+                found[row.record_id] = row.remote_id
+        return found
+
+    def remote_ids_for(self, crm: str, object_type: str, record_ids: Sequence[int]
+                       ) -> dict[int, str]:
+        """store id → remote id in `crm` for those of `record_ids` linked there."""
+        with self.store.engine.connect() as conn:
+            return self._links_by_record(conn, crm, object_type, record_ids)
+
+    def owned_associations(self, object_type: str, record_ids: Sequence[int]
+                           ) -> dict[int, list[tuple[str, int, bool]]]:
+        """store id → (to type, to store id, primary) of the associations it owns."""
+        found: dict[int, list[tuple[str, int, bool]]] = {rid: [] for rid in record_ids}
+        with self.store.engine.connect() as conn:
+            for chunk in _chunks(list(record_ids)):
+                for row in conn.execute(
+                        select(associations.c.from_id, associations.c.to_type,
+                               associations.c.to_id, associations.c.is_primary)
+                        .where(associations.c.client == self.client,
+                               associations.c.from_type == object_type,
+                               associations.c.from_id.in_(chunk))
+                        .order_by(associations.c.id)):
+                    found[row.from_id].append((row.to_type, row.to_id, bool(row.is_primary)))
+        return found
+
+    def commit_push(self, crm: str, object_type: str, pushed: Sequence[PushedRecord]) -> None:
+        """Record what the CRM answered for a batch of pushed records, in one transaction:
+        a landed write moves the link's base to what the CRM holds (a create gains its
+        link) and clears the queue row — unless the record was edited again meanwhile; a
+        failed one keeps its queue row (attempts + 1, last error) and gets a push failure."""
+        now = self.store.clock()
+        failures_scope = and_(sync_failures.c.client == self.client, sync_failures.c.crm == crm,
+                              sync_failures.c.object_type == object_type,
+                              sync_failures.c.direction == "push")
+        with self.store.engine.begin() as conn:
+            for item in pushed:
+                queue = and_(local_changes.c.client == self.client,
+                             local_changes.c.object_type == object_type,
+                             local_changes.c.record_id == item.record_id)
+                key = str(item.record_id)
+                if not item.ok:
+                    error = item.error or "failed"
+                    conn.execute(update(local_changes).where(queue).values(
+                        attempts=local_changes.c.attempts + 1, last_error=error[:2000]))
+                    conn.execute(dialect_insert(conn, sync_failures).values(
+                        client=self.client, crm=crm, object_type=object_type,
+                        direction="push", record_key=key, error=error, first_seen=now,
+                        last_seen=now, attempts=1,
+                    ).on_conflict_do_update(
+                        index_elements=["client", "crm", "object_type", "direction",
+                                        "record_key"],
+                        set_={"error": error, "last_seen": now,
+                              "attempts": sync_failures.c.attempts + 1}))
+                    continue
+                if item.archived:
+                    conn.execute(update(record_links).where(
+                        self._scope(record_links, crm, object_type),
+                        record_links.c.record_id == item.record_id).values(removed_at=now))
+                elif item.remote_id is not None:
+                    conn.execute(upsert(conn, record_links, {
+                        "client": self.client, "crm": crm, "object_type": object_type,
+                        "remote_id": item.remote_id, "record_id": item.record_id,
+                        "remote_modified_at": item.remote_modified_at,
+                        "base": _jsonable(item.base) if item.base is not None else None,
+                        "pulled_at": now, "removed_at": None,
+                    }, ["client", "crm", "object_type", "remote_id"]))
+                if item.dequeue:
+                    # Only the change that was pushed: a newer local edit stays queued.
+                    condition = (local_changes.c.queued_at == item.queued_at
+                                 if item.queued_at is not None else local_changes.c.id.is_(None))
+                    conn.execute(delete(local_changes).where(queue, condition))
+                    conn.execute(update(local_changes).where(queue).values(last_error=None))
+                conn.execute(delete(sync_failures).where(
+                    failures_scope, sync_failures.c.record_key == key))
 
     # --- reading --------------------------------------------------------------------------------
 

@@ -29,11 +29,13 @@ from typing import TYPE_CHECKING, Any
 from crmsync.adapters.records import FieldDefinition, PullCursor
 from crmsync.names import OBJECT_TYPES, ObjectType
 from crmsync.sync.mapping import MappingRules, record_row, removal_row
+from crmsync.sync.reconcile import resolver
 
 if TYPE_CHECKING:
     from crmsync.adapters.records import RecordAdapter, RecordPage
     from crmsync.store import Store
-    from crmsync.store.records import PageOutcome, RecordStore
+    from crmsync.store.records import PageOutcome, RecordStore, Resolver
+    from crmsync.sync.merge import ConflictPolicy
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,9 @@ class TypeCounts:
     tombstoned: int = 0
     restored: int = 0
     associations: int = 0
+    linked: int = 0  # matched to a local-only record (created on both sides)
+    merged: int = 0  # merged with a local edit
+    conflicts: int = 0
     pages: int = 0
     calls: int = 0
 
@@ -70,6 +75,9 @@ class TypeCounts:
         self.tombstoned += outcome.tombstoned
         self.restored += outcome.restored
         self.associations += outcome.associations
+        self.linked += outcome.linked
+        self.merged += outcome.merged
+        self.conflicts += outcome.conflicts
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -105,12 +113,17 @@ def pull_client(
     on_page: OnPage | None = None,
     removal_scan_interval: dt.timedelta = REMOVAL_SCAN_INTERVAL,
     clock: Callable[[], dt.datetime] = _utcnow,
+    conflict_policy: ConflictPolicy | None = None,
 ) -> PullResult:
     """Pull every object type of one client's CRM into the store (see the module docstring).
 
     `dry_run` reads everything the same way and reports what would change, writing nothing
     (no records, no cursors). Raises `RemoteError` / `StoreError`; what was committed before
     stays committed and the next run resumes after it.
+
+    With `conflict_policy` (two-way sync) records with a queued local edit are merged with
+    what the CRM sent instead of overwritten (`reconcile.resolve`), and pulled contacts and
+    companies that match a local-only record are linked to it.
     """
     result = PullResult(client, crm, full=full, dry_run=dry_run)
     records = store.records(client)
@@ -118,14 +131,16 @@ def pull_client(
         counts = result.counts[object_type] = TypeCounts()
         _pull_type(records, adapter, crm=crm, object_type=object_type, rules=rules,
                    counts=counts, full=full, dry_run=dry_run, on_page=on_page, now=clock(),
-                   removal_scan_interval=removal_scan_interval)
+                   removal_scan_interval=removal_scan_interval,
+                   resolve=(resolver(object_type, rules, conflict_policy)
+                            if conflict_policy is not None else None))
     return result
 
 
 def _pull_type(records: RecordStore, adapter: RecordAdapter, *, crm: str,
                object_type: ObjectType, rules: MappingRules, counts: TypeCounts, full: bool,
                dry_run: bool, on_page: OnPage | None, now: dt.datetime,
-               removal_scan_interval: dt.timedelta) -> None:
+               removal_scan_interval: dt.timedelta, resolve: Resolver | None = None) -> None:
     definitions = _field_definitions(records, adapter, crm, object_type, counts,
                                      refresh=full, dry_run=dry_run, now=now)
     stored = None if full else records.cursor(crm, object_type)
@@ -144,7 +159,7 @@ def _pull_type(records: RecordStore, adapter: RecordAdapter, *, crm: str,
         else:
             outcome = records.commit_page(
                 crm, object_type, rows, removals, page.cursor.to_json(), pass_id=pass_id,
-                removals_scanned=scan and page.done)
+                removals_scanned=scan and page.done, resolve=resolve)
         counts.add(outcome, page)
         log.info("%s %s: page %d %s (%d records, %d removals); %d pulled so far",
                  crm, object_type, counts.pages, "read" if dry_run else "committed",

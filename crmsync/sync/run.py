@@ -11,6 +11,15 @@ host skips a client that another run finished after this run started (`done-else
 is syncing right now (`held`), so the hosts divide the clients between them and each client
 is synced once per round; a host that dies mid-client frees its lease (PostgreSQL drops the
 advisory lock with the connection) and the client is picked up next round.
+
+**Two ways.** After the pull (which merges records with queued local edits under the
+client's `conflict_policy`), the queue is pushed (`push.push_client`) when the adapter can
+write records. A record that failed to push makes the client `partial` (exit 3).
+**`to`** (`crmsync sync --to hubspot`): every live record the named CRM lacks is created
+there — the migration path. When it is the blueprint's CRM (the blueprint was switched to
+it and applied), that happens in the client's own push; when it is the other CRM, that CRM
+is pulled first (linking what it already has) and seeded after, under its own lease, and
+the queue stays with the blueprint's CRM.
 """
 
 from __future__ import annotations
@@ -22,11 +31,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from crmsync.adapters.records import RecordAdapter
+from crmsync.adapters.records import RecordAdapter, RecordWriter
 from crmsync.errors import CrmsyncError, LeaseHeldError, StoreError
 from crmsync.session import Session, session_for
 from crmsync.sync.engine import OnPage, PullResult, pull_client, summary_counts
 from crmsync.sync.mapping import MappingRules, StageKeys
+from crmsync.sync.push import PushResult, PushRules, push_client
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -52,6 +62,8 @@ class ClientSync:
     blueprint: Blueprint | None
     status: SyncStatus = "error"
     result: PullResult | None = None
+    pushed: list[PushResult] = field(default_factory=list)  # the client's CRM, then `--to`
+    target: PullResult | None = None  # the pull of the `--to` CRM
     error: str | None = None
     exception: BaseException | None = field(default=None, repr=False, compare=False)
     seconds: float = 0.0
@@ -73,6 +85,27 @@ def rules_for(blueprint: Blueprint, session: Session) -> MappingRules:
                         consent_field=blueprint.sync.consent_field)
 
 
+def push_rules_for(blueprint: Blueprint, session: Session, crm: str | None = None
+                   ) -> PushRules:
+    """How one client's local changes go out to `crm` (default: the blueprint's): stage ids
+    from what `apply` recorded there, won/lost stages from the blueprint, its policies."""
+    crm = crm or blueprint.crm
+    known = session.store.provisioning(blueprint.client, crm).known_ids()
+    outcomes: dict[tuple[str, str], str] = {
+        (p.key, s.outcome): s.key for p in blueprint.pipelines for s in p.stages
+        if s.outcome is not None}
+    return PushRules(crm=crm, mapping=_mapping(blueprint, session, crm),
+                     delete_policy=blueprint.sync.delete_policy,
+                     pipelines=dict(known.pipelines), stages=dict(known.stages),
+                     outcome_stages=outcomes)
+
+
+def _mapping(blueprint: Blueprint, session: Session, crm: str) -> MappingRules:
+    known = session.store.provisioning(blueprint.client, crm).known_ids()
+    return MappingRules(StageKeys.from_known(known.pipelines, known.stages),
+                        consent_field=blueprint.sync.consent_field)
+
+
 def sync_clients(
     paths: Sequence[str | Path],
     settings: Settings,
@@ -84,6 +117,7 @@ def sync_clients(
     session: Session | None = None,
     on_page: Callable[[str, str, object], None] | None = None,
     clock: Callable[[], dt.datetime] = _utcnow,
+    to: str | None = None,
 ) -> list[ClientSync]:
     """Sync every client named by `paths` (files or folders; none: `settings.configs_dir`).
 
@@ -91,6 +125,7 @@ def sync_clients(
     A client whose last run finished after this one started, or less than `min_interval`
     seconds ago, is skipped (`done-elsewhere`): that is what makes one cron line on several
     hosts sync each client once per round. One client's failure never stops the others.
+    `to` names another CRM to seed from the store (see the module docstring).
     """
     from crmsync.provision import load_blueprints
 
@@ -121,7 +156,7 @@ def sync_clients(
                 return outcome
             fresh_after = min(round_started, clock() - dt.timedelta(seconds=min_interval))
             return _sync_one(outcome, adapter, active, full=full, dry_run=dry_run,
-                             fresh_after=fresh_after, on_page=on_page)
+                             fresh_after=fresh_after, on_page=on_page, to=to)
 
         with ThreadPoolExecutor(max_workers=max(1, workers),
                                 thread_name_prefix="crmsync-sync") as pool:
@@ -130,7 +165,8 @@ def sync_clients(
 
 def _sync_one(outcome: ClientSync, adapter: RecordAdapter, session: Session, *, full: bool,
               dry_run: bool, fresh_after: dt.datetime,
-              on_page: Callable[[str, str, object], None] | None) -> ClientSync:
+              on_page: Callable[[str, str, object], None] | None,
+              to: str | None = None) -> ClientSync:
     blueprint = outcome.blueprint
     assert blueprint is not None
     client, crm = blueprint.client, blueprint.crm
@@ -154,19 +190,20 @@ def _sync_one(outcome: ClientSync, adapter: RecordAdapter, session: Session, *, 
             if not dry_run:
                 store.accounts(client, crm).record(account_id)
             run_id = None if dry_run else records.start_run(crm)
-            scan_interval = dt.timedelta(minutes=session.settings.sync_removal_scan_minutes)
             try:
-                outcome.result = pull_client(client, crm, adapter, store,
-                                             rules_for(blueprint, session), full=full,
-                                             dry_run=dry_run, on_page=page_hook,
-                                             removal_scan_interval=scan_interval)
+                _two_way(outcome, adapter, session, full=full, dry_run=dry_run,
+                         page_hook=page_hook, to=to)
             except BaseException as exc:
                 if run_id is not None:
                     records.finish_run(run_id, "error", {}, error=str(exc)[:2000])
                 raise
-            outcome.status = "ok"
-            if run_id is not None:
-                records.finish_run(run_id, outcome.status, summary_counts(outcome.result))
+            failed = sum(p.total("failed") for p in outcome.pushed)
+            outcome.status = "partial" if failed and not dry_run else "ok"
+            if run_id is not None and outcome.result is not None:
+                counts = summary_counts(outcome.result)
+                if outcome.pushed:
+                    counts["pushed"] = [p.as_dict() for p in outcome.pushed]
+                records.finish_run(run_id, outcome.status, counts)
     except LeaseHeldError as exc:
         outcome.status, outcome.error, outcome.exception = "held", str(exc), exc
     except StoreError:
@@ -182,3 +219,48 @@ def _sync_one(outcome: ClientSync, adapter: RecordAdapter, session: Session, *, 
         outcome.calls = getattr(policy, "requests_sent", 0) - calls_before
         outcome.throttled = getattr(policy, "throttled", 0) - throttled_before
     return outcome
+
+
+def _two_way(outcome: ClientSync, adapter: RecordAdapter, session: Session, *, full: bool,
+             dry_run: bool, page_hook: OnPage | None, to: str | None) -> None:
+    """Pull (merging local edits), push the queue, then seed the `to` CRM."""
+    blueprint = outcome.blueprint
+    assert blueprint is not None
+    client, crm = blueprint.client, blueprint.crm
+    scan_interval = dt.timedelta(minutes=session.settings.sync_removal_scan_minutes)
+    outcome.result = pull_client(client, crm, adapter, session.store,
+                                 rules_for(blueprint, session), full=full, dry_run=dry_run,
+                                 on_page=page_hook, removal_scan_interval=scan_interval,
+                                 conflict_policy=blueprint.conflict_policy)
+    if isinstance(adapter, RecordWriter):
+        outcome.pushed.append(push_client(client, adapter, session.store,
+                                          push_rules_for(blueprint, session), seed=to == crm,
+                                          dry_run=dry_run))
+    elif to == crm:
+        raise CrmsyncError(f"the {crm} adapter cannot write records, so `--to {crm}` cannot "
+                           "seed it")
+    if dry_run:
+        return
+    if to is not None and to != crm:
+        _seed_other(outcome, session, to, full=full)
+
+
+def _seed_other(outcome: ClientSync, session: Session, to: str, *, full: bool) -> None:
+    """`sync --to`: pull the other CRM (linking what it already has), then create there every
+    live record it lacks. Its own lease guards it: two runs never write one account at once."""
+    blueprint = outcome.blueprint
+    assert blueprint is not None
+    client = blueprint.client
+    target = session.adapter(to, None)
+    if not isinstance(target, RecordAdapter) or not isinstance(target, RecordWriter):
+        raise CrmsyncError(f"the {to} adapter cannot write records, so `--to {to}` cannot "
+                           "seed it")
+    with session.store.lease(client, to, purpose="sync"):
+        account_id = session.check_account(client, to, target)
+        session.store.accounts(client, to).record(account_id)
+        outcome.target = pull_client(client, to, target, session.store,
+                                     _mapping(blueprint, session, to), full=full,
+                                     conflict_policy=blueprint.conflict_policy)
+        outcome.pushed.append(push_client(client, target, session.store,
+                                          push_rules_for(blueprint, session, to),
+                                          queue=False, seed=True))

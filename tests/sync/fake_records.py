@@ -1,7 +1,9 @@
 """An in-memory CRM behind the record interface, for testing the engine and store alone.
 
 Pages are small so a few records make many pages; `fail_after_pages` raises part-way through
-a pull as a crash would; every call is counted.
+a pull as a crash would; every call is counted. The write side keeps the writer's contract:
+one result per write, a rejected record is its result (`reject`), creates look before they
+create (contacts by email, companies by domain), batches of `batch_size`.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from crmsync.adapters.records import (
     FieldDefinition,
     PullCursor,
     RecordPage,
+    RecordWrite,
     RemoteRecord,
     RemoteRemoval,
+    WriteResult,
 )
 
 if TYPE_CHECKING:
@@ -41,6 +45,12 @@ class FakeCrm:
     calls: int = 0
     field_calls: int = 0
     pages_served: int = 0
+    batch_size: int = 100
+    next_id: int = 1000
+    write_calls: int = 0
+    # (object type, store key) → the CRM's message: that record's write fails (a 207 entry).
+    reject: dict[tuple[str, str], str] = field(default_factory=dict)
+    writes: list[RecordWrite] = field(default_factory=list)
 
     def tick(self, seconds: int = 1) -> dt.datetime:
         self.now += dt.timedelta(seconds=seconds)
@@ -135,3 +145,57 @@ class FakeCrm:
                              done=done, calls=1)
             if done:
                 return
+
+    # --- RecordWriter -------------------------------------------------------------------------
+
+    def write(self, object_type: str, writes: Sequence[RecordWrite]) -> list[WriteResult]:
+        results: list[WriteResult] = []
+        for start in range(0, len(writes), self.batch_size):
+            self.calls += 1
+            self.write_calls += 1
+            results.extend(self._write_one(object_type, w)
+                           for w in writes[start:start + self.batch_size])
+        return results
+
+    def _write_one(self, object_type: str, write: RecordWrite) -> WriteResult:
+        self.writes.append(write)
+        error = self.reject.get((object_type, write.key))
+        if error is not None:
+            return WriteResult(write.key, ok=False, error=error)
+        records = self.records[object_type]
+        if write.op == "archive":
+            assert write.remote_id is not None
+            if write.remote_id in records:
+                self.remove(object_type, write.remote_id)
+            return WriteResult(write.key, ok=True, remote_id=write.remote_id)
+        remote_id = write.remote_id
+        if write.op == "create":
+            remote_id = self._find(object_type, write.fields)
+            if remote_id is None:
+                self.next_id += 1
+                remote_id = str(self.next_id)
+                self.put(object_type, remote_id, fields={}, properties={})
+        assert remote_id is not None
+        old = records.get(remote_id)
+        if old is None:
+            return WriteResult(write.key, ok=False, error=f"{object_type} {remote_id} not found")
+        associations = old.associations if write.associations is None else write.associations
+        record = replace(old, fields={**old.fields, **write.fields},
+                         properties={**old.properties, **write.properties},
+                         associations=associations, modified_at=self.tick())
+        records[remote_id] = record
+        return WriteResult(write.key, ok=True, remote_id=remote_id,
+                           modified_at=record.modified_at, record=record)
+
+    def _find(self, object_type: str, fields: Any) -> str | None:
+        key = {"contacts": "email", "companies": "domain"}.get(object_type)
+        if key is None or not fields.get(key):
+            return None
+        wanted = str(fields[key]).strip().lower()
+        return next((rid for rid, r in self.records[object_type].items()
+                     if str(r.fields.get(key) or "").strip().lower() == wanted), None)
+
+    def read(self, object_type: str, remote_ids: Sequence[str]) -> list[RemoteRecord]:
+        self.calls += 1
+        return [self.records[object_type][rid] for rid in remote_ids
+                if rid in self.records[object_type]]
