@@ -127,13 +127,14 @@ def _register_commands() -> None:
     from crmsync.cli import (
         config_commands,
         demo_command,
+        import_command,
         provision_commands,
         sandbox_command,
         sync_command,
     )
 
     for module in (config_commands, provision_commands, sync_command, sandbox_command,
-                   demo_command):
+                   demo_command, import_command):
         for command in module.COMMANDS:
             cli.add_command(command)
 

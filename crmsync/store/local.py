@@ -240,7 +240,7 @@ class BatchResult:
         return [e for o in self.outcomes for e in o.errors]
 
 
-@dataclass
+@dataclass(eq=False)
 class _Target:
     """A record the batch writes: its current values and what the batch changed."""
 
@@ -528,6 +528,7 @@ class LocalRecords:
                now: dt.datetime) -> None:
         writable = _columns(object_type)
         fresh = [t for t in targets if t.record_id is None]
+        changed = [t for t in targets if t.record_id is not None and t.changed]
         if fresh:
             stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
             ids = conn.execute(stmt, [{
@@ -537,7 +538,6 @@ class LocalRecords:
             } for t in fresh]).scalars().all()
             for target, record_id in zip(fresh, ids, strict=True):
                 target.record_id = record_id
-        changed = [t for t in targets if t.changed and t not in fresh]
         if changed:
             change = (update(table).where(table.c.id == bindparam("_id"))
                       .values({c: bindparam(c) for c in [*writable, "properties", "updated_at"]}))
@@ -545,8 +545,7 @@ class LocalRecords:
                                  "properties": t.properties, "updated_at": now}
                                 for t in changed])
         # A new record is queued even with nothing set: it exists locally and not remotely.
-        queued = {t.record_id: t.changed for t in targets
-                  if t.record_id is not None and (t.changed or t in fresh)}
+        queued = {t.record_id: t.changed for t in [*fresh, *changed] if t.record_id is not None}
         if queued:
             self._queue(conn, object_type, queued, now)
 
