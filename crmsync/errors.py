@@ -189,3 +189,17 @@ class AccountConflictError(CrmsyncError):
             hint="Give each client its own pipelines (distinct labels), or manage the "
                  "pipeline from one client's blueprint only",
         )
+
+
+class RecordError(CrmsyncError):
+    """One record cannot be written to the store as given (`crmsync.store.local`).
+
+    `record` names it ("contacts #12", "new contact", "row 7"), `field` the field at fault
+    ("" when the record as a whole is), `reason` what is wrong with it.
+    """
+
+    def __init__(self, record: str, field: str, message: str) -> None:
+        self.record = record
+        self.field = field
+        self.reason = message
+        super().__init__(f"{record}: {field}: {message}" if field else f"{record}: {message}")

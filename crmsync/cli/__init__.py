@@ -127,14 +127,15 @@ def _register_commands() -> None:
     from crmsync.cli import (
         config_commands,
         demo_command,
+        import_command,
         provision_commands,
         report_command,
         sandbox_command,
         sync_command,
     )
 
-    for module in (config_commands, provision_commands, sync_command, report_command,
-                   sandbox_command, demo_command):
+    for module in (config_commands, provision_commands, sync_command, import_command,
+                   report_command, sandbox_command, demo_command):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from crmsync.names import WallClock
     from crmsync.store.accounts import AccountRecord
     from crmsync.store.lease import Lease, Sleep
+    from crmsync.store.local import LocalRecords
     from crmsync.store.provisioning import ProvisioningState
     from crmsync.store.records import RecordStore
 
@@ -53,6 +54,13 @@ class Store:
         from crmsync.store.records import RecordStore
 
         return RecordStore(self, client)
+
+    def local(self, client: str) -> LocalRecords:
+        """Validated local changes to one client's records, queued for sync (`store/local.py`)."""
+        from crmsync.store.local import LocalRecords
+
+        return LocalRecords(self, client)
+
     def accounts(self, client: str, crm: str) -> AccountRecord:
         """The CRM account one client's recorded ids belong to."""
         from crmsync.store.accounts import AccountRecord

@@ -14,21 +14,16 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from crmsync.store.keys import consent_value, domain_key, email_key
 from crmsync.store.records import AssociationRow, RecordRow, RemovalRow
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from crmsync.adapters.records import Association, RemoteRecord, RemoteRemoval
-
-_TRUE = frozenset({"true", "yes", "y", "1", "granted", "opted in", "opt-in", "ja", "так"})
-_FALSE = frozenset({"false", "no", "n", "0", "", "denied", "withdrawn", "opted out", "nein",
-                    "ні"})
-
 
 @dataclass(frozen=True)
 class StageKeys:
@@ -51,41 +46,6 @@ class MappingRules:
 
     stage_keys: StageKeys = field(default_factory=StageKeys)
     consent_field: str | None = None  # the property that holds marketing consent
-
-
-def email_key(email: str | None) -> str | None:
-    """Contacts match by email, case- and whitespace-insensitively."""
-    if not email:
-        return None
-    key = "".join(email.split()).lower()
-    return key or None
-
-
-_DOMAIN_PREFIX = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?(?:www\.)?")
-
-
-def domain_key(domain: str | None) -> str | None:
-    """Companies match by normalised domain: lower case, no scheme, `www.`, path or port."""
-    if not domain:
-        return None
-    key = _DOMAIN_PREFIX.sub("", domain.strip().lower())
-    key = key.split("/", 1)[0].split(":", 1)[0].rstrip(".")
-    return key or None
-
-
-def consent_value(value: Any) -> bool | None:
-    """Marketing consent from a property's value; None when it says neither yes nor no."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-    return None
 
 
 def _text(value: Any, limit: int) -> str | None:

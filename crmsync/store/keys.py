@@ -1,0 +1,49 @@
+"""Normalisers the store and the sync share: matching keys and marketing consent.
+
+Pure functions at the bottom of the package, so the store (`store/local.py`) can match a
+locally created contact or company with the same rules the pull uses (`sync/mapping.py`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_TRUE = frozenset({"true", "yes", "y", "1", "granted", "opted in", "opt-in", "ja", "так"})
+_FALSE = frozenset({"false", "no", "n", "0", "", "denied", "withdrawn", "opted out", "nein",
+                    "ні"})
+
+
+def email_key(email: str | None) -> str | None:
+    """Contacts match by email, case- and whitespace-insensitively."""
+    if not email:
+        return None
+    key = "".join(email.split()).lower()
+    return key or None
+
+
+_DOMAIN_PREFIX = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?(?:www\.)?")
+
+
+def domain_key(domain: str | None) -> str | None:
+    """Companies match by normalised domain: lower case, no scheme, `www.`, path or port."""
+    if not domain:
+        return None
+    key = _DOMAIN_PREFIX.sub("", domain.strip().lower())
+    key = key.split("/", 1)[0].split(":", 1)[0].rstrip(".")
+    return key or None
+
+
+def consent_value(value: Any) -> bool | None:
+    """Marketing consent from a property's value; None when it says neither yes nor no."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+    return None
