@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     # How often `sync` looks for records deleted in the CRM where that costs a listing
     # (HubSpot's archived records, Pipedrive's recents): 0 = every run.
     sync_removal_scan_minutes: float = Field(default=60.0, ge=0)
+    # The share of what is left of the CRM's daily budget one sync may spend (the rest stays
+    # for the client's own team); reaching it stops the run cleanly (exit 3, resumes next run).
+    sync_max_daily_share: float = Field(default=0.5, gt=0, le=1)
+    # How a HubSpot full pass reads: `export` (Exports API, needs the crm.export scope),
+    # `list` (objects list API), `auto` (export for big accounts when the token may).
+    sync_initial_load: Literal["export", "list", "auto"] = "auto"
 
     @field_validator("hubspot_base_url", "pipedrive_base_url")
     @classmethod

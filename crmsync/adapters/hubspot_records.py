@@ -99,6 +99,7 @@ class HubSpotRecords:
     _base_url: str
     _timeouts: tuple[float, float]
     _pipelines: Any  # the SDK's pipelines API, whose configuration holds the token
+    initial_load: str = "list"  # full passes: export | list | auto (hubspot_export.py)
 
     # -- the interface ------------------------------------------------------------------------
 
@@ -121,7 +122,10 @@ class HubSpotRecords:
     def _phases(self, object_type: ObjectType, cursor: PullCursor, names: list[str], *,
                 scan_removals: bool) -> Iterator[RecordPage]:
         if cursor.phase == "full":
-            yield from self._full(object_type, cursor, names)
+            from crmsync.adapters.hubspot_export import full_by_export  # big first loads
+
+            if not (yield from full_by_export(self, object_type, cursor, names)):
+                yield from self._full(object_type, cursor, names)
             return
         if cursor.phase != "archived":
             cursor = yield from self._increment(object_type, cursor, names)

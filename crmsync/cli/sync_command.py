@@ -29,8 +29,9 @@ def _summary(outcome: ClientSync) -> str:
         return f"{outcome.name}: skipped: {outcome.error}"
     if outcome.status == "done-elsewhere":
         return f"{outcome.name}: skipped: already synced this round by another run"
+    notes = "".join(f"; {note}" for note in outcome.notes)
     if outcome.result is None:
-        return f"{outcome.name}: error: {outcome.error}"
+        return f"{outcome.name}: {outcome.status}: {outcome.error}{notes}"
     result = outcome.result
     verb = "would pull" if result.dry_run else "pulled"
     text = (f"{outcome.name}: {verb} {result.total('pulled')}, "
@@ -39,7 +40,7 @@ def _summary(outcome: ClientSync) -> str:
             f"{outcome.throttled} 429s, {outcome.seconds:.1f}s")
     if outcome.status == "error":
         text += f"; error: {outcome.error}"
-    return text
+    return text + notes
 
 
 def _as_json(outcome: ClientSync) -> dict[str, Any]:
@@ -51,6 +52,7 @@ def _as_json(outcome: ClientSync) -> dict[str, Any]:
         "crm": outcome.blueprint.crm if outcome.blueprint else None,
         "status": outcome.status, "error": outcome.error,
         "seconds": round(outcome.seconds, 3), "throttled": outcome.throttled,
+        "notes": outcome.notes,
     }
     if outcome.result is not None:
         data.update(dry_run=outcome.result.dry_run, full=outcome.result.full,
@@ -111,12 +113,17 @@ class _Progress:
 @click.option("--min-interval", type=click.FloatRange(0), default=0.0, show_default=True,
               metavar="SECONDS",
               help="Skip a client synced less than this long ago (several hosts, one cron line).")
+@click.option("--initial-load", type=click.Choice(["export", "list", "auto"]), default=None,
+              help="How a HubSpot full pass reads: the Exports API (needs the crm.export "
+                   "scope), the list API, or auto (export for big accounts when allowed). "
+                   "Default: CRMSYNC_SYNC_INITIAL_LOAD (auto).")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON (for logs).")
 @click.option("--failures", "show_failures", is_flag=True,
               help="List records that failed and wait to be retried; sync nothing.")
 @pass_app
 def sync_command(app: App, *, paths: tuple[Path, ...], full: bool, dry_run: bool, workers: int,
-                 min_interval: float, as_json: bool, show_failures: bool) -> None:
+                 min_interval: float, as_json: bool, show_failures: bool,
+                 initial_load: str | None = None) -> None:
     """Bring each client's contacts, companies, deals and associations into the local store.
 
     Incremental: each run reads only what changed since the last (one API call per object
@@ -135,7 +142,8 @@ def sync_command(app: App, *, paths: tuple[Path, ...], full: bool, dry_run: bool
     Exit codes:
       0  every client synced (or already synced this round by another host)
       1  an error (one client's failure does not stop the others)
-      3  partial: some records failed; listed, retried next run (--failures)
+      3  partial: some records failed (listed, retried next run: --failures), or the
+         run stopped at its share of the CRM's daily budget (resumes next run)
       4  skipped: another run holds a client's lease
     """
     if show_failures:
@@ -143,8 +151,11 @@ def sync_command(app: App, *, paths: tuple[Path, ...], full: bool, dry_run: bool
         return
     from crmsync.sync.run import sync_clients
 
+    settings = app.settings
+    if initial_load is not None:
+        settings = settings.model_copy(update={"sync_initial_load": initial_load})
     with _Progress(enabled=not as_json and sys.stderr.isatty()) as progress:
-        outcomes = sync_clients(list(paths), app.settings, full=full, dry_run=dry_run,
+        outcomes = sync_clients(list(paths), settings, full=full, dry_run=dry_run,
                                 workers=workers, min_interval=min_interval,
                                 on_page=progress.update)
     if as_json:

@@ -20,10 +20,10 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from crmsync.adapters.records import RecordAdapter
-from crmsync.errors import CrmsyncError, LeaseHeldError, StoreError
+from crmsync.errors import BudgetExhaustedError, CrmsyncError, LeaseHeldError, StoreError
 from crmsync.session import Session, session_for
 from crmsync.sync.engine import OnPage, PullResult, pull_client, summary_counts
 from crmsync.sync.mapping import MappingRules, StageKeys
@@ -57,6 +57,7 @@ class ClientSync:
     seconds: float = 0.0
     calls: int = 0
     throttled: int = 0  # 429s drawn
+    notes: list[str] = field(default_factory=list)  # e.g. how a full pass was read
 
     @property
     def name(self) -> str:
@@ -120,6 +121,7 @@ def sync_clients(
             if adapter is None:
                 return outcome
             fresh_after = min(round_started, clock() - dt.timedelta(seconds=min_interval))
+            _configure(adapter, active.settings)
             return _sync_one(outcome, adapter, active, full=full, dry_run=dry_run,
                              fresh_after=fresh_after, on_page=on_page)
 
@@ -160,6 +162,8 @@ def _sync_one(outcome: ClientSync, adapter: RecordAdapter, session: Session, *, 
                                              rules_for(blueprint, session), full=full,
                                              dry_run=dry_run, on_page=page_hook,
                                              removal_scan_interval=scan_interval)
+            except BudgetExhaustedError as exc:
+                return _stopped_at_budget(outcome, exc, records, run_id)
             except BaseException as exc:
                 if run_id is not None:
                     records.finish_run(run_id, "error", {}, error=str(exc)[:2000])
@@ -181,4 +185,31 @@ def _sync_one(outcome: ClientSync, adapter: RecordAdapter, session: Session, *, 
         outcome.seconds = time.monotonic() - started
         outcome.calls = getattr(policy, "requests_sent", 0) - calls_before
         outcome.throttled = getattr(policy, "throttled", 0) - throttled_before
+        _take_notes(outcome, adapter)
     return outcome
+
+
+def _configure(adapter: RecordAdapter, settings: Settings) -> None:
+    """Sync settings the adapter acts on: the daily-budget share, the initial-load strategy."""
+    policy = getattr(adapter, "policy", None)
+    if policy is not None:  # a sync leaves the client's team its share of today's budget
+        policy.daily_share = settings.sync_max_daily_share
+    if hasattr(adapter, "initial_load"):
+        adapter.initial_load = settings.sync_initial_load
+
+
+def _stopped_at_budget(outcome: ClientSync, exc: BudgetExhaustedError, records: Any,
+                       run_id: int | None) -> ClientSync:
+    # Pages read so far are committed with their cursors: the next run resumes after them.
+    outcome.status, outcome.exception = "partial", exc
+    outcome.error = "stopped at the daily budget: resumes next run"
+    if run_id is not None:
+        records.finish_run(run_id, "partial", {}, error=str(exc)[:2000])
+    return outcome
+
+
+def _take_notes(outcome: ClientSync, adapter: RecordAdapter) -> None:
+    notes = getattr(adapter, "pull_notes", None)  # e.g. how a full pass was read
+    if notes:
+        outcome.notes.extend(notes)
+        notes.clear()
