@@ -14,8 +14,9 @@ Each page's cursor carries the export's id, partition and next row, so a run kil
 asks for the task's status again (a fresh result URL) and resumes at that row without a new
 export while HubSpot still has the file. When the file is read, increments take over from
 the export's request time (HubSpot's clock) less the overlap, so records changed while the
-export ran are read again by search. Associations beyond the one an export carries (deals:
-contacts) come from v4 `batch/read`, 1,000 ids a call.
+export ran are read again by search. Every owned association type rides in the file
+(`associatedObjectType` is an array in the current spec); a type missing from the file's
+columns is read by v4 `batch/read`, 1,000 ids a call.
 
 Strategy (`initial_load`, from `--initial-load` / `CRMSYNC_SYNC_INITIAL_LOAD`): `list` never
 exports; `export` always tries; `auto` exports when a one-result search says the type has
@@ -154,7 +155,7 @@ def _start(adapter: HubSpotRecords, object_type: ObjectType, names: list[str]) -
         "overrideAssociatedObjectsPerDefinitionPerRowLimit": True,
     }
     if owned:
-        request["associatedObjectType"] = _exported_association(object_type)
+        request["associatedObjectType"] = list(owned)
     try:
         body, _ = adapter._records_request("POST", "/crm/v3/exports/export/async",
                                            json=request, what=f"export {object_type}")
@@ -305,7 +306,8 @@ def _page(adapter: HubSpotRecords, object_type: ObjectType, cursor: PullCursor, 
                 if to_id.strip():
                     key = (to_type, to_id.strip())
                     found[key] = found.get(key, False) or primary
-    calls = _read_other_associations(adapter, object_type, associations)
+    exported = {to_type for _, to_type, _ in columns["links"]}
+    calls = _read_other_associations(adapter, object_type, associations, exported)
     records = [adapter._record(object_type, raw, tuple(
         Association(cast("ObjectType", t), i, p)
         for (t, i), p in sorted(associations[str(raw["id"])].items()))) for raw in raws]
@@ -314,17 +316,12 @@ def _page(adapter: HubSpotRecords, object_type: ObjectType, cursor: PullCursor, 
                       _cursor(cursor, started, state), calls=calls)
 
 
-def _exported_association(object_type: ObjectType) -> str:
-    owned = OWNED_ASSOCIATIONS[object_type]
-    return "companies" if "companies" in owned else owned[0]
-
-
 def _read_other_associations(adapter: HubSpotRecords, object_type: ObjectType,
-                             found: dict[str, dict[tuple[str, str], bool]]) -> int:
-    """Owned associations the export did not carry, by v4 batch/read; returns the calls."""
+                             found: dict[str, dict[tuple[str, str], bool]],
+                             exported: set[str]) -> int:
+    """Owned associations the file did not carry, by v4 batch/read; returns the calls."""
     calls = 0
-    others = [t for t in OWNED_ASSOCIATIONS[object_type]
-              if t != _exported_association(object_type)]
+    others = [t for t in OWNED_ASSOCIATIONS[object_type] if t not in exported]
     for to_type in others:
         pending: list[dict[str, Any]] = [{"id": i} for i in found]
         while pending:

@@ -8,7 +8,10 @@ Source: HubSpot/HubSpot-public-api-spec-collection, CRM "Exports" v3, and the SD
   `format`, `exportName`, `objectType`, `objectProperties`, `language`,
   `exportInternalValuesOptions` NAMES/VALUES, optional `associatedObjectType` and
   `publicCrmSearchRequest` filter) → 202 `TaskLocator` `{id, links: {status}}`. Needs the
-  `crm.export` scope: without it, HubSpot's 403 `MISSING_SCOPES`.
+  `crm.export` scope: without it, HubSpot's 403 `MISSING_SCOPES`. `associatedObjectType` is
+  an array of types in the current spec and one string in SDK 12's model: both are taken.
+- `GET /crm/v3/exports/export/{exportId}` → `PublicExportResponse` (`exportState`,
+  `recordCount`, …).
 - `GET /crm/v3/exports/export/async/tasks/{taskId}/status` → `{status: PENDING | PROCESSING |
   COMPLETE | CANCELED, requestedAt, startedAt, completedAt, links, result?}`; `result` (when
   COMPLETE) is the download URL.
@@ -25,9 +28,9 @@ Sandbox decisions (unconfirmed upstream, easy to change):
   minutes after the status call that gave it (live links expire too: poll again for a new
   one); the file stays available while the account lives;
 - columns: `hs_object_id` then the requested properties, by internal name with
-  `exportInternalValuesOptions` NAMES (labels otherwise), values as stored (VALUES); with
-  `associatedObjectType`, `Associated {Type} IDs` (";"-separated) and, for the primary
-  company of a contact or deal, `Associated Company IDs (Primary)`; only CSV is emulated.
+  `exportInternalValuesOptions` NAMES (labels otherwise), values as stored (VALUES); per
+  associated type, `Associated {Type} IDs` (";"-separated) and, for the primary company of
+  a contact or deal, `Associated Company IDs (Primary)`; only CSV is emulated.
 """
 
 from __future__ import annotations
@@ -51,8 +54,11 @@ STATUS_PATH = START_PATH + "/tasks/{taskId}/status"
 DOWNLOAD_PATH = START_PATH + "/tasks/{taskId}/download"
 LINK_SECONDS = 300  # how long a result URL stays valid
 PENDING_SECONDS = 1.0  # queued before processing starts
-LANGUAGES = frozenset({"EN", "DE", "ES", "FR", "JA", "NL", "PT_BR", "IT", "PL", "SV", "FI",
-                       "ZH_TW", "DA_DK", "NO"})
+LANGUAGES = frozenset({
+    "AF_ZA", "AR_EG", "BG", "BN", "CA_ES", "CS", "DA_DK", "DE", "EL_GR", "EN", "EN_GB", "ES",
+    "ES_MX", "ET_EE", "FI", "FR", "FR_CA", "HE_IL", "HI_IN", "HR", "HU", "ID", "IT", "JA",
+    "KO_KR", "LT_LT", "MS", "NL", "NO", "PL", "PT_BR", "PT_PT", "RO", "RU", "SK_SK", "SL", "SV",
+    "TH", "TL", "TR", "UK", "VI_VN", "ZH_CN", "ZH_HK", "ZH_TW"})
 FORMATS = frozenset({"XLS", "XLSX", "CSV"})
 PRIMARY_COMPANY = {"contacts": 1, "deals": 5}  # contact→company / deal→company primary ids
 SCOPE = "crm.export"
@@ -61,6 +67,8 @@ SCOPE = "crm.export"
 @dataclass
 class ExportJob:
     id: str
+    object_type: str
+    properties: list[str]
     requested_ms: int
     done_ms: int
     rows: int
@@ -98,8 +106,8 @@ def start_export(account: Any, request: Request) -> Response:
         return _missing_scope(account)
     try:
         body = account._body(request)
-        object_type, properties, assoc, groups, names = _validate(body)
-        rows, data, zipped = _render(account, object_type, properties, assoc, groups=groups,
+        object_type, properties, assocs, groups, names = _validate(body)
+        rows, data, zipped = _render(account, object_type, properties, assocs, groups=groups,
                                      names=names, export_name=str(body["exportName"]),
                                      partition_rows=config.hubspot_export_partition_rows)
     except HubSpotError as exc:
@@ -109,13 +117,14 @@ def start_export(account: Any, request: Request) -> Response:
     now = account.now_ms()
     seconds = (config.hubspot_export_base_seconds
                + config.hubspot_export_seconds_per_1000 * rows / 1000)
-    jobs[task_id] = ExportJob(task_id, now, now + int((PENDING_SECONDS + seconds) * 1000),
-                              rows, data, zipped, str(body["exportName"]))
+    done = now + int((PENDING_SECONDS + seconds) * 1000)
+    jobs[task_id] = ExportJob(task_id, object_type, properties, now, done, rows, data, zipped,
+                              str(body["exportName"]))
     status = _origin(request) + STATUS_PATH.format(taskId=task_id)
     return Response(202, {"id": task_id, "links": {"status": status}})
 
 
-def _validate(body: dict[str, Any]) -> tuple[str, list[str], str | None, Any, bool]:
+def _validate(body: dict[str, Any]) -> tuple[str, list[str], list[str], Any, bool]:
     def bad(message: str) -> HubSpotError:
         return HubSpotError(400, message)
 
@@ -139,19 +148,20 @@ def _validate(body: dict[str, Any]) -> tuple[str, list[str], str | None, Any, bo
     options = body.get("exportInternalValuesOptions") or []
     if not isinstance(options, list) or not set(options) <= {"NAMES", "VALUES"}:
         raise bad("exportInternalValuesOptions must hold NAMES and/or VALUES")
-    assoc_raw = body.get("associatedObjectType")
-    assoc = None
-    if assoc_raw:
-        assoc = TYPE_ALIASES.get(str(assoc_raw).lower())
-        if assoc is None:
-            raise bad(f"Unable to infer object type from: {assoc_raw}")
+    assoc_raw = body.get("associatedObjectType") or []
+    assocs: list[str] = []
+    for name in [assoc_raw] if isinstance(assoc_raw, str) else assoc_raw:
+        found = TYPE_ALIASES.get(str(name).lower())
+        if found is None:
+            raise bad(f"Unable to infer object type from: {name}")
+        assocs.append(found)
     search = body.get("publicCrmSearchRequest") or {}
     groups = search.get("filterGroups") or ([{"filters": search["filters"]}]
                                             if search.get("filters") else [])
-    return object_type, properties, assoc, groups, "NAMES" in options
+    return object_type, properties, list(dict.fromkeys(assocs)), groups, "NAMES" in options
 
 
-def _render(account: Any, object_type: str, properties: list[str], assoc: str | None, *,
+def _render(account: Any, object_type: str, properties: list[str], assocs: list[str], *,
             groups: Any, names: bool, export_name: str,
             partition_rows: int) -> tuple[int, bytes, bool]:
     """Every matching live record as CSV rows; a zip of partitions above `partition_rows`."""
@@ -160,11 +170,11 @@ def _render(account: Any, object_type: str, properties: list[str], assoc: str | 
     matcher = compile_filter_groups(groups, account.catalog.kinds(object_type)) if groups else None
     header = ["hs_object_id" if names else "Record ID"]
     header += [p if names else str(known[p].get("label") or p) for p in wanted]
-    primary_type = PRIMARY_COMPANY.get(object_type) if assoc == "companies" else None
-    if assoc:
+    primary_type = PRIMARY_COMPANY.get(object_type)
+    for assoc in assocs:
         label = SINGULAR[assoc].capitalize()
         header.append(f"Associated {label} IDs")
-        if primary_type is not None:
+        if assoc == "companies" and primary_type is not None:
             header.append(f"Associated {label} IDs (Primary)")
     partitions: list[bytes] = []
     text, writer = _sheet(header)
@@ -173,10 +183,10 @@ def _render(account: Any, object_type: str, properties: list[str], assoc: str | 
         if matcher is not None and not matcher(record.props):
             continue
         row = [str(record.id), *(record.props.get(p) or "" for p in wanted)]
-        if assoc:
+        for assoc in assocs:
             targets = sorted(account._targets(object_type, record.id, assoc))
             row.append(";".join(str(to_id) for to_id, _ in targets))
-            if primary_type is not None:
+            if assoc == "companies" and primary_type is not None:
                 row.append(";".join(str(to_id) for to_id, types in targets
                                     if primary_type in types))
         if in_part == partition_rows:
@@ -256,7 +266,22 @@ def download_export(account: Any, request: Request) -> Response:
         "Content-Disposition": f'attachment; filename="{job.name}.{suffix}"'})
 
 
+def get_export(account: Any, request: Request) -> Response:
+    """`GET /crm/v3/exports/export/{exportId}` (PublicExportResponse)."""
+    job = _jobs(account).get(request.path_params["exportId"])
+    if job is None:
+        return account.error(404, f"No export with id {request.path_params['exportId']}")
+    done = int(account.clock() * 1000) >= job.done_ms
+    return Response(200, {
+        "id": job.id, "exportName": job.name, "exportType": "VIEW",
+        "exportState": "DONE" if done else "PROCESSING", "objectType": job.object_type,
+        "objectProperties": job.properties, "recordCount": job.rows,
+        "createdAt": iso(job.requested_ms), "updatedAt": iso(job.done_ms if done
+                                                             else job.requested_ms)})
+
+
 def register_exports(router: Router) -> None:
     router.add("POST", START_PATH, start_export, crm="hubspot")
+    router.add("GET", "/crm/v3/exports/export/{exportId}", get_export, crm="hubspot")
     router.add("GET", STATUS_PATH, export_status, crm="hubspot")
     router.add("GET", DOWNLOAD_PATH, download_export, crm="hubspot")
