@@ -149,7 +149,24 @@ def _cases(args: argparse.Namespace) -> list[tuple[str, str, int, str]]:
     return cases
 
 
-def main() -> None:
+EMPTY_ROW: dict[str, Any] = {
+    "run": "?", "pulled": 0, "calls": 0, "calls_per_1000": None, "tokens_per_1000": None,
+    "rate_share": None, "throttled": 0, "wall_s": 0.0, "floor_s": 0.0, "export_wait_s": None,
+    "cpu_ms_per_record": None, "peak_rss_mb": 0}
+
+
+def _push_rows(base: str, crm: str, token: str, size: int) -> list[dict[str, Any]]:
+    """Rows of the push side, from `PUSH_HOOK` (same keys as a pull row; `pulled` = pushed)."""
+    if not PUSH_HOOK:
+        return []
+    import importlib
+
+    module, _, name = PUSH_HOOK.partition(":")
+    push = getattr(importlib.import_module(module), name)
+    return list(push(base, crm, token, size))
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000])
     parser.add_argument("--crm", nargs="+", default=["hubspot", "pipedrive"])
@@ -166,7 +183,11 @@ def main() -> None:
     for hidden in ("--base", "--token", "--store-url", "--initial-load", "--types"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     parser.add_argument("--initial-only", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = _parser().parse_args()
     if args.child:
         args.crm = args.crm[0]
         child(args)
@@ -204,9 +225,11 @@ def main() -> None:
                 if done.returncode != 0:
                     raise SystemExit(f"{crm} / {load} at {size:,} failed:\n{done.stderr}")
                 out = done.stdout
-            for line in out.splitlines():
-                row = {"crm": crm, "label": f"{crm} / {load}", "initial_load": load,
-                       "size": size, "types": types, **json.loads(line)}
+            found = [json.loads(line) for line in out.splitlines()]
+            found += _push_rows(base, crm, token, size)
+            for figures in found:
+                row = {**EMPTY_ROW, "crm": crm, "label": f"{crm} / {load}",
+                       "initial_load": load, "size": size, "types": types, **figures}
                 rows.append(row)
                 print(_row_text(row), flush=True)
     finally:
