@@ -106,10 +106,12 @@ def test_sync_stops_at_the_budget_with_exit_3_and_resumes(
     for name, value in {"CRMSYNC_HUBSPOT_BASE_URL": limited_sandbox.base_url,
                         "CRMSYNC_HUBSPOT_TOKEN": token, "CRMSYNC_STORE_URL": store_url,
                         "CRMSYNC_CONFIGS_DIR": str(configs), "CRMSYNC_MAX_RETRIES": "0",
-                        "CRMSYNC_SYNC_INITIAL_LOAD": "list"}.items():
+                        "CRMSYNC_SYNC_INITIAL_LOAD": "export"}.items():
         monkeypatch.setenv(name, value)
 
-    first = CliRunner().invoke(cli, ["sync", "--json"], catch_exceptions=False)
+    # --initial-load beats the setting: the list API, page by page, so the stop is mid-pass
+    first = CliRunner().invoke(cli, ["sync", "--json", "--initial-load", "list"],
+                               catch_exceptions=False)
     assert first.exit_code == 3, first.output
     [client] = json.loads(first.stdout)["clients"]
     assert client["status"] == "partial"
@@ -124,7 +126,8 @@ def test_sync_stops_at_the_budget_with_exit_3_and_resumes(
 
     limited_sandbox.app.configure(limited_sandbox.app.config.merged(
         {"hubspot_daily_limit": 100_000}))  # the next day
-    second = CliRunner().invoke(cli, ["sync", "--json"], catch_exceptions=False)
+    second = CliRunner().invoke(cli, ["sync", "--json", "--initial-load", "list"],
+                                catch_exceptions=False)
     assert second.exit_code == 0, second.output
     with open_store(store_url) as store:
         records = store.records(data["client"])
