@@ -257,7 +257,7 @@ def _pages(adapter: HubSpotRecords, object_type: ObjectType, cursor: PullCursor,
         batch: list[list[str]] = []
         row = first_row if number == first_partition else 0
         for index, values in enumerate(reader):
-            if index < row:
+            if index < row or not values:  # before the resume point, or a blank line
                 continue
             batch.append(values)
             if len(batch) == PAGE_SIZE:
