@@ -106,6 +106,18 @@ class FatalRemoteError(RemoteError):
     """Any other 4xx: the request itself is wrong; retrying cannot help."""
 
 
+class BudgetExhaustedError(RemoteError):
+    """The run has spent its share of the CRM's daily budget (`CRMSYNC_SYNC_MAX_DAILY_SHARE`):
+    stopped before the next request, so the client's own team keeps the rest for today."""
+
+    exit_code = 3
+
+    def __init__(self, crm: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(crm, message, hint=hint)
+        # Not an answer from the CRM: say so instead of "request failed".
+        self.args = (f"{crm}: {message}",)
+
+
 class TokenRefusedError(FatalRemoteError):
     """401: the CRM does not accept the token (wrong, expired, revoked, another account's)."""
 

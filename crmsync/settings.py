@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     # How long HubSpot's search index may trail a write: an increment leaves records
     # modified that recently for the next run. 0 for the sandbox (no lag unless asked).
     hubspot_search_lag_seconds: float = Field(default=30.0, ge=0, le=3600)
+    # The share of what is left of the CRM's daily budget one sync may spend (the rest stays
+    # for the client's own team); reaching it stops the run cleanly (exit 3, resumes next run).
+    sync_max_daily_share: float = Field(default=0.5, gt=0, le=1)
+    # How a HubSpot full pass reads: `export` (Exports API, needs the crm.export scope),
+    # `list` (objects list API), `auto` (export for big accounts when the token may).
+    sync_initial_load: Literal["export", "list", "auto"] = "auto"
 
     @field_validator("hubspot_base_url", "pipedrive_base_url")
     @classmethod

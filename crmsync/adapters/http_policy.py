@@ -51,6 +51,7 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from crmsync.errors import (
+    BudgetExhaustedError,
     FatalRemoteError,
     RemoteError,
     RetriableRemoteError,
@@ -66,7 +67,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-__all__ = ["MASK", "Endpoint", "HttpPolicy", "Reply", "TransportError"]
+__all__ = ["MASK", "DailyBudget", "Endpoint", "HttpPolicy", "Reply", "TransportError"]
 
 # --------------------------------------------------------------------------------------------
 # What each CRM says about its limits and its errors
@@ -90,6 +91,8 @@ class Dialect:
     crm: str
     read_rate_limit: Callable[[Mapping[str, str]], RateLimit | None]
     read_error_message: Callable[[Any], str | None]
+    # What is left of today's budget (requests on HubSpot, tokens on Pipedrive), if said.
+    read_daily_left: Callable[[Mapping[str, str]], int | None] = lambda _headers: None
 
 
 def _int_header(headers: Mapping[str, str], name: str) -> int | None:
@@ -134,6 +137,17 @@ def _pipedrive_rate_limit(headers: Mapping[str, str]) -> RateLimit | None:
     )
 
 
+def _hubspot_daily_left(headers: Mapping[str, str]) -> int | None:
+    # `X-HubSpot-RateLimit-Daily-Remaining` (usage-details page): requests left today.
+    return _int_header(headers, "x-hubspot-ratelimit-daily-remaining")
+
+
+def _pipedrive_daily_left(headers: Mapping[str, str]) -> int | None:
+    # `x-daily-requests-left` (rate-limiting docs): the daily *token* budget left, sent for
+    # api_token requests only.
+    return _int_header(headers, "x-daily-requests-left")
+
+
 def _hubspot_error_message(body: Any) -> str | None:
     # Error shape: {"status": "error", "message": ..., "correlationId": ..., "category": ...}
     # (https://developers.hubspot.com/docs/api/error-handling)
@@ -151,8 +165,71 @@ def _pipedrive_error_message(body: Any) -> str | None:
     return f"{error} ({info})" if info else error
 
 
-HUBSPOT = Dialect("hubspot", _hubspot_rate_limit, _hubspot_error_message)
-PIPEDRIVE = Dialect("pipedrive", _pipedrive_rate_limit, _pipedrive_error_message)
+HUBSPOT = Dialect("hubspot", _hubspot_rate_limit, _hubspot_error_message, _hubspot_daily_left)
+PIPEDRIVE = Dialect("pipedrive", _pipedrive_rate_limit, _pipedrive_error_message,
+                    _pipedrive_daily_left)
+
+
+class DailyBudget:
+    """Keeps one run within `share` of what the CRM's daily budget had left when it started.
+
+    The baseline is the first `left` a response reports (a larger one later means a new day:
+    the baseline restarts). Spent = baseline - latest `left`, plus the requests sent since
+    the latest report (search answers carry no headers), each at the largest cost one
+    request was seen to take (Pipedrive's list costs 10 tokens). `check` raises
+    `BudgetExhaustedError` before a request that would cross the share. Thread-safe.
+    """
+
+    def __init__(self, crm: str, share: float | None = None) -> None:
+        self.crm = crm
+        self.share = share  # None: no limit of our own (the CRM's 429 still applies)
+        self._lock = threading.Lock()
+        self._start: int | None = None
+        self._left: int | None = None
+        self._unseen = 0
+        self._cost = 1
+
+    @property
+    def spent(self) -> int:
+        """Budget units this run has used, as far as the CRM's headers tell."""
+        with self._lock:
+            return self._spent()
+
+    def _spent(self) -> int:
+        if self._start is None or self._left is None:
+            return 0
+        return self._start - self._left + self._unseen * self._cost
+
+    def check(self) -> None:
+        with self._lock:
+            if self.share is None or self._start is None:
+                return
+            allowed = self.share * self._start
+            spent = self._spent()
+            if spent + self._cost <= allowed:
+                return
+            start, share = self._start, self.share
+        raise BudgetExhaustedError(
+            self.crm,
+            f"stopped at the daily budget: this run used {spent:,} of the {start:,} left "
+            f"today when it started, and may use {share:.0%} of it",
+            hint="Pages already read are saved; the next run resumes where this one stopped "
+                 "(CRMSYNC_SYNC_MAX_DAILY_SHARE sets the share)")
+
+    def sent(self) -> None:
+        with self._lock:
+            self._unseen += 1
+
+    def observe(self, left: int | None) -> None:
+        if left is None:
+            return
+        with self._lock:
+            if self._left is not None and self._unseen == 1 and self._left > left:
+                self._cost = max(self._cost, self._left - left)
+            if self._start is None or self._left is None or left > self._left:
+                self._start = left  # the first report, or a new day
+            self._left = left
+            self._unseen = 0
 
 
 @dataclass(frozen=True)
@@ -483,6 +560,21 @@ class HttpPolicy:
         self._throttled = _Counter()
         self.pacer = Pacer(clock=clock, sleep=sleep, pace_below=pace_below,
                            min_intervals=min_intervals)
+        self.budget = DailyBudget(dialect.crm)
+
+    @property
+    def sleep(self) -> Sleep:
+        """The sleeper this policy waits with (injected in tests): for polling loops."""
+        return self._sleep
+
+    @property
+    def daily_share(self) -> float | None:
+        """The share of today's remaining daily budget this run may spend (None: all)."""
+        return self.budget.share
+
+    @daily_share.setter
+    def daily_share(self, share: float | None) -> None:
+        self.budget.share = share
 
     @property
     def crm(self) -> str:
@@ -543,13 +635,16 @@ class HttpPolicy:
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     def _attempt(self, send: Callable[[], Reply[T]], *, what: str, bucket: str) -> T:
+        self.budget.check()
         self.pacer.before_request(bucket)
         limit: RateLimit | None = None
         self._sent.add()
+        self.budget.sent()
         try:
             reply = send()
             headers = lower_headers(reply.headers)
             limit = self.dialect.read_rate_limit(headers)
+            self.budget.observe(self.dialect.read_daily_left(headers))
         except _TRANSIENT_EXCEPTIONS as exc:
             raise self.classify_exception(exc, what=what) from exc
         finally:  # whatever happened, the claim is settled (a leaked one would slow all)

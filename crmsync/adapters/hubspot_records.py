@@ -114,6 +114,7 @@ class HubSpotRecords:
     # How long HubSpot's search index may trail a write (CRMSYNC_HUBSPOT_SEARCH_LAG_SECONDS):
     # records modified that recently wait for the next run.
     search_lag: dt.timedelta = SEARCH_LAG
+    initial_load: str = "list"  # full passes: export | list | auto (hubspot_export.py)
 
     # -- the interface ------------------------------------------------------------------------
 
@@ -136,7 +137,10 @@ class HubSpotRecords:
     def _phases(self, object_type: ObjectType, cursor: PullCursor, names: list[str], *,
                 scan_removals: bool) -> Iterator[RecordPage]:
         if cursor.phase == "full":
-            yield from self._full(object_type, cursor, names)
+            from crmsync.adapters.hubspot_export import full_by_export  # big first loads
+
+            if not (yield from full_by_export(self, object_type, cursor, names)):
+                yield from self._full(object_type, cursor, names)
             return
         if cursor.phase != "archived":
             cursor = yield from self._increment(object_type, cursor, names)

@@ -29,8 +29,9 @@ def _summary(outcome: ClientSync) -> str:
         return f"{outcome.name}: skipped: {outcome.error}"
     if outcome.status == "done-elsewhere":
         return f"{outcome.name}: skipped: already synced this round by another run"
+    notes = "".join(f"; {note}" for note in outcome.notes)
     if outcome.result is None:
-        return f"{outcome.name}: error: {outcome.error}"
+        return f"{outcome.name}: {outcome.status}: {outcome.error}{notes}"
     result = outcome.result
     verb = "would pull" if result.dry_run else "pulled"
     text = (f"{outcome.name}: {verb} {result.total('pulled')}, "
@@ -55,7 +56,7 @@ def _summary(outcome: ClientSync) -> str:
             if outcome.blueprint else f"; {conflicts} conflicts resolved"
     if outcome.status == "error":
         text += f"; error: {outcome.error}"
-    return text
+    return text + notes
 
 
 def _as_json(outcome: ClientSync) -> dict[str, Any]:
@@ -67,6 +68,7 @@ def _as_json(outcome: ClientSync) -> dict[str, Any]:
         "crm": outcome.blueprint.crm if outcome.blueprint else None,
         "status": outcome.status, "error": outcome.error,
         "seconds": round(outcome.seconds, 3), "throttled": outcome.throttled,
+        "notes": outcome.notes,
     }
     if outcome.result is not None:
         data.update(dry_run=outcome.result.dry_run, full=outcome.result.full,
@@ -131,6 +133,10 @@ class _Progress:
 @click.option("--min-interval", type=click.FloatRange(0), default=0.0, show_default=True,
               metavar="SECONDS",
               help="Skip a client synced less than this long ago (several hosts, one cron line).")
+@click.option("--initial-load", type=click.Choice(["export", "list", "auto"]), default=None,
+              help="How a HubSpot full pass reads: the Exports API (needs the crm.export "
+                   "scope), the list API, or auto (export for big accounts when allowed). "
+                   "Default: CRMSYNC_SYNC_INITIAL_LOAD (auto).")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON (for logs).")
 @click.option("--failures", "show_failures", is_flag=True,
               help="List records that failed and wait to be retried; sync nothing.")
@@ -140,7 +146,7 @@ class _Progress:
 @pass_app
 def sync_command(app: App, *, paths: tuple[Path, ...], full: bool, dry_run: bool, workers: int,
                  min_interval: float, as_json: bool, show_failures: bool,
-                 to: str | None) -> None:
+                 to: str | None, initial_load: str | None = None) -> None:
     """Sync each client's contacts, companies, deals and associations with the local store,
     both ways.
 
@@ -162,7 +168,8 @@ def sync_command(app: App, *, paths: tuple[Path, ...], full: bool, dry_run: bool
     Exit codes:
       0  every client synced (or already synced this round by another host)
       1  an error (one client's failure does not stop the others)
-      3  partial: some records failed; listed, retried next run (--failures)
+      3  partial: some records failed (listed, retried next run: --failures), or the
+         run stopped at its share of the CRM's daily budget (resumes next run)
       4  skipped: another run holds a client's lease
     """
     if show_failures:
@@ -170,8 +177,11 @@ def sync_command(app: App, *, paths: tuple[Path, ...], full: bool, dry_run: bool
         return
     from crmsync.sync.run import sync_clients
 
+    settings = app.settings
+    if initial_load is not None:
+        settings = settings.model_copy(update={"sync_initial_load": initial_load})
     with _Progress(enabled=not as_json and sys.stderr.isatty()) as progress:
-        outcomes = sync_clients(list(paths), app.settings, full=full, dry_run=dry_run,
+        outcomes = sync_clients(list(paths), settings, full=full, dry_run=dry_run,
                                 workers=workers, min_interval=min_interval,
                                 on_page=progress.update, to=to)
     if as_json:

@@ -58,8 +58,11 @@ def build_sandbox(
     def search_lag() -> float:  # read on every HubSpot write and search: follows the config
         return sandbox.config.search_lag_seconds if sandbox is not None else 0.0
 
+    def current_config() -> SandboxConfig:  # the export settings follow the config too
+        return sandbox.config if sandbox is not None else SandboxConfig()
+
     sandbox = Sandbox(
-        [partial(HubSpotEmulator, clock=clock, search_lag=search_lag),
+        [partial(HubSpotEmulator, clock=clock, search_lag=search_lag, config=current_config),
          partial(PipedriveEmulator, clock=clock)],
         token=token, config=config, clock=clock,
     )

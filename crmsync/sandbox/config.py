@@ -54,6 +54,14 @@ class SandboxConfig(BaseModel):
     # seconds after the write (lists and gets see it at once, as live); 0 = at once.
     search_lag_seconds: float = Field(default=0.0, ge=0, le=3_600)
 
+    # --- HubSpot exports (`hubspot_exports.py`): rows per CSV partition above which the
+    # result is a zip of partitions (1,000,000 live), processing time (seconds, sandbox
+    # clock: base plus per 1,000 rows), and tokens lacking the `crm.export` scope.
+    hubspot_export_partition_rows: int = Field(default=1_000_000, ge=1)
+    hubspot_export_base_seconds: float = Field(default=5.0, ge=0)
+    hubspot_export_seconds_per_1000: float = Field(default=0.2, ge=0)
+    hubspot_export_denied_tokens: tuple[str, ...] = ()
+
     @model_validator(mode="after")
     def _rates_sum(self) -> SandboxConfig:
         if self.rate_429 + self.rate_5xx + self.rate_drop + self.rate_slow > 1:

@@ -19,6 +19,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from crmsync.sandbox.clock import Clock, system_clock
+from crmsync.sandbox.config import SandboxConfig
 from crmsync.sandbox.http import Handler, Request, Response, Router, bearer_token
 from crmsync.sandbox.hubspot_associations import AssociationsApi
 from crmsync.sandbox.hubspot_batch import BatchApi
@@ -50,10 +51,13 @@ class HubSpotEmulator(PipelinesApi, BatchApi, SearchApi, SeedingApi, MergeApi, A
                                       "/account-info/")
 
     def __init__(self, clock: Clock | None = None,
-                 search_lag: Callable[[], float] | None = None) -> None:
-        """`search_lag`: the sandbox's current `search_lag_seconds` (read on every search)."""
+                 search_lag: Callable[[], float] | None = None,
+                 config: Callable[[], SandboxConfig] | None = None) -> None:
+        """`search_lag`: the sandbox's current `search_lag_seconds` (read on every search);
+        `config`: the sandbox's current settings (exports read theirs from it)."""
         self.clock = clock or system_clock
         self.search_lag = search_lag or _no_lag
+        self.config = config or SandboxConfig
         self.reset()
 
     def token_of(self, request: Request) -> str:
@@ -176,3 +180,5 @@ class HubSpotEmulator(PipelinesApi, BatchApi, SearchApi, SeedingApi, MergeApi, A
         # Areas with routes of their own register here (one line each).
         from crmsync.sandbox.account_info import register_hubspot  # who the token is
         register_hubspot(router)
+        from crmsync.sandbox.hubspot_exports import register_exports  # Exports API v3
+        register_exports(router)

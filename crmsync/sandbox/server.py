@@ -239,7 +239,7 @@ class _Handler(BaseHTTPRequestHandler):
             f"{self.protocol_version} {response.status} {reason}",
             f"Date: {self.date_time_string()}",
         ]
-        if response.body is not None:
+        if response.body is not None and "Content-Type" not in response.headers:
             head.append("Content-Type: application/json;charset=utf-8")
         head.extend(f"{name}: {value}" for name, value in response.headers.items())
         head.append(f"Content-Length: {len(payload)}")

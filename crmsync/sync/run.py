@@ -29,10 +29,10 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from crmsync.adapters.records import RecordAdapter, RecordWriter
-from crmsync.errors import CrmsyncError, LeaseHeldError, StoreError
+from crmsync.errors import BudgetExhaustedError, CrmsyncError, LeaseHeldError, StoreError
 from crmsync.session import Session, session_for
 from crmsync.sync.engine import OnPage, PullResult, pull_client, summary_counts
 from crmsync.sync.mapping import MappingRules, StageKeys
@@ -69,6 +69,7 @@ class ClientSync:
     seconds: float = 0.0
     calls: int = 0
     throttled: int = 0  # 429s drawn
+    notes: list[str] = field(default_factory=list)  # e.g. how a full pass was read
 
     @property
     def name(self) -> str:
@@ -155,6 +156,7 @@ def sync_clients(
             if adapter is None:
                 return outcome
             fresh_after = min(round_started, clock() - dt.timedelta(seconds=min_interval))
+            _configure(adapter, active.settings)
             return _sync_one(outcome, adapter, active, full=full, dry_run=dry_run,
                              fresh_after=fresh_after, on_page=on_page, to=to)
 
@@ -179,31 +181,9 @@ def _sync_one(outcome: ClientSync, adapter: RecordAdapter, session: Session, *, 
         def page_hook(object_type: str, counts: object) -> None:
             on_page(client, object_type, counts)
     try:
-        store = session.store
-        with store.lease(client, crm, purpose="sync"):
-            records = store.records(client)
-            finished = records.last_finished(crm)
-            if finished is not None and finished >= fresh_after and not full:
-                outcome.status = "done-elsewhere"
-                return outcome
-            account_id = session.check_account(client, crm, adapter)  # type: ignore[arg-type]
-            if not dry_run:
-                store.accounts(client, crm).record(account_id)
-            run_id = None if dry_run else records.start_run(crm)
-            try:
-                _two_way(outcome, adapter, session, full=full, dry_run=dry_run,
-                         page_hook=page_hook, to=to)
-            except BaseException as exc:
-                if run_id is not None:
-                    records.finish_run(run_id, "error", {}, error=str(exc)[:2000])
-                raise
-            failed = sum(p.total("failed") for p in outcome.pushed)
-            outcome.status = "partial" if failed and not dry_run else "ok"
-            if run_id is not None and outcome.result is not None:
-                counts = summary_counts(outcome.result)
-                if outcome.pushed:
-                    counts["pushed"] = [p.as_dict() for p in outcome.pushed]
-                records.finish_run(run_id, outcome.status, counts)
+        with session.store.lease(client, crm, purpose="sync"):
+            _leased_sync(outcome, adapter, session, full=full, dry_run=dry_run,
+                         fresh_after=fresh_after, page_hook=page_hook, to=to)
     except LeaseHeldError as exc:
         outcome.status, outcome.error, outcome.exception = "held", str(exc), exc
     except StoreError:
@@ -218,7 +198,45 @@ def _sync_one(outcome: ClientSync, adapter: RecordAdapter, session: Session, *, 
         outcome.seconds = time.monotonic() - started
         outcome.calls = getattr(policy, "requests_sent", 0) - calls_before
         outcome.throttled = getattr(policy, "throttled", 0) - throttled_before
+        _take_notes(outcome, adapter)
     return outcome
+
+
+def _leased_sync(outcome: ClientSync, adapter: RecordAdapter, session: Session, *, full: bool,
+                 dry_run: bool, fresh_after: dt.datetime, page_hook: OnPage | None,
+                 to: str | None) -> None:
+    """One client's sync while its lease is held: skip it if another host just synced it,
+    check the account, log the run."""
+    blueprint = outcome.blueprint
+    assert blueprint is not None
+    client, crm = blueprint.client, blueprint.crm
+    store = session.store
+    records = store.records(client)
+    finished = records.last_finished(crm)
+    if finished is not None and finished >= fresh_after and not full:
+        outcome.status = "done-elsewhere"
+        return
+    account_id = session.check_account(client, crm, adapter)  # type: ignore[arg-type]
+    if not dry_run:
+        store.accounts(client, crm).record(account_id)
+    run_id = None if dry_run else records.start_run(crm)
+    try:
+        _two_way(outcome, adapter, session, full=full, dry_run=dry_run,
+                 page_hook=page_hook, to=to)
+    except BudgetExhaustedError as exc:
+        _stopped_at_budget(outcome, exc, records, run_id)
+        return
+    except BaseException as exc:
+        if run_id is not None:
+            records.finish_run(run_id, "error", {}, error=str(exc)[:2000])
+        raise
+    failed = sum(p.total("failed") for p in outcome.pushed)
+    outcome.status = "partial" if failed and not dry_run else "ok"
+    if run_id is not None and outcome.result is not None:
+        counts = summary_counts(outcome.result)
+        if outcome.pushed:
+            counts["pushed"] = [p.as_dict() for p in outcome.pushed]
+        records.finish_run(run_id, outcome.status, counts)
 
 
 def _two_way(outcome: ClientSync, adapter: RecordAdapter, session: Session, *, full: bool,
@@ -264,3 +282,29 @@ def _seed_other(outcome: ClientSync, session: Session, to: str, *, full: bool) -
         outcome.pushed.append(push_client(client, target, session.store,
                                           push_rules_for(blueprint, session, to),
                                           queue=False, seed=True))
+
+
+def _configure(adapter: RecordAdapter, settings: Settings) -> None:
+    """Sync settings the adapter acts on: the daily-budget share, the initial-load strategy."""
+    policy = getattr(adapter, "policy", None)
+    if policy is not None:  # a sync leaves the client's team its share of today's budget
+        policy.daily_share = settings.sync_max_daily_share
+    if hasattr(adapter, "initial_load"):
+        adapter.initial_load = settings.sync_initial_load
+
+
+def _stopped_at_budget(outcome: ClientSync, exc: BudgetExhaustedError, records: Any,
+                       run_id: int | None) -> ClientSync:
+    # Pages read so far are committed with their cursors: the next run resumes after them.
+    outcome.status, outcome.exception = "partial", exc
+    outcome.error = "stopped at the daily budget: resumes next run"
+    if run_id is not None:
+        records.finish_run(run_id, "partial", {}, error=str(exc)[:2000])
+    return outcome
+
+
+def _take_notes(outcome: ClientSync, adapter: RecordAdapter) -> None:
+    notes = getattr(adapter, "pull_notes", None)  # e.g. how a full pass was read
+    if notes:
+        outcome.notes.extend(notes)
+        notes.clear()

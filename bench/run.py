@@ -1,0 +1,250 @@
+"""The one-command bench: crmsync's pull against a realistic sandbox, one table per CRM.
+
+    .venv/bin/python bench/run.py                      # 10k per type, both CRMs (minutes)
+    .venv/bin/python bench/run.py --sizes 10000 100000 # add 100k
+    .venv/bin/python bench/run.py --million            # + HubSpot contacts at 1M (long)
+    .venv/bin/python bench/run.py --json out.json      # keep the figures to compare runs
+
+The sandbox runs in its own process with realistic settings: 100 ms ± 30 ms latency;
+HubSpot Professional (190 requests per 10 s, search 4 per second, 650k a day); Pipedrive's
+`--plan` (burst per 2 s and daily token budget). Each run is a fresh child process over a
+fresh SQLite store (so CPU time and peak RSS are crmsync's alone): the initial pull (HubSpot:
+via export and via the list API), an increment with 1% of the contacts changed, and a run
+with nothing changed. Per run: API calls (the sandbox's count) and calls per 1,000 records,
+Pipedrive tokens per 1,000 (from `x-daily-requests-left`), the achieved request rate as a
+share of the allowed one, 429s drawn, wall time against the floor (calls ÷ allowed rate),
+CPU time per record and peak RSS. An export's own processing time (HubSpot's, emulated as
+`--export-seconds-per-1000`) is in the wall time and reported beside it.
+
+Push figures: `PUSH_HOOK` names a callable `(base, crm, token, size) -> list[dict]` that the
+two-way work can fill in; its rows join the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sync_pull import _calls, _free_port, _touch_contacts
+
+ROOT = Path(__file__).resolve().parents[1]
+HUBSPOT_PER_10S = 190
+BURST = {"lite": 20, "growth": 40, "premium": 100, "ultimate": 120}
+PUSH_HOOK: str | None = None  # "module:function" for push figures (two-way sync)
+
+
+def allowed_rate(crm: str, plan: str) -> float:
+    """Requests per second the CRM allows this account (search aside)."""
+    return HUBSPOT_PER_10S / 10 if crm == "hubspot" else BURST[plan] / 2
+
+
+def _per_1000(count: float, pulled: int) -> float | None:
+    return round(count / pulled * 1000, 2) if pulled else None
+
+
+def child(args: argparse.Namespace) -> None:
+    """One account's runs in this fresh process; one JSON line per run."""
+    from crmsync.adapters.registry import create_adapter
+    from crmsync.settings import Settings
+    from crmsync.store import open_store
+    from crmsync.sync.engine import pull_client
+    from crmsync.sync.mapping import MappingRules
+
+    settings = Settings(**{f"{args.crm}_base_url": args.base, f"{args.crm}_token": args.token,
+                           "store_url": args.store_url})  # type: ignore[arg-type]
+    adapter: Any = create_adapter(args.crm, settings)
+    if args.crm == "hubspot":
+        adapter.initial_load = args.initial_load
+    sleeps: list[float] = []
+    real_sleep = adapter.policy._sleep
+
+    def sleep(seconds: float) -> None:  # counts the export's polling waits
+        sleeps.append(seconds)
+        real_sleep(seconds)
+
+    adapter.policy._sleep = sleep
+    store = open_store(args.store_url)
+    types = tuple(args.types.split(","))
+    runs = ["initial", "incremental-1%", "no-change"] if not args.initial_only else ["initial"]
+    for run in runs:
+        # The bench's own edits spend the same daily budget (a v2 update costs 5 tokens):
+        # the adapter sees that drop in its first answer, so it is taken out again.
+        touch_tokens = 0
+        if run == "incremental-1%":
+            touched = _touch_contacts(args.base, args.crm, args.token, 0.01)
+            touch_tokens = 5 * touched if args.crm == "pipedrive" else 0
+        calls0, spent0, throttled0 = (_calls(args.base), adapter.policy.budget.spent,
+                                      adapter.policy.throttled)
+        sleeps.clear()
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        result = pull_client("bench", args.crm, adapter, store, MappingRules(),
+                             object_types=types)  # type: ignore[arg-type]
+        wall = time.perf_counter() - wall0
+        cpu = time.process_time() - cpu0
+        calls = _calls(args.base) - calls0
+        pulled = result.total("pulled")
+        rate = allowed_rate(args.crm, args.plan)
+        floor = calls / rate
+        print(json.dumps({
+            "run": run, "pulled": pulled, "calls": calls,
+            "calls_per_1000": _per_1000(calls, pulled),
+            "tokens_per_1000": _per_1000(
+                adapter.policy.budget.spent - spent0 - touch_tokens, pulled)
+            if args.crm == "pipedrive" else None,
+            "rate_share": round(calls / wall / rate, 2) if wall else None,
+            "throttled": adapter.policy.throttled - throttled0,
+            "wall_s": round(wall, 2), "floor_s": round(floor, 2),
+            "export_wait_s": round(sum(sleeps), 1) if args.initial_load == "export" else None,
+            "cpu_ms_per_record": round(cpu * 1000 / pulled, 3) if pulled else None,
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        }), flush=True)
+    adapter.close()
+    store.close()
+
+
+def _row_text(row: dict[str, Any]) -> str:
+    def show(value: Any) -> str:
+        return "-" if value is None else str(value)
+
+    return (f"{row['label']:<24}{row['size']:>10,}  {row['run']:<15}{row['pulled']:>9,}"
+            f"{row['calls']:>7}{show(row['calls_per_1000']):>9}"
+            f"{show(row['tokens_per_1000']):>9}{show(row['rate_share']):>7}"
+            f"{row['throttled']:>5}{row['wall_s']:>9}{row['floor_s']:>9}"
+            f"{show(row['export_wait_s']):>8}{show(row['cpu_ms_per_record']):>9}"
+            f"{row['peak_rss_mb']:>6} MB")
+
+
+HEADER = (f"{'crm / initial load':<24}{'per type':>10}  {'run':<15}{'pulled':>9}{'calls':>7}"
+          f"{'calls/1k':>9}{'tok/1k':>9}{'rate':>7}{'429':>5}{'wall s':>9}{'floor s':>9}"
+          f"{'export':>8}{'ms cpu':>9}{'peak RSS':>9}")
+
+
+def _realism(plan: str, args: argparse.Namespace) -> dict[str, Any]:
+    return {"latency_ms": args.latency_ms, "jitter_ms": args.jitter_ms,
+            "rate_limits_enabled": True, "hubspot_limit_per_10s": HUBSPOT_PER_10S,
+            "hubspot_search_per_s": 4, "pipedrive_plan": plan,
+            "hubspot_export_seconds_per_1000": args.export_seconds_per_1000,
+            "hubspot_export_base_seconds": 5.0}
+
+
+def _cases(args: argparse.Namespace) -> list[tuple[str, str, int, str]]:
+    """(crm, initial load, size per type, object types)."""
+    cases = []
+    for crm in args.crm:
+        for size in args.sizes:
+            if crm == "hubspot":
+                cases.append((crm, "export", size, "companies,contacts,deals"))
+                cases.append((crm, "list", size, "companies,contacts,deals"))
+            else:
+                cases.append((crm, "list", size, "companies,contacts,deals"))
+    if args.million and "hubspot" in args.crm:
+        cases.append(("hubspot", "export", 1_000_000, "contacts"))
+        if args.million_list:
+            cases.append(("hubspot", "list", 1_000_000, "contacts"))
+    return cases
+
+
+EMPTY_ROW: dict[str, Any] = {
+    "run": "?", "pulled": 0, "calls": 0, "calls_per_1000": None, "tokens_per_1000": None,
+    "rate_share": None, "throttled": 0, "wall_s": 0.0, "floor_s": 0.0, "export_wait_s": None,
+    "cpu_ms_per_record": None, "peak_rss_mb": 0}
+
+
+def _push_rows(base: str, crm: str, token: str, size: int) -> list[dict[str, Any]]:
+    """Rows of the push side, from `PUSH_HOOK` (same keys as a pull row; `pulled` = pushed)."""
+    if not PUSH_HOOK:
+        return []
+    import importlib
+
+    module, _, name = PUSH_HOOK.partition(":")
+    push = getattr(importlib.import_module(module), name)
+    return list(push(base, crm, token, size))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000])
+    parser.add_argument("--crm", nargs="+", default=["hubspot", "pipedrive"])
+    parser.add_argument("--million", action="store_true",
+                        help="also HubSpot contacts at 1M via export (seeding takes minutes)")
+    parser.add_argument("--million-list", action="store_true",
+                        help="with --million, also via the list API (about 15 minutes)")
+    parser.add_argument("--plan", default="growth", choices=sorted(BURST))
+    parser.add_argument("--latency-ms", type=float, default=100.0)
+    parser.add_argument("--jitter-ms", type=float, default=30.0)
+    parser.add_argument("--export-seconds-per-1000", type=float, default=0.02)
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    for hidden in ("--base", "--token", "--store-url", "--initial-load", "--types"):
+        parser.add_argument(hidden, help=argparse.SUPPRESS)
+    parser.add_argument("--initial-only", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def main() -> None:
+    args = _parser().parse_args()
+    if args.child:
+        args.crm = args.crm[0]
+        child(args)
+        return
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    sandbox = subprocess.Popen(
+        [sys.executable, "-c", "from crmsync.cli import main; main()", "sandbox", "--port",
+         str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rows: list[dict[str, Any]] = []
+    try:
+        for _ in range(200):
+            try:
+                requests.get(f"{base}/_sandbox/health", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.05)  # waiting for the server to listen, not timing anything
+        print(HEADER)
+        for crm, load, size, types in _cases(args):
+            requests.post(f"{base}/_sandbox/reset", timeout=60).raise_for_status()
+            requests.post(f"{base}/_sandbox/faults", json=_realism(args.plan, args),
+                          timeout=10).raise_for_status()
+            token = f"bench-{crm}-{load}-{size}"
+            counts = {t: (size if t in types else 0) for t in ("contacts", "companies", "deals")}
+            requests.post(f"{base}/_sandbox/seed", timeout=3600, json={
+                "crm": crm, "token": token, "seed": 1, **counts}).raise_for_status()
+            with tempfile.TemporaryDirectory() as tmp:
+                command = [sys.executable, __file__, "--child", "--crm", crm, "--base", base,
+                           "--token", token, "--store-url", f"sqlite:///{tmp}/bench.db",
+                           "--initial-load", load, "--types", types, "--plan", args.plan]
+                if size >= 1_000_000:
+                    command.append("--initial-only")
+                done = subprocess.run(command, capture_output=True, text=True, check=False,
+                                      cwd=ROOT)
+                if done.returncode != 0:
+                    raise SystemExit(f"{crm} / {load} at {size:,} failed:\n{done.stderr}")
+                out = done.stdout
+            found = [json.loads(line) for line in out.splitlines()]
+            found += _push_rows(base, crm, token, size)
+            for figures in found:
+                row = {**EMPTY_ROW, "crm": crm, "label": f"{crm} / {load}",
+                       "initial_load": load, "size": size, "types": types, **figures}
+                rows.append(row)
+                print(_row_text(row), flush=True)
+    finally:
+        sandbox.terminate()
+        sandbox.wait(timeout=30)
+    if args.json:
+        args.json.write_text(json.dumps({"settings": vars(args) | {"json": str(args.json)},
+                                         "rows": rows}, indent=2, default=str),
+                             encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

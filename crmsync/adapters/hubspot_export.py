@@ -1,0 +1,361 @@
+"""A HubSpot full pass through the Exports API: past the list API's floor for big first loads.
+
+The list API needs 10 calls per 1,000 records; an export needs a handful for any size:
+
+    POST /crm/v3/exports/export/async          every property by internal name and value,
+                                               the owned association's ids (1 call)
+    GET  …/tasks/{taskId}/status               polled, spaced out more and more (a few calls)
+    GET  <result URL>                          the file: CSV, or a zip of CSV partitions
+                                               above a million rows (1 call)
+
+The file is streamed to a temporary file, then read partition by partition through a `csv`
+reader over a text wrapper, `PAGE_SIZE` records a page — memory stays flat whatever its size.
+Each page's cursor carries the export's id, partition and next row, so a run killed mid-file
+asks for the task's status again (a fresh result URL) and resumes at that row without a new
+export while HubSpot still has the file. When the file is read, increments take over from
+the export's request time (HubSpot's clock) less the overlap, so records changed while the
+export ran are read again by search. Every owned association type rides in the file
+(`associatedObjectType` is an array in the current spec); a type missing from the file's
+columns is read by v4 `batch/read`, 1,000 ids a call.
+
+Strategy (`initial_load`, from `--initial-load` / `CRMSYNC_SYNC_INITIAL_LOAD`): `list` never
+exports; `export` always tries; `auto` exports when a one-result search says the type has
+more than `EXPORT_MIN_RECORDS` records. Without the `crm.export` scope HubSpot answers 403:
+the adapter remembers it and falls back to the list API, saying so in `pull_notes` (the run
+summary). Unconfirmed: the export's column names for associations (see the sandbox's
+`hubspot_exports.py`); how long HubSpot keeps the file (a resume that finds the task gone
+starts a new export).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+import io
+import logging
+import tempfile
+import zipfile
+from typing import IO, TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
+
+from crmsync.adapters.http_policy import Reply, parse_body
+from crmsync.adapters.hubspot_records import (
+    OVERLAP,
+    OWNED_ASSOCIATIONS,
+    PRIMARY_TYPE_IDS,
+    _after_full,
+    _merged,
+    _time,
+)
+from crmsync.adapters.records import Association, PullCursor, RecordPage
+from crmsync.errors import FatalRemoteError, RemoteError
+
+if TYPE_CHECKING:
+    from collections.abc import Generator, Iterator
+
+    from crmsync.adapters.hubspot_records import HubSpotRecords
+    from crmsync.names import ObjectType
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 1_000  # records per page committed from the file
+EXPORT_MIN_RECORDS = 20_000  # `auto`: below this the list API's few calls cost less
+POLL_FIRST, POLL_GROWTH, POLL_MAX = 2.0, 1.5, 30.0  # seconds between status polls
+POLL_MAX_SECONDS = 6 * 3600.0  # give up waiting for one export after this long
+ASSOCIATION_BATCH = 1_000  # v4 batch/read inputs (developer changelog, 2025-02-10)
+CHUNK = 1 << 20  # download chunk
+_TYPE_BY_LABEL = {"Contact": "contacts", "Company": "companies", "Deal": "deals"}
+
+STRATEGIES = ("export", "list", "auto")
+
+
+def full_by_export(adapter: HubSpotRecords, object_type: ObjectType, cursor: PullCursor,
+                   names: list[str]) -> Generator[RecordPage, None, bool]:
+    """Pages of a full pass read from an export; returns False (nothing yielded) when the
+    list API should read this pass instead (strategy, size, or a token without the scope)."""
+    state = cursor.extra.get("export")
+    if state is None and not _wants_export(adapter, object_type, cursor):
+        return False
+    started = cursor.pass_started_at or dt.datetime.now(dt.UTC)
+    task = None
+    if state is not None:
+        task = _status(adapter, str(state["id"]), object_type, missing_ok=True)
+        if task is None:
+            _note(adapter, f"{object_type}: export {state['id']} is no longer available; "
+                           "exporting again")
+            state = None
+    if state is None:
+        task_id = _start(adapter, object_type, names)
+        if task_id is None:
+            return False
+        state = {"id": task_id, "partition": 0, "row": 0}
+        # Saved at once: a run killed while HubSpot prepares the file resumes with this task.
+        yield RecordPage(object_type, (), (), _cursor(cursor, started, state), calls=1)
+    task_id = str(state["id"])
+    if task is None or task.get("status") != "COMPLETE":
+        task = _wait(adapter, task_id, object_type)
+    requested = _time(task.get("requestedAt")) or started
+    state = dict(state, requested_at=requested.isoformat())
+    with _download(adapter, str(task["result"]), object_type) as file:
+        yield from _pages(adapter, object_type, cursor, started=started, state=state,
+                          file=file)
+    # Increments start from the export's request (HubSpot's clock) less the overlap: what
+    # changed while it ran is read again. pass_started_at stays the pass's own marker.
+    base = PullCursor(phase="full", pass_started_at=started,
+                      extra={k: v for k, v in cursor.extra.items() if k != "export"})
+    after = _after_full(base, None, started, "export")
+    handover = min(started, requested) - OVERLAP
+    extra = dict(after.extra, archived_since=handover.isoformat())
+    yield RecordPage(object_type, (), (), PullCursor(
+        phase=after.phase, high_water=handover, pass_started_at=started, extra=extra))
+    _note(adapter, f"{object_type}: initial load via a HubSpot export ({task_id})")
+    return True
+
+
+# -- choosing -------------------------------------------------------------------------------
+
+def _wants_export(adapter: HubSpotRecords, object_type: ObjectType, cursor: PullCursor) -> bool:
+    strategy = getattr(adapter, "initial_load", "list")
+    if strategy == "list" or cursor.token:  # a list pass under way carries on as it began
+        return False
+    if getattr(adapter, "_export_scope_missing", False):
+        if strategy == "export":
+            _note(adapter, f"{object_type}: initial load via the list API: the token lacks "
+                           "the crm.export scope")
+        return False
+    if strategy == "export":
+        return True
+    total = _total(adapter, object_type)
+    threshold = getattr(adapter, "export_min_records", EXPORT_MIN_RECORDS)
+    return total > threshold
+
+
+def _total(adapter: HubSpotRecords, object_type: ObjectType) -> int:
+    """How many records the type has: one search for a single result (its `total`)."""
+    from crmsync.adapters.hubspot import SEARCH_BUCKET
+
+    body, _ = adapter._records_request(
+        "POST", f"/crm/v3/objects/{object_type}/search",
+        json={"limit": 1, "properties": ["hs_object_id"]},
+        what=f"count {object_type}", bucket=SEARCH_BUCKET)
+    return int(body.get("total") or 0)
+
+
+# -- the export task ----------------------------------------------------------------------
+
+def _start(adapter: HubSpotRecords, object_type: ObjectType, names: list[str]) -> str | None:
+    """Request the export; None (and a note) when the token may not export."""
+    owned = OWNED_ASSOCIATIONS[object_type]
+    request: dict[str, Any] = {
+        "exportType": "VIEW", "format": "CSV", "language": "EN",
+        "exportName": f"crmsync-{object_type}", "objectType": object_type,
+        "objectProperties": names, "exportInternalValuesOptions": ["NAMES", "VALUES"],
+        # More than 1,000 associated records of one type per row would be cut without it.
+        "overrideAssociatedObjectsPerDefinitionPerRowLimit": True,
+    }
+    if owned:
+        request["associatedObjectType"] = list(owned)
+    try:
+        body, _ = adapter._records_request("POST", "/crm/v3/exports/export/async",
+                                           json=request, what=f"export {object_type}")
+    except FatalRemoteError as exc:
+        if exc.status != 403:
+            raise
+        adapter._export_scope_missing = True  # type: ignore[attr-defined]
+        _note(adapter, f"{object_type}: initial load via the list API: the token lacks the "
+                       "crm.export scope (HubSpot answered 403)")
+        return None
+    return str(body["id"])
+
+
+def _status(adapter: HubSpotRecords, task_id: str, object_type: ObjectType, *,
+            missing_ok: bool = False) -> dict[str, Any] | None:
+    try:
+        body, _ = adapter._records_request(
+            "GET", f"/crm/v3/exports/export/async/tasks/{task_id}/status",
+            what=f"export {object_type} status")
+    except FatalRemoteError as exc:
+        if missing_ok and exc.status == 404:
+            return None
+        raise
+    return body
+
+
+def _wait(adapter: HubSpotRecords, task_id: str, object_type: ObjectType) -> dict[str, Any]:
+    """Poll the task until COMPLETE, further apart each time, with the policy's sleeper."""
+    delay, waited = POLL_FIRST, 0.0
+    while True:
+        task = _status(adapter, task_id, object_type)
+        assert task is not None
+        status = task.get("status")
+        if status == "COMPLETE" and task.get("result"):
+            return task
+        if status == "CANCELED" or waited > POLL_MAX_SECONDS:
+            raise RemoteError(adapter.crm, f"export {task_id} of {object_type} "
+                              f"{'was canceled' if status == 'CANCELED' else 'did not finish'}",
+                              hint="Run the sync again, or use --initial-load list")
+        adapter.policy.sleep(delay)
+        waited += delay
+        delay = min(delay * POLL_GROWTH, POLL_MAX)
+
+
+@contextlib.contextmanager
+def _download(adapter: HubSpotRecords, url: str, object_type: ObjectType) -> Iterator[IO[bytes]]:
+    """The result file, streamed to a temporary file (one request through the policy)."""
+    session = adapter._records_session()
+    # The token travels only to the configured base URL's origin: a result URL on another
+    # host (a signed file link) gets no Authorization header.
+    same_origin = urlsplit(url)[:2] == urlsplit(adapter._base_url)[:2]
+    headers = None if same_origin else {"Authorization": None}
+    timeouts = getattr(adapter, "_timeouts", None)
+    with tempfile.TemporaryFile(prefix="crmsync-export-") as file:
+
+        def send() -> Reply[bool]:
+            file.seek(0)
+            file.truncate()
+            with session.get(url, headers=headers, stream=True, timeout=timeouts) as response:
+                if response.status_code >= 400:
+                    return Reply(response.status_code, response.headers,
+                                 body=parse_body(response.content))
+                for chunk in response.iter_content(CHUNK):
+                    file.write(chunk)
+                return Reply(response.status_code, response.headers, value=True)
+
+        adapter.policy.call(send, what=f"download the {object_type} export")
+        file.seek(0)
+        yield cast("IO[bytes]", file)
+
+
+# -- reading the file -----------------------------------------------------------------------
+
+def _partitions(file: IO[bytes]) -> Iterator[IO[bytes]]:
+    """The file's CSV partitions in order: the members of a zip, or the file itself."""
+    if file.read(4) != b"PK\x03\x04":
+        file.seek(0)
+        yield file
+        return
+    file.seek(0)
+    with zipfile.ZipFile(file) as archive:
+        for info in archive.infolist():
+            with archive.open(info) as member:
+                yield member
+
+
+def _pages(adapter: HubSpotRecords, object_type: ObjectType, cursor: PullCursor, *,
+           started: dt.datetime, state: dict[str, Any], file: IO[bytes]
+           ) -> Iterator[RecordPage]:
+    first_partition, first_row = int(state["partition"]), int(state["row"])
+    for number, part in enumerate(_partitions(file)):
+        if number < first_partition:
+            continue
+        reader = csv.reader(io.TextIOWrapper(part, encoding="utf-8", newline=""))
+        header = next(reader, None)
+        if header is None:
+            continue
+        columns = _columns(header)
+        batch: list[list[str]] = []
+        row = first_row if number == first_partition else 0
+        for index, values in enumerate(reader):
+            if index < row or not values:  # before the resume point, or a blank line
+                continue
+            batch.append(values)
+            if len(batch) == PAGE_SIZE:
+                row = index + 1
+                yield _page(adapter, object_type, cursor, started=started,
+                            state=dict(state, partition=number, row=row), columns=columns,
+                            rows=batch)
+                batch = []
+        if batch:
+            yield _page(adapter, object_type, cursor, started=started,
+                        state=dict(state, partition=number, row=row + len(batch)),
+                        columns=columns, rows=batch)
+        # The next partition from its first row (saved with the next page).
+        state = dict(state, partition=number + 1, row=0)
+
+
+def _columns(header: list[str]) -> dict[str, Any]:
+    props: list[tuple[int, str]] = []
+    links: list[tuple[int, str, bool]] = []
+    for index, name in enumerate(header):
+        if index == 0:
+            continue  # hs_object_id / Record ID
+        if name.startswith("Associated ") and " IDs" in name:
+            label = name.removeprefix("Associated ").split(" IDs")[0]
+            to_type = _TYPE_BY_LABEL.get(label)
+            if to_type is not None:
+                links.append((index, to_type, name.endswith("(Primary)")))
+            continue
+        props.append((index, name))
+    return {"props": props, "links": links}
+
+
+def _page(adapter: HubSpotRecords, object_type: ObjectType, cursor: PullCursor, *,
+          started: dt.datetime, state: dict[str, Any], columns: dict[str, Any],
+          rows: list[list[str]]) -> RecordPage:
+    raws: list[dict[str, Any]] = []
+    associations: dict[str, dict[tuple[str, str], bool]] = {}
+    for values in rows:
+        record_id = values[0]
+        raws.append({"id": record_id, "properties": {
+            name: (values[i] or None) if i < len(values) else None
+            for i, name in columns["props"]}})
+        found = associations[record_id] = {}
+        for i, to_type, primary in columns["links"]:
+            for to_id in (values[i] if i < len(values) else "").split(";"):
+                if to_id.strip():
+                    key = (to_type, to_id.strip())
+                    found[key] = found.get(key, False) or primary
+    exported = {to_type for _, to_type, _ in columns["links"]}
+    calls = _read_other_associations(adapter, object_type, associations, exported)
+    records = [adapter._record(object_type, raw, tuple(
+        Association(cast("ObjectType", t), i, p)
+        for (t, i), p in sorted(associations[str(raw["id"])].items()))) for raw in raws]
+    calls += adapter._deal_status(object_type, records)
+    return RecordPage(object_type, tuple(records), _merged(object_type, raws),
+                      _cursor(cursor, started, state), calls=calls)
+
+
+def _read_other_associations(adapter: HubSpotRecords, object_type: ObjectType,
+                             found: dict[str, dict[tuple[str, str], bool]],
+                             exported: set[str]) -> int:
+    """Owned associations the file did not carry, by v4 batch/read; returns the calls."""
+    calls = 0
+    others = [t for t in OWNED_ASSOCIATIONS[object_type] if t not in exported]
+    for to_type in others:
+        pending: list[dict[str, Any]] = [{"id": i} for i in found]
+        while pending:
+            chunk, pending = pending[:ASSOCIATION_BATCH], pending[ASSOCIATION_BATCH:]
+            body, used = adapter._records_request(
+                "POST", f"/crm/v4/associations/{object_type}/{to_type}/batch/read",
+                json={"inputs": chunk}, what=f"read {object_type}→{to_type} associations")
+            calls += used
+            for result in body.get("results") or []:
+                links = found.setdefault(str(result["from"]["id"]), {})
+                for to in result.get("to") or []:
+                    primary = any(int(t.get("typeId") or 0) in PRIMARY_TYPE_IDS
+                                  for t in to.get("associationTypes") or [])
+                    key = (to_type, str(to["toObjectId"]))
+                    links[key] = links.get(key, False) or primary
+                after = ((result.get("paging") or {}).get("next") or {}).get("after")
+                if after:
+                    pending.append({"id": str(result["from"]["id"]), "after": after})
+    return calls
+
+
+def _cursor(cursor: PullCursor, started: dt.datetime, state: dict[str, Any]) -> PullCursor:
+    return PullCursor(phase="full", pass_started_at=started,
+                      extra=dict(cursor.extra, export=dict(state)))
+
+
+def _note(adapter: HubSpotRecords, text: str) -> None:
+    """A line for the run summary (`pull_notes`, read and cleared by the sync run)."""
+    notes: list[str] | None = getattr(adapter, "pull_notes", None)
+    if notes is None:
+        notes = []
+        adapter.pull_notes = notes  # type: ignore[attr-defined]
+    log.info("%s", text)
+    notes.append(text)
+
+
+__all__ = ["EXPORT_MIN_RECORDS", "PAGE_SIZE", "STRATEGIES", "full_by_export"]
