@@ -87,6 +87,10 @@ class PushRules:
     # (pipeline key, "won" | "lost") → the key of the stage with that outcome (HubSpot)
     outcome_stages: Mapping[tuple[str, str], str] = field(default_factory=dict)
     batch_size: int = HUBSPOT_BATCH
+    # Seeding another CRM (`--to`): the property names it defines, per object type. A record's
+    # other properties came from the CRM it was pulled from (Pipedrive's `add_time`, …) and
+    # would be refused as unknown, so they stay behind. None: send every property.
+    target_properties: Mapping[str, frozenset[str]] | None = None
 
 
 @dataclass
@@ -299,7 +303,7 @@ def _answers(writer: RecordWriter, rules: PushRules, object_type: ObjectType,
                                         dequeue=dequeue))
             continue
         remote = res.record or read_back.get(res.remote_id or "")
-        base = record_row(remote, rules.mapping).base if remote is not None else None
+        row = record_row(remote, rules.mapping) if remote is not None else None
         if write.op == "create":
             counts.created += 1
         else:
@@ -308,7 +312,9 @@ def _answers(writer: RecordWriter, rules: PushRules, object_type: ObjectType,
             change.record_id, change.queued_at, ok=True,
             remote_id=res.remote_id or write.remote_id,
             remote_modified_at=res.modified_at or (remote.modified_at if remote else None),
-            base=base, dequeue=dequeue))
+            base=row.base if row is not None else None, dequeue=dequeue,
+            associations=(row.associations if row is not None
+                          and write.associations is not None else None)))
     return answers
 
 
@@ -347,6 +353,9 @@ def _create(object_type: ObjectType, change: QueuedChange, rules: PushRules,
         # Seeding another CRM (`--to`): owner ids belong to the CRM they came from.
         fields.pop("owner_id", None)
     properties = {k: v for k, v in (row.get("properties") or {}).items() if v is not None}
+    if change.queued_at is None and rules.target_properties is not None:
+        known = rules.target_properties.get(object_type, frozenset())
+        properties = {k: v for k, v in properties.items() if k in known}
     if object_type == "contacts":
         properties.update(_consent(row, rules))
     if object_type == "deals":

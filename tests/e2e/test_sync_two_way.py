@@ -18,6 +18,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import requests
 from sqlalchemy import create_engine, select
 
 from crmsync.adapters.records import RecordWriter
@@ -131,8 +132,9 @@ def _local_changes_go_out(world: World, sandbox_server: Any, delete_policy: str)
         eve = local.create(store, "contacts", email="eve@nova.example", first_name="Eve",
                            consent=True, marketing_consent="true")
         local.associate(store, "contacts", eve, "companies", company, primary=True)
-        local.create(store, "contacts", email="no.consent@nova.example", consent=False)
-        local.create(store, "contacts", first_name="No email", consent=True)
+        held_back = {local.create(store, "contacts", email="no.consent@nova.example",
+                                  consent=False),
+                     local.create(store, "contacts", first_name="No email", consent=True)}
         deal = local.create(store, "deals", name="Nova deal", pipeline_key=pipeline["key"],
                             stage_key=open_stages[0], status="open", amount=1200.0)
         local.associate(store, "deals", deal, "contacts", eve)
@@ -150,7 +152,7 @@ def _local_changes_go_out(world: World, sandbox_server: Any, delete_policy: str)
     if delete_policy == "keep_remote":
         # The record stays remote: pull it back (a full pass) and the views agree again.
         run(world, str(path), "--full")
-    assert_store_equals_sandbox(sandbox_server, world)
+    assert_store_equals_sandbox(sandbox_server, world, held_back=held_back)
     truth_again = run(world, str(path))
     assert truth_again["pushed"][0]["totals"]["created"] == 0  # nothing created twice
 
@@ -190,6 +192,7 @@ def test_both_sides_changed_each_policy(world: World, sandbox_server: Any, polic
 def test_a_record_created_on_both_sides_becomes_one(world: World, sandbox_server: Any) -> None:
     needs_writer(world)
     path, _ = blueprint(world)
+    seed(world)  # no records; the account's custom fields (the consent field) exist
     run(world, str(path))
     if world.crm == "hubspot":
         api(world, "POST", "/crm/v3/objects/contacts",
@@ -208,6 +211,7 @@ def test_a_record_created_on_both_sides_becomes_one(world: World, sandbox_server
 def test_mixed_results_exit_3_and_are_listed(world: World, sandbox_server: Any) -> None:
     needs_writer(world)
     path, data = blueprint(world)
+    seed(world)  # no records; the account's custom fields exist
     run(world, str(path))
     with opened(world) as store:
         good = local.create(store, "companies", name="Good", domain="good.example")
@@ -245,6 +249,7 @@ def test_two_way_killed_by_sigkill_then_rerun_duplicates_and_loses_nothing(
         world: World, sandbox_server: Any) -> None:
     needs_writer(world)
     path, _ = blueprint(world)
+    seed(world)  # no records; the account's custom fields (the consent field) exist
     run(world, str(path))
     with opened(world) as store:
         for n in range(600):
@@ -292,6 +297,11 @@ def test_pipedrive_into_the_store_then_into_an_empty_hubspot(
     run(world, str(path))
     before = store_view(world, "acme")
     data["crm"] = "hubspot"  # the client moves: the same blueprint, applied to HubSpot
+    # An empty HubSpot account whose admin created the client's consent property first (no
+    # records: the seed only defines the portal's custom properties).
+    requests.post(f"{world.sandbox}/_sandbox/seed", timeout=60, json={
+        "crm": "hubspot", "seed": 5, "token": world.token, "contacts": 0, "companies": 0,
+        "deals": 0}).raise_for_status()
     hub_path = world.applied(data)
     client = run(world, str(hub_path), "--to", "hubspot")
     assert client["pushed"][0]["totals"]["failed"] == 0
