@@ -803,6 +803,23 @@ class RecordStore:
         with self.store.engine.connect() as conn:
             return self._links_by_record(conn, crm, object_type, record_ids)
 
+    def contacts_linked_by_email(self, crm: str, email_keys: Sequence[str]) -> dict[str, int]:
+        """email key → store id of the live contacts with that key already linked to `crm`."""
+        table = RECORD_TABLES["contacts"]
+        found: dict[str, int] = {}
+        with self.store.engine.connect() as conn:
+            for chunk in _chunks(sorted(set(email_keys))):
+                for row in conn.execute(
+                        select(table.c.email_key, table.c.id)
+                        .join(record_links, record_links.c.record_id == table.c.id)
+                        .where(self._scope(record_links, crm, "contacts"),
+                               record_links.c.removed_at.is_(None),
+                               table.c.client == self.client, table.c.deleted_at.is_(None),
+                               table.c.email_key.in_(chunk))
+                        .order_by(table.c.id)):
+                    found.setdefault(row.email_key, row.id)
+        return found
+
     def owned_associations(self, object_type: str, record_ids: Sequence[int]
                            ) -> dict[int, list[tuple[str, int, bool]]]:
         """store id → (to type, to store id, primary) of the associations it owns."""

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from crmsync.adapters.records import Association, RecordWrite
 from crmsync.names import OBJECT_TYPES, ObjectType
+from crmsync.store.keys import email_key
 from crmsync.store.records import PushedRecord, QueuedChange
 from crmsync.sync.mapping import MappingRules, consent_value, record_row
 from crmsync.sync.merge import (
@@ -189,9 +190,12 @@ class _Batch:
         by_id = {change.record_id: change for change in batch}
         owned = self.records.owned_associations(self.object_type, list(by_id))
         targets = _target_ids(self.records, self.rules.crm, owned)
-        for change in batch:
-            self.dispatch(change, _decide(self.object_type, change, self.rules),
-                          owned.get(change.record_id, []), targets)
+        decisions = [(change, _decide(self.object_type, change, self.rules))
+                     for change in batch]
+        if self.object_type == "contacts":
+            decisions = self.one_contact_per_email(decisions)
+        for change, decision in decisions:
+            self.dispatch(change, decision, owned.get(change.record_id, []), targets)
         if self.dry_run:
             for write in self.writes:
                 name = {"create": "created", "update": "updated", "archive": "archived"}
@@ -217,6 +221,28 @@ class _Batch:
                                              "error": answer.error})
         if self.answers:
             self.records.commit_push(self.rules.crm, self.object_type, self.answers)
+
+    def one_contact_per_email(self, decisions: list[tuple[QueuedChange, PushDecision]]
+                              ) -> list[tuple[QueuedChange, PushDecision]]:
+        """Creates of contacts whose email the CRM already has from another store record
+        (duplicates pulled from Pipedrive, which allows them) are held back: HubSpot's upsert
+        by email and Pipedrive's look-before-create would make both one contact, and the
+        store cannot link two records to it."""
+        creates = {c.record_id: email_key(c.row.get("email")) for c, d in decisions
+                   if isinstance(d, CreateRemote)}
+        taken = self.records.contacts_linked_by_email(
+            self.rules.crm, [k for k in creates.values() if k])
+        out: list[tuple[QueuedChange, PushDecision]] = []
+        for change, decision in decisions:
+            key = creates.get(change.record_id)
+            if key and key in taken and taken[key] != change.record_id:
+                out.append((change, HoldBack(change.record_id, f"same email as contact "
+                                             f"{taken[key]}: one contact in {self.rules.crm}")))
+                continue
+            if key:
+                taken[key] = change.record_id
+            out.append((change, decision))
+        return out
 
     def dispatch(self, change: QueuedChange, decision: PushDecision,
                  links: Sequence[tuple[str, int, bool]],
@@ -357,7 +383,7 @@ def _create(object_type: ObjectType, change: QueuedChange, rules: PushRules,
         known = rules.target_properties.get(object_type, frozenset())
         properties = {k: v for k, v in properties.items() if k in known}
     if object_type == "contacts":
-        properties.update(_consent(row, rules))
+        properties.update(_consent(row, rules, foreign=change.queued_at is None))
     if object_type == "deals":
         fields.update(_placement(row, rules))
     return RecordWrite(object_type, "create", str(change.record_id), fields=fields,
@@ -383,15 +409,17 @@ def _update(object_type: ObjectType, change: QueuedChange, decision: UpdateRemot
                        fields=fields, properties=properties, associations=associations)
 
 
-def _consent(row: Mapping[str, Any], rules: PushRules) -> dict[str, Any]:
+def _consent(row: Mapping[str, Any], rules: PushRules, *, foreign: bool = False
+             ) -> dict[str, Any]:
     """The declared consent field as the store holds it (withdrawn consent is written, never
-    turned into a delete)."""
+    turned into a delete). `foreign`: the property's value came from another CRM (`--to`),
+    whose vocabulary ("Yes", an option id) this one may not share: true/false instead."""
     name = rules.mapping.consent_field
     consent = row.get("consent")
     if name is None or consent is None:
         return {}
     current = (row.get("properties") or {}).get(name)
-    if current is not None and consent_value(current) == consent:
+    if not foreign and current is not None and consent_value(current) == consent:
         return {name: current}
     return {name: "true" if consent else "false"}
 
