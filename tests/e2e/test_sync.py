@@ -76,12 +76,12 @@ def sandbox_truth(server: Any, world: World) -> dict[str, dict[str, dict[str, An
 
 
 def assert_store_equals_sandbox(server: Any, world: World, client: str = "acme", *,
-                                held_back: set[int] | frozenset[int] = frozenset()) -> None:
+                                store_only: set[int] | frozenset[int] = frozenset()) -> None:
     """Store and CRM hold the same records; the store has no other live record than the
-    contacts `held_back` from the CRM."""
+    contacts in `store_only` (held back from the CRM, or failed there)."""
     expected = sandbox_truth(server, world)
     got = store_view(world, client)
-    assert local_only(world, client) == {"companies": set(), "contacts": set(held_back),
+    assert local_only(world, client) == {"companies": set(), "contacts": set(store_only),
                                          "deals": set()}
     for object_type in TYPES:
         assert set(got[object_type]) == set(expected[object_type]), object_type
