@@ -63,6 +63,7 @@ WRITABLE: dict[str, tuple[str, ...]] = {
     "deals": ("name", "amount", "currency", "close_date", "owner_id"),
 }
 DEAL_PLACEMENT = frozenset({"pipeline_key", "stage_key", "status"})
+_NAME = frozenset({"first_name", "last_name"})
 ROW_COLUMNS = frozenset({"id", "client", "properties", "stub", "created_at", "updated_at",
                          "deleted_at", "deleted_reason", "merged_into", "email_key",
                          "domain_key", "consent", "pipeline_key", "stage_key",
@@ -386,8 +387,12 @@ def _create(object_type: ObjectType, change: QueuedChange, rules: PushRules,
         properties.update(_consent(row, rules, foreign=change.queued_at is None))
     if object_type == "deals":
         fields.update(_placement(row, rules))
+    # No links: None, not (): a create that meets a record the CRM already has (HubSpot's
+    # upsert by email, Pipedrive's look-before-create) leaves that record's associations as
+    # they are, and HubSpot is spared reading them (a call per batch).
+    associations = _associations(links, targets) or None
     return RecordWrite(object_type, "create", str(change.record_id), fields=fields,
-                       properties=properties, associations=_associations(links, targets))
+                       properties=properties, associations=associations)
 
 
 def _update(object_type: ObjectType, change: QueuedChange, decision: UpdateRemote,
@@ -395,6 +400,10 @@ def _update(object_type: ObjectType, change: QueuedChange, decision: UpdateRemot
             targets: Mapping[str, Mapping[int, str]]) -> RecordWrite:
     row = change.row
     named = decision.fields
+    if object_type == "contacts" and named & _NAME:
+        # Both halves of the name: Pipedrive writes a person's `name` whole, and would read
+        # the person first to learn the other half (a second call per record).
+        named = named | _NAME
     fields = {c: _value(row.get(c)) for c in WRITABLE[object_type] if c in named}
     props = row.get("properties") or {}
     properties = {n: props.get(n) for n in named
