@@ -35,6 +35,15 @@ if TYPE_CHECKING:
     from tests.e2e.conftest import World
 
 
+@pytest.fixture(autouse=True, params=["sqlite", pytest.param("postgresql",
+                                                              marks=pytest.mark.postgres)])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Every test on both real stores: a SQLite file and a PostgreSQL schema."""
+    if request.param == "postgresql":
+        request.getfixturevalue("postgres_store")
+    return str(request.param)
+
+
 def writes(world: World) -> bool:
     return isinstance(create_adapter(world.crm, world.settings()), RecordWriter)
 
@@ -113,12 +122,6 @@ def test_a_local_edit_survives_a_remote_edit_of_another_field(
     _local_edit_meets_a_remote_edit(world, sandbox_server)
 
 
-@pytest.mark.postgres
-def test_a_local_edit_survives_a_remote_edit_on_postgresql(
-        world: World, sandbox_server: Any, postgres_store: str) -> None:
-    _local_edit_meets_a_remote_edit(world, sandbox_server)
-
-
 def _local_changes_go_out(world: World, sandbox_server: Any, delete_policy: str) -> None:
     needs_writer(world)
     path, data = blueprint(world, delete_policy=delete_policy)
@@ -161,12 +164,6 @@ def _local_changes_go_out(world: World, sandbox_server: Any, delete_policy: str)
 def test_local_creates_edits_and_deletes_go_out(world: World, sandbox_server: Any,
                                                 delete_policy: str) -> None:
     _local_changes_go_out(world, sandbox_server, delete_policy)
-
-
-@pytest.mark.postgres
-def test_local_changes_go_out_on_postgresql(world: World, sandbox_server: Any,
-                                            postgres_store: str) -> None:
-    _local_changes_go_out(world, sandbox_server, "propagate")
 
 
 @pytest.mark.parametrize("policy", ["remote_wins", "local_wins", "newest_wins"])
