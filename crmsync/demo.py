@@ -13,7 +13,9 @@ import os
 import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import requests
 
 from crmsync.blueprint.loader import expand_paths, load_blueprint
 from crmsync.errors import ConfigError
@@ -116,11 +118,67 @@ def seed_clients(server: SandboxServer, configs: list[Path]) -> str:
             f"deals in {len(configs)} CRMs")
 
 
+_POLICY_WORDS = {"remote_wins": "the CRM's value wins", "local_wins": "the store's value wins",
+                 "newest_wins": "the later edit wins"}
+
+
+def _crm_request(base_url: str, crm: str, token: str, path: str, body: Any) -> Any:
+    """One PATCH through the CRM's own API (the sandbox's), as a salesperson's edit."""
+    if crm == "hubspot":
+        url, headers = base_url + path, {"Authorization": f"Bearer {token}"}
+    else:
+        url, headers = f"{base_url}/api/v2{path}", {"x-api-token": token}
+    response = requests.patch(url, json=body, headers=headers, timeout=30)
+    response.raise_for_status()
+    return response.json()
+
+
+def edit_both_sides(base_url: str, store_url: str, path: Path) -> str:
+    """Between two syncs: a salesperson edits one contact in the CRM, a script edits another
+    in the store (`Store.local`), and a third contact's last name is changed on both sides."""
+    from crmsync.store import open_store
+
+    blueprint = load_blueprint(path)
+    client, crm = blueprint.client, blueprint.crm
+    token = f"sandbox-{client}" if blueprint.token_env else SANDBOX_TOKEN
+    with open_store(store_url) as store:
+        records = store.records(client)
+        remote = {v: k for k, v in records.remote_ids(crm, "contacts").items()}
+        chosen = []
+        for row in records.live("contacts"):
+            if row["id"] in remote and row["email"] and row["first_name"] and row["last_name"]:
+                chosen.append(row)
+            if len(chosen) == 3:
+                break
+        in_crm, in_store, on_both = chosen
+        local = store.local(client)
+        local.update("contacts", in_store["id"], {"phone": "+49 30 1234567"})
+        local.update("contacts", on_both["id"], {"last_name": "Local-Edit"})
+    if crm == "hubspot":
+        _crm_request(base_url, crm, token, f"/crm/v3/objects/contacts/{remote[in_crm['id']]}",
+                     {"properties": {"firstname": "Renamed-in-CRM"}})
+        _crm_request(base_url, crm, token,
+                     f"/crm/v3/objects/contacts/{remote[on_both['id']]}",
+                     {"properties": {"lastname": "CRM-Edit"}})
+    else:
+        _crm_request(base_url, crm, token, f"/persons/{remote[in_crm['id']]}",
+                     {"name": f"Renamed-in-CRM {in_crm['last_name']}"})
+        _crm_request(base_url, crm, token, f"/persons/{remote[on_both['id']]}",
+                     {"name": f"{on_both['first_name']} CRM-Edit"})
+    return (f"in {crm}: {in_crm['email']}'s first name → 'Renamed-in-CRM'; in the store: "
+            f"{in_store['email']}'s phone → '+49 30 1234567'; on both sides: "
+            f"{on_both['email']}'s last name → 'CRM-Edit' in {crm}, 'Local-Edit' locally")
+
+
 def demo_steps(configs_dir: Path, workdir: Path,
-               seed: Callable[[], str | None] | None = None) -> list[DemoStep]:
+               seed: Callable[[], str | None] | None = None,
+               edit: Callable[[], str | None] | None = None) -> list[DemoStep]:
     """validate → diff → apply → diff → rename → apply → adopt by export → diff → (records
-    arrive) sync → sync again → the board, in the terminal and as HTML → diff."""
+    arrive) sync → sync again → (both sides edit) sync both ways → the board, in the
+    terminal and as HTML → diff."""
     first = expand_paths([], configs_dir)[0]
+    blueprint = load_blueprint(first)
+    policy = blueprint.conflict_policy
     return [
         DemoStep("Check the blueprints against the method", ("validate", "--strict"), 0),
         DemoStep("Preview what apply would create in the clients' empty CRMs", ("diff",), 2),
@@ -138,6 +196,10 @@ def demo_steps(configs_dir: Path, workdir: Path,
                  "local store", ("sync",), 0, prepare=seed),
         DemoStep("Sync again: nothing changed, so one API call per object type",
                  ("sync",), 0),
+        DemoStep(f"Both sides edit, then sync {blueprint.client} both ways: the CRM's edit is "
+                 f"pulled, the store's pushed, and the last name changed on both sides is a "
+                 f"conflict the client's policy resolves ({policy}: "
+                 f"{_POLICY_WORDS.get(policy, policy)})", ("sync", str(first)), 0, prepare=edit),
         DemoStep("The board: deals, value and weighted value per stage, and the handoff",
                  ("report", str(first)), 0),
         DemoStep("The same board as one HTML file to send to the client",
@@ -181,8 +243,12 @@ def run_demo(
     server = start_sandbox(host="127.0.0.1", port=0)
     try:
         with patched_environ(demo_environment(server.base_url, workdir, copies)):
+            first = expand_paths([], demo_configs)[0]
             steps = demo_steps(demo_configs, workdir,
-                               seed=lambda: seed_clients(server, copies))
+                               seed=lambda: seed_clients(server, copies),
+                               edit=lambda: edit_both_sides(
+                                   server.base_url, f"sqlite:///{workdir / 'demo-store.db'}",
+                                   first))
             for number, step in enumerate(steps, start=1):
                 edit = step.prepare() if step.prepare else None
                 announce(number, step, edit)

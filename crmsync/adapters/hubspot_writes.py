@@ -259,7 +259,7 @@ class HubSpotWrites:
         for index, raw in raws.items():
             answered = raw.get("properties") or {}
             record = self._record(object_type, raw,  # type: ignore[attr-defined]
-                                  writes[index].associations)
+                                  _as_held(object_type, writes[index].associations))
             # Only the fields whose property the answer carried (see the module docstring).
             fields = {name: value for name, value in record.fields.items()
                       if SOURCES[object_type].get(name) in answered}
@@ -537,3 +537,13 @@ def crm_message(exc: RemoteError, what: str) -> str:
 def _failed(write: RecordWrite, error: str) -> WriteResult:
     return WriteResult(write.key, ok=False, remote_id=write.remote_id, error=error)
 
+
+def _as_held(object_type: str, associations: tuple[Association, ...] | None
+             ) -> tuple[Association, ...] | None:
+    """The associations as HubSpot holds them after writing them: primary only where the
+    pair has a primary type (a deal's contacts have none)."""
+    if associations is None:
+        return None
+    return tuple(a if not a.primary or ASSOCIATION_TYPE_IDS.get((object_type, a.to_type),
+                                                                 (0, None))[1] is not None
+                 else Association(a.to_type, a.to_id, False) for a in associations)

@@ -39,6 +39,7 @@ from crmsync.errors import (
     RetriableRemoteError,
     TokenRefusedError,
 )
+from crmsync.store.keys import consent_value
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -322,6 +323,13 @@ def _custom_value(definition: FieldDefinition, value: Any) -> Any:
                 return int(ids[text])
             if text in known:
                 return int(text)
+            # A yes/no value (a consent field as the store writes it: "true"/"false") for a
+            # Yes/No option field: the option that says the same.
+            meaning = consent_value(item)
+            same = [o for o in definition.options if meaning is not None
+                    and consent_value(o.label) is meaning]
+            if len(same) == 1:
+                return int(same[0].value)
             raise _RefusedError(f"{text!r} is not an option of the Pipedrive field "
                            f"{definition.label!r} (options: "
                            f"{', '.join(o.label for o in definition.options)})")

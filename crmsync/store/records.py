@@ -147,6 +147,9 @@ class PushedRecord:
     error: str | None = None
     archived: bool = False
     dequeue: bool = True  # False: nothing was queued for it (`sync --to`)
+    # The owning side's associations as the CRM now holds them, when the write set them
+    # (they replace the store's, as a pull's would: a Pipedrive deal's one person is primary).
+    associations: tuple[AssociationRow, ...] | None = None
 
 
 @dataclass
@@ -800,6 +803,23 @@ class RecordStore:
         with self.store.engine.connect() as conn:
             return self._links_by_record(conn, crm, object_type, record_ids)
 
+    def contacts_linked_by_email(self, crm: str, email_keys: Sequence[str]) -> dict[str, int]:
+        """email key → store id of the live contacts with that key already linked to `crm`."""
+        table = RECORD_TABLES["contacts"]
+        found: dict[str, int] = {}
+        with self.store.engine.connect() as conn:
+            for chunk in _chunks(sorted(set(email_keys))):
+                for row in conn.execute(
+                        select(table.c.email_key, table.c.id)
+                        .join(record_links, record_links.c.record_id == table.c.id)
+                        .where(self._scope(record_links, crm, "contacts"),
+                               record_links.c.removed_at.is_(None),
+                               table.c.client == self.client, table.c.deleted_at.is_(None),
+                               table.c.email_key.in_(chunk))
+                        .order_by(table.c.id)):
+                    found.setdefault(row.email_key, row.id)
+        return found
+
     def owned_associations(self, object_type: str, record_ids: Sequence[int]
                            ) -> dict[int, list[tuple[str, int, bool]]]:
         """store id → (to type, to store id, primary) of the associations it owns."""
@@ -850,11 +870,19 @@ class RecordStore:
                         self._scope(record_links, crm, object_type),
                         record_links.c.record_id == item.record_id).values(removed_at=now))
                 elif item.remote_id is not None:
+                    base = item.base
+                    if base is not None:
+                        # A HubSpot answer carries only the properties it was sent: merged
+                        # onto the base, so the fields it did not name keep their base.
+                        old = conn.execute(select(record_links.c.base).where(
+                            self._scope(record_links, crm, object_type),
+                            record_links.c.remote_id == item.remote_id)).scalar()
+                        base = _merged_base(old, base)
                     conn.execute(upsert(conn, record_links, {
                         "client": self.client, "crm": crm, "object_type": object_type,
                         "remote_id": item.remote_id, "record_id": item.record_id,
                         "remote_modified_at": item.remote_modified_at,
-                        "base": _jsonable(item.base) if item.base is not None else None,
+                        "base": _jsonable(base) if base is not None else None,
                         "pulled_at": now, "removed_at": None,
                     }, ["client", "crm", "object_type", "remote_id"]))
                 if item.dequeue:
@@ -863,6 +891,17 @@ class RecordStore:
                                  if item.queued_at is not None else local_changes.c.id.is_(None))
                     conn.execute(delete(local_changes).where(queue, condition))
                     conn.execute(update(local_changes).where(queue).values(last_error=None))
+                if item.associations is not None and item.remote_id is not None:
+                    newer = conn.execute(select(local_changes.c.fields).where(queue)).first()
+                    changed = {n.removeprefix("associations:") for n in
+                               (newer.fields if newer is not None else ())
+                               if n.startswith("associations:")}
+                    self._write_associations(
+                        conn, crm, object_type, now=now, outcome=PageOutcome(),
+                        rows=[RecordRow(item.remote_id, item.remote_modified_at, {}, {}, {},
+                                        item.associations)],
+                        ids={item.remote_id: item.record_id},
+                        keep={item.record_id: changed} if changed else None)
                 conn.execute(delete(sync_failures).where(
                     failures_scope, sync_failures.c.record_key == key))
 
@@ -913,6 +952,13 @@ class RecordStore:
     def _scope(self, table: Table, crm: str, object_type: str) -> Any:
         return and_(table.c.client == self.client, table.c.crm == crm,
                     table.c.object_type == object_type)
+
+
+def _merged_base(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:
+    """`new` (fields and properties the CRM answered) laid over the stored base `old`."""
+    old = old or {}
+    return {part: {**(old.get(part) or {}), **(new.get(part) or {})}
+            for part in ("fields", "properties")}
 
 
 def _jsonable(value: Any) -> Any:

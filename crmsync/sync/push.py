@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from crmsync.adapters.records import Association, RecordWrite
 from crmsync.names import OBJECT_TYPES, ObjectType
+from crmsync.store.keys import email_key
 from crmsync.store.records import PushedRecord, QueuedChange
 from crmsync.sync.mapping import MappingRules, consent_value, record_row
 from crmsync.sync.merge import (
@@ -62,6 +63,7 @@ WRITABLE: dict[str, tuple[str, ...]] = {
     "deals": ("name", "amount", "currency", "close_date", "owner_id"),
 }
 DEAL_PLACEMENT = frozenset({"pipeline_key", "stage_key", "status"})
+_NAME = frozenset({"first_name", "last_name"})
 ROW_COLUMNS = frozenset({"id", "client", "properties", "stub", "created_at", "updated_at",
                          "deleted_at", "deleted_reason", "merged_into", "email_key",
                          "domain_key", "consent", "pipeline_key", "stage_key",
@@ -87,6 +89,10 @@ class PushRules:
     # (pipeline key, "won" | "lost") → the key of the stage with that outcome (HubSpot)
     outcome_stages: Mapping[tuple[str, str], str] = field(default_factory=dict)
     batch_size: int = HUBSPOT_BATCH
+    # Seeding another CRM (`--to`): the property names it defines, per object type. A record's
+    # other properties came from the CRM it was pulled from (Pipedrive's `add_time`, …) and
+    # would be refused as unknown, so they stay behind. None: send every property.
+    target_properties: Mapping[str, frozenset[str]] | None = None
 
 
 @dataclass
@@ -185,9 +191,12 @@ class _Batch:
         by_id = {change.record_id: change for change in batch}
         owned = self.records.owned_associations(self.object_type, list(by_id))
         targets = _target_ids(self.records, self.rules.crm, owned)
-        for change in batch:
-            self.dispatch(change, _decide(self.object_type, change, self.rules),
-                          owned.get(change.record_id, []), targets)
+        decisions = [(change, _decide(self.object_type, change, self.rules))
+                     for change in batch]
+        if self.object_type == "contacts":
+            decisions = self.one_contact_per_email(decisions)
+        for change, decision in decisions:
+            self.dispatch(change, decision, owned.get(change.record_id, []), targets)
         if self.dry_run:
             for write in self.writes:
                 name = {"create": "created", "update": "updated", "archive": "archived"}
@@ -213,6 +222,28 @@ class _Batch:
                                              "error": answer.error})
         if self.answers:
             self.records.commit_push(self.rules.crm, self.object_type, self.answers)
+
+    def one_contact_per_email(self, decisions: list[tuple[QueuedChange, PushDecision]]
+                              ) -> list[tuple[QueuedChange, PushDecision]]:
+        """Creates of contacts whose email the CRM already has from another store record
+        (duplicates pulled from Pipedrive, which allows them) are held back: HubSpot's upsert
+        by email and Pipedrive's look-before-create would make both one contact, and the
+        store cannot link two records to it."""
+        creates = {c.record_id: email_key(c.row.get("email")) for c, d in decisions
+                   if isinstance(d, CreateRemote)}
+        taken = self.records.contacts_linked_by_email(
+            self.rules.crm, [k for k in creates.values() if k])
+        out: list[tuple[QueuedChange, PushDecision]] = []
+        for change, decision in decisions:
+            key = creates.get(change.record_id)
+            if key and key in taken and taken[key] != change.record_id:
+                out.append((change, HoldBack(change.record_id, f"same email as contact "
+                                             f"{taken[key]}: one contact in {self.rules.crm}")))
+                continue
+            if key:
+                taken[key] = change.record_id
+            out.append((change, decision))
+        return out
 
     def dispatch(self, change: QueuedChange, decision: PushDecision,
                  links: Sequence[tuple[str, int, bool]],
@@ -299,7 +330,7 @@ def _answers(writer: RecordWriter, rules: PushRules, object_type: ObjectType,
                                         dequeue=dequeue))
             continue
         remote = res.record or read_back.get(res.remote_id or "")
-        base = record_row(remote, rules.mapping).base if remote is not None else None
+        row = record_row(remote, rules.mapping) if remote is not None else None
         if write.op == "create":
             counts.created += 1
         else:
@@ -308,7 +339,9 @@ def _answers(writer: RecordWriter, rules: PushRules, object_type: ObjectType,
             change.record_id, change.queued_at, ok=True,
             remote_id=res.remote_id or write.remote_id,
             remote_modified_at=res.modified_at or (remote.modified_at if remote else None),
-            base=base, dequeue=dequeue))
+            base=row.base if row is not None else None, dequeue=dequeue,
+            associations=(row.associations if row is not None
+                          and write.associations is not None else None)))
     return answers
 
 
@@ -347,12 +380,19 @@ def _create(object_type: ObjectType, change: QueuedChange, rules: PushRules,
         # Seeding another CRM (`--to`): owner ids belong to the CRM they came from.
         fields.pop("owner_id", None)
     properties = {k: v for k, v in (row.get("properties") or {}).items() if v is not None}
+    if change.queued_at is None and rules.target_properties is not None:
+        known = rules.target_properties.get(object_type, frozenset())
+        properties = {k: v for k, v in properties.items() if k in known}
     if object_type == "contacts":
-        properties.update(_consent(row, rules))
+        properties.update(_consent(row, rules, foreign=change.queued_at is None))
     if object_type == "deals":
         fields.update(_placement(row, rules))
+    # No links: None, not (): a create that meets a record the CRM already has (HubSpot's
+    # upsert by email, Pipedrive's look-before-create) leaves that record's associations as
+    # they are, and HubSpot is spared reading them (a call per batch).
+    associations = _associations(links, targets) or None
     return RecordWrite(object_type, "create", str(change.record_id), fields=fields,
-                       properties=properties, associations=_associations(links, targets))
+                       properties=properties, associations=associations)
 
 
 def _update(object_type: ObjectType, change: QueuedChange, decision: UpdateRemote,
@@ -360,6 +400,10 @@ def _update(object_type: ObjectType, change: QueuedChange, decision: UpdateRemot
             targets: Mapping[str, Mapping[int, str]]) -> RecordWrite:
     row = change.row
     named = decision.fields
+    if object_type == "contacts" and named & _NAME:
+        # Both halves of the name: Pipedrive writes a person's `name` whole, and would read
+        # the person first to learn the other half (a second call per record).
+        named = named | _NAME
     fields = {c: _value(row.get(c)) for c in WRITABLE[object_type] if c in named}
     props = row.get("properties") or {}
     properties = {n: props.get(n) for n in named
@@ -374,15 +418,17 @@ def _update(object_type: ObjectType, change: QueuedChange, decision: UpdateRemot
                        fields=fields, properties=properties, associations=associations)
 
 
-def _consent(row: Mapping[str, Any], rules: PushRules) -> dict[str, Any]:
+def _consent(row: Mapping[str, Any], rules: PushRules, *, foreign: bool = False
+             ) -> dict[str, Any]:
     """The declared consent field as the store holds it (withdrawn consent is written, never
-    turned into a delete)."""
+    turned into a delete). `foreign`: the property's value came from another CRM (`--to`),
+    whose vocabulary ("Yes", an option id) this one may not share: true/false instead."""
     name = rules.mapping.consent_field
     consent = row.get("consent")
     if name is None or consent is None:
         return {}
     current = (row.get("properties") or {}).get(name)
-    if current is not None and consent_value(current) == consent:
+    if not foreign and current is not None and consent_value(current) == consent:
         return {name: current}
     return {name: "true" if consent else "false"}
 

@@ -28,11 +28,12 @@ import datetime as dt
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from crmsync.adapters.records import RecordAdapter, RecordWriter
 from crmsync.errors import BudgetExhaustedError, CrmsyncError, LeaseHeldError, StoreError
+from crmsync.names import OBJECT_TYPES
 from crmsync.session import Session, session_for
 from crmsync.sync.engine import OnPage, PullResult, pull_client, summary_counts
 from crmsync.sync.mapping import MappingRules, StageKeys
@@ -99,6 +100,11 @@ def push_rules_for(blueprint: Blueprint, session: Session, crm: str | None = Non
                      delete_policy=blueprint.sync.delete_policy,
                      pipelines=dict(known.pipelines), stages=dict(known.stages),
                      outcome_stages=outcomes)
+
+
+def defined_properties(adapter: RecordAdapter) -> dict[str, frozenset[str]]:
+    """The property names a CRM account defines, per object type (one read per type)."""
+    return {t: frozenset(d.name for d in adapter.field_definitions(t)) for t in OBJECT_TYPES}
 
 
 def _mapping(blueprint: Blueprint, session: Session, crm: str) -> MappingRules:
@@ -251,9 +257,11 @@ def _two_way(outcome: ClientSync, adapter: RecordAdapter, session: Session, *, f
                                  on_page=page_hook, removal_scan_interval=scan_interval,
                                  conflict_policy=blueprint.conflict_policy)
     if isinstance(adapter, RecordWriter):
-        outcome.pushed.append(push_client(client, adapter, session.store,
-                                          push_rules_for(blueprint, session), seed=to == crm,
-                                          dry_run=dry_run))
+        rules = push_rules_for(blueprint, session)
+        if to == crm:
+            rules = replace(rules, target_properties=defined_properties(adapter))
+        outcome.pushed.append(push_client(client, adapter, session.store, rules,
+                                          seed=to == crm, dry_run=dry_run))
     elif to == crm:
         raise CrmsyncError(f"the {crm} adapter cannot write records, so `--to {crm}` cannot "
                            "seed it")
@@ -279,8 +287,9 @@ def _seed_other(outcome: ClientSync, session: Session, to: str, *, full: bool) -
         outcome.target = pull_client(client, to, target, session.store,
                                      _mapping(blueprint, session, to), full=full,
                                      conflict_policy=blueprint.conflict_policy)
-        outcome.pushed.append(push_client(client, target, session.store,
-                                          push_rules_for(blueprint, session, to),
+        rules = replace(push_rules_for(blueprint, session, to),
+                        target_properties=defined_properties(target))
+        outcome.pushed.append(push_client(client, target, session.store, rules,
                                           queue=False, seed=True))
 
 

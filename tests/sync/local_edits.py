@@ -3,16 +3,20 @@
 The contract (migration 4): the record's row changes, and its `local_changes` row (one per
 record) names every field changed since the merge base — canonical columns, property names,
 `associations:<to_type>` — with the op (upsert | delete) and when it was queued.
+
+They go through the store's change API (`Store.local`, validated, matched by email/domain)
+unless a test needs a given queue time (`when=`): then the row is written directly.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import insert, select, update
 
+from crmsync.store.local import WRITABLE_FIELDS
 from crmsync.store.records import RECORD_TABLES
-from crmsync.store.schema import associations, local_changes
+from crmsync.store.schema import local_changes
 from crmsync.sync.mapping import domain_key, email_key
 
 if TYPE_CHECKING:
@@ -48,9 +52,18 @@ def _split(object_type: str, values: dict[str, Any]) -> tuple[dict[str, Any], di
     return columns, properties
 
 
+def _local(object_type: str, values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    writable = WRITABLE_FIELDS[object_type]
+    return ({k: v for k, v in values.items() if k in writable},
+            {k: v for k, v in values.items() if k not in writable})
+
+
 def edit(store: Store, object_type: str, record_id: int, *, when: dt.datetime | None = None,
          **values: Any) -> None:
     """Change a record locally and queue the change."""
+    if when is None:
+        store.local(CLIENT).update(object_type, record_id, *_local(object_type, values))
+        return
     table = RECORD_TABLES[object_type]
     columns, properties = _split(object_type, values)
     with store.engine.begin() as conn:
@@ -64,6 +77,8 @@ def edit(store: Store, object_type: str, record_id: int, *, when: dt.datetime | 
 def create(store: Store, object_type: str, *, when: dt.datetime | None = None,
            **values: Any) -> int:
     """A new local record, queued; returns its store id."""
+    if when is None:
+        return store.local(CLIENT).create(object_type, *_local(object_type, values))
     table = RECORD_TABLES[object_type]
     columns, properties = _split(object_type, values)
     now = when or store.clock()
@@ -77,27 +92,13 @@ def create(store: Store, object_type: str, *, when: dt.datetime | None = None,
 
 def remove(store: Store, object_type: str, record_id: int) -> None:
     """A local delete, queued."""
-    table = RECORD_TABLES[object_type]
-    now = store.clock()
-    with store.engine.begin() as conn:
-        conn.execute(update(table).where(table.c.id == record_id).values(
-            deleted_at=now, deleted_reason="deleted", updated_at=now))
-        _queue(conn, object_type, record_id, "delete", set(), now)
+    store.local(CLIENT).delete(object_type, record_id)
 
 
 def associate(store: Store, from_type: str, from_id: int, to_type: str, to_id: int, *,
               primary: bool = False) -> None:
     """Add an association the record owns, queued as `associations:<to_type>`."""
-    now = store.clock()
-    with store.engine.begin() as conn:
-        conn.execute(delete(associations).where(
-            associations.c.client == CLIENT, associations.c.from_type == from_type,
-            associations.c.from_id == from_id, associations.c.to_type == to_type,
-            associations.c.to_id == to_id))
-        conn.execute(insert(associations).values(
-            client=CLIENT, from_type=from_type, from_id=from_id, to_type=to_type, to_id=to_id,
-            is_primary=primary, crm=None, updated_at=now))
-        _queue(conn, from_type, from_id, "upsert", {f"associations:{to_type}"}, now)
+    store.local(CLIENT).associate(from_type, from_id, to_type, to_id, primary=primary)
 
 
 def queue(store: Store) -> dict[tuple[str, int], dict[str, Any]]:

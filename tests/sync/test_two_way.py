@@ -405,3 +405,55 @@ def test_a_dry_run_push_counts_and_writes_nothing(store: Store) -> None:
         1, 1, 1)
     assert crm.writes == []
     assert local.queue(store) == before
+
+
+def test_a_name_change_sends_both_halves(store: Store) -> None:
+    """Pipedrive writes a person's name whole: with both halves it needs no read first."""
+    crm = FakeCrm(crm="pipedrive")
+    started(store, crm)
+    crm.put("contacts", "2", fields={**crm.records["contacts"]["2"].fields, "last_name": "Lee"},
+            properties=crm.records["contacts"]["2"].properties)
+    sync(store, crm)
+    ann = ids(store, crm, "contacts")["2"]
+    local.edit(store, "contacts", ann, last_name="Lewis")
+    crm.writes.clear()
+    sync(store, crm)
+    [write] = crm.writes
+    assert (write.fields["first_name"], write.fields["last_name"]) == ("Ann", "Lewis")
+    assert "phone" not in write.fields
+
+
+def test_a_create_without_links_leaves_the_crms_associations_alone(store: Store) -> None:
+    crm = FakeCrm()
+    started(store, crm)
+    local.create(store, "contacts", email="new@acme.example", consent=True,
+                 marketing_consent="true")
+    crm.writes.clear()
+    sync(store, crm)
+    [write] = crm.writes
+    assert write.op == "create"
+    assert write.associations is None  # an upsert that meets a known contact keeps its links
+
+
+def test_two_store_contacts_with_one_email_seed_one_contact(store: Store) -> None:
+    """Pipedrive allows two persons with one email; HubSpot (and the writer's look before
+    create) makes them one contact: the second is held back, named, not failed."""
+    source, target = FakeCrm(crm="pipedrive"), FakeCrm(crm="hubspot")
+    for remote_id, email in (("7", "twin@acme.example"), ("8", " TWIN@acme.example")):
+        source.put("contacts", remote_id, fields={"email": email},
+                   properties={"marketing_consent": "true"})
+    pull_client("acme", "pipedrive", source, store, RULES, conflict_policy="remote_wins")  # type: ignore[arg-type]
+    rules = push_rules("hubspot")
+    result = push_client("acme", target, store, rules, queue=False, seed=True,  # type: ignore[arg-type]
+                         object_types=("contacts",))
+    pd = store.records("acme").remote_ids("pipedrive", "contacts")
+    assert result.total("created") == 1
+    assert result.total("failed") == 0
+    [held] = result.held_back
+    assert held["record_id"] == pd["8"]
+    assert held["reason"] == f"same email as contact {pd['7']}: one contact in hubspot"
+    assert len(target.records["contacts"]) == 1
+    again = push_client("acme", target, store, rules, queue=False, seed=True,  # type: ignore[arg-type]
+                        object_types=("contacts",))
+    assert again.total("created") == 0
+    assert [h["record_id"] for h in again.held_back] == [pd["8"]]
