@@ -35,7 +35,8 @@ from typing import Any
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sync_pull import _calls, _free_port, _touch_contacts
+from sandbox_process import sandbox_process
+from sync_pull import _calls, _touch_contacts
 
 ROOT = Path(__file__).resolve().parents[1]
 HUBSPOT_PER_10S = 190
@@ -197,19 +198,8 @@ def main() -> None:
         args.crm = args.crm[0]
         child(args)
         return
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    sandbox = subprocess.Popen(
-        [sys.executable, "-c", "from crmsync.cli import main; main()", "sandbox", "--port",
-         str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rows: list[dict[str, Any]] = []
-    try:
-        for _ in range(200):
-            try:
-                requests.get(f"{base}/_sandbox/health", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.05)  # waiting for the server to listen, not timing anything
+    with sandbox_process() as base:
         print(HEADER)
         for crm, load, size, types in _cases(args):
             requests.post(f"{base}/_sandbox/reset", timeout=60).raise_for_status()
@@ -237,9 +227,6 @@ def main() -> None:
                        "initial_load": load, "size": size, "types": types, **figures}
                 rows.append(row)
                 print(_row_text(row), flush=True)
-    finally:
-        sandbox.terminate()
-        sandbox.wait(timeout=30)
     if args.json:
         args.json.write_text(json.dumps({"settings": vars(args) | {"json": str(args.json)},
                                          "rows": rows}, indent=2, default=str),

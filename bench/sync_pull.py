@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,14 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from sandbox_process import sandbox_process
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _calls(base: str) -> int:
@@ -144,19 +138,8 @@ def main() -> None:
         child(args)
         return
 
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    sandbox = subprocess.Popen(
-        [sys.executable, "-c", "from crmsync.cli import main; main()", "sandbox", "--port",
-         str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rows: list[dict[str, Any]] = []
-    try:
-        for _ in range(200):
-            try:
-                requests.get(f"{base}/_sandbox/health", timeout=1)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.05)  # waiting for the server to listen, not timing anything
+    with sandbox_process() as base:
         requests.post(f"{base}/_sandbox/faults", json={"latency_ms": args.latency_ms},
                       timeout=10).raise_for_status()
         print(f"{'crm':<10}{'records/type':>13}  {'run':<15}{'pulled':>8}{'calls':>7}"
@@ -193,9 +176,6 @@ def main() -> None:
                           f"{row['records_per_s'] or '-':>8}{row['cpu_share'] or '-':>10}"
                           f"{row['cpu_ms_per_record'] or '-':>11}{row['peak_rss_mb']:>6} MB",
                           flush=True)
-    finally:
-        sandbox.terminate()
-        sandbox.wait(timeout=30)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2), encoding="utf-8")
 
