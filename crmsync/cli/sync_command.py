@@ -45,8 +45,16 @@ def _summary(outcome: ClientSync) -> str:
         if pushed.total("failed"):
             text += f", failed {pushed.total('failed')} (crmsync sync --failures)"
         if pushed.held_back:
-            text += (f"; held back: {len(pushed.held_back)} contacts without "
-                     "email/consent")
+            # GDPR (no email or consent), or a second contact with an email the CRM has
+            duplicates = sum(1 for h in pushed.held_back
+                             if str(h.get("reason", "")).startswith("same email"))
+            parts = []
+            if len(pushed.held_back) > duplicates:
+                parts.append(f"{len(pushed.held_back) - duplicates} contacts without "
+                             "email/consent")
+            if duplicates:
+                parts.append(f"{duplicates} sharing another contact's email")
+            text += "; held back: " + ", ".join(parts)
         if pushed.kept_remote:
             text += (f"; {len(pushed.kept_remote)} local deletes kept in {pushed.crm} "
                      "(sync.delete_policy: keep_remote)")

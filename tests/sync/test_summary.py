@@ -33,6 +33,17 @@ def test_summary_names_pushes_conflicts_held_back_and_kept_deletes() -> None:
     assert "2 conflicts resolved" in line
 
 
+def test_summary_tells_a_shared_email_from_a_missing_consent() -> None:
+    outcome = _outcome("ok")
+    outcome.pushed[0].held_back.append({"object_type": "contacts", "record_id": 10,
+                                        "email": "x@y.example",
+                                        "reason": "same email as contact 8: one contact in "
+                                                  "hubspot"})
+    line = _summary(outcome)
+    assert ("held back: 2 contacts without email/consent, 1 sharing another contact's email"
+            in line)
+
+
 def test_json_lists_failures_and_held_back_records() -> None:
     data = _as_json(_outcome("partial", failed=1))
     [pushed] = data["pushed"]
