@@ -19,7 +19,7 @@ from crmsync.adapters.hubspot_records import OVERLAP
 from crmsync.adapters.records import PullCursor, RecordPage
 from crmsync.sandbox import ManualClock, start_sandbox
 from crmsync.sandbox.clock import to_datetime
-from tests.adapters.test_records_contract import truth
+from tests.adapters.record_sandbox import truth
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from crmsync.store import open_store
-from tests.adapters.test_records_contract import truth
+from tests.adapters.record_sandbox import truth
 
 if TYPE_CHECKING:
     from pathlib import Path
