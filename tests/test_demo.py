@@ -32,7 +32,7 @@ def test_the_demo_runs_every_step_and_writes_the_board(tmp_path: Path,
     # Both sides edited: two contacts pulled, one pushed, one conflict (acme: remote_wins).
     assert ("acme (hubspot): pulled 2, created 0, updated 2, tombstoned 0; 4 API calls"
             in result.output)
-    assert ("pushed to hubspot: created 0, updated 1, archived 0; 1 conflicts resolved "
+    assert ("pushed to hubspot: created 0, updated 1, archived 0; 1 conflict resolved "
             "(remote_wins)" in result.output)
     assert "(remote_wins: the CRM's value wins)" in result.output
     with open_store(f"sqlite:///{tmp_path / 'demo' / 'demo-store.db'}") as store:

@@ -60,8 +60,9 @@ def _summary(outcome: ClientSync) -> str:
                      "(sync.delete_policy: keep_remote)")
     conflicts = result.total("conflicts")
     if conflicts:
-        text += f"; {conflicts} conflicts resolved ({outcome.blueprint.conflict_policy})" \
-            if outcome.blueprint else f"; {conflicts} conflicts resolved"
+        noun = "conflict" if conflicts == 1 else "conflicts"
+        text += f"; {conflicts} {noun} resolved" + (
+            f" ({outcome.blueprint.conflict_policy})" if outcome.blueprint else "")
     if outcome.status == "error":
         text += f"; error: {outcome.error}"
     return text + notes
