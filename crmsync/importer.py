@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from crmsync.errors import CrmsyncError, RecordError
-from crmsync.store.keys import consent_value
+from crmsync.keys import consent_value
 from crmsync.store.local import WRITABLE_FIELDS, LocalRow
 
 if TYPE_CHECKING:

@@ -39,7 +39,7 @@ from crmsync.errors import (
     RetriableRemoteError,
     TokenRefusedError,
 )
-from crmsync.store.keys import consent_value
+from crmsync.keys import consent_value
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence

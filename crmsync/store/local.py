@@ -50,8 +50,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import and_, bindparam, delete, insert, select, update
 
 from crmsync.errors import CrmsyncError, RecordError
+from crmsync.keys import domain_key, email_key
 from crmsync.store.dialects import dialect_insert
-from crmsync.store.keys import domain_key, email_key
 from crmsync.store.records import OWNED_ASSOCIATIONS
 from crmsync.store.schema import RECORD_TABLES, associations, local_changes
 

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from crmsync.store.keys import consent_value, domain_key, email_key
+from crmsync.keys import consent_value, domain_key, email_key
 from crmsync.store.records import AssociationRow, RecordRow, RemovalRow
 
 if TYPE_CHECKING:

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from crmsync.adapters.records import Association, RecordWrite
+from crmsync.keys import email_key
 from crmsync.names import OBJECT_TYPES, ObjectType
-from crmsync.store.keys import email_key
 from crmsync.store.records import PushedRecord, QueuedChange
 from crmsync.sync.mapping import MappingRules, consent_value, record_row
 from crmsync.sync.merge import (

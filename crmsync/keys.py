@@ -1,7 +1,8 @@
-"""Normalisers the store and the sync share: matching keys and marketing consent.
+"""Normalisers every layer shares: matching keys and marketing consent.
 
-Pure functions at the bottom of the package, so the store (`store/local.py`) can match a
-locally created contact or company with the same rules the pull uses (`sync/mapping.py`).
+Pure functions at the bottom of the house (beside `names.py`, importing nothing from crmsync),
+so the store (`store/local.py`), the sync (`sync/mapping.py`, `sync/push.py`) and the
+adapters (`pipedrive_writes.py`) match and read consent by the same rules.
 """
 
 from __future__ import annotations
