@@ -7,9 +7,8 @@ case of the `Change` union, and at run time the unknown change raises.
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, get_args
+from typing import TYPE_CHECKING, ClassVar
 
 import pytest
 from plan_fakes import FakeCrm
@@ -19,6 +18,7 @@ from crmsync.plan.apply import _Runner, apply
 from crmsync.plan.changes import Change, CreateStage, PipelinePlan, Plan
 from crmsync.plan.render import describe_item, item_to_dict, render_text
 from crmsync.plan.state import MemoryState
+from tests.mypy_dispatch import mypy_on_a_dispatch_missing_one
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -70,23 +70,8 @@ def test_rendering_refuses_a_change_type_it_does_not_know() -> None:
 
 
 def test_mypy_flags_a_dispatch_that_misses_a_change_type(tmp_path: Path) -> None:
-    mypy_api = pytest.importorskip("mypy.api")
-    names = [t.__name__ for t in get_args(Change)]
-    cases = "".join(f"        case {n}():\n            pass\n" for n in names[1:])
-    source = textwrap.dedent("""\
-        from typing import assert_never
-        from crmsync.plan.changes import *
-        from crmsync.plan.changes import Change
-
-        def run(change: Change) -> None:
-            match change:
-        {cases}        case _:
-                    assert_never(change)
-        """).format(cases=cases)
-    module = tmp_path / "dispatch_sample.py"
-    module.write_text(source, encoding="utf-8")
-    out, _, status = mypy_api.run([str(module), "--follow-imports=silent", "--no-incremental",
-                                   "--disable-error-code=misc", "--ignore-missing-imports"])
+    out, status, missing = mypy_on_a_dispatch_missing_one(tmp_path, "crmsync.plan.changes",
+                                                          "Change", Change)
     assert status == 1, out
-    assert f'"{names[0]}"' in out
+    assert f'"{missing}"' in out
     assert "assert_never" in out or "Never" in out

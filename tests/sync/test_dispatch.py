@@ -7,15 +7,15 @@ of being skipped (a skipped push would be a local edit silently lost).
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING
 
 import pytest
 
 from crmsync.store.records import QueuedChange
 from crmsync.sync.merge import FieldDecision, PushDecision, TakeRemote, apply_decisions
 from crmsync.sync.push import PushCounts, PushResult, PushRules, _Batch
+from tests.mypy_dispatch import mypy_on_a_dispatch_missing_one
 from tests.sync.fake_records import FakeCrm
 
 if TYPE_CHECKING:
@@ -53,22 +53,8 @@ def test_push_refuses_a_decision_it_does_not_know(store: Store) -> None:
                                              ("PushDecision", PushDecision)])
 def test_mypy_flags_a_dispatch_that_misses_a_decision(tmp_path: Path, name: str,
                                                       union: object) -> None:
-    mypy_api = pytest.importorskip("mypy.api")
-    names = [t.__name__ for t in get_args(union)]
-    cases = "".join(f"        case {n}():\n            pass\n" for n in names[1:])
-    source = textwrap.dedent("""\
-        from crmsync.sync.merge import *
-        from crmsync.sync.merge import {union}, assert_never
-
-        def run(decision: {union}) -> None:
-            match decision:
-        {cases}        case _:
-                    assert_never(decision)
-        """).format(cases=cases, union=name)
-    module = tmp_path / "dispatch_sample.py"
-    module.write_text(source, encoding="utf-8")
-    out, _, status = mypy_api.run([str(module), "--follow-imports=silent", "--no-incremental",
-                                   "--disable-error-code=misc", "--ignore-missing-imports"])
+    out, status, missing = mypy_on_a_dispatch_missing_one(tmp_path, "crmsync.sync.merge",
+                                                          name, union)
     assert status == 1, out
-    assert f'"{names[0]}"' in out
+    assert f'"{missing}"' in out
     assert "assert_never" in out or "Never" in out
