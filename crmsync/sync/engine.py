@@ -28,13 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 from crmsync.adapters.records import FieldDefinition, PullCursor
 from crmsync.names import OBJECT_TYPES, ObjectType
+from crmsync.store.records import PageOutcome
 from crmsync.sync.mapping import MappingRules, record_row, removal_row
 from crmsync.sync.reconcile import resolver
 
 if TYPE_CHECKING:
     from crmsync.adapters.records import RecordAdapter, RecordPage
     from crmsync.store import Store
-    from crmsync.store.records import PageOutcome, RecordStore, Resolver
+    from crmsync.store.records import RecordStore, Resolver
     from crmsync.sync.merge import ConflictPolicy
 
 log = logging.getLogger(__name__)
@@ -69,15 +70,8 @@ class TypeCounts:
         self.pulled += len(page.records)
         self.pages += 1
         self.calls += page.calls
-        self.created += outcome.created
-        self.updated += outcome.updated
-        self.unchanged += outcome.unchanged
-        self.tombstoned += outcome.tombstoned
-        self.restored += outcome.restored
-        self.associations += outcome.associations
-        self.linked += outcome.linked
-        self.merged += outcome.merged
-        self.conflicts += outcome.conflicts
+        for name in PAGE_COUNTERS:
+            setattr(self, name, getattr(self, name) + getattr(outcome, name))
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -96,6 +90,11 @@ class PullResult:
     def total(self, name: str) -> int:
         return sum(getattr(c, name) for c in self.counts.values())
 
+
+# Every count a page commit reports is summed per object type (a new one is one field in
+# `PageOutcome` and one here).
+PAGE_COUNTERS = tuple(f.name for f in fields(PageOutcome) if f.name != "failed")
+assert set(PAGE_COUNTERS) <= {f.name for f in fields(TypeCounts)}
 
 OnPage = Callable[[str, "TypeCounts"], None]
 
