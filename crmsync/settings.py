@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     # How a HubSpot full pass reads: `export` (Exports API, needs the crm.export scope),
     # `list` (objects list API), `auto` (export for big accounts when the token may).
     sync_initial_load: Literal["export", "list", "auto"] = "auto"
+    # Requests one sync keeps in flight at once per CRM account (object types in parallel,
+    # concurrent pages and writes); every thread shares the account's one rate limiter.
+    sync_concurrency: int = Field(default=4, ge=1, le=16)
 
     @field_validator("hubspot_base_url", "pipedrive_base_url")
     @classmethod
