@@ -4,6 +4,8 @@
     .venv/bin/python bench/run.py --sizes 10000 100000 # add 100k
     .venv/bin/python bench/run.py --million            # + HubSpot contacts at 1M (long)
     .venv/bin/python bench/run.py --json out.json      # keep the figures to compare runs
+    .venv/bin/python bench/run.py --compare out.json   # ... and print the change against them
+    .venv/bin/python bench/run.py --store postgresql   # the store on PostgreSQL (default SQLite)
 
 The sandbox runs in its own process with realistic settings: 100 ms ± 30 ms latency;
 HubSpot Professional (190 requests per 10 s, search 4 per second, 650k a day); Pipedrive's
@@ -14,7 +16,8 @@ with nothing changed. Per run: API calls (the sandbox's count) and calls per 1,0
 Pipedrive tokens per 1,000 (from `x-daily-requests-left`), the achieved request rate as a
 share of the allowed one, 429s drawn, wall time against the floor (calls ÷ allowed rate),
 CPU time per record and peak RSS. An export's own processing time (HubSpot's, emulated as
-`--export-seconds-per-1000`) is in the wall time and reported beside it.
+`--export-seconds-per-1000`) is in the wall time and reported beside it; the local part
+(download, parse, store) is `local rec/s`, the records over the wall time without that wait.
 
 Push figures: `PUSH_HOOK` names a callable `(base, crm, token, size) -> list[dict]` that the
 two-way work can fill in; its rows join the table.
@@ -29,8 +32,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
@@ -38,8 +43,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sandbox_process import sandbox_process
 from sync_pull import _calls, _touch_contacts
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 ROOT = Path(__file__).resolve().parents[1]
 HUBSPOT_PER_10S = 190
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BURST = {"lite": 20, "growth": 40, "premium": 100, "ultimate": 120}
 PUSH_HOOK: str | None = None  # "module:function" for push figures (two-way sync)
 
@@ -74,7 +83,7 @@ def child(args: argparse.Namespace) -> None:
         real_sleep(seconds)
 
     adapter.policy._sleep = sleep
-    store = open_store(args.store_url)
+    store = open_store(args.store_url, schema=args.schema or None)
     types = tuple(args.types.split(","))
     runs = ["initial", "incremental-1%", "no-change"] if not args.initial_only else ["initial"]
     for run in runs:
@@ -96,6 +105,8 @@ def child(args: argparse.Namespace) -> None:
         pulled = result.total("pulled")
         rate = allowed_rate(args.crm, args.plan)
         floor = calls / rate
+        export_wait = sum(sleeps) if args.initial_load == "export" else None
+        local = wall - export_wait if export_wait is not None else None
         print(json.dumps({
             "run": run, "pulled": pulled, "calls": calls,
             "calls_per_1000": _per_1000(calls, pulled),
@@ -105,7 +116,8 @@ def child(args: argparse.Namespace) -> None:
             "rate_share": round(calls / wall / rate, 2) if wall else None,
             "throttled": adapter.policy.throttled - throttled0,
             "wall_s": round(wall, 2), "floor_s": round(floor, 2),
-            "export_wait_s": round(sum(sleeps), 1) if args.initial_load == "export" else None,
+            "export_wait_s": round(export_wait, 1) if export_wait is not None else None,
+            "local_records_per_s": round(pulled / local) if local and pulled else None,
             "cpu_ms_per_record": round(cpu * 1000 / pulled, 3) if pulled else None,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         }), flush=True)
@@ -117,17 +129,19 @@ def _row_text(row: dict[str, Any]) -> str:
     def show(value: Any) -> str:
         return "-" if value is None else str(value)
 
-    return (f"{row['label']:<24}{row['size']:>10,}  {row['run']:<15}{row['pulled']:>9,}"
+    return (f"{row['label']:<33}{row['size']:>10,}  {row['run']:<15}{row['pulled']:>9,}"
             f"{row['calls']:>7}{show(row['calls_per_1000']):>9}"
             f"{show(row['tokens_per_1000']):>9}{show(row['rate_share']):>7}"
             f"{row['throttled']:>5}{row['wall_s']:>9}{row['floor_s']:>9}"
-            f"{show(row['export_wait_s']):>8}{show(row['cpu_ms_per_record']):>9}"
+            f"{show(row['export_wait_s']):>8}{show(row.get('local_records_per_s')):>10}"
+            f"{show(row['cpu_ms_per_record']):>9}"
             f"{row['peak_rss_mb']:>6} MB")
 
 
-HEADER = (f"{'crm / initial load':<24}{'per type':>10}  {'run':<15}{'pulled':>9}{'calls':>7}"
+HEADER = (f"{'crm / initial load / store':<33}{'per type':>10}  {'run':<15}{'pulled':>9}"
+          f"{'calls':>7}"
           f"{'calls/1k':>9}{'tok/1k':>9}{'rate':>7}{'429':>5}{'wall s':>9}{'floor s':>9}"
-          f"{'export':>8}{'ms cpu':>9}{'peak RSS':>9}")
+          f"{'export':>8}{'local r/s':>10}{'ms cpu':>9}{'peak RSS':>9}")
 
 
 def _realism(plan: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -158,7 +172,48 @@ def _cases(args: argparse.Namespace) -> list[tuple[str, str, int, str]]:
 EMPTY_ROW: dict[str, Any] = {
     "run": "?", "pulled": 0, "calls": 0, "calls_per_1000": None, "tokens_per_1000": None,
     "rate_share": None, "throttled": 0, "wall_s": 0.0, "floor_s": 0.0, "export_wait_s": None,
-    "cpu_ms_per_record": None, "peak_rss_mb": 0}
+    "local_records_per_s": None, "cpu_ms_per_record": None, "peak_rss_mb": 0}
+
+COMPARED = ("calls", "calls_per_1000", "tokens_per_1000", "rate_share", "throttled", "wall_s",
+            "local_records_per_s", "cpu_ms_per_record", "peak_rss_mb")
+
+
+def _row_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (row["crm"], row.get("initial_load"), row["size"], row.get("types"), row["run"])
+
+
+def compare(old_rows: list[dict[str, Any]], new_rows: list[dict[str, Any]]) -> list[str]:
+    """One line per row both runs have: each figure that changed, old → new."""
+    old = {_row_key(r): r for r in old_rows}
+    lines = []
+    for row in new_rows:
+        before = old.get(_row_key(row))
+        if before is None:
+            continue
+        changes = [f"{name} {before.get(name)} → {row.get(name)}" for name in COMPARED
+                   if before.get(name) != row.get(name)]
+        lines.append(f"{row['label']} {row['size']:,} {row['run']}: "
+                     + ("; ".join(changes) if changes else "unchanged"))
+    return lines
+
+
+@contextmanager
+def _store_url(kind: str, postgres_url: str) -> Iterator[tuple[str, str]]:
+    """A fresh, empty store for one case: (URL, PostgreSQL schema or "")."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            yield f"sqlite:///{tmp}/bench.db", ""
+        return
+    from sqlalchemy import create_engine, text
+
+    schema = f"crmsync_bench_{uuid.uuid4().hex[:10]}"
+    try:
+        yield postgres_url, schema
+    finally:
+        engine = create_engine(postgres_url)
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        engine.dispose()
 
 
 def _push_rows(base: str, crm: str, token: str, size: int) -> list[dict[str, Any]]:
@@ -185,8 +240,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--jitter-ms", type=float, default=30.0)
     parser.add_argument("--export-seconds-per-1000", type=float, default=0.02)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--compare", type=Path,
+                        help="a file an earlier --json wrote: print what changed against it")
+    parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--postgres-url", default=POSTGRES_URL,
+                        help="with --store postgresql (each case gets a fresh schema)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    for hidden in ("--base", "--token", "--store-url", "--initial-load", "--types"):
+    for hidden in ("--base", "--token", "--store-url", "--schema", "--initial-load",
+                   "--types"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     parser.add_argument("--initial-only", action="store_true", help=argparse.SUPPRESS)
     return parser
@@ -209,9 +270,9 @@ def main() -> None:
             counts = {t: (size if t in types else 0) for t in ("contacts", "companies", "deals")}
             requests.post(f"{base}/_sandbox/seed", timeout=3600, json={
                 "crm": crm, "token": token, "seed": 1, **counts}).raise_for_status()
-            with tempfile.TemporaryDirectory() as tmp:
+            with _store_url(args.store, args.postgres_url) as (url, schema):
                 command = [sys.executable, __file__, "--child", "--crm", crm, "--base", base,
-                           "--token", token, "--store-url", f"sqlite:///{tmp}/bench.db",
+                           "--token", token, "--store-url", url, "--schema", schema,
                            "--initial-load", load, "--types", types, "--plan", args.plan]
                 if size >= 1_000_000:
                     command.append("--initial-only")
@@ -223,7 +284,7 @@ def main() -> None:
             found = [json.loads(line) for line in out.splitlines()]
             found += _push_rows(base, crm, token, size)
             for figures in found:
-                row = {**EMPTY_ROW, "crm": crm, "label": f"{crm} / {load}",
+                row = {**EMPTY_ROW, "crm": crm, "label": f"{crm} / {load} / {args.store}",
                        "initial_load": load, "size": size, "types": types, **figures}
                 rows.append(row)
                 print(_row_text(row), flush=True)
@@ -231,6 +292,11 @@ def main() -> None:
         args.json.write_text(json.dumps({"settings": vars(args) | {"json": str(args.json)},
                                          "rows": rows}, indent=2, default=str),
                              encoding="utf-8")
+    if args.compare:
+        old_rows = json.loads(args.compare.read_text(encoding="utf-8"))["rows"]
+        print(f"\nagainst {args.compare}:")
+        for line in compare(old_rows, rows):
+            print("  " + line)
 
 
 if __name__ == "__main__":
