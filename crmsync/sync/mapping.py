@@ -137,14 +137,18 @@ def _association(assoc: Association) -> AssociationRow:
 
 def record_row(record: RemoteRecord, rules: MappingRules) -> RecordRow:
     """The store row for one remote record."""
+    # One copy serves as the row's properties and its base's (the store then writes their
+    # JSON once); nothing mutates either.
+    properties = dict(record.properties)
     return RecordRow(
         remote_id=record.id,
         remote_modified_at=record.modified_at,
         columns=_columns(record, rules),
-        properties=dict(record.properties),
-        base={"fields": dict(record.fields), "properties": dict(record.properties)},
+        properties=properties,
+        base={"fields": dict(record.fields), "properties": properties},
         associations=(None if record.associations is None
-                      else tuple(_association(a) for a in record.associations)),
+                      else tuple([AssociationRow(a.to_type, a.to_id, a.primary)
+                                  for a in record.associations])),
     )
 
 
