@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ARRAY, any_, bindparam, func, select
+from sqlalchemy import ARRAY, Boolean, any_, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from crmsync.errors import StoreError
@@ -60,8 +60,10 @@ def _qualified(conn: Connection, table: Table) -> str:
 
 def _processors(conn: Connection, table: Table, columns: Sequence[str],
                 json_columns: frozenset[str]) -> list[Any]:
+    # Booleans need none: both drivers take Python's (SQLite stores 1 and 0, as the
+    # processor would).
     dialect = conn.dialect
-    return [None if name in json_columns
+    return [None if name in json_columns or isinstance(table.c[name].type, Boolean)
             else table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
             for name in columns]
 

@@ -21,7 +21,7 @@ import os
 import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import and_, bindparam, delete, func, insert, select, tuple_, update
 
@@ -60,8 +60,9 @@ OWNED_ASSOCIATIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True)
-class AssociationRow:
+class AssociationRow(NamedTuple):
+    """One association the owning record has (a tuple: a page makes one per link)."""
+
     to_type: str
     to_remote_id: str
     primary: bool = False
@@ -609,12 +610,23 @@ class RecordStore:
                 found[row.remote_id] = (row.record_id, row.base, gone, row.id)
         return found
 
+    def _record_ids(self, conn: Connection, crm: str, object_type: str,
+                    remote_ids: Sequence[str]) -> dict[str, int]:
+        """remote id → store id (stubs included) for the ids that have a link."""
+        found: dict[str, int] = {}
+        for chunk in _chunks(remote_ids, in_chunk_size(conn)):
+            for remote_id, record_id in conn.execute(
+                    select(record_links.c.remote_id, record_links.c.record_id)
+                    .where(self._scope(record_links, crm, object_type),
+                           any_of(conn, record_links.c.remote_id, chunk))):
+                found[remote_id] = record_id
+        return found
+
     def _resolve(self, conn: Connection, crm: str, object_type: str, remote_ids: Iterable[str],
                  now: dt.datetime) -> dict[str, int]:
         """Store ids for remote ids of `object_type`, creating stubs for those not seen yet."""
         wanted = list(dict.fromkeys(remote_ids))
-        resolved = {rid: link[0] for rid, link in
-                    self._links(conn, crm, object_type, wanted).items()}
+        resolved = self._record_ids(conn, crm, object_type, wanted)
         missing = [rid for rid in wanted if rid not in resolved]
         if missing:
             new_ids = self._insert_stubs(conn, crm, object_type, missing, now)

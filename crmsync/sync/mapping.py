@@ -23,7 +23,7 @@ from crmsync.store.records import AssociationRow, RecordRow, RemovalRow
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from crmsync.adapters.records import Association, RemoteRecord, RemoteRemoval
+    from crmsync.adapters.records import RemoteRecord, RemoteRemoval
 
 @dataclass(frozen=True)
 class StageKeys:
@@ -129,10 +129,6 @@ def _columns(record: RemoteRecord, rules: MappingRules) -> dict[str, Any]:
         "owner_id": _text(f.get("owner_id"), 64),
         "remote_created_at": _instant(f.get("created_at")),
     }
-
-
-def _association(assoc: Association) -> AssociationRow:
-    return AssociationRow(assoc.to_type, assoc.to_id, assoc.primary)
 
 
 def record_row(record: RemoteRecord, rules: MappingRules) -> RecordRow:
