@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ARRAY, Boolean, any_, bindparam, func, select
+from sqlalchemy import ARRAY, Boolean, String, any_, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from crmsync.errors import StoreError
@@ -133,7 +133,9 @@ def any_of(conn: Connection, column: Any, values: Sequence[Any]) -> Any:
     """`column IN values` as the dialect takes a long list best: one array parameter on
     PostgreSQL (a short statement the driver prepares once), `IN (?, …)` on SQLite."""
     if conn.dialect.name == "postgresql":
-        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+        # Text without the column's length: a cast to VARCHAR(n)[] would cut longer values.
+        element = String() if isinstance(column.type, String) else column.type
+        return column == any_(bindparam(None, list(values), type_=ARRAY(element)))
     return column.in_(values)
 
 

@@ -732,7 +732,9 @@ class RecordStore:
         scope = and_(sync_failures.c.client == self.client, sync_failures.c.crm == crm,
                      sync_failures.c.object_type == object_type,
                      sync_failures.c.direction == "pull")
-        done = [r.remote_id for r in rows]
+        # Mostly there are none to clear: one probe instead of a delete per chunk of ids.
+        recorded = conn.execute(select(sync_failures.c.id).where(scope).limit(1)).first()
+        done = [r.remote_id for r in rows] if recorded is not None else []
         for chunk in _chunks(done, in_chunk_size(conn)):
             conn.execute(delete(sync_failures).where(
                 scope, any_of(conn, sync_failures.c.record_key, chunk)))
