@@ -34,6 +34,7 @@ import csv
 import datetime as dt
 import io
 import logging
+import operator
 import tempfile
 import zipfile
 from typing import IO, TYPE_CHECKING, Any, cast
@@ -41,31 +42,36 @@ from urllib.parse import urlsplit
 
 from crmsync.adapters.http_policy import Reply, parse_body
 from crmsync.adapters.hubspot_records import (
+    _NOT_PROPERTIES,
+    MERGED,
+    MODIFIED,
     OVERLAP,
     OWNED_ASSOCIATIONS,
     PRIMARY_TYPE_IDS,
+    SOURCES,
     _after_full,
     _merged,
     _time,
 )
-from crmsync.adapters.records import Association, PullCursor, RecordPage
+from crmsync.adapters.records import Association, PullCursor, RecordPage, RemoteRecord
 from crmsync.errors import FatalRemoteError, RemoteError
 
 if TYPE_CHECKING:
-    from collections.abc import Generator, Iterator
+    from collections.abc import Callable, Generator, Iterator
 
     from crmsync.adapters.hubspot_records import HubSpotRecords
     from crmsync.names import ObjectType
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 1_000  # records per page committed from the file
+PAGE_SIZE = 5_000  # records per page committed from the file (one transaction each)
 EXPORT_MIN_RECORDS = 20_000  # `auto`: below this the list API's few calls cost less
 POLL_FIRST, POLL_GROWTH, POLL_MAX = 2.0, 1.5, 30.0  # seconds between status polls
 POLL_MAX_SECONDS = 6 * 3600.0  # give up waiting for one export after this long
 ASSOCIATION_BATCH = 1_000  # v4 batch/read inputs (developer changelog, 2025-02-10)
 CHUNK = 1 << 20  # download chunk
 _TYPE_BY_LABEL = {"Contact": "contacts", "Company": "companies", "Deal": "deals"}
+_EPOCH = dt.datetime.fromtimestamp(0, dt.UTC)  # `hubspot_records._modified` without a time
 
 STRATEGIES = ("export", "list", "auto")
 
@@ -253,7 +259,7 @@ def _pages(adapter: HubSpotRecords, object_type: ObjectType, cursor: PullCursor,
         header = next(reader, None)
         if header is None:
             continue
-        columns = _columns(header)
+        layout = _Layout(object_type, header)
         batch: list[list[str]] = []
         row = first_row if number == first_partition else 0
         for index, values in enumerate(reader):
@@ -263,57 +269,116 @@ def _pages(adapter: HubSpotRecords, object_type: ObjectType, cursor: PullCursor,
             if len(batch) == PAGE_SIZE:
                 row = index + 1
                 yield _page(adapter, object_type, cursor, started=started,
-                            state=dict(state, partition=number, row=row), columns=columns,
+                            state=dict(state, partition=number, row=row), layout=layout,
                             rows=batch)
                 batch = []
         if batch:
             yield _page(adapter, object_type, cursor, started=started,
                         state=dict(state, partition=number, row=row + len(batch)),
-                        columns=columns, rows=batch)
+                        layout=layout, rows=batch)
         # The next partition from its first row (saved with the next page).
         state = dict(state, partition=number + 1, row=0)
 
 
-def _columns(header: list[str]) -> dict[str, Any]:
-    props: list[tuple[int, str]] = []
-    links: list[tuple[int, str, bool]] = []
-    for index, name in enumerate(header):
-        if index == 0:
-            continue  # hs_object_id / Record ID
-        if name.startswith("Associated ") and " IDs" in name:
-            label = name.removeprefix("Associated ").split(" IDs")[0]
-            to_type = _TYPE_BY_LABEL.get(label)
-            if to_type is not None:
-                links.append((index, to_type, name.endswith("(Primary)")))
-            continue
-        props.append((index, name))
-    return {"props": props, "links": links}
+class _Layout:
+    """Where each column of one partition's header goes, worked out once per partition so a
+    row becomes a record by a few C-level picks instead of a dictionary lookup per cell.
+
+    A row's `cells` are its values with "" as None, padded or cut to the header's width,
+    plus one None at index `width` that stands for a column the file does not have.
+    """
+
+    def __init__(self, object_type: ObjectType, header: list[str]) -> None:
+        self.width = width = len(header)
+        props: dict[str, int] = {}
+        self.links: list[tuple[int, str, bool]] = []
+        for index, name in enumerate(header):
+            if index == 0:
+                continue  # hs_object_id / Record ID
+            if name.startswith("Associated ") and " IDs" in name:
+                label = name.removeprefix("Associated ").split(" IDs")[0]
+                to_type = _TYPE_BY_LABEL.get(label)
+                if to_type is not None:
+                    self.links.append((index, to_type, name.endswith("(Primary)")))
+                continue
+            props.pop(name, None)  # a repeated name: its last column, as a dict would keep
+            props[name] = index
+        self.exported = {to_type for _, to_type, _ in self.links}
+        # Every property (what `HubSpotRecords._record` reads from a raw record) ...
+        self.all_names = list(props)
+        self.pick_all = _picker(list(props.values()))
+        # ... and, split as `_record` splits it, the canonical fields and the other properties.
+        sources = SOURCES[object_type]
+        used = set(sources.values())
+        self.field_names = list(sources)
+        self.pick_fields = _picker([props.get(source, width) for source in sources.values()])
+        others = {n: i for n, i in props.items() if n not in used and n not in _NOT_PROPERTIES}
+        self.property_names = list(others)
+        self.pick_properties = _picker(list(others.values()))
+        self.modified = props.get(MODIFIED[object_type], width)
+        self.merged = props.get(MERGED, width)
+
+    def cells(self, values: list[str]) -> list[str | None]:
+        cells: list[str | None] = [v or None for v in values]
+        if len(cells) != self.width:
+            cells = (cells + [None] * self.width)[:self.width]
+        cells.append(None)
+        return cells
+
+
+def _picker(indexes: list[int]) -> Callable[[list[str | None]], tuple[str | None, ...]]:
+    """`operator.itemgetter` that always returns a tuple."""
+    if len(indexes) > 1:
+        return operator.itemgetter(*indexes)
+    if len(indexes) == 1:
+        only = indexes[0]
+        return lambda cells: (cells[only],)
+    return lambda _cells: ()
 
 
 def _page(adapter: HubSpotRecords, object_type: ObjectType, cursor: PullCursor, *,
-          started: dt.datetime, state: dict[str, Any], columns: dict[str, Any],
+          started: dt.datetime, state: dict[str, Any], layout: _Layout,
           rows: list[list[str]]) -> RecordPage:
-    raws: list[dict[str, Any]] = []
-    associations: dict[str, dict[tuple[str, str], bool]] = {}
+    found: dict[str, dict[tuple[str, str], bool]] = {}
+    merged: list[dict[str, Any]] = []
+    records: list[tuple[str, list[str | None]]] = []
     for values in rows:
         record_id = values[0]
-        raws.append({"id": record_id, "properties": {
-            name: (values[i] or None) if i < len(values) else None
-            for i, name in columns["props"]}})
-        found = associations[record_id] = {}
-        for i, to_type, primary in columns["links"]:
-            for to_id in (values[i] if i < len(values) else "").split(";"):
-                if to_id.strip():
-                    key = (to_type, to_id.strip())
-                    found[key] = found.get(key, False) or primary
-    exported = {to_type for _, to_type, _ in columns["links"]}
-    calls = _read_other_associations(adapter, object_type, associations, exported)
-    records = [adapter._record(object_type, raw, tuple(
-        Association(cast("ObjectType", t), i, p)
-        for (t, i), p in sorted(associations[str(raw["id"])].items()))) for raw in raws]
-    calls += adapter._deal_status(object_type, records)
-    return RecordPage(object_type, tuple(records), _merged(object_type, raws),
+        cells = layout.cells(values)
+        records.append((record_id, cells))
+        links = found[record_id] = {}
+        for i, to_type, primary in layout.links:
+            if i < len(values) and values[i]:
+                for to_id in values[i].split(";"):
+                    if to_id.strip():
+                        key = (to_type, to_id.strip())
+                        links[key] = links.get(key, False) or primary
+        if cells[layout.merged] is not None:
+            merged.append({"id": record_id, "properties": {
+                MERGED: cells[layout.merged], MODIFIED[object_type]: cells[layout.modified]}})
+    calls = _read_other_associations(adapter, object_type, found, layout.exported)
+    out = [_record(adapter, object_type, layout, record_id=record_id, cells=cells,
+                   associations=tuple(Association(cast("ObjectType", t), i, p)
+                                      for (t, i), p in sorted(found[record_id].items())))
+           for record_id, cells in records]
+    calls += adapter._deal_status(object_type, out)
+    return RecordPage(object_type, tuple(out), _merged(object_type, merged),
                       _cursor(cursor, started, state), calls=calls)
+
+
+def _record(adapter: HubSpotRecords, object_type: ObjectType, layout: _Layout, *,
+            record_id: str, cells: list[str | None],
+            associations: tuple[Association, ...]) -> RemoteRecord:
+    """The record `HubSpotRecords._record` makes of this row (deals, whose fields it
+    converts, go through it)."""
+    if object_type == "deals":
+        return adapter._record(object_type, {"id": record_id, "properties": dict(
+            zip(layout.all_names, layout.pick_all(cells), strict=True))}, associations)
+    return RemoteRecord(
+        object_type, record_id, _time(cells[layout.modified]) or _EPOCH,
+        dict(zip(layout.field_names, layout.pick_fields(cells), strict=True)),
+        dict(zip(layout.property_names, layout.pick_properties(cells), strict=True)),
+        associations)
 
 
 def _read_other_associations(adapter: HubSpotRecords, object_type: ObjectType,

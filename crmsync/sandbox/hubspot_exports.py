@@ -165,7 +165,7 @@ def _render(account: Any, object_type: str, properties: list[str], assocs: list[
             groups: Any, names: bool, export_name: str,
             partition_rows: int) -> tuple[int, bytes, bool]:
     """Every matching live record as CSV rows; a zip of partitions above `partition_rows`."""
-    known = account.catalog.definitions[object_type]
+    known = account._definitions(object_type)  # deals: with the calculated stage dates
     wanted = [p for p in dict.fromkeys(properties) if p in known and p != "hs_object_id"]
     matcher = compile_filter_groups(groups, account.catalog.kinds(object_type)) if groups else None
     header = ["hs_object_id" if names else "Record ID"]

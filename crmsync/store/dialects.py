@@ -1,9 +1,11 @@
-"""INSERT … ON CONFLICT for the dialects the store supports (SQLite and PostgreSQL)."""
+"""INSERT … ON CONFLICT for the dialects the store supports (SQLite and PostgreSQL), and bulk
+writes of a whole page in one round trip."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import ARRAY, Boolean, String, any_, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from crmsync.errors import StoreError
@@ -38,3 +40,113 @@ def upsert(conn: Connection, table: Table, values: Mapping[str, Any],
     updates = {k: stmt.excluded[k] for k in values if k not in conflict}
     result: Insert = stmt.on_conflict_do_update(index_elements=list(conflict), set_=updates)
     return result
+
+
+# --- bulk writes ------------------------------------------------------------------------------
+# A page of thousands of rows through SQLAlchemy's executemany spends most of its time turning
+# each row's parameters into driver values in Python. These write the same values the Core
+# statement would (each column's own bind processor, JSON already serialised by the caller)
+# straight to the driver: one `executemany` on SQLite, one COPY on PostgreSQL.
+
+
+def _qualified(conn: Connection, table: Table) -> str:
+    """The table's name as the driver sees it (the store's PostgreSQL schema, if any)."""
+    translate = conn.get_execution_options().get("schema_translate_map") or {}
+    schema = translate.get(table.schema, table.schema)
+    preparer = conn.dialect.identifier_preparer
+    name = preparer.quote(table.name)
+    return f"{preparer.quote_schema(schema)}.{name}" if schema else name
+
+
+def _processors(conn: Connection, table: Table, columns: Sequence[str],
+                json_columns: frozenset[str]) -> list[Any]:
+    # Booleans need none: both drivers take Python's (SQLite stores 1 and 0, as the
+    # processor would).
+    dialect = conn.dialect
+    return [None if name in json_columns or isinstance(table.c[name].type, Boolean)
+            else table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+            for name in columns]
+
+
+def bulk_insert(conn: Connection, table: Table, constants: Mapping[str, Any],
+                columns: Sequence[str], rows: Sequence[Sequence[Any]], *,
+                json_columns: frozenset[str] = frozenset(), ids: bool = False
+                ) -> list[int]:
+    """INSERT `rows` (values of `columns`, then `constants` on every row) in one round trip,
+    inside the connection's transaction. Values of `json_columns` are JSON text already.
+
+    With `ids` the table's new primary keys come back in the order of `rows`: on PostgreSQL
+    drawn from its sequence first (safe under concurrent writers), on SQLite the consecutive
+    rowids the insert took (it holds the database's write lock until commit; checked).
+    """
+    if not rows:
+        return []
+    const_names = list(constants)
+    names = [*columns, *const_names]
+    processors = _processors(conn, table, names, json_columns)
+    const_values = tuple(p(v) if p else v for p, v in
+                         zip(processors[len(columns):], constants.values(), strict=True))
+    per_row = [(i, p) for i, p in enumerate(processors[:len(columns)]) if p is not None]
+    if per_row:
+        processed: list[tuple[Any, ...]] = []
+        for row in rows:
+            values = list(row)
+            for i, processor in per_row:
+                values[i] = processor(values[i])
+            processed.append((*values, *const_values))
+    else:
+        processed = [(*row, *const_values) for row in rows]
+    name = _qualified(conn, table)
+    quote = conn.dialect.identifier_preparer.quote
+    if conn.dialect.name == "postgresql":
+        new_ids: list[int] = []
+        if ids:
+            sequence = conn.exec_driver_sql(
+                "SELECT pg_get_serial_sequence(%s, 'id')", (name,)).scalar_one()
+            new_ids = list(conn.exec_driver_sql(
+                "SELECT nextval(%s) FROM generate_series(1, %s)",
+                (sequence, len(processed))).scalars())
+            names = ["id", *names]
+            processed = [(i, *row) for i, row in zip(new_ids, processed, strict=True)]
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cursor, cursor.copy(
+                f"COPY {name} ({', '.join(quote(n) for n in names)}) FROM STDIN") as copy:
+            for row in processed:
+                copy.write_row(row)
+        return new_ids
+    placeholders = ", ".join("?" for _ in names)
+    conn.exec_driver_sql(  # names from the table's metadata, quoted; values bound
+        f"INSERT INTO {name} ({', '.join(quote(n) for n in names)}) "  # noqa: S608
+        f"VALUES ({placeholders})", processed)
+    if not ids:
+        return []
+    last = int(conn.exec_driver_sql("SELECT last_insert_rowid()").scalar_one())
+    first = last - len(processed) + 1
+    low, count = conn.execute(select(func.min(table.c.id), func.count())
+                              .where(table.c.id >= first)).one()
+    if (low, count) != (first, len(processed)):
+        raise StoreError(f"unexpected ids in {table.name} after a bulk insert")
+    return list(range(first, last + 1))
+
+
+def any_of(conn: Connection, column: Any, values: Sequence[Any]) -> Any:
+    """`column IN values` as the dialect takes a long list best: one array parameter on
+    PostgreSQL (a short statement the driver prepares once), `IN (?, …)` on SQLite."""
+    if conn.dialect.name == "postgresql":
+        # Text without the column's length: a cast to VARCHAR(n)[] would cut longer values.
+        element = String() if isinstance(column.type, String) else column.type
+        return column == any_(bindparam(None, list(values), type_=ARRAY(element)))
+    return column.in_(values)
+
+
+def in_chunk_size(conn: Connection) -> int:
+    """How many values one `any_of` takes (SQLite binds each one as a parameter)."""
+    return 50_000 if conn.dialect.name == "postgresql" else 900
+
+
+def refresh_statistics(conn: Connection, tables: Sequence[Table]) -> None:
+    """ANALYZE `tables` on PostgreSQL, whose planner otherwise keeps planning a table filled
+    by a bulk load as the empty one it last sampled (scanning it for every lookup by remote
+    id). SQLite needs none: without statistics it takes the unique index anyway."""
+    if conn.dialect.name == "postgresql" and tables:
+        conn.exec_driver_sql("ANALYZE " + ", ".join(_qualified(conn, t) for t in tables))

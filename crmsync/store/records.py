@@ -16,21 +16,31 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import json
 import os
 import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import and_, bindparam, delete, func, insert, select, tuple_, update
 
-from crmsync.store.dialects import dialect_insert, upsert
+from crmsync.errors import StoreError
+from crmsync.store.dialects import (
+    any_of,
+    bulk_insert,
+    dialect_insert,
+    in_chunk_size,
+    refresh_statistics,
+    upsert,
+)
 from crmsync.store.schema import (
     RECORD_TABLES,
     associations,
     conflicts,
     field_definitions,
     local_changes,
+    metadata,
     record_links,
     sync_cursors,
     sync_failures,
@@ -50,8 +60,9 @@ OWNED_ASSOCIATIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-@dataclass(frozen=True)
-class AssociationRow:
+class AssociationRow(NamedTuple):
+    """One association the owning record has (a tuple: a page makes one per link)."""
+
     to_type: str
     to_remote_id: str
     primary: bool = False
@@ -117,6 +128,8 @@ Resolver = Callable[["RecordRow", LocalEdit], Resolution]
 
 # Which column identifies a record created on both sides (deals never match by name).
 MATCH_KEYS: dict[str, str] = {"contacts": "email_key", "companies": "domain_key"}
+# Rows a bulk load inserts into a table before its planner statistics are first refreshed.
+ANALYZE_AFTER = 2_000
 # A queue row whose create was sent and whose answer is not recorded yet (`mark_in_flight`).
 IN_FLIGHT = "create sent; the CRM's answer was not recorded (the run stopped)"
 
@@ -192,6 +205,10 @@ class RecordStore:
     def __init__(self, store: Store, client: str) -> None:
         self.store = store
         self.client = client
+        # Rows this object bulk-inserted per table since its statistics were last refreshed,
+        # and how many it had inserted then (`_refresh_statistics`).
+        self._inserted: dict[str, int] = {}
+        self._sampled: dict[str, int] = {}
 
     # --- cursors and field definitions --------------------------------------------------------
 
@@ -261,7 +278,7 @@ class RecordStore:
         now = self.store.clock()
         unique = list({row.remote_id: row for row in rows}.values())
         with self.store.engine.begin() as conn:
-            ids = self._write_records(conn, crm, object_type, rows=unique, now=now,
+            ids, created = self._write_records(conn, crm, object_type, rows=unique, now=now,
                                       pass_id=pass_id, outcome=outcome, resolve=resolve)
             keep: dict[int, set[str]] = {}
             if resolve is not None:
@@ -273,7 +290,7 @@ class RecordStore:
                     if names:
                         keep[record_id] = names
             self._write_associations(conn, crm, object_type, rows=unique, ids=ids, now=now,
-                                     outcome=outcome, keep=keep)
+                                     outcome=outcome, keep=keep, created=created)
             self._write_removals(conn, crm, object_type, removals=removals, now=now,
                                  outcome=outcome)
             self._write_failures(conn, crm, object_type, rows=unique, failures=failures,
@@ -286,7 +303,23 @@ class RecordStore:
                 if removals_scanned:
                     values["removals_scanned_at"] = now
                 conn.execute(upsert(conn, sync_cursors, values, ["client", "crm", "object_type"]))
+        self._refresh_statistics()
         return outcome
+
+    def _count_inserted(self, table: Table, rows: int) -> None:
+        self._inserted[table.name] = self._inserted.get(table.name, 0) + rows
+
+    def _refresh_statistics(self) -> None:
+        """During a bulk load, each time a table has doubled (from `ANALYZE_AFTER` rows on):
+        a few ANALYZEs for a million rows, so lookups by remote id stay index lookups."""
+        grown = [name for name, count in self._inserted.items()
+                 if count >= max(ANALYZE_AFTER, self._sampled.get(name, 0))]
+        if not grown:
+            return
+        with self.store.engine.begin() as conn:
+            refresh_statistics(conn, [metadata.tables[name] for name in sorted(grown)])
+        for name in grown:
+            self._sampled[name] = self._sampled.get(name, 0) + self._inserted.pop(name)
 
     def preview_page(self, crm: str, object_type: str, rows: Sequence[RecordRow],
                      removals: Sequence[RemovalRow]) -> PageOutcome:
@@ -313,8 +346,10 @@ class RecordStore:
     def _write_records(self, conn: Connection, crm: str, object_type: str, *,
                        rows: Sequence[RecordRow], now: dt.datetime, pass_id: str | None,
                        outcome: PageOutcome, resolve: Resolver | None = None
-                       ) -> dict[str, int]:
+                       ) -> tuple[dict[str, int], frozenset[int]]:
+        """Store ids by remote id of the rows, and those of the records created here."""
         table = RECORD_TABLES[object_type]
+        new_ids: list[int] = []
         existing = self._links(conn, crm, object_type, [r.remote_id for r in rows])
         fresh = [r for r in rows if r.remote_id not in existing]
         ids = {remote_id: link[0] for remote_id, link in existing.items()}
@@ -338,14 +373,8 @@ class RecordStore:
             edits = self._local_edits(conn, object_type, [link[0] for link in existing.values()])
         known = [r for r in rows if r.remote_id in existing]
         if fresh:
-            new_ids = self._insert_records(conn, table, [
-                {**r.columns, "properties": dict(r.properties), "stub": False} for r in fresh
-            ], now)
-            conn.execute(insert(record_links), [
-                self._link_values(crm, object_type, r, record_id=record_id, now=now,
-                                  pass_id=pass_id)
-                for r, record_id in zip(fresh, new_ids, strict=True)
-            ])
+            new_ids = self._insert_fresh(conn, crm, object_type, fresh, now=now,
+                                         pass_id=pass_id)
             ids.update({r.remote_id: record_id for r, record_id in zip(fresh, new_ids,
                                                                         strict=True)})
             outcome.created += len(fresh)
@@ -372,7 +401,7 @@ class RecordStore:
                 "_link": existing[r.remote_id][3], "remote_modified_at": r.remote_modified_at,
                 "base": _jsonable(r.base), "seen_pass": pass_id, "pulled_at": now,
             } for r in known])
-        return ids
+        return ids, frozenset(new_ids)
 
     def _overwrite(self, conn: Connection, table: Table, rows: Sequence[RecordRow],
                    ids: Mapping[str, int], now: dt.datetime) -> None:
@@ -506,12 +535,50 @@ class RecordStore:
                                         "queued_at": data["queued_at"], "row": data}
         return found
 
-    def _insert_records(self, conn: Connection, table: Table, values: list[dict[str, Any]],
-                        now: dt.datetime) -> list[int]:
-        stmt = insert(table).returning(table.c.id, sort_by_parameter_order=True)
-        result = conn.execute(stmt, [{"client": self.client, "created_at": now,
-                                      "updated_at": now, **v} for v in values])
-        return list(result.scalars())
+    def _insert_fresh(self, conn: Connection, crm: str, object_type: str,
+                      rows: Sequence[RecordRow], *, now: dt.datetime, pass_id: str | None
+                      ) -> list[int]:
+        """New records and their links, in two bulk inserts; their store ids in order."""
+        table = RECORD_TABLES[object_type]
+        columns = sorted({c for r in rows for c in r.columns})
+        unknown = [c for c in columns if c not in table.c]
+        if unknown:
+            raise StoreError(f"{object_type} has no column {unknown[0]!r}")
+        texts = [_json_texts(r) for r in rows]
+        record_ids = bulk_insert(
+            conn, table, {"client": self.client, "stub": False, "created_at": now,
+                          "updated_at": now},
+            [*columns, "properties"],
+            [(*[r.columns.get(c) for c in columns], text[0])
+             for r, text in zip(rows, texts, strict=True)],
+            json_columns=_PROPERTIES, ids=True)
+        self._count_inserted(table, len(rows))
+        self._count_inserted(record_links, len(rows))
+        bulk_insert(
+            conn, record_links, {"client": self.client, "crm": crm, "object_type": object_type,
+                                 "seen_pass": pass_id, "pulled_at": now},
+            ["remote_id", "record_id", "remote_modified_at", "base"],
+            [(r.remote_id, record_id, r.remote_modified_at, text[1])
+             for r, record_id, text in zip(rows, record_ids, texts, strict=True)],
+            json_columns=_BASE)
+        return record_ids
+
+    def _insert_stubs(self, conn: Connection, crm: str, object_type: str,
+                      remote_ids: Sequence[str], now: dt.datetime) -> list[int]:
+        """Stub records (known only as an association's target) and their links."""
+        record_ids = bulk_insert(
+            conn, RECORD_TABLES[object_type], {"client": self.client, "stub": True,
+                                               "created_at": now, "updated_at": now},
+            ["properties"], [("{}",) for _ in remote_ids], json_columns=_PROPERTIES, ids=True)
+        self._count_inserted(RECORD_TABLES[object_type], len(remote_ids))
+        self._count_inserted(record_links, len(remote_ids))
+        bulk_insert(
+            conn, record_links, {"client": self.client, "crm": crm, "object_type": object_type,
+                                 "remote_modified_at": None, "base": "null", "seen_pass": None,
+                                 "pulled_at": now},
+            ["remote_id", "record_id"], list(zip(remote_ids, record_ids, strict=True)),
+            json_columns=_BASE)
+        return record_ids
 
     def _link_values(self, crm: str, object_type: str, row: RecordRow | None, *,
                      record_id: int, now: dt.datetime, pass_id: str | None,
@@ -531,41 +598,48 @@ class RecordStore:
         """remote id → (record id, base, removed or stub, link id) for the ids that exist."""
         table = RECORD_TABLES[object_type]
         found: dict[str, tuple[int, Any, bool, int]] = {}
-        for chunk in _chunks(list(dict.fromkeys(remote_ids))):
+        for chunk in _chunks(list(dict.fromkeys(remote_ids)), in_chunk_size(conn)):
             query = (select(record_links.c.remote_id, record_links.c.record_id,
                             record_links.c.base, record_links.c.id,
                             table.c.stub, table.c.deleted_at)
                      .join(table, table.c.id == record_links.c.record_id)
                      .where(self._scope(record_links, crm, object_type),
-                            record_links.c.remote_id.in_(chunk)))
+                            any_of(conn, record_links.c.remote_id, chunk)))
             for row in conn.execute(query):
                 gone = bool(row.stub) or row.deleted_at is not None
                 found[row.remote_id] = (row.record_id, row.base, gone, row.id)
+        return found
+
+    def _record_ids(self, conn: Connection, crm: str, object_type: str,
+                    remote_ids: Sequence[str]) -> dict[str, int]:
+        """remote id → store id (stubs included) for the ids that have a link."""
+        found: dict[str, int] = {}
+        for chunk in _chunks(remote_ids, in_chunk_size(conn)):
+            for remote_id, record_id in conn.execute(
+                    select(record_links.c.remote_id, record_links.c.record_id)
+                    .where(self._scope(record_links, crm, object_type),
+                           any_of(conn, record_links.c.remote_id, chunk))):
+                found[remote_id] = record_id
         return found
 
     def _resolve(self, conn: Connection, crm: str, object_type: str, remote_ids: Iterable[str],
                  now: dt.datetime) -> dict[str, int]:
         """Store ids for remote ids of `object_type`, creating stubs for those not seen yet."""
         wanted = list(dict.fromkeys(remote_ids))
-        resolved = {rid: link[0] for rid, link in
-                    self._links(conn, crm, object_type, wanted).items()}
+        resolved = self._record_ids(conn, crm, object_type, wanted)
         missing = [rid for rid in wanted if rid not in resolved]
         if missing:
-            table = RECORD_TABLES[object_type]
-            new_ids = self._insert_records(conn, table, [
-                {"properties": {}, "stub": True} for _ in missing], now)
-            conn.execute(insert(record_links), [
-                self._link_values(crm, object_type, None, record_id=record_id, now=now,
-                                  pass_id=None, remote_id=rid)
-                for rid, record_id in zip(missing, new_ids, strict=True)
-            ])
+            new_ids = self._insert_stubs(conn, crm, object_type, missing, now)
             resolved.update(zip(missing, new_ids, strict=True))
         return resolved
 
     def _write_associations(self, conn: Connection, crm: str, object_type: str, *,
                             rows: Sequence[RecordRow], ids: Mapping[str, int],
                             now: dt.datetime, outcome: PageOutcome,
-                            keep: Mapping[int, set[str]] | None = None) -> None:
+                            keep: Mapping[int, set[str]] | None = None,
+                            created: frozenset[int] = frozenset()) -> None:
+        """Replace the owners' associations with the rows'. `created`: store ids inserted
+        by this transaction, which cannot have any yet (nothing to delete)."""
         owners = [r for r in rows if r.associations is not None]
         if not owners:
             return
@@ -577,34 +651,33 @@ class RecordStore:
             targets[to_type] = self._resolve(conn, crm, to_type, remote, now) if remote else {}
         owner_ids = [ids[r.remote_id] for r in owners]
         kept = {(owner, to_type) for owner, names in keep.items() for to_type in names}
-        for chunk in _chunks([o for o in owner_ids if o not in keep]):
+        for chunk in _chunks([o for o in owner_ids if o not in keep and o not in created],
+                             in_chunk_size(conn)):
             conn.execute(delete(associations).where(
                 associations.c.client == self.client,
                 associations.c.from_type == object_type,
-                associations.c.from_id.in_(chunk)))
+                any_of(conn, associations.c.from_id, chunk)))
         for owner in (o for o in owner_ids if o in keep):
             conn.execute(delete(associations).where(
                 associations.c.client == self.client,
                 associations.c.from_type == object_type, associations.c.from_id == owner,
                 associations.c.to_type.not_in(sorted(keep[owner]))))
-        values: dict[tuple[int, str, int], dict[str, Any]] = {}
+        primary: dict[tuple[int, str, int], bool] = {}  # (from id, to type, to id)
         for row in owners:
+            owner = ids[row.remote_id]
             for assoc in row.associations or ():
                 if assoc.to_type not in targets:
                     continue  # not an association this side owns
-                if (ids[row.remote_id], assoc.to_type) in kept:
+                if kept and (owner, assoc.to_type) in kept:
                     continue  # changed locally: the push sends the local set
-                to_id = targets[assoc.to_type][assoc.to_remote_id]
-                key = (ids[row.remote_id], assoc.to_type, to_id)
-                previous = values.get(key)
-                values[key] = {
-                    "client": self.client, "from_type": object_type, "from_id": key[0],
-                    "to_type": key[1], "to_id": key[2], "crm": crm, "updated_at": now,
-                    "is_primary": assoc.primary or bool(previous and previous["is_primary"]),
-                }
-        if values:
-            conn.execute(insert(associations), list(values.values()))
-        outcome.associations += len(values)
+                key = (owner, assoc.to_type, targets[assoc.to_type][assoc.to_remote_id])
+                primary[key] = assoc.primary or primary.get(key, False)
+        bulk_insert(conn, associations, {"client": self.client, "from_type": object_type,
+                                         "crm": crm, "updated_at": now},
+                    ["from_id", "to_type", "to_id", "is_primary"],
+                    [(*key, is_primary) for key, is_primary in primary.items()])
+        self._count_inserted(associations, len(primary))
+        outcome.associations += len(primary)
 
     def _write_removals(self, conn: Connection, crm: str, object_type: str, *,
                         removals: Sequence[RemovalRow], now: dt.datetime,
@@ -659,10 +732,12 @@ class RecordStore:
         scope = and_(sync_failures.c.client == self.client, sync_failures.c.crm == crm,
                      sync_failures.c.object_type == object_type,
                      sync_failures.c.direction == "pull")
-        done = [r.remote_id for r in rows]
-        for chunk in _chunks(done):
-            conn.execute(delete(sync_failures).where(scope,
-                                                     sync_failures.c.record_key.in_(chunk)))
+        # Mostly there are none to clear: one probe instead of a delete per chunk of ids.
+        recorded = conn.execute(select(sync_failures.c.id).where(scope).limit(1)).first()
+        done = [r.remote_id for r in rows] if recorded is not None else []
+        for chunk in _chunks(done, in_chunk_size(conn)):
+            conn.execute(delete(sync_failures).where(
+                scope, any_of(conn, sync_failures.c.record_key, chunk)))
         for remote_id, reason in failures:
             conn.execute(dialect_insert(conn, sync_failures).values(
                 client=self.client, crm=crm, object_type=object_type, direction="pull",
@@ -954,6 +1029,30 @@ class RecordStore:
                     table.c.object_type == object_type)
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+# What SQLAlchemy's JSON type writes (`json.dumps`), with `_jsonable`'s dates and decimals.
+_JSON = json.JSONEncoder(default=_json_default).encode
+_PROPERTIES = frozenset({"properties"})
+_BASE = frozenset({"base"})
+
+
+def _json_texts(row: RecordRow) -> tuple[str, str]:
+    """The row's properties and merge base as JSON text; a base that holds the row's own
+    properties (as `mapping.record_row` makes it) reuses their text."""
+    properties = _JSON(row.properties)
+    base = row.base
+    if len(base) == 2 and "fields" in base and base.get("properties") is row.properties:
+        return properties, f'{{"fields": {_JSON(base["fields"])}, "properties": {properties}}}'
+    return properties, _JSON(base)
+
+
 def _merged_base(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:
     """`new` (fields and properties the CRM answered) laid over the stored base `old`."""
     old = old or {}
@@ -961,11 +1060,16 @@ def _merged_base(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[
             for part in ("fields", "properties")}
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _jsonable(value: Any) -> Any:
     """`value` as JSON would round-trip it (dates as ISO text), so a stored base compares
     equal to a freshly mapped one."""
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        # Most values are text: no call for them (a base has dozens per record).
+        return {k if type(k) is str else str(k): v if type(v) in _PLAIN else _jsonable(v)
+                for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     if isinstance(value, dt.datetime | dt.date):

@@ -23,7 +23,7 @@ from crmsync.store.records import AssociationRow, RecordRow, RemovalRow
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from crmsync.adapters.records import Association, RemoteRecord, RemoteRemoval
+    from crmsync.adapters.records import RemoteRecord, RemoteRemoval
 
 @dataclass(frozen=True)
 class StageKeys:
@@ -131,20 +131,20 @@ def _columns(record: RemoteRecord, rules: MappingRules) -> dict[str, Any]:
     }
 
 
-def _association(assoc: Association) -> AssociationRow:
-    return AssociationRow(assoc.to_type, assoc.to_id, assoc.primary)
-
-
 def record_row(record: RemoteRecord, rules: MappingRules) -> RecordRow:
     """The store row for one remote record."""
+    # One copy serves as the row's properties and its base's (the store then writes their
+    # JSON once); nothing mutates either.
+    properties = dict(record.properties)
     return RecordRow(
         remote_id=record.id,
         remote_modified_at=record.modified_at,
         columns=_columns(record, rules),
-        properties=dict(record.properties),
-        base={"fields": dict(record.fields), "properties": dict(record.properties)},
+        properties=properties,
+        base={"fields": dict(record.fields), "properties": properties},
         associations=(None if record.associations is None
-                      else tuple(_association(a) for a in record.associations)),
+                      else tuple([AssociationRow(a.to_type, a.to_id, a.primary)
+                                  for a in record.associations])),
     )
 
 
