@@ -36,7 +36,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: sandbox_
 
 import account_edits as edits
 import requests
-from extractors import AirbyteExtractor, CrmsyncExtractor, Expectation, RunOutput
+from extractors import (
+    AirbyteExtractor,
+    CrmsyncExtractor,
+    DltExtractor,
+    Expectation,
+    RunOutput,
+)
 from sandbox_process import sandbox_process
 
 if TYPE_CHECKING:
@@ -46,7 +52,9 @@ if TYPE_CHECKING:
 
 DELETED_CONTACTS = 10
 EXTRACTORS: dict[str, Callable[[str, str, str, Path, float], Extractor]] = {
-    "airbyte": AirbyteExtractor, "crmsync": CrmsyncExtractor}
+    "airbyte": AirbyteExtractor, "dlt": DltExtractor, "crmsync": CrmsyncExtractor}
+# dlt's verified Pipedrive source is not wired (yet): see README.
+SUPPORTED = {("pipedrive", "dlt"): False}
 
 
 def _delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -169,6 +177,8 @@ def main() -> None:
         print(HEADER, flush=True)
         for crm in args.crm:
             for kind in args.extractor:
+                if not SUPPORTED.get((crm, kind), True):
+                    continue
                 for row in scenario(base, crm, kind, size=args.size, cap_size=args.cap_size,
                                     keep=args.keep, timeout_s=args.timeout):
                     rows.append(row)

@@ -200,6 +200,47 @@ def _airbyte_catalog(crm: str) -> dict[str, Any]:
     return {"streams": streams}
 
 
+DLT_PYTHON = Path("/work/peer-venv-dlt/bin/python")
+DLT_SOURCES = Path("/work/peer-dlt-sources/sources")
+
+
+class DltExtractor:
+    """dlt's verified HubSpot source, one pipeline (state and DuckDB file in `workdir`) run
+    once per run in a fresh process of its own venv (dlt needs pendulum 3, Airbyte's CDK 2)."""
+
+    def __init__(self, crm: str, base: str, token: str, workdir: Path,
+                 timeout_s: float = 600.0) -> None:
+        if crm != "hubspot":
+            raise ValueError("only dlt's HubSpot source is wired here")
+        self.name = "dlt"
+        self.base, self.token, self.workdir, self.timeout_s = base, token, workdir, timeout_s
+        self.runs = 0
+
+    def run(self, expect: Expectation) -> RunOutput:
+        self.runs += 1
+        expect_path = self.workdir / f"expect-{self.runs}.json"
+        expect_path.write_text(json.dumps({"changed": sorted(expect.changed),
+                                           "value": expect.value,
+                                           "deleted": sorted(expect.deleted)}), encoding="utf-8")
+        env = {**os.environ, "PEERS_LOG_REQUESTS": str(self.workdir / f"run-{self.runs}.calls")}
+        command = [str(DLT_PYTHON), str(HERE / "dlt_launch.py"), self.base, self.token,
+                   str(self.workdir), str(DLT_SOURCES), str(expect_path)]
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, check=False, env=env,
+                              timeout=self.timeout_s)
+        wall = time.perf_counter() - start
+        last = (done.stdout.strip().splitlines() or [""])[-1]
+        if done.returncode != 0 or not last.startswith("{"):
+            return RunOutput(wall_s=wall, errors=[done.stderr.strip()[-300:]])
+        result = json.loads(last)
+        return RunOutput(records=sum(result["by_type"].values()), by_type=result["by_type"],
+                         changed_seen=result["changed_seen"],
+                         deleted_seen=result["deleted_seen"], wall_s=wall)
+
+    def close(self) -> None:
+        pass
+
+
 class CrmsyncExtractor:
     """crmsync's pull through its real adapter into one SQLite file, as bench/sync_pull.py."""
 
