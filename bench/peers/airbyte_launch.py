@@ -12,6 +12,7 @@ session, the CDK's cached sessions) at the sandbox without editing an installed 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests.adapters
 
 REAL_HOSTS = ("api.hubapi.com", "api.pipedrive.com")
+API_TOKEN_PARAM = re.compile(r"([?&]api_token=)[^&]*")
 
 
 def rewrite_url(url: str, base: str) -> str:
@@ -42,8 +44,9 @@ def point_requests_at(base: str, log_path: str | None = None) -> None:
         request.url = rewrite_url(request.url or "", base)
         if log_path:
             body = request.body.decode() if isinstance(request.body, bytes) else request.body
+            url = API_TOKEN_PARAM.sub(r"\1***", request.url or "")  # Pipedrive's query token
             with Path(log_path).open("a", encoding="utf-8") as log:
-                log.write(f"{request.method} {request.url} {body or ''}\n")
+                log.write(f"{request.method} {url} {body or ''}\n")
         return original_send(self, request, *args, **kwargs)
 
     requests.adapters.HTTPAdapter.send = send  # type: ignore[method-assign]

@@ -164,7 +164,7 @@ def main() -> None:
     parser.add_argument("--cap-size", type=int, default=12_000,
                         help="contacts of the HubSpot search-cap account (0: skip)")
     parser.add_argument("--json", type=Path, help="also write every row to this file")
-    parser.add_argument("--timeout", type=float, default=600,
+    parser.add_argument("--timeout", type=float, default=300,
                         help="seconds before an Airbyte read that has not ended is killed")
     parser.add_argument("--keep", type=Path, help="keep each extractor's files (Airbyte: "
                         "config, catalog, state, every request it sent) under this directory")
