@@ -61,6 +61,22 @@ def _calls(base: str) -> tuple[int, int]:
     return int(stats["total"]), searches
 
 
+def _tokens_left(base: str, token: str) -> int:
+    """Pipedrive's daily token budget left for `token`, as its `x-daily-requests-left` says
+    (the adapter's own count cannot be used: concurrent answers arrive out of order)."""
+    response = requests.get(f"{base}/api/v1/users/me", headers={"x-api-token": token},
+                            timeout=30)
+    response.raise_for_status()
+    return int(response.headers["x-daily-requests-left"])
+
+
+def _tokens_spent(base: str, token: str, since: int) -> int:
+    """Tokens spent since `since` was read, less the two reads' own cost."""
+    left = _tokens_left(base, token)
+    probe = left - _tokens_left(base, token)
+    return since - left - probe
+
+
 def allowed(crm: str, config: dict[str, Any]) -> tuple[float, float | None]:
     """(requests per second, searches per second or None) the account allows."""
     if crm == "hubspot":
@@ -134,7 +150,8 @@ def child(args: argparse.Namespace) -> None:
     rate, search_rate = allowed(args.crm, _config(args.base))
     for run, prepare in (("push-update", _edit), ("push-create", _create)):
         changed = prepare(store, args.count)
-        (calls0, searches0), spent0 = _calls(args.base), adapter.policy.budget.spent
+        left0 = _tokens_left(args.base, args.token) if args.crm == "pipedrive" else 0
+        calls0, searches0 = _calls(args.base)
         throttled0 = adapter.policy.throttled
         cpu0, wall0 = time.process_time(), time.perf_counter()
         result = push_client("bench", adapter, store, rules, object_types=("contacts",))
@@ -150,8 +167,8 @@ def child(args: argparse.Namespace) -> None:
         print(json.dumps({
             "run": run, "pulled": pushed, "calls": calls,
             "calls_per_1000": round(calls / pushed * 1000, 2),
-            "tokens_per_1000": round((adapter.policy.budget.spent - spent0) / pushed * 1000, 1)
-            if args.crm == "pipedrive" else None,
+            "tokens_per_1000": round(_tokens_spent(args.base, args.token, left0) / pushed
+                                     * 1000, 1) if args.crm == "pipedrive" else None,
             "rate_share": round(calls / wall / rate, 2) if wall else None,
             "throttled": adapter.policy.throttled - throttled0,
             "wall_s": round(wall, 2), "floor_s": round(floor, 2),

@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HUBSPOT_BATCH = 100  # HubSpot's batch endpoints take 100 inputs
+QUEUED_PER_THREAD = 4  # write calls handed to the sender per thread, in flight or waiting
 
 # Store columns → the canonical fields a write carries, per object type. Columns not named
 # here are derived (email_key, domain_key) or read-only in the CRM (created / closed times).
@@ -312,8 +313,9 @@ class _Line:
 
     def send(self, call: _Call) -> None:
         # Calls queued beyond those in flight keep every thread busy while this one decides
-        # and commits; more would only hold answers longer.
-        while self.outstanding() >= 2 * self.sender.concurrency:
+        # and commits a batch (a commit of 100 records takes about as long as 8 calls of
+        # one record); more would only hold answers longer.
+        while self.outstanding() >= QUEUED_PER_THREAD * self.sender.concurrency:
             wait(self.futures(), return_when=FIRST_COMPLETED)
             self.collect()
         if self.halted is not None:
