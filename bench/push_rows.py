@@ -19,8 +19,9 @@ against the floor (calls ÷ allowed rate), CPU per record, peak RSS. Pipedrive's
 has its own window (10 per 2 s), so a create's floor is also bound by it: `search_floor_s`
 (searches ÷ 5 per s) says how far; the slower of the two floors is the real one.
 
-`BENCH_PUSH_MAX` caps the records pushed per run (Pipedrive at 10k takes minutes per run:
-one request per record at 20 per second; its creates are bound by the search window). The
+`BENCH_PUSH_MAX` (or `BENCH_PUSH_MAX_PIPEDRIVE`, `_HUBSPOT`) caps the records pushed per run
+(Pipedrive at 10k takes many minutes per run: one request per record at 20 per second, and
+its creates are bound by the search window, 5 per second). The
 growth plan's daily token budget (60,000 a seat) would not cover 10k creates (25 tokens
 each), so the hook gives the account the seats the push needs.
 """
@@ -87,7 +88,8 @@ def allowed(crm: str, config: dict[str, Any]) -> tuple[float, float | None]:
 
 def push_rows(base: str, crm: str, token: str, size: int) -> list[dict[str, Any]]:
     """The hook: push-update and push-create rows for `crm`'s account of `token`."""
-    count = min(size, int(os.environ.get("BENCH_PUSH_MAX") or size))
+    cap = os.environ.get(f"BENCH_PUSH_MAX_{crm.upper()}") or os.environ.get("BENCH_PUSH_MAX")
+    count = min(size, int(cap or size))
     config = _config(base)
     if crm == "pipedrive":
         plan_tokens = TOKENS_PER_SEAT * {"lite": 1, "growth": 2, "premium": 5,
