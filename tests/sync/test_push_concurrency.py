@@ -91,9 +91,12 @@ def changes(store: Store, crm: FakeCrm) -> None:
                         primary=True)
         contacts.append(contact)
     when = store.clock()
-    for _ in range(2):  # the same email twice, queued apart (as a pull from Pipedrive can)
-        local.create(store, "contacts", when=when, email="twin@co.example", consent=True,
-                     first_name="Twin")
+    twins = [local.create(store, "contacts", when=when, email="twin@co.example", consent=True,
+                          first_name="Twin") for _ in range(2)]
+    # The same email twice, queued apart (as a pull from Pipedrive can), in two batches: the
+    # first one's call waits a moment for the second's, which must not come before the
+    # first is committed (then the second is held back, one contact per email).
+    crm.hold_until[str(twins[0])] = str(twins[1])
     for n in range(10):
         deal = local.create(store, "deals", name=f"Deal {n}", pipeline_key="sales",
                             stage_key="signed", status="open", amount=n * 10)

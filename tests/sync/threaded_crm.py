@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from tests.sync.fake_records import FakeCrm
 
+HOLD_SECONDS = 1.0
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -24,6 +26,9 @@ class ThreadedCrm(FakeCrm):
     records_per_request: int = 1
     fail: dict[str, Exception] = field(default_factory=dict)
     overlap: threading.Barrier | None = None
+    # store key → the key whose write it waits for (at most `HOLD_SECONDS`): a call that
+    # would race another shows whether the push let them race
+    hold_until: dict[str, str] = field(default_factory=dict)
     most_at_once: int = 0
     _calls_seen: int = 0
     _at_once: int = 0
@@ -37,6 +42,11 @@ class ThreadedCrm(FakeCrm):
         try:
             if self.overlap is not None and number in (1, 2):
                 self.overlap.wait(timeout=10)
+            for write in writes:
+                self._arrival(write.key).set()
+            for write in writes:
+                if write.key in self.hold_until:
+                    self._arrival(self.hold_until[write.key]).wait(timeout=HOLD_SECONDS)
             failing = next((self.fail[w.key] for w in writes if w.key in self.fail), None)
             if failing is not None:
                 raise failing
@@ -46,6 +56,11 @@ class ThreadedCrm(FakeCrm):
             with self._lock:
                 self._at_once -= 1
 
+    def _arrival(self, key: str) -> threading.Event:
+        with self._lock:
+            arrivals: dict[str, threading.Event] = self.__dict__.setdefault("_arrivals", {})
+            return arrivals.setdefault(key, threading.Event())
+
     def read(self, object_type: str, remote_ids: Sequence[str]) -> list[Any]:
         with self._lock:
             return super().read(object_type, remote_ids)
@@ -54,6 +69,7 @@ class ThreadedCrm(FakeCrm):
         with self._lock:
             state = dict(self.__dict__)
         del state["_lock"]
+        state.pop("_arrivals", None)
         state["overlap"] = None
         return state
 
