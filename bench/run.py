@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HUBSPOT_PER_10S = 190
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BURST = {"lite": 20, "growth": 40, "premium": 100, "ultimate": 120}
-PUSH_HOOK: str | None = None  # "module:function" for push figures (two-way sync)
+PUSH_HOOK: str | None = "push_rows:push_rows"  # "module:function" for push figures (two-way sync)
 
 
 def allowed_rate(crm: str, plan: str) -> float:

@@ -37,6 +37,7 @@ the set written (None when the write did not touch them).
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from contextlib import suppress
 from dataclasses import replace
 from decimal import Decimal
@@ -77,6 +78,10 @@ _NOT_WRITTEN = frozenset({"status", "closed_at", "stage_changed_at", "created_at
 # A whole batch refused with one of these is split to find the inputs at fault.
 _SPLIT_STATUSES = frozenset({400, 409, 422})
 
+# Caches filled on first use (field definitions, the deal pipelines' stages): one filling,
+# whatever the number of concurrent pushes that need them.
+_CACHE_LOCK = threading.Lock()
+
 # (input index within the call, result or None, error message or None)
 _Outcome = tuple[int, dict[str, Any] | None, str | None]
 
@@ -85,6 +90,8 @@ class HubSpotWrites:
     """Batch writes for `HubSpotAdapter` (see the module docstring)."""
 
     crm: str
+    # Inputs one batch request takes: a push sends a batch a call, several calls at once.
+    records_per_request: int = BATCH
 
     # -- the interface ------------------------------------------------------------------------
 
@@ -268,7 +275,7 @@ class HubSpotWrites:
         staged = [r for r in records.values() if "stage_id" in r.fields]
         if object_type == "deals" and staged:
             # Pipelines that cannot be read now leave the records without a status.
-            with suppress(RetriableRemoteError):
+            with suppress(RetriableRemoteError), _CACHE_LOCK:
                 self._deal_status(object_type, staged)  # type: ignore[attr-defined]
         return records
 
@@ -337,7 +344,9 @@ class HubSpotWrites:
         cache: dict[str, list[FieldDefinition]] = self.__dict__.setdefault(
             "_hs_field_cache", {})
         if object_type not in cache:
-            cache[object_type] = self.field_definitions(object_type)  # type: ignore[attr-defined]
+            with _CACHE_LOCK:
+                if object_type not in cache:
+                    cache[object_type] = self.field_definitions(object_type)  # type: ignore[attr-defined]
         return cache[object_type]
 
 

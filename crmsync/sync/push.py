@@ -15,6 +15,14 @@ and the commit re-pushes on the next run: updates are idempotent, and creates ar
 repeated because the pull before the push links the record the CRM now has (contacts by
 email, companies by domain) and the writer upserts/looks before it creates.
 
+Writes go out concurrently (`PushRules.concurrency` requests in flight, all paced by the
+writer's one rate limiter): a batch's calls (HubSpot's batches of 100, Pipedrive's single
+records) and the next batches' run on worker threads while this thread decides the next
+batch, marks its creates in flight before they are sent, and commits answers batch by batch
+in queue order. Object types still go one after another, and a batch that names a record
+identity still on its way waits for it (`_Line`), so the CRM and the store end as a
+sequential push leaves them.
+
 Deals name their pipeline and stage by blueprint key: the CRM's ids come from the state
 `crmsync apply` recorded; won/lost is HubSpot's closed stage of the pipeline (the stage whose
 `outcome` it is) or Pipedrive's status. A key the CRM has no id for is that record's error.
@@ -24,11 +32,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from crmsync.adapters.records import Association, RecordWrite
+from crmsync.adapters.records import Association, RecordWrite, WriteResult
+from crmsync.errors import RemoteError, RetriableRemoteError
 from crmsync.keys import email_key
 from crmsync.names import OBJECT_TYPES, ObjectType
 from crmsync.store.records import PushedRecord, QueuedChange
@@ -47,13 +58,14 @@ from crmsync.sync.merge import (
 )
 
 if TYPE_CHECKING:
-    from crmsync.adapters.records import RecordWriter, WriteResult
+    from crmsync.adapters.records import RecordWriter, RemoteRecord
     from crmsync.store import Store
     from crmsync.store.records import RecordStore
 
 log = logging.getLogger(__name__)
 
 HUBSPOT_BATCH = 100  # HubSpot's batch endpoints take 100 inputs
+QUEUED_PER_THREAD = 4  # write calls handed to the sender per thread, in flight or waiting
 
 # Store columns → the canonical fields a write carries, per object type. Columns not named
 # here are derived (email_key, domain_key) or read-only in the CRM (created / closed times).
@@ -93,6 +105,9 @@ class PushRules:
     # other properties came from the CRM it was pulled from (Pipedrive's `add_time`, …) and
     # would be refused as unknown, so they stay behind. None: send every property.
     target_properties: Mapping[str, frozenset[str]] | None = None
+    # Write requests in flight at once (`CRMSYNC_SYNC_CONCURRENCY`), all paced by the
+    # writer's one rate limiter for the account; 1: one after another, in this thread.
+    concurrency: int = 1
 
 
 @dataclass
@@ -158,23 +173,285 @@ def push_client(
     """
     result = PushResult(rules.crm)
     records = store.records(client)
-    for object_type in object_types:
-        counts = result.counts[object_type] = PushCounts()
-        batches = []
-        if queue:
-            batches.append(records.queued(rules.crm, object_type, batch=rules.batch_size))
-        if seed:
-            batches.append(records.unlinked(rules.crm, object_type, batch=rules.batch_size))
-        for source in batches:
-            for batch in source:
-                _Batch(records, writer, rules, object_type, counts, result,
-                       on_answered=on_answered, dry_run=dry_run).run(batch)
+    with _Sender(rules.concurrency) as sender:
+        for object_type in object_types:
+            counts = result.counts[object_type] = PushCounts()
+            line = _Line(records, writer, rules, object_type, counts, result, sender,
+                         on_answered=on_answered, dry_run=dry_run)
+            sources = []
+            if queue:
+                sources.append(records.queued(rules.crm, object_type, batch=rules.batch_size))
+            if seed:
+                sources.append(records.unlinked(rules.crm, object_type, batch=rules.batch_size))
+            for source in sources:
+                for batch in source:
+                    if line.halted is not None:
+                        break
+                    line.add(batch)
+            # Every batch of a type is committed before the next type is decided: its
+            # records' associations point at these.
+            line.drain()
     return result
+
+
+# --- concurrent writes ------------------------------------------------------------------------
+
+class _Sender:
+    """Runs write calls on `concurrency` threads (all through the writer's one shared rate
+    limiter), or in the caller's own thread when it is 1."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.concurrency = max(1, concurrency)
+        self._pool = (ThreadPoolExecutor(max_workers=self.concurrency,
+                                         thread_name_prefix="crmsync-push")
+                      if self.concurrency > 1 else None)
+
+    def submit(self, call: Callable[[], _Sent]) -> Future[_Sent]:
+        if self._pool is not None:
+            return self._pool.submit(call)
+        future: Future[_Sent] = Future()
+        try:
+            future.set_result(call())
+        except Exception as exc:  # noqa: BLE001 -- handed to the caller through the future
+            future.set_exception(exc)
+        return future
+
+    def __enter__(self) -> _Sender:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if self._pool is not None:
+            # Leaving on an error: calls not started yet are never sent.
+            self._pool.shutdown(wait=True, cancel_futures=kind is not None)
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """One write call's answer, and the records read back for it."""
+
+    answered: Sequence[WriteResult]
+    read_back: Mapping[str, RemoteRecord]
+    reads: int  # calls spent reading back
+
+
+@dataclass
+class _Call:
+    """Writes that go to the CRM in one `write` call (one request, or a chain of requests
+    that must keep their order); `future` None: not sent."""
+
+    writes: list[RecordWrite]
+    future: Future[_Sent] | None = None
+
+
+@dataclass
+class _Pending:
+    """A batch whose calls are on their way; `sealed` once every call was handed over."""
+
+    batch: _Batch
+    calls: list[_Call]
+    keys: frozenset[tuple[str, str]]
+    sealed: bool = False
+
+
+@dataclass
+class _Line:
+    """One object type's batches on their way: each decided and its creates marked in flight
+    in this thread, its write calls sent concurrently, its answers committed in this thread
+    in batch order (so the store is written by one thread and ends as a sequential push
+    leaves it).
+
+    A batch that names a record identity (email, domain, name, remote id) that a batch still
+    on its way names too waits for that one's commit before it is decided, as it would
+    sequentially: `one_contact_per_email` then sees the link, the CRM's look-before-create
+    finds what the other made. Within a batch, writes sharing an identity go in one call,
+    in order. The first call of a type goes alone (it fills the writer's caches: field
+    definitions, pipelines), the rest at up to `concurrency` at once.
+    """
+
+    records: RecordStore
+    writer: RecordWriter
+    rules: PushRules
+    object_type: ObjectType
+    counts: PushCounts
+    result: PushResult
+    sender: _Sender
+    on_answered: OnAnswered | None = None
+    dry_run: bool = False
+    pending: deque[_Pending] = field(default_factory=deque)
+    halted: BaseException | None = None  # the error that stopped sending
+    _failed: BaseException | None = None  # the error drain() raises
+    _warm: bool = False
+
+    @property
+    def per_call(self) -> int:
+        # Records one write request takes (HubSpot's batches 100, Pipedrive 1): a writer
+        # that does not say gets the whole batch in one call.
+        return max(1, int(getattr(self.writer, "records_per_request", 0) or
+                          self.rules.batch_size))
+
+    def add(self, changes: Sequence[QueuedChange]) -> None:
+        keys = frozenset(k for change in changes for k in _identities(self.object_type, change))
+        while any(keys & p.keys for p in self.pending):
+            self.settle(self.pending[0])
+        batch = _Batch(self.records, self.writer, self.rules, self.object_type, self.counts,
+                       self.result, on_answered=self.on_answered, dry_run=self.dry_run)
+        batch.decide(changes)
+        if self.dry_run or not batch.writes:
+            batch.finish([], {})
+            return
+        creates = [int(w.key) for w in batch.writes if w.op == "create"]
+        if creates:
+            self.records.mark_in_flight(self.object_type, creates)
+        pending = _Pending(batch, [_Call(c) for c in _calls(
+            batch.writes, self.per_call, lambda w: _identities(
+                self.object_type, batch.by_id[int(w.key)]))], keys)
+        self.pending.append(pending)
+        for call in pending.calls:
+            self.send(call)
+        pending.sealed = True
+        self.collect()
+
+    def send(self, call: _Call) -> None:
+        # Calls queued beyond those in flight keep every thread busy while this one decides
+        # and commits a batch (a commit of 100 records takes about as long as 8 calls of
+        # one record); more would only hold answers longer.
+        while self.outstanding() >= QUEUED_PER_THREAD * self.sender.concurrency:
+            wait(self.futures(), return_when=FIRST_COMPLETED)
+            self.collect()
+        if self.halted is not None:
+            return
+        writer, object_type = self.writer, self.object_type
+
+        def write() -> _Sent:
+            answered = writer.write(object_type, call.writes)
+            return _Sent(answered, *_read_back(writer, object_type, call.writes, answered))
+
+        call.future = self.sender.submit(write)
+        if not self._warm:
+            wait([call.future])
+            self._warm = True
+
+    def futures(self) -> list[Future[_Sent]]:
+        return [c.future for p in self.pending for c in p.calls
+                if c.future is not None and not c.future.done()]
+
+    def outstanding(self) -> int:
+        return len(self.futures())
+
+    def collect(self) -> None:
+        """Commit the batches at the head whose calls have all been answered."""
+        for pending in self.pending:
+            for call in pending.calls:
+                if call.future is not None and call.future.done() and self.halted is None:
+                    self.halted = call.future.exception()
+        while self.pending and self.pending[0].sealed and all(
+                c.future is None or c.future.done() for c in self.pending[0].calls):
+            self.finish(self.pending.popleft())
+
+    def settle(self, pending: _Pending) -> None:
+        """Wait for `pending`'s calls and commit every batch up to it."""
+        wait([c.future for c in pending.calls if c.future is not None])
+        while pending in self.pending:
+            head = self.pending[0]
+            wait([c.future for c in head.calls if c.future is not None])
+            self.collect()
+
+    def drain(self) -> None:
+        """Wait for every call, commit every batch; raise the error that stopped the line."""
+        while self.pending:
+            self.settle(self.pending[-1])
+        failed = self._failed or self.halted
+        if failed is not None:
+            raise failed
+
+    def finish(self, pending: _Pending) -> None:
+        answered: list[WriteResult] = []
+        read_back: dict[str, RemoteRecord] = {}
+        errors: list[BaseException] = []
+        for call in pending.calls:
+            error = call.future.exception() if call.future is not None else self.halted
+            if error is None and call.future is not None:
+                sent = call.future.result()
+                answered.extend(sent.answered)
+                read_back.update(sent.read_back)
+                self.counts.calls += sent.reads
+                continue
+            if error is not None and call.future is not None:
+                errors.append(error)
+                self.halted = self.halted or error
+            reason = error.message if isinstance(error, RemoteError) else "stopped"
+            answered.extend(WriteResult(w.key, ok=False, remote_id=w.remote_id,
+                                        error=f"not sent: {reason}") for w in call.writes)
+        fatal = next((e for e in errors if not isinstance(e, RetriableRemoteError)), None)
+        if fatal is not None or (errors and not any(r.ok for r in answered)):
+            # As a sequential push: a call that failed whole (nothing of the batch written,
+            # or a refused token) is the run's error; the batch's queue rows stay as they
+            # are, its creates marked in flight.
+            self._failed = self._failed or fatal or errors[0]
+            return
+        pending.batch.finish(answered, read_back)
+
+
+def _identities(object_type: str, change: QueuedChange) -> set[tuple[str, str]]:
+    """What identifies the record a change writes, in the CRM: its remote id, and for one
+    that may be created what the CRM matches a create on (contacts by email, companies by
+    domain, Pipedrive organizations by name)."""
+    keys = {("id", change.remote_id)} if change.remote_id else set()
+    if change.remote_id is None:
+        row = change.row
+        if object_type == "contacts" and email_key(row.get("email")):
+            keys.add(("email", str(email_key(row.get("email")))))
+        if object_type == "companies":
+            domain = str(row.get("domain") or "").strip().lower().removeprefix("www.")
+            name = str(row.get("name") or "").strip().lower()
+            keys |= {k for k in (("domain", domain), ("name", name)) if k[1]}
+    return keys
+
+
+def _calls(writes: Sequence[RecordWrite], per_call: int,
+           identities: Callable[[RecordWrite], set[tuple[str, str]]]
+           ) -> list[list[RecordWrite]]:
+    """`writes` in calls of up to `per_call`, in order; writes that share an identity stay
+    in one call (a call of their own size if need be), so they reach the CRM in order."""
+    group_of: dict[tuple[str, str], int] = {}
+    groups: list[list[RecordWrite]] = []
+    for write in writes:
+        found = sorted({group_of[k] for k in identities(write) if k in group_of})
+        if not found:
+            groups.append([])
+            found = [len(groups) - 1]
+        home = found[0]
+        for other in found[1:]:  # a write joining two groups: one group, in order
+            groups[home].extend(groups[other])
+            groups[other] = []
+            group_of.update({k: home for k, g in group_of.items() if g == other})
+        groups[home].append(write)
+        group_of.update(dict.fromkeys(identities(write), home))
+    order = {id(w): n for n, w in enumerate(writes)}
+    calls: list[list[RecordWrite]] = []
+    for group in (sorted(g, key=lambda w: order[id(w)]) for g in groups if g):
+        if calls and len(calls[-1]) + len(group) <= per_call:
+            calls[-1].extend(group)
+        else:
+            calls.append(group)
+    return calls
+
+
+def _read_back(writer: RecordWriter, object_type: ObjectType, writes: Sequence[RecordWrite],
+               answered: Sequence[WriteResult]) -> tuple[dict[str, RemoteRecord], int]:
+    """The records of landed writes whose answer lacked them (one batch read)."""
+    results = {r.key: r for r in answered}
+    unread = [results[w.key].remote_id for w in writes
+              if w.key in results and results[w.key].ok and w.op != "archive"
+              and results[w.key].record is None and results[w.key].remote_id]
+    if not unread:
+        return {}, 0
+    return {r.id: r for r in writer.read(object_type, [i for i in unread if i])}, 1
 
 
 @dataclass
 class _Batch:
-    """One batch of one object type: decide, write, record the answers."""
+    """One batch of one object type: decide, then record the answers."""
 
     records: RecordStore
     writer: RecordWriter
@@ -186,10 +463,12 @@ class _Batch:
     dry_run: bool = False
     writes: list[RecordWrite] = field(default_factory=list)
     answers: list[PushedRecord] = field(default_factory=list)
+    by_id: dict[int, QueuedChange] = field(default_factory=dict)
 
-    def run(self, batch: Sequence[QueuedChange]) -> None:
-        by_id = {change.record_id: change for change in batch}
-        owned = self.records.owned_associations(self.object_type, list(by_id))
+    def decide(self, batch: Sequence[QueuedChange]) -> None:
+        """The batch's writes, and the answers that need no call (kept, discarded, refused)."""
+        self.by_id = {change.record_id: change for change in batch}
+        owned = self.records.owned_associations(self.object_type, list(self.by_id))
         targets = _target_ids(self.records, self.rules.crm, owned)
         decisions = [(change, _decide(self.object_type, change, self.rules))
                      for change in batch]
@@ -197,6 +476,10 @@ class _Batch:
             decisions = self.one_contact_per_email(decisions)
         for change, decision in decisions:
             self.dispatch(change, decision, owned.get(change.record_id, []), targets)
+
+    def finish(self, answered: Sequence[WriteResult],
+               read_back: Mapping[str, RemoteRecord]) -> None:
+        """Count, report and commit the batch, from every write's result."""
         if self.dry_run:
             for write in self.writes:
                 name = {"create": "created", "update": "updated", "archive": "archived"}
@@ -204,16 +487,11 @@ class _Batch:
             self.counts.failed += sum(1 for a in self.answers if not a.ok)
             return
         if self.writes:
-            creates = [int(w.key) for w in self.writes if w.op == "create"]
-            if creates:
-                self.records.mark_in_flight(self.object_type, creates)
-            answered = self.writer.write(self.object_type, self.writes)
             self.counts.calls += -(-len(self.writes) // self.rules.batch_size)
             if self.on_answered is not None:
                 self.on_answered(self.object_type, answered)
-            self.answers.extend(_answers(self.writer, self.rules, self.object_type,
-                                         self.writes, answered, by_id=by_id,
-                                         counts=self.counts))
+            self.answers.extend(_answers(self.rules, self.object_type, self.writes, answered,
+                                         read_back, by_id=self.by_id, counts=self.counts))
         for answer in self.answers:
             if not answer.ok:
                 self.counts.failed += 1
@@ -295,19 +573,12 @@ def _decide(object_type: str, change: QueuedChange, rules: PushRules) -> PushDec
                      migrating=change.queued_at is None)
 
 
-def _answers(writer: RecordWriter, rules: PushRules, object_type: ObjectType,
-             writes: Sequence[RecordWrite], answered: Sequence[WriteResult], *,
+def _answers(rules: PushRules, object_type: ObjectType, writes: Sequence[RecordWrite],
+             answered: Sequence[WriteResult], read_back: Mapping[str, RemoteRecord], *,
              by_id: Mapping[int, QueuedChange], counts: PushCounts) -> list[PushedRecord]:
-    """The store's record of each write's result; bases read back where the answer lacked
-    the record (one batch read)."""
+    """The store's record of each write's result (bases from the answer, else from the
+    records read back)."""
     results = {r.key: r for r in answered}
-    unread = [results[w.key].remote_id for w in writes
-              if w.key in results and results[w.key].ok and w.op != "archive"
-              and results[w.key].record is None and results[w.key].remote_id]
-    read_back = {}
-    if unread:
-        read_back = {r.id: r for r in writer.read(object_type, [i for i in unread if i])}
-        counts.calls += 1
     answers: list[PushedRecord] = []
     for write in writes:
         change = by_id[int(write.key)]

@@ -99,7 +99,7 @@ def push_rules_for(blueprint: Blueprint, session: Session, crm: str | None = Non
     return PushRules(crm=crm, mapping=_mapping(blueprint, session, crm),
                      delete_policy=blueprint.sync.delete_policy,
                      pipelines=dict(known.pipelines), stages=dict(known.stages),
-                     outcome_stages=outcomes)
+                     outcome_stages=outcomes, concurrency=session.settings.sync_concurrency)
 
 
 def defined_properties(adapter: RecordAdapter) -> dict[str, frozenset[str]]:

@@ -253,7 +253,9 @@ def test_two_way_killed_by_sigkill_then_rerun_duplicates_and_loses_nothing(
             local.create(store, "contacts", email=f"kill{n}@example.org", consent=True,
                          marketing_consent="true")
     world.faults(latency_ms=15)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "CRMSYNC_LOG_LEVEL": "INFO"}
+    # Four requests in flight: the kill lands with several calls and batches on their way.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "CRMSYNC_LOG_LEVEL": "INFO",
+           "CRMSYNC_SYNC_CONCURRENCY": "4"}
     process = subprocess.Popen(
         [sys.executable, "-c", "from crmsync.cli import main; main()", "sync", str(path)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
