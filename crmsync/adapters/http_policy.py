@@ -169,6 +169,21 @@ HUBSPOT = Dialect("hubspot", _hubspot_rate_limit, _hubspot_error_message, _hubsp
 PIPEDRIVE = Dialect("pipedrive", _pipedrive_rate_limit, _pipedrive_error_message,
                     _pipedrive_daily_left)
 
+# The window each CRM plan allows, for pacing before any response has said (the headers win
+# once seen). HubSpot private apps: Free/Starter 100, Professional/Enterprise 190 requests per
+# rolling 10 s (https://developers.hubspot.com/docs/api/usage-details). Pipedrive api_token
+# burst per rolling 2 s by plan (https://pipedrive.readme.io/docs/core-api-concepts-rate-limiting;
+# OAuth apps get four times as much — crmsync sends an api_token).
+HUBSPOT_TIERS = ("free", "starter", "professional", "enterprise")
+PIPEDRIVE_PLANS = ("lite", "growth", "premium", "ultimate")
+PLAN_WINDOWS: dict[tuple[str, str], RateLimit] = {
+    **{("hubspot", tier): RateLimit(remaining=limit, limit=limit, window_seconds=10.0,
+                                    rolling=True)
+       for tier, limit in zip(HUBSPOT_TIERS, (100, 100, 190, 190), strict=True)},
+    **{("pipedrive", plan): RateLimit(remaining=burst, limit=burst, window_seconds=2.0)
+       for plan, burst in zip(PIPEDRIVE_PLANS, (20, 40, 100, 120), strict=True)},
+}
+
 
 class DailyBudget:
     """Keeps one run within `share` of what the CRM's daily budget had left when it started.
@@ -325,6 +340,16 @@ class Pacer:
         self._lock = threading.Lock()
         self._claims = itertools.count()
         self._tickets = threading.local()  # per thread: bucket -> its claim not yet answered
+
+    def assume(self, bucket: str, limit: RateLimit) -> None:
+        """Take `limit` as `bucket`'s window until a response reports one (the account's plan,
+        from settings): the first concurrent requests are paced before any header is seen."""
+        with self._lock:
+            state = self._bucket(bucket)
+            if state.window is None and state.observed_ticket < 0:
+                state.window = limit
+                state.observed_at = self._clock()
+                state.longest_window = max(state.longest_window, limit.window_seconds)
 
     def delay(self, bucket: str) -> float:
         """Seconds the next request in `bucket` would wait (0 when none); claims nothing."""
@@ -561,6 +586,21 @@ class HttpPolicy:
         self.pacer = Pacer(clock=clock, sleep=sleep, pace_below=pace_below,
                            min_intervals=min_intervals)
         self.budget = DailyBudget(dialect.crm)
+        self._slots: threading.BoundedSemaphore | None = None
+        self._max_in_flight: int | None = None
+
+    @property
+    def max_in_flight(self) -> int | None:
+        """Requests sent at once at most, over every thread (None: no bound of its own).
+
+        Set from CRMSYNC_SYNC_CONCURRENCY: however many threads pull and push for this
+        account, no more requests than that are on the wire at once."""
+        return self._max_in_flight
+
+    @max_in_flight.setter
+    def max_in_flight(self, count: int | None) -> None:
+        self._max_in_flight = count
+        self._slots = threading.BoundedSemaphore(count) if count else None
 
     @property
     def sleep(self) -> Sleep:
@@ -640,8 +680,17 @@ class HttpPolicy:
         limit: RateLimit | None = None
         self._sent.add()
         self.budget.sent()
+        # The slot is taken after pacing: a thread waiting for its paced moment holds none,
+        # and one holding a slot only waits on the wire.
+        slots = self._slots
         try:
-            reply = send()
+            if slots is not None:
+                slots.acquire()
+            try:
+                reply = send()
+            finally:
+                if slots is not None:
+                    slots.release()
             headers = lower_headers(reply.headers)
             limit = self.dialect.read_rate_limit(headers)
             self.budget.observe(self.dialect.read_daily_left(headers))
