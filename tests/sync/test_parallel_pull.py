@@ -8,7 +8,13 @@ association by association, keyed on the CRM's ids.
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
+from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -17,8 +23,10 @@ import requests
 from crmsync.adapters.registry import create_adapter
 from crmsync.errors import BudgetExhaustedError, FatalRemoteError
 from crmsync.settings import Settings
+from crmsync.store import open_store
 from crmsync.sync.engine import pull_client
 from crmsync.sync.mapping import MappingRules
+from tests.adapters.record_sandbox import truth
 from tests.conftest import SANDBOX_TOKEN
 from tests.sync.fake_records import FakeCrm
 from tests.sync.test_pull_engine import RULES, _account, _assert_store_matches
@@ -29,6 +37,7 @@ if TYPE_CHECKING:
     from crmsync.adapters.records import PullCursor, RecordPage
     from crmsync.store import Store
 
+ROOT = Path(__file__).resolve().parents[2]
 TYPES = ("companies", "contacts", "deals")
 STORE_ONLY = {"id", "client", "created_at", "updated_at", "merged_into"}
 
@@ -159,3 +168,83 @@ def test_the_budget_running_out_in_one_type_stops_the_pull_with_that_error(
     stored = records.cursor(crm.crm, "contacts")  # the next run resumes after page one
     assert stored is not None
     assert stored.cursor["token"] == "3"
+
+
+# --- a partitioned first load killed by SIGKILL ---------------------------------------------------
+
+CHILD = textwrap.dedent("""\
+    import sys
+    from crmsync.adapters.registry import create_adapter
+    from crmsync.settings import Settings
+    from crmsync.store import open_store
+    from crmsync.sync.engine import pull_client
+    from crmsync.sync.mapping import MappingRules
+
+    base, token, url = sys.argv[1:4]
+    settings = Settings(hubspot_base_url=base, hubspot_token=token, sync_concurrency=4,
+                        hubspot_search_lag_seconds=0)
+    adapter = create_adapter("hubspot", settings)
+    adapter.initial_load = "list"
+    adapter.partition_min_records = 100
+
+    def page(object_type, counts):
+        print("page", object_type, counts.pulled, flush=True)
+
+    with open_store(url) as store:
+        pull_client("acme", "hubspot", adapter, store, MappingRules(), on_page=page,
+                    concurrency=4)
+    print("finished", flush=True)
+    """)
+
+
+def test_a_sliced_first_load_killed_by_sigkill_resumes_without_loss_or_duplicates(
+        tmp_path: Path, sandbox: str, sandbox_server: Any,
+        seed_sandbox: Callable[..., Any]) -> None:
+    seed_sandbox("hubspot", contacts=3000, companies=400, deals=1500)
+    requests.post(f"{sandbox}/_sandbox/faults", json={"latency_ms": 10},
+                  timeout=10).raise_for_status()
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, sandbox, SANDBOX_TOKEN, url],
+                             cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    killed_at = None
+    with open_store(url) as store:
+        for line in child.stdout:
+            if not line.startswith("page contacts"):
+                continue
+            stored = store.records("acme").cursor("hubspot", "contacts")
+            if stored is not None and len(stored.cursor.get("partitions") or ()) >= 3:
+                child.send_signal(signal.SIGKILL)
+                killed_at = stored.cursor
+                break
+    child.wait(timeout=120)
+    child.stdout.close()
+    requests.post(f"{sandbox}/_sandbox/faults", json={"latency_ms": 0},
+                  timeout=10).raise_for_status()
+    assert killed_at is not None, "the pull finished before it was killed"
+    assert child.returncode == -signal.SIGKILL
+
+    with open_store(url) as store:
+        resumed = store.records("acme").cursor("hubspot", "contacts")
+        assert resumed is not None
+        assert resumed.cursor["phase"] == "full"  # killed mid-pass, slices under way
+        assert resumed.cursor.get("partitions")
+        adapter = _adapter(sandbox, "hubspot", 4)
+        adapter.partition_min_records = 100
+        try:
+            pull_client("acme", "hubspot", adapter, store, MappingRules(), concurrency=4)
+        finally:
+            adapter.close()
+        box = SimpleNamespace(account=lambda crm: sandbox_server.app.account(crm, SANDBOX_TOKEN))
+        records = store.records("acme")
+        for object_type in TYPES:
+            expected = truth(box, "hubspot", object_type)  # type: ignore[arg-type]
+            live = list(records.live(object_type))
+            remote = records.remote_ids("hubspot", object_type)
+            assert sorted(remote) == sorted(expected), object_type
+            assert len(live) == len(expected), f"{object_type}: a record twice"
+        image = store_image(store, "acme", "hubspot")
+        expected_links = {(from_id, to_id, primary)
+                          for from_id, data in truth(box, "hubspot", "contacts").items()
+                          for _t, to_id, primary in data["links"]}
+        assert image["contacts->companies"] == expected_links
