@@ -62,7 +62,10 @@ def child(args: argparse.Namespace) -> None:
     from crmsync.sync.mapping import MappingRules
 
     settings = Settings(**{f"{args.crm}_base_url": args.base, f"{args.crm}_token": args.token,
-                           "store_url": args.store_url})  # type: ignore[arg-type]
+                           "store_url": args.store_url,
+                           "sync_concurrency": int(args.concurrency),
+                           "hubspot_tier": "professional",
+                           "pipedrive_plan": args.plan})  # type: ignore[arg-type]
     adapter: Any = create_adapter(args.crm, settings)
     if args.crm == "hubspot":
         adapter.initial_load = args.initial_load
@@ -89,7 +92,8 @@ def child(args: argparse.Namespace) -> None:
         sleeps.clear()
         cpu0, wall0 = time.process_time(), time.perf_counter()
         result = pull_client("bench", args.crm, adapter, store, MappingRules(),
-                             object_types=types)  # type: ignore[arg-type]
+                             object_types=types,  # type: ignore[arg-type]
+                             concurrency=settings.sync_concurrency)
         wall = time.perf_counter() - wall0
         cpu = time.process_time() - cpu0
         calls = _calls(args.base) - calls0
@@ -185,6 +189,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--jitter-ms", type=float, default=30.0)
     parser.add_argument("--export-seconds-per-1000", type=float, default=0.02)
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--concurrency", type=int, default=4,
+                        help="CRMSYNC_SYNC_CONCURRENCY for the runs (1: one request at a time)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     for hidden in ("--base", "--token", "--store-url", "--initial-load", "--types"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
@@ -212,7 +218,8 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 command = [sys.executable, __file__, "--child", "--crm", crm, "--base", base,
                            "--token", token, "--store-url", f"sqlite:///{tmp}/bench.db",
-                           "--initial-load", load, "--types", types, "--plan", args.plan]
+                           "--initial-load", load, "--types", types, "--plan", args.plan,
+                           "--concurrency", str(args.concurrency)]
                 if size >= 1_000_000:
                     command.append("--initial-only")
                 done = subprocess.run(command, capture_output=True, text=True, check=False,
