@@ -88,7 +88,7 @@ SEARCH_LAG = dt.timedelta(seconds=30)
 # up to PARTITIONS_PER_WORKER slices per worker (more slices than workers evens out ids that
 # cluster), none smaller than PARTITION_MIN_RECORDS — each slice costs about half a page more.
 PARTITIONS_PER_WORKER = 4
-PARTITION_MIN_RECORDS = 5_000
+PARTITION_MIN_RECORDS = 2_000
 
 MODIFIED = {"contacts": "lastmodifieddate", "companies": "hs_lastmodifieddate",
             "deals": "hs_lastmodifieddate"}

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_check
 from crmsync.errors import RemoteError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 
     from crmsync.names import ObjectType
 
@@ -263,7 +263,7 @@ _PUT_POLL_SECONDS = 0.1  # how soon a reader blocked on a full buffer notices a 
 
 
 def interleave(sources: Sequence[Callable[[], Iterator[T]]], workers: int, *,
-               buffer: int | None = None) -> Iterator[tuple[int, T]]:
+               buffer: int | None = None) -> Generator[tuple[int, T], None, None]:
     """The items of several sources, read on up to `workers` threads, as they come.
 
     Yields `(index of the source, item)` in the order items are ready; a source's own items

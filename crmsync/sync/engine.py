@@ -14,7 +14,8 @@ With `concurrency` above 1 the object types are pulled at once, one thread each,
 adapter (and its one rate limiter). Every store access goes through one lock per store, so
 page commits never interleave (a contact page's company stubs and the company page that
 fills them in cannot race, on SQLite or PostgreSQL) and each page still commits with its
-cursor. The first error stops the other types after the page they are committing; what they
+cursor. Each type's next page is fetched while its current one is committed (`_read_ahead`).
+The first error stops the other types after the page they are committing; what they
 committed stays, and that first error is raised.
 
 Field definitions are cached in the store and re-read when older than a day (or with --full),
@@ -36,7 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from crmsync.adapters.records import FieldDefinition, PullCursor
+from crmsync.adapters.records import FieldDefinition, PullCursor, interleave
 from crmsync.names import OBJECT_TYPES, ObjectType
 from crmsync.store.records import PageOutcome
 from crmsync.sync.mapping import MappingRules, record_row, removal_row
@@ -158,7 +159,7 @@ def pull_client(
                    on_page=report, now=clock(), removal_scan_interval=removal_scan_interval,
                    resolve=(resolver(object_type, rules, conflict_policy)
                             if conflict_policy is not None else None),
-                   store_lock=store_lock(store), stop=stop)
+                   store_lock=store_lock(store), stop=stop, read_ahead=concurrency > 1)
 
     workers = min(max(1, concurrency), len(object_types))
     if workers <= 1:
@@ -184,6 +185,18 @@ def pull_client(
     return result
 
 
+def _read_ahead(pages: Iterator[RecordPage]) -> Iterator[RecordPage]:
+    """`pages` read a page ahead on a thread of their own: the next page is on its way while
+    this one is committed (the cursor still only moves with commits: a page read ahead and
+    not committed is read again by the next run)."""
+    ahead = interleave([lambda: pages], 1, buffer=1)
+    try:
+        for _, page in ahead:
+            yield page
+    finally:
+        ahead.close()
+
+
 _STORE_LOCKS: weakref.WeakKeyDictionary[Store, threading.RLock] = weakref.WeakKeyDictionary()
 _STORE_LOCKS_GUARD = threading.Lock()
 
@@ -201,7 +214,8 @@ def _pull_type(records: RecordStore, adapter: RecordAdapter, *, crm: str,
                object_type: ObjectType, rules: MappingRules, counts: TypeCounts, full: bool,
                dry_run: bool, on_page: OnPage | None, now: dt.datetime,
                removal_scan_interval: dt.timedelta, resolve: Resolver | None = None,
-               store_lock: AbstractContextManager[Any], stop: threading.Event) -> None:
+               store_lock: AbstractContextManager[Any], stop: threading.Event,
+               read_ahead: bool = False) -> None:
     definitions = _field_definitions(records, adapter, crm, object_type, counts,
                                      refresh=full, dry_run=dry_run, now=now,
                                      store_lock=store_lock)
@@ -213,6 +227,8 @@ def _pull_type(records: RecordStore, adapter: RecordAdapter, *, crm: str,
     phase = cursor.phase if cursor is not None else FULL_PHASE
     pages: Iterator[RecordPage] = adapter.pull(object_type, cursor, definitions,
                                                scan_removals=scan)
+    if read_ahead:
+        pages = _read_ahead(pages)
     try:
         for page in pages:
             rows = [record_row(r, rules) for r in page.records]
