@@ -17,7 +17,7 @@ from crmsync.adapters.hubspot import HubSpotAdapter
 from crmsync.adapters.hubspot_records import split_ids
 from crmsync.adapters.records import Partition, PullCursor, RecordPage, interleave
 
-from .record_sandbox import TOKEN, Sandbox, truth
+from .record_sandbox import LAG, TOKEN, Sandbox, truth
 from .sandbox_helpers import reset_stats, stats
 
 if TYPE_CHECKING:
@@ -192,3 +192,26 @@ def test_a_small_account_is_not_sliced(sliced: HubSpotAdapter, box: Sandbox) -> 
     assert not any(p.cursor.partitions for p in pages)
     assert seen(pages, "contacts") == truth(box, "hubspot", "contacts")
     assert stats(box.url)["by_crm"]["hubspot"] == 3 + 1  # three pages and the sizing search
+
+
+def test_records_created_during_a_sliced_pass_come_with_it_or_the_next_increment(
+        sliced: HubSpotAdapter, box: Sandbox) -> None:
+    """The slices were sized by the highest id at the start; records created afterwards get
+    higher ids. The last slice has no end, and the increment after the pass starts from the
+    pass's start (less the overlap): each new record comes, once."""
+    box.seed("hubspot", contacts=1200)
+    pulling = sliced.pull("contacts", None, [])
+    pages = [next(pulling) for _ in range(3)]  # the pass is under way, in slices
+    assert pages[-1].cursor.partitions
+    made = box.hubspot("POST", "/crm/v3/objects/contacts/batch/create", {"inputs": [
+        {"properties": {"firstname": "New", "email": f"new{i}@example.com"}}
+        for i in range(5)]})
+    new = {str(r["id"]) for r in made["results"]}
+    pages += list(pulling)
+    box.clock.advance(LAG)  # past the search index's lag
+    increment = list(sliced.pull("contacts", pages[-1].cursor, []))
+
+    full_ids = ids(pages)
+    assert len(full_ids) == len(set(full_ids))
+    assert new <= set(full_ids) | set(ids(increment))
+    assert set(full_ids) | set(ids(increment)) == set(truth(box, "hubspot", "contacts"))
