@@ -460,9 +460,11 @@ class Pacer:
     def _rolling_send_at(state: _Bucket, limit: RateLimit, now: float) -> float:
         pace = limit.window_seconds / (limit.limit or max(limit.remaining, 0) + 1)
         if limit.remaining > 0:
-            latest = [t for t in (state.done[-1] if state.done else None, state.last_claimed)
-                      if t is not None]
-            return max(latest) + pace if latest else now
+            # Spaced from the last claim, not the last answer: with several requests in
+            # flight an answer arrives up to a round trip after its claim, and spacing from
+            # it would hold the rate below what the window allows. The window itself still
+            # counts every claim down, and the exhausted branch below waits for answers.
+            return state.last_claimed + pace if state.last_claimed is not None else now
         # The n-th claim beyond the budget waits for the n-th slot to free: the n-th oldest of
         # our own requests still in the window ageing out.
         needed = 1 - limit.remaining
