@@ -39,6 +39,7 @@ import datetime as dt
 import threading
 import time
 import weakref
+from contextlib import closing
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from functools import partial
@@ -254,7 +255,14 @@ class HubSpotRecords:
         """
         where = dict(enumerate(parts))
         sources = [partial(listing.pages, part) for part in parts]
-        for index, page in interleave(sources, self.concurrency):
+        with closing(interleave(sources, self.concurrency)) as arriving:
+            yield from self._sliced_pages(arriving, where, cursor, started, sizing)
+
+    @staticmethod
+    def _sliced_pages(arriving: Iterator[tuple[int, _ListPage]], where: dict[int, Partition],
+                      cursor: PullCursor, started: dt.datetime, sizing: int
+                      ) -> Iterator[RecordPage]:
+        for index, page in arriving:
             if page.following is None:
                 del where[index]
             else:

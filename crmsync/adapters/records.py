@@ -244,10 +244,15 @@ class TokenGuard:
 def ensure_last_done(pages: Iterator[RecordPage]) -> Iterator[RecordPage]:
     """Yield `pages` with `done` set on the last one (one page of look-ahead)."""
     pending: RecordPage | None = None
-    for page in pages:
-        if pending is not None:
-            yield pending
-        pending = page
+    try:
+        for page in pages:
+            if pending is not None:
+                yield pending
+            pending = page
+    finally:
+        close = getattr(pages, "close", None)
+        if close is not None:  # stopped early: a listing reading on threads stops them
+            close()
     if pending is not None:
         yield RecordPage(pending.object_type, pending.records, pending.removals,
                          pending.cursor, done=True, calls=pending.calls)
