@@ -188,10 +188,14 @@ PLAN_WINDOWS: dict[tuple[str, str], RateLimit] = {
 class DailyBudget:
     """Keeps one run within `share` of what the CRM's daily budget had left when it started.
 
-    The baseline is the first `left` a response reports (a larger one later means a new day:
-    the baseline restarts). Spent = baseline - latest `left`, plus the requests sent since
-    the latest report (search answers carry no headers), each at the largest cost one
-    request was seen to take (Pipedrive's list costs 10 tokens). `check` raises
+    The baseline is the first `left` a response reports (a much larger one later means a new
+    day: the baseline restarts). Spent = baseline - the lowest `left` reported since, plus
+    the requests sent after the newest request that reported (search answers carry no
+    headers), each at the largest cost one request was seen to take (Pipedrive's list costs
+    10 tokens). Requests run concurrently, so reports arrive out of order: a report may be
+    older than one already seen, and a `left` a little higher than the lowest is such a
+    report, not a new day — a new day must rise by more than the requests not yet reported
+    can explain (and by more than 1 % of the baseline). `check` raises
     `BudgetExhaustedError` before a request that would cross the share. Thread-safe.
     """
 
@@ -201,7 +205,8 @@ class DailyBudget:
         self._lock = threading.Lock()
         self._start: int | None = None
         self._left: int | None = None
-        self._unseen = 0
+        self._sent = 0  # requests sent so far; each one's number is its order
+        self._reported = -1  # the order of the newest request whose report was applied
         self._cost = 1
 
     @property
@@ -213,7 +218,8 @@ class DailyBudget:
     def _spent(self) -> int:
         if self._start is None or self._left is None:
             return 0
-        return self._start - self._left + self._unseen * self._cost
+        unseen = self._sent - 1 - self._reported
+        return self._start - self._left + unseen * self._cost
 
     def check(self) -> None:
         with self._lock:
@@ -231,20 +237,32 @@ class DailyBudget:
             hint="Pages already read are saved; the next run resumes where this one stopped "
                  "(CRMSYNC_SYNC_MAX_DAILY_SHARE sets the share)")
 
-    def sent(self) -> None:
+    def sent(self) -> int:
+        """Count a request about to be sent; returns its order (for `observe`)."""
         with self._lock:
-            self._unseen += 1
+            self._sent += 1
+            return self._sent - 1
 
-    def observe(self, left: int | None) -> None:
+    def observe(self, left: int | None, order: int | None = None) -> None:
+        """The `left` reported by the answer to request `order` (default: the latest sent)."""
         if left is None:
             return
         with self._lock:
-            if self._left is not None and self._unseen == 1 and self._left > left:
+            if order is None:
+                order = self._sent - 1
+            # How far out of order a report can plausibly be: every request not reported yet,
+            # at the cost seen, or (while the cost is not known yet) 1 % of the baseline. A
+            # reset at midnight restores the whole daily allowance.
+            reorder = max(self._cost * max(1, self._sent - self._reported),
+                          (self._start or 0) // 100)
+            if self._left is None or self._start is None or left > self._left + reorder:
+                self._start = self._left = left  # the first report, or a new day
+                self._reported = order
+                return
+            if order == self._reported + 1 and self._left > left:
                 self._cost = max(self._cost, self._left - left)
-            if self._start is None or self._left is None or left > self._left:
-                self._start = left  # the first report, or a new day
-            self._left = left
-            self._unseen = 0
+            self._left = min(self._left, left)
+            self._reported = max(self._reported, order)
 
 
 @dataclass(frozen=True)
@@ -681,7 +699,7 @@ class HttpPolicy:
         self.pacer.before_request(bucket)
         limit: RateLimit | None = None
         self._sent.add()
-        self.budget.sent()
+        order = self.budget.sent()
         # The slot is taken after pacing: a thread waiting for its paced moment holds none,
         # and one holding a slot only waits on the wire.
         slots = self._slots
@@ -695,7 +713,7 @@ class HttpPolicy:
                     slots.release()
             headers = lower_headers(reply.headers)
             limit = self.dialect.read_rate_limit(headers)
-            self.budget.observe(self.dialect.read_daily_left(headers))
+            self.budget.observe(self.dialect.read_daily_left(headers), order)
         except _TRANSIENT_EXCEPTIONS as exc:
             raise self.classify_exception(exc, what=what) from exc
         finally:  # whatever happened, the claim is settled (a leaked one would slow all)
