@@ -9,7 +9,7 @@ What each way costs, in calls (limits in API-FACTS.md):
   pipelines (deals only, once per adapter). With `concurrency` above 1 the list is read in
   slices of the id space at once (`_full_partitioned`): the first page alone, one search for
   the highest id and the count, then up to `concurrency` slices in flight, each ending in a
-  partial page — about 10.2 calls per 1,000 at 10,000 records, 10.02 at a million. Where the
+  partial page — about 10.3 calls per 1,000 at 10,000 records, 10.0 at a million. Where the
   property list would make the URL longer than `MAX_URL`, search on `hs_object_id` (keyset,
   properties in the body) replaces the list, one page after another; a page then gathers
   searches up to one association batch (`ASSOCIATION_READ_MAX`).
