@@ -398,10 +398,29 @@ class Pacer:
         if wait > 0:
             log.debug("pacing %s: waiting %.2fs before the next request", bucket, wait)
             self._sleep(wait)
+        wait += self._keep_spacing(bucket, state)
         with self._lock:  # from now on, answers to others may not be counted in ours
             if ticket in state.in_flight:
                 state.in_flight[ticket] = state.answered
         return wait
+
+    def _keep_spacing(self, bucket: str, state: _Bucket) -> float:
+        """For a bucket with a minimum spacing, wait until the request before really went
+        out that long ago; returns the seconds slept. Claims are spaced as planned, but with
+        several threads one may wake late (a busy machine) and the next on time: two would
+        then go out closer together than the bucket allows (HubSpot search: 4 per second)."""
+        spacing = self._min_intervals.get(bucket)
+        slept = 0.0
+        while spacing:
+            with self._lock:
+                now = self._clock()
+                due = state.last_sent + spacing if state.last_sent is not None else now
+                if now >= due - 1e-6:
+                    state.last_sent = now
+                    return slept
+            self._sleep(due - now)
+            slept += due - now
+        return slept
 
     def after_response(self, bucket: str, limit: RateLimit | None) -> None:
         """Log the finished request; record the window its response reported, if any."""
@@ -509,6 +528,7 @@ class _Bucket:
     observed_ticket: int = -1  # the claim whose response made the last report
     longest_window: float = 0.0
     last_claimed: float | None = None  # the send time reserved by the latest claim
+    last_sent: float | None = None  # when the latest request really went (spaced buckets)
     # claims not yet answered -> `answered` when they were sent (None: not sent yet)
     in_flight: dict[int, int | None] = field(default_factory=dict)
     answered: int = 0  # responses seen so far

@@ -4,12 +4,13 @@ sleeper, and threads that hand over with conditions."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from crmsync.adapters.http_policy import HUBSPOT, HttpPolicy, RateLimit, Reply
+from crmsync.adapters.http_policy import HUBSPOT, HttpPolicy, Pacer, RateLimit, Reply
 from crmsync.adapters.registry import create_adapter
 from crmsync.errors import SettingsError
 from crmsync.settings import load_settings
@@ -131,3 +132,22 @@ def test_requests_on_the_wire_never_exceed_the_bound(fake_time: FakeTime) -> Non
         thread.join(timeout=30)
     assert most == 3
     assert policy.requests_sent == 8
+
+
+def test_a_request_that_went_out_late_still_spaces_the_next_one() -> None:
+    """HubSpot search allows 4 a second: claims are spaced 0.25 s apart, but a thread that
+    wakes late (a busy machine) must not leave the next request closer to it than that."""
+    now = [100.0]
+    overshoot = iter([0.1])  # the first wait ends 0.1 s late; the others on time
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds + next(overshoot, 0.0)
+
+    pacer = Pacer(clock=lambda: now[0], sleep=sleep, min_intervals={"search": 0.25})
+    sent: list[float] = []
+    for _ in range(4):
+        pacer.before_request("search")
+        sent.append(now[0])
+        pacer.after_response("search", None)
+    gaps = [round(b - a, 6) for a, b in itertools.pairwise(sent)]
+    assert gaps == [0.35, 0.25, 0.25]
