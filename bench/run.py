@@ -71,7 +71,10 @@ def child(args: argparse.Namespace) -> None:
     from crmsync.sync.mapping import MappingRules
 
     settings = Settings(**{f"{args.crm}_base_url": args.base, f"{args.crm}_token": args.token,
-                           "store_url": args.store_url})  # type: ignore[arg-type]
+                           "store_url": args.store_url,
+                           "sync_concurrency": int(args.concurrency),
+                           "hubspot_tier": "professional",
+                           "pipedrive_plan": args.plan})  # type: ignore[arg-type]
     adapter: Any = create_adapter(args.crm, settings)
     if args.crm == "hubspot":
         adapter.initial_load = args.initial_load
@@ -98,7 +101,8 @@ def child(args: argparse.Namespace) -> None:
         sleeps.clear()
         cpu0, wall0 = time.process_time(), time.perf_counter()
         result = pull_client("bench", args.crm, adapter, store, MappingRules(),
-                             object_types=types)  # type: ignore[arg-type]
+                             object_types=types,  # type: ignore[arg-type]
+                             concurrency=settings.sync_concurrency)
         wall = time.perf_counter() - wall0
         cpu = time.process_time() - cpu0
         calls = _calls(args.base) - calls0
@@ -245,6 +249,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--store", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--postgres-url", default=POSTGRES_URL,
                         help="with --store postgresql (each case gets a fresh schema)")
+    parser.add_argument("--concurrency", type=int, default=4,
+                        help="CRMSYNC_SYNC_CONCURRENCY for the runs (1: one request at a time)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     for hidden in ("--base", "--token", "--store-url", "--schema", "--initial-load",
                    "--types"):
@@ -273,7 +279,8 @@ def main() -> None:
             with _store_url(args.store, args.postgres_url) as (url, schema):
                 command = [sys.executable, __file__, "--child", "--crm", crm, "--base", base,
                            "--token", token, "--store-url", url, "--schema", schema,
-                           "--initial-load", load, "--types", types, "--plan", args.plan]
+                           "--initial-load", load, "--types", types, "--plan", args.plan,
+                           "--concurrency", str(args.concurrency)]
                 if size >= 1_000_000:
                     command.append("--initial-only")
                 done = subprocess.run(command, capture_output=True, text=True, check=False,

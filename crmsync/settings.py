@@ -57,6 +57,23 @@ class Settings(BaseSettings):
     # Requests one sync keeps in flight at once per CRM account (object types in parallel,
     # concurrent pages and writes); every thread shares the account's one rate limiter.
     sync_concurrency: int = Field(default=4, ge=1, le=16)
+    # The account's plan, when known: the rate limiter starts from its window instead of
+    # waiting for the first response's headers (which always win once seen). HubSpot:
+    # free|starter (100 requests per 10 s) or professional|enterprise (190). Pipedrive:
+    # lite|growth|premium|ultimate (a burst of 20/40/100/120 requests per 2 s).
+    hubspot_tier: Literal["free", "starter", "professional", "enterprise"] | None = None
+    pipedrive_plan: Literal["lite", "growth", "premium", "ultimate"] | None = None
+
+    @field_validator("hubspot_tier", "pipedrive_plan", mode="before")
+    @classmethod
+    def _plan_name(cls, value: object) -> object:
+        if isinstance(value, str):  # "Professional", " growth", "" (unset)
+            return value.strip().lower() or None
+        return value
+
+    def plan(self, crm: str) -> str | None:
+        """The named tier or plan of `crm`'s account (None: learnt from the headers)."""
+        return {"hubspot": self.hubspot_tier, "pipedrive": self.pipedrive_plan}.get(crm)
 
     @field_validator("hubspot_base_url", "pipedrive_base_url")
     @classmethod

@@ -169,14 +169,33 @@ HUBSPOT = Dialect("hubspot", _hubspot_rate_limit, _hubspot_error_message, _hubsp
 PIPEDRIVE = Dialect("pipedrive", _pipedrive_rate_limit, _pipedrive_error_message,
                     _pipedrive_daily_left)
 
+# The window each CRM plan allows, for pacing before any response has said (the headers win
+# once seen). HubSpot private apps: Free/Starter 100, Professional/Enterprise 190 requests per
+# rolling 10 s (https://developers.hubspot.com/docs/api/usage-details). Pipedrive api_token
+# burst per rolling 2 s by plan (https://pipedrive.readme.io/docs/core-api-concepts-rate-limiting;
+# OAuth apps get four times as much — crmsync sends an api_token).
+HUBSPOT_TIERS = ("free", "starter", "professional", "enterprise")
+PIPEDRIVE_PLANS = ("lite", "growth", "premium", "ultimate")
+PLAN_WINDOWS: dict[tuple[str, str], RateLimit] = {
+    **{("hubspot", tier): RateLimit(remaining=limit, limit=limit, window_seconds=10.0,
+                                    rolling=True)
+       for tier, limit in zip(HUBSPOT_TIERS, (100, 100, 190, 190), strict=True)},
+    **{("pipedrive", plan): RateLimit(remaining=burst, limit=burst, window_seconds=2.0)
+       for plan, burst in zip(PIPEDRIVE_PLANS, (20, 40, 100, 120), strict=True)},
+}
+
 
 class DailyBudget:
     """Keeps one run within `share` of what the CRM's daily budget had left when it started.
 
-    The baseline is the first `left` a response reports (a larger one later means a new day:
-    the baseline restarts). Spent = baseline - latest `left`, plus the requests sent since
-    the latest report (search answers carry no headers), each at the largest cost one
-    request was seen to take (Pipedrive's list costs 10 tokens). `check` raises
+    The baseline is the first `left` a response reports (a much larger one later means a new
+    day: the baseline restarts). Spent = baseline - the lowest `left` reported since, plus
+    the requests sent after the newest request that reported (search answers carry no
+    headers), each at the largest cost one request was seen to take (Pipedrive's list costs
+    10 tokens). Requests run concurrently, so reports arrive out of order: a report may be
+    older than one already seen, and a `left` a little higher than the lowest is such a
+    report, not a new day — a new day must rise by more than the requests not yet reported
+    can explain (and by more than 1 % of the baseline). `check` raises
     `BudgetExhaustedError` before a request that would cross the share. Thread-safe.
     """
 
@@ -186,7 +205,8 @@ class DailyBudget:
         self._lock = threading.Lock()
         self._start: int | None = None
         self._left: int | None = None
-        self._unseen = 0
+        self._sent = 0  # requests sent so far; each one's number is its order
+        self._reported = -1  # the order of the newest request whose report was applied
         self._cost = 1
 
     @property
@@ -198,7 +218,8 @@ class DailyBudget:
     def _spent(self) -> int:
         if self._start is None or self._left is None:
             return 0
-        return self._start - self._left + self._unseen * self._cost
+        unseen = self._sent - 1 - self._reported
+        return self._start - self._left + unseen * self._cost
 
     def check(self) -> None:
         with self._lock:
@@ -216,20 +237,32 @@ class DailyBudget:
             hint="Pages already read are saved; the next run resumes where this one stopped "
                  "(CRMSYNC_SYNC_MAX_DAILY_SHARE sets the share)")
 
-    def sent(self) -> None:
+    def sent(self) -> int:
+        """Count a request about to be sent; returns its order (for `observe`)."""
         with self._lock:
-            self._unseen += 1
+            self._sent += 1
+            return self._sent - 1
 
-    def observe(self, left: int | None) -> None:
+    def observe(self, left: int | None, order: int | None = None) -> None:
+        """The `left` reported by the answer to request `order` (default: the latest sent)."""
         if left is None:
             return
         with self._lock:
-            if self._left is not None and self._unseen == 1 and self._left > left:
+            if order is None:
+                order = self._sent - 1
+            # How far out of order a report can plausibly be: every request not reported yet,
+            # at the cost seen, or (while the cost is not known yet) 1 % of the baseline. A
+            # reset at midnight restores the whole daily allowance.
+            reorder = max(self._cost * max(1, self._sent - self._reported),
+                          (self._start or 0) // 100)
+            if self._left is None or self._start is None or left > self._left + reorder:
+                self._start = self._left = left  # the first report, or a new day
+                self._reported = order
+                return
+            if order == self._reported + 1 and self._left > left:
                 self._cost = max(self._cost, self._left - left)
-            if self._start is None or self._left is None or left > self._left:
-                self._start = left  # the first report, or a new day
-            self._left = left
-            self._unseen = 0
+            self._left = min(self._left, left)
+            self._reported = max(self._reported, order)
 
 
 @dataclass(frozen=True)
@@ -326,6 +359,16 @@ class Pacer:
         self._claims = itertools.count()
         self._tickets = threading.local()  # per thread: bucket -> its claim not yet answered
 
+    def assume(self, bucket: str, limit: RateLimit) -> None:
+        """Take `limit` as `bucket`'s window until a response reports one (the account's plan,
+        from settings): the first concurrent requests are paced before any header is seen."""
+        with self._lock:
+            state = self._bucket(bucket)
+            if state.window is None and state.observed_ticket < 0:
+                state.window = limit
+                state.observed_at = self._clock()
+                state.longest_window = max(state.longest_window, limit.window_seconds)
+
     def delay(self, bucket: str) -> float:
         """Seconds the next request in `bucket` would wait (0 when none); claims nothing."""
         with self._lock:
@@ -355,10 +398,29 @@ class Pacer:
         if wait > 0:
             log.debug("pacing %s: waiting %.2fs before the next request", bucket, wait)
             self._sleep(wait)
+        wait += self._keep_spacing(bucket, state)
         with self._lock:  # from now on, answers to others may not be counted in ours
             if ticket in state.in_flight:
                 state.in_flight[ticket] = state.answered
         return wait
+
+    def _keep_spacing(self, bucket: str, state: _Bucket) -> float:
+        """For a bucket with a minimum spacing, wait until the request before really went
+        out that long ago; returns the seconds slept. Claims are spaced as planned, but with
+        several threads one may wake late (a busy machine) and the next on time: two would
+        then go out closer together than the bucket allows (HubSpot search: 4 per second)."""
+        spacing = self._min_intervals.get(bucket)
+        slept = 0.0
+        while spacing:
+            with self._lock:
+                now = self._clock()
+                due = state.last_sent + spacing if state.last_sent is not None else now
+                if now >= due - 1e-6:
+                    state.last_sent = now
+                    return slept
+            self._sleep(due - now)
+            slept += due - now
+        return slept
 
     def after_response(self, bucket: str, limit: RateLimit | None) -> None:
         """Log the finished request; record the window its response reported, if any."""
@@ -435,9 +497,11 @@ class Pacer:
     def _rolling_send_at(state: _Bucket, limit: RateLimit, now: float) -> float:
         pace = limit.window_seconds / (limit.limit or max(limit.remaining, 0) + 1)
         if limit.remaining > 0:
-            latest = [t for t in (state.done[-1] if state.done else None, state.last_claimed)
-                      if t is not None]
-            return max(latest) + pace if latest else now
+            # Spaced from the last claim, not the last answer: with several requests in
+            # flight an answer arrives up to a round trip after its claim, and spacing from
+            # it would hold the rate below what the window allows. The window itself still
+            # counts every claim down, and the exhausted branch below waits for answers.
+            return state.last_claimed + pace if state.last_claimed is not None else now
         # The n-th claim beyond the budget waits for the n-th slot to free: the n-th oldest of
         # our own requests still in the window ageing out.
         needed = 1 - limit.remaining
@@ -464,6 +528,7 @@ class _Bucket:
     observed_ticket: int = -1  # the claim whose response made the last report
     longest_window: float = 0.0
     last_claimed: float | None = None  # the send time reserved by the latest claim
+    last_sent: float | None = None  # when the latest request really went (spaced buckets)
     # claims not yet answered -> `answered` when they were sent (None: not sent yet)
     in_flight: dict[int, int | None] = field(default_factory=dict)
     answered: int = 0  # responses seen so far
@@ -561,6 +626,21 @@ class HttpPolicy:
         self.pacer = Pacer(clock=clock, sleep=sleep, pace_below=pace_below,
                            min_intervals=min_intervals)
         self.budget = DailyBudget(dialect.crm)
+        self._slots: threading.BoundedSemaphore | None = None
+        self._max_in_flight: int | None = None
+
+    @property
+    def max_in_flight(self) -> int | None:
+        """Requests sent at once at most, over every thread (None: no bound of its own).
+
+        Set from CRMSYNC_SYNC_CONCURRENCY: however many threads pull and push for this
+        account, no more requests than that are on the wire at once."""
+        return self._max_in_flight
+
+    @max_in_flight.setter
+    def max_in_flight(self, count: int | None) -> None:
+        self._max_in_flight = count
+        self._slots = threading.BoundedSemaphore(count) if count else None
 
     @property
     def sleep(self) -> Sleep:
@@ -639,12 +719,21 @@ class HttpPolicy:
         self.pacer.before_request(bucket)
         limit: RateLimit | None = None
         self._sent.add()
-        self.budget.sent()
+        order = self.budget.sent()
+        # The slot is taken after pacing: a thread waiting for its paced moment holds none,
+        # and one holding a slot only waits on the wire.
+        slots = self._slots
         try:
-            reply = send()
+            if slots is not None:
+                slots.acquire()
+            try:
+                reply = send()
+            finally:
+                if slots is not None:
+                    slots.release()
             headers = lower_headers(reply.headers)
             limit = self.dialect.read_rate_limit(headers)
-            self.budget.observe(self.dialect.read_daily_left(headers))
+            self.budget.observe(self.dialect.read_daily_left(headers), order)
         except _TRANSIENT_EXCEPTIONS as exc:
             raise self.classify_exception(exc, what=what) from exc
         finally:  # whatever happened, the claim is settled (a leaked one would slow all)

@@ -6,9 +6,13 @@ What each way costs, in calls (limits in API-FACTS.md):
 - **first load** (cursor None or phase "full"): `GET /crm/v3/objects/{type}` with `limit=100`,
   every property named and the owned associations inline (`associations=companies` for
   contacts, `contacts,companies` for deals): 10 calls per 1,000 records, plus 1 for the deal
-  pipelines (deals only, once per adapter). Where the property list would make the URL longer
-  than `MAX_URL`, search on `hs_object_id` (keyset, properties in the body) replaces the list;
-  a page then gathers searches up to one association batch (`ASSOCIATION_READ_MAX`).
+  pipelines (deals only, once per adapter). With `concurrency` above 1 the list is read in
+  slices of the id space at once (`_full_partitioned`): the first page alone, one search for
+  the highest id and the count, then up to `concurrency` slices in flight, each ending in a
+  partial page — about 10.3 calls per 1,000 at 10,000 records, 10.0 at a million. Where the
+  property list would make the URL longer than `MAX_URL`, search on `hs_object_id` (keyset,
+  properties in the body) replaces the list, one page after another; a page then gathers
+  searches up to one association batch (`ASSOCIATION_READ_MAX`).
 - **increment**: `POST …/search` on the modification date (`lastmodifieddate` for contacts,
   `hs_lastmodifieddate` otherwise), `GTE` the high-water mark, ascending, 200 a page: 5 calls
   per 1,000 changed records plus one v4 `batch/read` per owned association type and page.
@@ -32,9 +36,13 @@ the property list must be measured as a URL before it is sent.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 import weakref
+from contextlib import closing
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlencode
 
@@ -46,12 +54,14 @@ from crmsync.adapters.records import (
     FieldDefinition,
     FieldOption,
     FieldType,
+    Partition,
     PullCursor,
     RecordPage,
     RemoteRecord,
     RemoteRemoval,
     TokenGuard,
     ensure_last_done,
+    interleave,
 )
 
 if TYPE_CHECKING:
@@ -74,6 +84,12 @@ OVERLAP = dt.timedelta(minutes=2)
 # last SEARCH_LAG: a record written just before the search but not yet indexed would
 # otherwise fall behind a high-water mark that has moved past it. The next run reads them.
 SEARCH_LAG = dt.timedelta(seconds=30)
+
+# A full pass by list is read in slices of the id space, concurrently (`_full_partitioned`):
+# up to PARTITIONS_PER_WORKER slices per worker (more slices than workers evens out ids that
+# cluster), none smaller than PARTITION_MIN_RECORDS — each slice costs about half a page more.
+PARTITIONS_PER_WORKER = 4
+PARTITION_MIN_RECORDS = 2_000
 
 MODIFIED = {"contacts": "lastmodifieddate", "companies": "hs_lastmodifieddate",
             "deals": "hs_lastmodifieddate"}
@@ -115,6 +131,10 @@ class HubSpotRecords:
     # records modified that recently wait for the next run.
     search_lag: dt.timedelta = SEARCH_LAG
     initial_load: str = "list"  # full passes: export | list | auto (hubspot_export.py)
+    # Requests this adapter's pulls keep in flight (CRMSYNC_SYNC_CONCURRENCY, set by the
+    # registry): above 1, a full pass by list reads slices of the ids concurrently.
+    concurrency: int = 1
+    partition_min_records: int = PARTITION_MIN_RECORDS
 
     # -- the interface ------------------------------------------------------------------------
 
@@ -157,7 +177,8 @@ class HubSpotRecords:
             params["associations"] = ",".join(owned)
         path = f"/crm/v3/objects/{object_type}"
         by_search = len(self._base_url + path + "?" + urlencode(params)) + 40 > MAX_URL
-        if cursor.token and cursor.extra.get("full_by") != ("search" if by_search else "list"):
+        if ((cursor.token or cursor.partitions)
+                and cursor.extra.get("full_by") != ("search" if by_search else "list")):
             # The property list changed size mid-pass: list and search tokens mean different
             # things, so the pass starts over the other way (keeping its start time).
             cursor = PullCursor(phase="full", pass_started_at=started, extra={
@@ -165,32 +186,98 @@ class HubSpotRecords:
         if by_search:
             yield from self._full_by_search(object_type, cursor, names, started)
             return
-        guard = TokenGuard(self.crm, f"list {object_type}")
+        listing = _Listing(self, object_type, path, params)
+        if cursor.partitions:
+            yield from self._full_partitioned(listing, cursor, started, cursor.partitions)
+            return
         token = cursor.token
+        if token is None and self.concurrency > 1:
+            # The first page is read alone: it says where the ids start (and whether the
+            # tokens are ids at all).
+            page = listing.page(None)
+            token = page.following
+            yield page.record_page(_after_full(cursor, token, started, "list"))
+            if token is None:
+                return
+        sizing = 0  # the search that sized the slices, charged to the next page
+        if self.concurrency > 1 and _id_token(token) is not None:
+            parts = self._partitions(object_type, int(str(token)))
+            sizing = 1
+            if len(parts) > 1:
+                yield from self._full_partitioned(listing, cursor, started, tuple(parts),
+                                                  sizing)
+                return
+        # One sequence: a token that is not a plain id (see `_id_token`), concurrency 1, or
+        # too few records left to be worth splitting.
+        guard = TokenGuard(self.crm, f"list {object_type}")
         guard.check(token)
         while True:
-            query = dict(params, after=token) if token else params
-            body, calls = self._records_request("GET", path, params=query,
-                                                what=f"list {object_type}")
-            raws = body.get("results") or []
-            inline = [_inline_associations(raw, owned) for raw in raws]
-            # A record with more associations than the list shows inline (the block has its
-            # own `paging`) has them all read in bulk instead.
-            cut = [str(raw["id"]) for raw, links in zip(raws, inline, strict=True)
-                   if links is None]
-            complete, more = self._read_associations(object_type, cut)
-            calls += more
-            records = [self._record(object_type, raw,
-                                    complete[str(raw["id"])] if links is None else links)
-                       for raw, links in zip(raws, inline, strict=True)]
-            calls += self._deal_status(object_type, records)
-            token = ((body.get("paging") or {}).get("next") or {}).get("after")
+            page = listing.page(token)
+            token = page.following
             guard.check(token)
-            yield RecordPage(object_type, tuple(records),
-                             _merged(object_type, raws),
-                             _after_full(cursor, token, started, "list"), calls=calls)
+            yield page.record_page(_after_full(cursor, token, started, "list"), sizing)
+            sizing = 0
             if not token:
                 return
+
+    def _partitions(self, object_type: ObjectType, low: int) -> list[Partition]:
+        """Slices of the ids from `low` up for concurrent reading (one search call).
+
+        The highest id and the count come from one search sorted by `hs_object_id`
+        descending. The last slice has no end, so records created above that id during the
+        pass are listed too (and the search increment after the pass reads them anyway).
+        """
+        from crmsync.adapters.hubspot import SEARCH_BUCKET
+
+        body, _ = self._records_request(
+            "POST", f"/crm/v3/objects/{object_type}/search", what=f"size {object_type}",
+            bucket=SEARCH_BUCKET, json={
+                "filterGroups": [{"filters": [_filter("hs_object_id", "GTE", str(low))]}],
+                "sorts": [{"propertyName": "hs_object_id", "direction": "DESCENDING"}],
+                "properties": ["hs_object_id"], "limit": 1})
+        results = body.get("results") or []
+        if not results:
+            return []
+        count = int(body.get("total") or 0)
+        parts = min(self.concurrency * PARTITIONS_PER_WORKER,
+                    count // max(1, self.partition_min_records))
+        return split_ids(low, int(results[0]["id"]), parts)
+
+    def _full_partitioned(self, listing: _Listing, cursor: PullCursor, started: dt.datetime,
+                          parts: tuple[Partition, ...], sizing: int = 0
+                          ) -> Iterator[RecordPage]:
+        """The pass's slices read concurrently; pages in the order they arrive.
+
+        Each page's cursor holds every unfinished slice where the pages yielded so far (this
+        one included) leave it, never further: the engine commits pages in this order, so a
+        run killed anywhere resumes each slice after its last committed page. The pass is
+        complete when the last slice ends: that page's cursor hands over to increments.
+        """
+        where = dict(enumerate(parts))
+        sources = [partial(listing.pages, part) for part in parts]
+        with closing(interleave(sources, self.concurrency)) as arriving:
+            yield from self._sliced_pages(arriving, where, cursor, started, sizing)
+
+    @staticmethod
+    def _sliced_pages(arriving: Iterator[tuple[int, _ListPage]], where: dict[int, Partition],
+                      cursor: PullCursor, started: dt.datetime, sizing: int
+                      ) -> Iterator[RecordPage]:
+        for index, page in arriving:
+            if page.following is None:
+                del where[index]
+            else:
+                where[index] = Partition(page.following, where[index].end)
+            if where:
+                remaining = tuple(where[i] for i in sorted(where))
+                # `token` repeats the first slice's: code that only knows `token` sees a
+                # list pass under way (an export is not started in its middle).
+                after = PullCursor(phase="full", token=remaining[0].token,
+                                   pass_started_at=started, partitions=remaining,
+                                   extra=dict(cursor.extra, full_by="list"))
+            else:
+                after = _after_full(cursor, None, started, "list")
+            yield page.record_page(after, sizing)
+            sizing = 0
 
     def _full_by_search(self, object_type: ObjectType, cursor: PullCursor, names: list[str],
                         started: dt.datetime) -> Iterator[RecordPage]:
@@ -409,17 +496,19 @@ class HubSpotRecords:
         """
         if object_type != "deals" or not records:
             return 0
-        known: dict[str, str | None] | None = getattr(self, "_stage_outcomes", None)
         calls = 0
-        unknown = known is None or any(r.fields.get("stage_id") not in known for r in records)
-        reads = getattr(self, "_stage_reads", 0)
-        if unknown and reads < 2:
-            known = {stage.id: stage.outcome
-                     for pipeline in self.list_pipelines()  # type: ignore[attr-defined]
-                     for stage in pipeline.stages}
-            self._stage_outcomes = known
-            self._stage_reads = reads + 1
-            calls = 1  # GET /crm/v3/pipelines/deals answers every pipeline at once
+        with _SHARED_STATE:  # concurrent slices of deals read the pipelines once
+            known: dict[str, str | None] | None = getattr(self, "_stage_outcomes", None)
+            unknown = known is None or any(r.fields.get("stage_id") not in known
+                                           for r in records)
+            reads = getattr(self, "_stage_reads", 0)
+            if unknown and reads < 2:
+                known = {stage.id: stage.outcome
+                         for pipeline in self.list_pipelines()  # type: ignore[attr-defined]
+                         for stage in pipeline.stages}
+                self._stage_outcomes = known
+                self._stage_reads = reads + 1
+                calls = 1  # GET /crm/v3/pipelines/deals answers every pipeline at once
         for record in records:
             status = (known or {}).get(str(record.fields.get("stage_id"))) or "open"
             fields = cast("dict[str, Any]", record.fields)
@@ -452,15 +541,116 @@ class HubSpotRecords:
 
     def _records_session(self) -> requests.Session:
         session: requests.Session | None = getattr(self, "_session_for_records", None)
-        if session is None:
-            session = requests.Session()
-            token = self._pipelines.api_client.configuration.access_token
-            session.headers["Authorization"] = f"Bearer {token}"
-            session.headers["Accept"] = "application/json"
-            self._session_for_records = session
-            # `HubSpotAdapter.close` knows only the SDK's clients: close this one with it.
-            weakref.finalize(self, session.close)
+        if session is not None:
+            return session
+        with _SHARED_STATE:
+            session = getattr(self, "_session_for_records", None)
+            if session is None:
+                session = requests.Session()
+                # One pooled connection per request in flight (requests keeps 10 by default).
+                pooled = requests.adapters.HTTPAdapter(pool_maxsize=max(10, self.concurrency))
+                session.mount("http://", pooled)
+                session.mount("https://", pooled)
+                token = self._pipelines.api_client.configuration.access_token
+                session.headers["Authorization"] = f"Bearer {token}"
+                session.headers["Accept"] = "application/json"
+                self._session_for_records = session
+                # `HubSpotAdapter.close` knows only the SDK's clients: close this one with it.
+                weakref.finalize(self, session.close)
         return session
+
+
+@dataclass(frozen=True)
+class _ListPage:
+    """One page of the objects list, mapped: what a `RecordPage` needs but its cursor."""
+
+    object_type: ObjectType
+    raws: list[dict[str, Any]]
+    records: list[RemoteRecord]
+    following: str | None  # the next page's token; None: this listing (or slice) has ended
+    calls: int
+
+    def record_page(self, cursor: PullCursor, other_calls: int = 0) -> RecordPage:
+        return RecordPage(self.object_type, tuple(self.records),
+                          _merged(self.object_type, self.raws), cursor,
+                          calls=self.calls + other_calls)
+
+
+class _Listing:
+    """`GET /crm/v3/objects/{type}` with one query, page by page (thread-safe)."""
+
+    def __init__(self, records: HubSpotRecords, object_type: ObjectType, path: str,
+                 params: dict[str, Any]) -> None:
+        self._records = records
+        self.object_type = object_type
+        self._path = path
+        self._params = params
+
+    def page(self, token: str | None, end: int | None = None) -> _ListPage:
+        """The page at `token`; with `end`, only its records with ids below `end` (a slice's
+        last page), and `following` None once the slice is done."""
+        object_type, owner = self.object_type, self._records
+        query = dict(self._params, after=token) if token else self._params
+        body, calls = owner._records_request("GET", self._path, params=query,
+                                             what=f"list {object_type}")
+        raws = body.get("results") or []
+        following = ((body.get("paging") or {}).get("next") or {}).get("after")
+        if end is not None:
+            kept = [raw for raw in raws if int(raw["id"]) < end]
+            following_id = _id_token(following)
+            if len(kept) < len(raws) or (following_id is not None and following_id >= end):
+                following = None
+            raws = kept
+        owned = OWNED_ASSOCIATIONS[object_type]
+        inline = [_inline_associations(raw, owned) for raw in raws]
+        # A record with more associations than the list shows inline (the block has its own
+        # `paging`) has them all read in bulk instead.
+        cut = [str(raw["id"]) for raw, links in zip(raws, inline, strict=True) if links is None]
+        complete, more = owner._read_associations(object_type, cut)
+        calls += more
+        records = [owner._record(object_type, raw,
+                                 complete[str(raw["id"])] if links is None else links)
+                   for raw, links in zip(raws, inline, strict=True)]
+        calls += owner._deal_status(object_type, records)
+        return _ListPage(object_type, raws, records, following, calls)
+
+    def pages(self, part: Partition) -> Iterator[_ListPage]:
+        """Every page of one slice, from its token to its end."""
+        guard = TokenGuard(self._records.crm, f"list {self.object_type}")
+        end = int(part.end) if part.end is not None else None
+        token: str | None = part.token
+        guard.check(token)
+        while token is not None:
+            page = self.page(token, end)
+            token = page.following
+            guard.check(token)
+            yield page
+
+
+def _id_token(token: str | None) -> int | None:
+    """The record id a list page token stands for, if it is one.
+
+    Observed, unconfirmed: HubSpot documents `paging.next.after` as opaque, but the objects
+    list pages in id order and its token is the next page's first record id (the sandbox does
+    the same), so `after=N` lists the records from id N on. Partitioned reading relies on
+    it; a token that is not a plain integer means something else and is followed as it
+    comes, one page after another.
+    """
+    if token is None or not token.isascii() or not token.isdigit():
+        return None
+    return int(token)
+
+
+def split_ids(low: int, high: int, parts: int) -> list[Partition]:
+    """The ids from `low` to `high` in `parts` slices of equal width; the last has no end."""
+    parts = max(1, min(parts, high - low + 1))
+    bounds = [low + (high + 1 - low) * n // parts for n in range(parts)]
+    return [Partition(str(start), str(bounds[n + 1]) if n + 1 < parts else None)
+            for n, start in enumerate(bounds)]
+
+
+# Guards the adapter's lazily built state (session, deal stages) against concurrent readers.
+_SHARED_STATE = threading.RLock()
 
 
 def _group() -> int:

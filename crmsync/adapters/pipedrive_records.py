@@ -1,6 +1,10 @@
 """Pipedrive persons, organizations and deals page by page: the `RecordAdapter` side of
 `PipedriveAdapter` (mixed in as `PipedriveRecords`).
 
+Pulls of several object types may run at once (the engine's threads); each type's pages
+follow one another, since v2 page cursors are opaque and cannot be split into slices to read
+concurrently.
+
 One listing serves the first load and every increment: `GET /api/v2/{persons|organizations|
 deals}` with `limit=500`, `sort_by=update_time`, `sort_direction=asc`, paged by
 `additional_data.next_cursor` (null at the end), and from the second run on
@@ -238,7 +242,7 @@ class PipedriveRecords:
                                high_water=high, high_water_id=high_id,
                                pass_started_at=started, extra=extra)
             yield RecordPage(object_type, tuple(records), tuple(removals), after,
-                             calls=1 + self._pd_take_calls())
+                             calls=1 + self._pd_take_calls(object_type))
             if not token:
                 return after
 
@@ -295,14 +299,17 @@ class PipedriveRecords:
             "_pd_field_cache", {})
         if object_type not in cache:
             cache[object_type] = self.field_definitions(object_type)
-            # Charged to the page that needed them (see `_pd_take_calls`).
-            self._pd_pending_calls = 1 + len(cache[object_type]) // FIELDS_LIMIT
+            # Charged to the type's page that needed them (see `_pd_take_calls`); per type,
+            # as types are pulled concurrently.
+            pending: dict[str, int] = self.__dict__.setdefault("_pd_pending_calls", {})
+            pending[object_type] = 1 + len(cache[object_type]) // FIELDS_LIMIT
         return cache[object_type]
 
-    def _pd_take_calls(self) -> int:
-        """Requests made beside the listing since the last page (field definitions)."""
-        calls: int = self.__dict__.pop("_pd_pending_calls", 0)
-        return calls
+    def _pd_take_calls(self, object_type: ObjectType) -> int:
+        """Requests made for the type beside its listing since its last page (field
+        definitions)."""
+        pending: dict[str, int] = self.__dict__.get("_pd_pending_calls") or {}
+        return pending.pop(object_type, 0)
 
     def _pd_get(self, url: str, *, params: dict[str, Any], what: str) -> dict[str, Any]:
         """One GET through the policy (the adapter's session carries the token)."""

@@ -23,21 +23,25 @@ What the adapters add (`hubspot_records.py`, `pipedrive_records.py`):
   re-reads what changed from shortly before the pass began, and removals may be reported
   again (a merge every time its survivor changes). The engine's writes must be idempotent,
   and a removal of an id it never stored is not an error.
-- `TokenGuard` and `ensure_last_done` below are shared by both adapters.
+- `TokenGuard`, `ensure_last_done` and `interleave` below are shared by both adapters.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import queue
+import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from crmsync.errors import RemoteError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 
     from crmsync.names import ObjectType
+
+T = TypeVar("T")
 
 # The fields each object type carries as typed columns in the store.
 CANONICAL_FIELDS: dict[str, tuple[str, ...]] = {
@@ -114,6 +118,15 @@ class RemoteRemoval:
 
 
 @dataclass(frozen=True)
+class Partition:
+    """One slice of a full pass read concurrently with others: `token` is the page token to
+    read next, `end` the first id past the slice (None: no end). The adapter defines both."""
+
+    token: str
+    end: str | None = None
+
+
+@dataclass(frozen=True)
 class PullCursor:
     """Where one object type's pull stands. JSON-serialisable (`to_json` / `from_json`).
 
@@ -121,7 +134,10 @@ class PullCursor:
     token). `high_water` / `high_water_id` are the newest (modified time, id) committed so far:
     the next increment starts there. `pass_started_at` is when the current full pass began: a
     full pass that ends hands over to increments from that moment (minus the adapter's
-    overlap), so nothing changed during a long first load is missed.
+    overlap), so nothing changed during a long first load is missed. `partitions`: the slices
+    of a full pass read concurrently that are not finished yet, each where it stands (empty
+    when the pass is read as one sequence); cursors written before partitions existed have
+    none and resume as they were.
     """
 
     phase: str = "full"
@@ -130,9 +146,10 @@ class PullCursor:
     high_water_id: str | None = None
     pass_started_at: dt.datetime | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    partitions: tuple[Partition, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "phase": self.phase, "token": self.token,
             "high_water": self.high_water.isoformat() if self.high_water else None,
             "high_water_id": self.high_water_id,
@@ -140,6 +157,9 @@ class PullCursor:
             else None,
             "extra": dict(self.extra),
         }
+        if self.partitions:
+            data["partitions"] = [[p.token, p.end] for p in self.partitions]
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PullCursor:
@@ -150,7 +170,9 @@ class PullCursor:
                    high_water=when(data.get("high_water")),
                    high_water_id=data.get("high_water_id"),
                    pass_started_at=when(data.get("pass_started_at")),
-                   extra=data.get("extra") or {})
+                   extra=data.get("extra") or {},
+                   partitions=tuple(Partition(str(token), None if end is None else str(end))
+                                    for token, end in data.get("partitions") or ()))
 
 
 @dataclass(frozen=True)
@@ -222,13 +244,95 @@ class TokenGuard:
 def ensure_last_done(pages: Iterator[RecordPage]) -> Iterator[RecordPage]:
     """Yield `pages` with `done` set on the last one (one page of look-ahead)."""
     pending: RecordPage | None = None
-    for page in pages:
-        if pending is not None:
-            yield pending
-        pending = page
+    try:
+        for page in pages:
+            if pending is not None:
+                yield pending
+            pending = page
+    finally:
+        close = getattr(pages, "close", None)
+        if close is not None:  # stopped early: a listing reading on threads stops them
+            close()
     if pending is not None:
         yield RecordPage(pending.object_type, pending.records, pending.removals,
                          pending.cursor, done=True, calls=pending.calls)
+
+
+class _Failed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_FINISHED = object()
+_PUT_POLL_SECONDS = 0.1  # how soon a reader blocked on a full buffer notices a stop
+
+
+def interleave(sources: Sequence[Callable[[], Iterator[T]]], workers: int, *,
+               buffer: int | None = None) -> Generator[tuple[int, T], None, None]:
+    """The items of several sources, read on up to `workers` threads, as they come.
+
+    Yields `(index of the source, item)` in the order items are ready; a source's own items
+    keep their order. At most `buffer` items (default `2 * workers`) wait to be taken, so the
+    readers never run far ahead of the consumer (memory stays flat). The first error a source
+    raises is raised here, after the items it yielded before; then, as when the consumer
+    stops early (closing this generator), the readers stop at their next item and are joined.
+    """
+    count = min(max(1, workers), len(sources))
+    ready: queue.Queue[tuple[int, object]] = queue.Queue(maxsize=buffer or 2 * count)
+    todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for index in range(len(sources)):
+        todo.put(index)
+    stop = threading.Event()
+
+    def put(entry: tuple[int, object]) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=_PUT_POLL_SECONDS)
+            except queue.Full:
+                continue
+            return True
+        return False
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                index = todo.get_nowait()
+            except queue.Empty:
+                return
+            items: Iterator[T] | None = None
+            try:
+                items = sources[index]()
+                for item in items:
+                    if not put((index, item)):
+                        return
+            except BaseException as exc:  # noqa: BLE001 -- handed to the consumer, raised there
+                put((index, _Failed(exc)))
+                return
+            finally:
+                close = getattr(items, "close", None)
+                if close is not None:
+                    close()
+            if not put((index, _FINISHED)):
+                return
+
+    threads = [threading.Thread(target=read, name=f"crmsync-read-{n}", daemon=True)
+               for n in range(count)]
+    for thread in threads:
+        thread.start()
+    finished = 0
+    try:
+        while finished < len(sources):
+            index, entry = ready.get()
+            if entry is _FINISHED:
+                finished += 1
+            elif isinstance(entry, _Failed):
+                raise entry.error
+            else:
+                yield index, entry  # type: ignore[misc]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
 
 
 # --- the write side (two-way sync) --------------------------------------------------------------

@@ -43,6 +43,10 @@ class Connection:
     token_source: str | None = None
     # HubSpot only: how long its search index may trail a write (see hubspot_records).
     search_lag_seconds: float | None = None
+    # Requests in flight at once for this account (CRMSYNC_SYNC_CONCURRENCY).
+    concurrency: int = 1
+    # The account's tier or plan (CRMSYNC_HUBSPOT_TIER / CRMSYNC_PIPEDRIVE_PLAN), if named.
+    plan: str | None = None
 
     def __repr__(self) -> str:  # SecretStr already hides the token; keep the repr short
         return f"Connection({self.base_url!r}, timeout={self.timeout}, retries={self.max_retries})"
@@ -62,6 +66,15 @@ def _connect(adapter_class: Callable[..., _PolicyAdapter], connection: Connectio
         max_retries=connection.max_retries, sleep=connection.sleep, clock=connection.clock,
     )
     adapter.policy.endpoint = connection.endpoint
+    adapter.policy.max_in_flight = connection.concurrency
+    if hasattr(adapter, "concurrency"):
+        adapter.concurrency = connection.concurrency
+    if connection.plan is not None:
+        from crmsync.adapters.http_policy import PLAN_WINDOWS
+
+        window = PLAN_WINDOWS.get((adapter.policy.crm, connection.plan))
+        if window is not None:
+            adapter.policy.pacer.assume("default", window)
     return adapter
 
 
@@ -127,5 +140,7 @@ def create_adapter(
         base_url_setting=f"CRMSYNC_{crm.upper()}_BASE_URL",
         token_source=settings.token_source(crm, token_env),
         search_lag_seconds=settings.hubspot_search_lag_seconds,
+        concurrency=settings.sync_concurrency,
+        plan=settings.plan(crm),
     )
     return factory(connection)

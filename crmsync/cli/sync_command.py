@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -99,12 +100,14 @@ def _exit_code(outcomes: list[ClientSync]) -> int:
 
 
 class _Progress:
-    """A rich progress line per client and object type, on a terminal only."""
+    """A rich progress line per client and object type, on a terminal only. `update` is
+    called from every client's and object type's thread."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self._tasks: dict[tuple[str, str], Any] = {}
         self._progress: Any = None
+        self._lock = threading.Lock()
 
     def __enter__(self) -> _Progress:
         if self.enabled:
@@ -126,10 +129,11 @@ class _Progress:
         key = (client, object_type)
         text = (f"{counts.pulled} pulled, {counts.created} new, {counts.updated} changed, "
                 f"{counts.tombstoned} gone")
-        if key not in self._tasks:
-            self._tasks[key] = self._progress.add_task(f"{client} {object_type}", total=None,
-                                                       counts=text)
-        self._progress.update(self._tasks[key], counts=text)
+        with self._lock:
+            if key not in self._tasks:
+                self._tasks[key] = self._progress.add_task(f"{client} {object_type}",
+                                                           total=None, counts=text)
+            self._progress.update(self._tasks[key], counts=text)
 
 
 @click.command("sync")

@@ -331,7 +331,7 @@ class RecordStore:
             gone = self._links(conn, crm, object_type, [r.remote_id for r in removals])
         for row in unique:
             link = existing.get(row.remote_id)
-            if link is None:
+            if link is None or link[2] == "stub":  # a stub: first seen as a link's target
                 outcome.created += 1
             elif link[2]:
                 outcome.restored += 1
@@ -385,9 +385,13 @@ class RecordStore:
             plain = [r for r in changed if existing[r.remote_id][0] not in edits]
             edited = [r for r in changed if existing[r.remote_id][0] in edits]
             if plain:
-                restored = sum(1 for r in plain if existing[r.remote_id][2])
+                # A stub filled in (a record first seen as an association's target, its
+                # own type pulled later or concurrently) is created; a deleted one restored.
+                filled = sum(1 for r in plain if existing[r.remote_id][2] == "stub")
+                restored = sum(1 for r in plain if existing[r.remote_id][2] == "deleted")
+                outcome.created += filled
                 outcome.restored += restored
-                outcome.updated += len(plain) - restored
+                outcome.updated += len(plain) - restored - filled
                 self._overwrite(conn, table, plain, ids, now)
             if edited:
                 assert resolve is not None
@@ -418,7 +422,7 @@ class RecordStore:
 
     def _merge_edited(self, conn: Connection, crm: str, object_type: str, *,
                       rows: Sequence[RecordRow],
-                      existing: Mapping[str, tuple[int, Any, bool, int]],
+                      existing: Mapping[str, tuple[int, Any, str, int]],
                       edits: Mapping[int, dict[str, Any]], resolve: Resolver,
                       now: dt.datetime, outcome: PageOutcome) -> None:
         """Pulled records with a queued local edit: merged, in this page's transaction."""
@@ -594,10 +598,11 @@ class RecordStore:
         }
 
     def _links(self, conn: Connection, crm: str, object_type: str, remote_ids: Sequence[str]
-               ) -> dict[str, tuple[int, Any, bool, int]]:
-        """remote id → (record id, base, removed or stub, link id) for the ids that exist."""
+               ) -> dict[str, tuple[int, Any, str, int]]:
+        """remote id → (record id, base, gone, link id) for the ids that exist; gone is
+        "stub", "deleted" or "" (live), so true when the record is not live."""
         table = RECORD_TABLES[object_type]
-        found: dict[str, tuple[int, Any, bool, int]] = {}
+        found: dict[str, tuple[int, Any, str, int]] = {}
         for chunk in _chunks(list(dict.fromkeys(remote_ids)), in_chunk_size(conn)):
             query = (select(record_links.c.remote_id, record_links.c.record_id,
                             record_links.c.base, record_links.c.id,
@@ -606,7 +611,7 @@ class RecordStore:
                      .where(self._scope(record_links, crm, object_type),
                             any_of(conn, record_links.c.remote_id, chunk)))
             for row in conn.execute(query):
-                gone = bool(row.stub) or row.deleted_at is not None
+                gone = "stub" if row.stub else "deleted" if row.deleted_at is not None else ""
                 found[row.remote_id] = (row.record_id, row.base, gone, row.id)
         return found
 

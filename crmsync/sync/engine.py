@@ -10,6 +10,14 @@ not pulled yet become stubs), the loop is:
 so the cursor never runs ahead of the data it covers, and a run killed anywhere resumes from
 the last committed page; re-reading a page is harmless (upserts keyed on the CRM's id).
 
+With `concurrency` above 1 the object types are pulled at once, one thread each, sharing the
+adapter (and its one rate limiter). Every store access goes through one lock per store, so
+page commits never interleave (a contact page's company stubs and the company page that
+fills them in cannot race, on SQLite or PostgreSQL) and each page still commits with its
+cursor. Each type's next page is fetched while its current one is committed (`_read_ahead`).
+The first error stops the other types after the page they are committing; what they
+committed stays, and that first error is raised.
+
 Field definitions are cached in the store and re-read when older than a day (or with --full),
 so a run with nothing changed costs one call per object type. Removals the CRM can only show
 through a listing that costs calls (HubSpot's archived records, Pipedrive's recents) are
@@ -22,17 +30,22 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from crmsync.adapters.records import FieldDefinition, PullCursor
+from crmsync.adapters.records import FieldDefinition, PullCursor, interleave
 from crmsync.names import OBJECT_TYPES, ObjectType
 from crmsync.store.records import PageOutcome
 from crmsync.sync.mapping import MappingRules, record_row, removal_row
 from crmsync.sync.reconcile import resolver
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from crmsync.adapters.records import RecordAdapter, RecordPage
     from crmsync.store import Store
     from crmsync.store.records import RecordStore, Resolver
@@ -113,6 +126,7 @@ def pull_client(
     removal_scan_interval: dt.timedelta = REMOVAL_SCAN_INTERVAL,
     clock: Callable[[], dt.datetime] = _utcnow,
     conflict_policy: ConflictPolicy | None = None,
+    concurrency: int = 1,
 ) -> PullResult:
     """Pull every object type of one client's CRM into the store (see the module docstring).
 
@@ -123,66 +137,145 @@ def pull_client(
     With `conflict_policy` (two-way sync) records with a queued local edit are merged with
     what the CRM sent instead of overwritten (`reconcile.resolve`), and pulled contacts and
     companies that match a local-only record are linked to it.
+
+    `concurrency` (CRMSYNC_SYNC_CONCURRENCY): object types pulled at once; `on_page` is then
+    called from their threads, one call at a time.
     """
     result = PullResult(client, crm, full=full, dry_run=dry_run)
     records = store.records(client)
     for object_type in object_types:
-        counts = result.counts[object_type] = TypeCounts()
+        result.counts[object_type] = TypeCounts()
+    progress = threading.Lock()
+    stop = threading.Event()
+
+    def report(object_type: str, counts: TypeCounts) -> None:
+        if on_page is not None:
+            with progress:
+                on_page(object_type, counts)
+
+    def pull(object_type: ObjectType) -> None:
         _pull_type(records, adapter, crm=crm, object_type=object_type, rules=rules,
-                   counts=counts, full=full, dry_run=dry_run, on_page=on_page, now=clock(),
-                   removal_scan_interval=removal_scan_interval,
+                   counts=result.counts[object_type], full=full, dry_run=dry_run,
+                   on_page=report, now=clock(), removal_scan_interval=removal_scan_interval,
                    resolve=(resolver(object_type, rules, conflict_policy)
-                            if conflict_policy is not None else None))
+                            if conflict_policy is not None else None),
+                   store_lock=store_lock(store), stop=stop, read_ahead=concurrency > 1)
+
+    workers = min(max(1, concurrency), len(object_types))
+    if workers <= 1:
+        for object_type in object_types:
+            pull(object_type)
+        return result
+    errors: list[BaseException] = []
+
+    def guarded(object_type: ObjectType) -> None:
+        try:
+            pull(object_type)
+        except BaseException as exc:
+            with progress:
+                errors.append(exc)  # in the order they happened: the first is raised
+            stop.set()
+            raise
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crmsync-pull") as pool:
+        for future in [pool.submit(guarded, t) for t in object_types]:
+            future.exception()  # wait for every type: none is left writing when we return
+    if errors:
+        raise errors[0]
     return result
+
+
+def _read_ahead(pages: Iterator[RecordPage]) -> Iterator[RecordPage]:
+    """`pages` read a page ahead on a thread of their own: the next page is on its way while
+    this one is committed (the cursor still only moves with commits: a page read ahead and
+    not committed is read again by the next run)."""
+    ahead = interleave([lambda: pages], 1, buffer=1)
+    try:
+        for _, page in ahead:
+            yield page
+    finally:
+        ahead.close()
+
+
+_STORE_LOCKS: weakref.WeakKeyDictionary[Store, threading.RLock] = weakref.WeakKeyDictionary()
+_STORE_LOCKS_GUARD = threading.Lock()
+
+
+def store_lock(store: Store) -> AbstractContextManager[Any]:
+    """The lock every pull thread takes to use `store` (one per store, in this process)."""
+    with _STORE_LOCKS_GUARD:
+        lock = _STORE_LOCKS.get(store)
+        if lock is None:
+            lock = _STORE_LOCKS[store] = threading.RLock()
+        return lock
 
 
 def _pull_type(records: RecordStore, adapter: RecordAdapter, *, crm: str,
                object_type: ObjectType, rules: MappingRules, counts: TypeCounts, full: bool,
                dry_run: bool, on_page: OnPage | None, now: dt.datetime,
-               removal_scan_interval: dt.timedelta, resolve: Resolver | None = None) -> None:
+               removal_scan_interval: dt.timedelta, resolve: Resolver | None = None,
+               store_lock: AbstractContextManager[Any], stop: threading.Event,
+               read_ahead: bool = False) -> None:
     definitions = _field_definitions(records, adapter, crm, object_type, counts,
-                                     refresh=full, dry_run=dry_run, now=now)
-    stored = None if full else records.cursor(crm, object_type)
+                                     refresh=full, dry_run=dry_run, now=now,
+                                     store_lock=store_lock)
+    with store_lock:
+        stored = None if full else records.cursor(crm, object_type)
     cursor = PullCursor.from_json(stored.cursor) if stored is not None else None
     scan = (full or stored is None or stored.removals_scanned_at is None
             or now - stored.removals_scanned_at >= removal_scan_interval)
     phase = cursor.phase if cursor is not None else FULL_PHASE
-    for page in adapter.pull(object_type, cursor, definitions, scan_removals=scan):
-        rows = [record_row(r, rules) for r in page.records]
-        removals = [removal_row(r) for r in page.removals]
-        in_full_pass = phase == FULL_PHASE
-        pass_id = (page.cursor.pass_started_at.isoformat()
-                   if in_full_pass and page.cursor.pass_started_at else None)
-        if dry_run:
-            outcome = records.preview_page(crm, object_type, rows, removals)
-        else:
-            outcome = records.commit_page(
-                crm, object_type, rows, removals, page.cursor.to_json(), pass_id=pass_id,
-                removals_scanned=scan and page.done, resolve=resolve)
-        counts.add(outcome, page)
-        log.info("%s %s: page %d %s (%d records, %d removals); %d pulled so far",
-                 crm, object_type, counts.pages, "read" if dry_run else "committed",
-                 len(page.records), len(page.removals), counts.pulled)
-        if in_full_pass and page.cursor.phase != FULL_PHASE and pass_id and not dry_run:
-            # The full pass listed everything the CRM has: what it did not list is gone.
-            counts.tombstoned += records.tombstone_unseen(crm, object_type, pass_id)
-        phase = page.cursor.phase
-        if on_page is not None:
-            on_page(object_type, counts)
-        if page.done:
-            break
+    pages: Iterator[RecordPage] = adapter.pull(object_type, cursor, definitions,
+                                               scan_removals=scan)
+    if read_ahead:
+        pages = _read_ahead(pages)
+    try:
+        for page in pages:
+            rows = [record_row(r, rules) for r in page.records]
+            removals = [removal_row(r) for r in page.removals]
+            in_full_pass = phase == FULL_PHASE
+            pass_id = (page.cursor.pass_started_at.isoformat()
+                       if in_full_pass and page.cursor.pass_started_at else None)
+            with store_lock:
+                if dry_run:
+                    outcome = records.preview_page(crm, object_type, rows, removals)
+                else:
+                    outcome = records.commit_page(
+                        crm, object_type, rows, removals, page.cursor.to_json(),
+                        pass_id=pass_id, removals_scanned=scan and page.done,
+                        resolve=resolve)
+                counts.add(outcome, page)
+                if in_full_pass and page.cursor.phase != FULL_PHASE and pass_id and not dry_run:
+                    # The full pass listed everything the CRM has: what it did not list is gone.
+                    counts.tombstoned += records.tombstone_unseen(crm, object_type, pass_id)
+            log.info("%s %s: page %d %s (%d records, %d removals); %d pulled so far",
+                     crm, object_type, counts.pages, "read" if dry_run else "committed",
+                     len(page.records), len(page.removals), counts.pulled)
+            phase = page.cursor.phase
+            if on_page is not None:
+                on_page(object_type, counts)
+            if page.done or stop.is_set():  # another type failed: stop after this page
+                break
+    finally:
+        close = getattr(pages, "close", None)
+        if close is not None:  # a generator reading on threads stops them
+            close()
 
 
 def _field_definitions(records: RecordStore, adapter: RecordAdapter, crm: str,
                        object_type: ObjectType, counts: TypeCounts, *, refresh: bool,
-                       dry_run: bool, now: dt.datetime) -> list[FieldDefinition]:
-    cached = None if refresh else records.field_definitions(crm, object_type)
+                       dry_run: bool, now: dt.datetime,
+                       store_lock: AbstractContextManager[Any]) -> list[FieldDefinition]:
+    with store_lock:
+        cached = None if refresh else records.field_definitions(crm, object_type)
     if cached is not None and now - cached[1] < FIELD_DEFINITIONS_MAX_AGE:
         return [FieldDefinition.from_json(d) for d in cached[0]]
     definitions = adapter.field_definitions(object_type)
     counts.calls += 1
     if not dry_run:
-        records.save_field_definitions(crm, object_type, [d.to_json() for d in definitions])
+        with store_lock:
+            records.save_field_definitions(crm, object_type,
+                                           [d.to_json() for d in definitions])
     return definitions
 
 

@@ -3,8 +3,9 @@
 Each client is synced under its lease (`Store.lease`), so two runs — two cron lines, two
 hosts sharing one PostgreSQL store — never sync one client at once: the second finds the lease
 held and skips that client (status `held`). Clients run concurrently (`workers`): each has its
-own CRM account and rate limit, so this is where wall time is won; clients on one account
-share that account's adapter and pacing.
+own CRM account and rate limit; clients on one account share that account's adapter and
+pacing. Within a client, the object types (and HubSpot's first load, in slices) are pulled
+concurrently, `sync_concurrency` requests in flight per account at most.
 
 **Many hosts, one store.** Every host runs the same cron line over the same blueprints. A
 host skips a client that another run finished after this run started (`done-elsewhere`) or
@@ -255,7 +256,8 @@ def _two_way(outcome: ClientSync, adapter: RecordAdapter, session: Session, *, f
     outcome.result = pull_client(client, crm, adapter, session.store,
                                  rules_for(blueprint, session), full=full, dry_run=dry_run,
                                  on_page=page_hook, removal_scan_interval=scan_interval,
-                                 conflict_policy=blueprint.conflict_policy)
+                                 conflict_policy=blueprint.conflict_policy,
+                                 concurrency=session.settings.sync_concurrency)
     if isinstance(adapter, RecordWriter):
         rules = push_rules_for(blueprint, session)
         if to == crm:
@@ -286,7 +288,8 @@ def _seed_other(outcome: ClientSync, session: Session, to: str, *, full: bool) -
         session.store.accounts(client, to).record(account_id)
         outcome.target = pull_client(client, to, target, session.store,
                                      _mapping(blueprint, session, to), full=full,
-                                     conflict_policy=blueprint.conflict_policy)
+                                     conflict_policy=blueprint.conflict_policy,
+                                     concurrency=session.settings.sync_concurrency)
         rules = replace(push_rules_for(blueprint, session, to),
                         target_properties=defined_properties(target))
         outcome.pushed.append(push_client(client, target, session.store, rules,

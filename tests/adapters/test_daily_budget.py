@@ -11,7 +11,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from crmsync.adapters.http_policy import HUBSPOT, PIPEDRIVE, HttpPolicy, Reply
+from crmsync.adapters.http_policy import HUBSPOT, PIPEDRIVE, DailyBudget, HttpPolicy, Reply
 from crmsync.cli import cli
 from crmsync.errors import BudgetExhaustedError
 from crmsync.sandbox import start_sandbox
@@ -139,3 +139,24 @@ def test_sync_stops_at_the_budget_with_exit_3_and_resumes(
                 if not r.archived}
         assert live <= got, object_type
     shutil.rmtree(configs)
+
+
+def test_reports_arriving_out_of_order_neither_undercount_nor_restart_the_day() -> None:
+    """Four list calls in flight (10 tokens each): the CRM counts them in another order than
+    they were sent, and their answers come back in yet another one."""
+    budget = DailyBudget("pipedrive", share=0.5)
+    first = budget.sent()
+    budget.observe(30_000, first)  # the baseline
+    orders = [budget.sent() for _ in range(4)]
+    # Counted by the CRM in the order 1, 0, 3, 2 (of these four): what each answer says.
+    left = {orders[1]: 29_990, orders[0]: 29_980, orders[3]: 29_970, orders[2]: 29_960}
+    for order in (orders[0], orders[1], orders[2], orders[3]):  # answered in this order
+        budget.observe(left[order], order)
+        assert budget.spent >= 30_000 - left[order]
+    assert budget.spent == 40
+    later = budget.sent()
+    budget.observe(29_950, later)
+    assert budget.spent == 50
+    midnight = budget.sent()
+    budget.observe(60_000, midnight)  # a new day: the whole allowance again
+    assert budget.spent == 0
