@@ -95,6 +95,9 @@ class Dialect:
     read_daily_left: Callable[[Mapping[str, str]], int | None] = lambda _headers: None
 
 
+PIPEDRIVE_BURST_SECONDS = 2.0
+
+
 def _int_header(headers: Mapping[str, str], name: str) -> int | None:
     value = headers.get(name)
     if value is None:
@@ -122,19 +125,20 @@ def _hubspot_rate_limit(headers: Mapping[str, str]) -> RateLimit | None:
 
 
 def _pipedrive_rate_limit(headers: Mapping[str, str]) -> RateLimit | None:
-    # https://pipedrive.readme.io/docs/core-api-concepts-rate-limiting : `x-ratelimit-reset`
-    # is the number of seconds until the current (2 s burst) window resets.
+    # https://pipedrive.readme.io/docs/core-api-concepts-rate-limiting : the burst limit is a
+    # rolling 2-second window per token; `x-ratelimit-reset` (seconds until the window frees)
+    # comes in whole seconds, too coarse to pace by, so it only bounds a longer window.
     remaining = _int_header(headers, "x-ratelimit-remaining")
     if remaining is None:
         return None
     reset = headers.get("x-ratelimit-reset")
     try:
-        window = float(reset) if reset is not None else 2.0
+        window = max(float(reset), PIPEDRIVE_BURST_SECONDS) if reset is not None \
+            else PIPEDRIVE_BURST_SECONDS
     except ValueError:
-        window = 2.0
-    return RateLimit(
-        remaining=remaining, limit=_int_header(headers, "x-ratelimit-limit"), window_seconds=window
-    )
+        window = PIPEDRIVE_BURST_SECONDS
+    return RateLimit(remaining=remaining, limit=_int_header(headers, "x-ratelimit-limit"),
+                     window_seconds=window, rolling=True)
 
 
 def _hubspot_daily_left(headers: Mapping[str, str]) -> int | None:

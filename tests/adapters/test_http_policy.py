@@ -35,10 +35,14 @@ def test_hubspot_headers_are_a_rolling_window() -> None:
     assert HUBSPOT.read_rate_limit({}) is None  # search responses carry none
 
 
-def test_pipedrive_headers_are_a_window_with_a_reset() -> None:
+def test_pipedrive_headers_are_a_rolling_two_second_window() -> None:
     limit = PIPEDRIVE.read_rate_limit({
-        "x-ratelimit-limit": "40", "x-ratelimit-remaining": "3", "x-ratelimit-reset": "2"})
-    assert limit == RateLimit(remaining=3, limit=40, window_seconds=2.0, rolling=False)
+        "x-ratelimit-limit": "40", "x-ratelimit-remaining": "3", "x-ratelimit-reset": "1"})
+    # The reset comes in whole seconds: the documented 2 s rolling window is what paces.
+    assert limit == RateLimit(remaining=3, limit=40, window_seconds=2.0, rolling=True)
+    longer = PIPEDRIVE.read_rate_limit({
+        "x-ratelimit-limit": "40", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "7"})
+    assert longer is not None and longer.window_seconds == 7.0
 
 
 def test_error_messages_in_each_crms_shape() -> None:
