@@ -225,8 +225,8 @@ def test_fewer_collections_restores_the_threshold_when_the_last_load_ends() -> N
 
     before = gc.get_threshold()
     with hubspot_export._fewer_collections():
-        assert gc.get_threshold()[0] >= hubspot_export.GC_THRESHOLD
+        assert gc.get_threshold() == hubspot_export.GC_THRESHOLDS
         with hubspot_export._fewer_collections():  # a second type loading at once
             pass
-        assert gc.get_threshold()[0] >= hubspot_export.GC_THRESHOLD  # still loading
+        assert gc.get_threshold() == hubspot_export.GC_THRESHOLDS  # still loading
     assert gc.get_threshold() == before
