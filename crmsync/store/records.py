@@ -1042,8 +1042,10 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-# What SQLAlchemy's JSON type writes (`json.dumps`), with `_jsonable`'s dates and decimals.
-_JSON = json.JSONEncoder(default=_json_default).encode
+# What SQLAlchemy's JSON type writes (`json.dumps`), with `_jsonable`'s dates and decimals,
+# without the blanks after separators: a bulk load writes every record's JSON twice (its
+# properties, its merge base) and these are bytes it need not write. Read back the same.
+_JSON = json.JSONEncoder(default=_json_default, separators=(",", ":")).encode
 _PROPERTIES = frozenset({"properties"})
 _BASE = frozenset({"base"})
 
@@ -1054,7 +1056,7 @@ def _json_texts(row: RecordRow) -> tuple[str, str]:
     properties = _JSON(row.properties)
     base = row.base
     if len(base) == 2 and "fields" in base and base.get("properties") is row.properties:
-        return properties, f'{{"fields": {_JSON(base["fields"])}, "properties": {properties}}}'
+        return properties, f'{{"fields":{_JSON(base["fields"])},"properties":{properties}}}'
     return properties, _JSON(base)
 
 

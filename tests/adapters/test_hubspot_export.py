@@ -185,3 +185,48 @@ def test_export_cursor_survives_json(box: tuple[SandboxServer, ManualClock]) -> 
     assert restored.extra["export"]["id"] == first.cursor.extra["export"]["id"]
     assert restored.pass_started_at is not None
     assert restored.pass_started_at <= dt.datetime.now(dt.UTC)
+
+
+# -- the loader's plumbing (pure, no sandbox) -------------------------------------------------
+
+def test_read_ahead_yields_in_order_and_raises_the_error_after_what_came_before() -> None:
+    def pages() -> Iterator[int]:
+        yield from range(5)
+        raise RuntimeError("file cut short")
+
+    got: list[int] = []
+    with pytest.raises(RuntimeError, match="file cut short"):
+        got.extend(hubspot_export._read_ahead(pages()))
+    assert got == [0, 1, 2, 3, 4]
+
+
+def test_read_ahead_stopped_early_stops_reading_and_closes_the_source() -> None:
+    drawn: list[int] = []
+    closed: list[bool] = []
+
+    def pages() -> Iterator[int]:
+        try:
+            for number in range(1_000):
+                drawn.append(number)
+                yield number
+        finally:
+            closed.append(True)
+
+    ahead = hubspot_export._read_ahead(pages(), depth=1)
+    assert [next(ahead), next(ahead)] == [0, 1]
+    ahead.close()
+    # At most the page waiting in the queue and the one being made were drawn past the two.
+    assert len(drawn) <= 4
+    assert closed == [True]
+
+
+def test_fewer_collections_restores_the_threshold_when_the_last_load_ends() -> None:
+    import gc
+
+    before = gc.get_threshold()
+    with hubspot_export._fewer_collections():
+        assert gc.get_threshold() == hubspot_export.GC_THRESHOLDS
+        with hubspot_export._fewer_collections():  # a second type loading at once
+            pass
+        assert gc.get_threshold() == hubspot_export.GC_THRESHOLDS  # still loading
+    assert gc.get_threshold() == before
