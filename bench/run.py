@@ -289,7 +289,8 @@ def main() -> None:
                     raise SystemExit(f"{crm} / {load} at {size:,} failed:\n{done.stderr}")
                 out = done.stdout
             found = [json.loads(line) for line in out.splitlines()]
-            found += _push_rows(base, crm, token, size)
+            if load == "list":  # one push per CRM and size (HubSpot has two pull cases)
+                found += _push_rows(base, crm, token, size)
             for figures in found:
                 row = {**EMPTY_ROW, "crm": crm, "label": f"{crm} / {load} / {args.store}",
                        "initial_load": load, "size": size, "types": types, **figures}
