@@ -39,6 +39,7 @@ import operator
 import queue
 import tempfile
 import threading
+import time
 import zipfile
 from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
@@ -111,7 +112,8 @@ def full_by_export(adapter: HubSpotRecords, object_type: ObjectType, cursor: Pul
         task = _wait(adapter, task_id, object_type)
     requested = _time(task.get("requestedAt")) or started
     state = dict(state, requested_at=requested.isoformat())
-    with _download(adapter, str(task["result"]), object_type) as file, _fewer_collections():
+    with _loading(adapter), _download(adapter, str(task["result"]), object_type) as file, \
+            _fewer_collections():
         for page in _read_ahead(_pages(adapter, object_type, cursor, started=started,
                                        state=state, file=file)):
             yield page
@@ -291,6 +293,26 @@ def _read_ahead(items: Iterator[_Item], depth: int = READ_AHEAD) -> Iterator[_It
         close = getattr(items, "close", None)
         if close is not None:
             close()
+
+
+# One export file is downloaded and loaded at a time in a process: loading is CPU-bound
+# (one core under the GIL), so object types loading side by side gain nothing and would each
+# hold pages in memory at once.
+_load_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _loading(adapter: HubSpotRecords) -> Iterator[None]:
+    """Holds the load lock; adds the time held (download, parse, store: the local part of a
+    first load by export) to `adapter.export_load_seconds`."""
+    with _load_lock:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            spent = getattr(adapter, "export_load_seconds", 0.0)
+            adapter.export_load_seconds = (  # type: ignore[attr-defined]
+                spent + time.perf_counter() - started)
 
 
 _gc_lock = threading.Lock()
