@@ -74,7 +74,9 @@ def child(args: argparse.Namespace) -> None:
                            "store_url": args.store_url,
                            "sync_concurrency": int(args.concurrency),
                            "hubspot_tier": "professional",
-                           "pipedrive_plan": args.plan})  # type: ignore[arg-type]
+                           "pipedrive_plan": args.plan,
+                           # the sandbox has no search lag: increments read up to now
+                           "hubspot_search_lag_seconds": 0})  # type: ignore[arg-type]
     adapter: Any = create_adapter(args.crm, settings)
     if args.crm == "hubspot":
         adapter.initial_load = args.initial_load
