@@ -126,10 +126,9 @@ def _engine(url: URL, schema: str | None) -> Engine:
                 cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute("PRAGMA synchronous=NORMAL")
                 # A bulk page writes megabytes: checkpoint the WAL every ~40 MB rather than
-                # at every commit, and keep 16 MB of index pages (the default 2 MB makes a
-                # large load re-read its B-trees from disk for every page).
+                # at every commit. (A 16 MB page cache instead of the default 2 MB was no
+                # faster on a 100k export load and cost 15 MB of RSS per connection.)
                 cursor.execute("PRAGMA wal_autocheckpoint=10000")
-                cursor.execute("PRAGMA cache_size=-16000")
             cursor.close()
 
         return engine
