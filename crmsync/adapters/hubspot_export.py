@@ -51,7 +51,6 @@ from crmsync.adapters.hubspot_records import (
     MODIFIED,
     OVERLAP,
     OWNED_ASSOCIATIONS,
-    PRIMARY_TYPE_IDS,
     SOURCES,
     _after_full,
     _merged,
@@ -77,7 +76,6 @@ GC_THRESHOLDS = (100_000, 2, 2)
 EXPORT_MIN_RECORDS = 20_000  # `auto`: below this the list API's few calls cost less
 POLL_FIRST, POLL_GROWTH, POLL_MAX = 2.0, 1.5, 30.0  # seconds between status polls
 POLL_MAX_SECONDS = 6 * 3600.0  # give up waiting for one export after this long
-ASSOCIATION_BATCH = 1_000  # v4 batch/read inputs (developer changelog, 2025-02-10)
 CHUNK = 1 << 20  # download chunk
 _TYPE_BY_LABEL = {"Contact": "contacts", "Company": "companies", "Deal": "deals"}
 _EPOCH = dt.datetime.fromtimestamp(0, dt.UTC)  # `hubspot_records._modified` without a time
@@ -496,27 +494,8 @@ def _read_other_associations(adapter: HubSpotRecords, object_type: ObjectType,
                              found: dict[str, dict[tuple[str, str], bool]],
                              exported: set[str]) -> int:
     """Owned associations the file did not carry, by v4 batch/read; returns the calls."""
-    calls = 0
     others = [t for t in OWNED_ASSOCIATIONS[object_type] if t not in exported]
-    for to_type in others:
-        pending: list[dict[str, Any]] = [{"id": i} for i in found]
-        while pending:
-            chunk, pending = pending[:ASSOCIATION_BATCH], pending[ASSOCIATION_BATCH:]
-            body, used = adapter._records_request(
-                "POST", f"/crm/v4/associations/{object_type}/{to_type}/batch/read",
-                json={"inputs": chunk}, what=f"read {object_type}→{to_type} associations")
-            calls += used
-            for result in body.get("results") or []:
-                links = found.setdefault(str(result["from"]["id"]), {})
-                for to in result.get("to") or []:
-                    primary = any(int(t.get("typeId") or 0) in PRIMARY_TYPE_IDS
-                                  for t in to.get("associationTypes") or [])
-                    key = (to_type, str(to["toObjectId"]))
-                    links[key] = links.get(key, False) or primary
-                after = ((result.get("paging") or {}).get("next") or {}).get("after")
-                if after:
-                    pending.append({"id": str(result["from"]["id"]), "after": after})
-    return calls
+    return adapter._add_associations(object_type, others, found)
 
 
 def _cursor(cursor: PullCursor, started: dt.datetime, state: dict[str, Any]) -> PullCursor:

@@ -445,9 +445,18 @@ class HubSpotRecords:
     def _read_associations(self, object_type: ObjectType, ids: list[str]
                            ) -> tuple[dict[str, tuple[Association, ...]], int]:
         found: dict[str, dict[tuple[str, str], bool]] = {i: {} for i in ids}
+        calls = self._add_associations(object_type, OWNED_ASSOCIATIONS[object_type], found)
+        return {i: tuple(Association(cast("ObjectType", t), to, p)
+                         for (t, to), p in sorted(links.items()))
+                for i, links in found.items()}, calls
+
+    def _add_associations(self, object_type: ObjectType, to_types: Iterable[str],
+                          found: dict[str, dict[tuple[str, str], bool]]) -> int:
+        """Adds the associations to `to_types` of the records keyed in `found` (to each
+        record's {(type, id): primary}) by v4 batch/read; returns the calls."""
         calls = 0
-        for to_type in OWNED_ASSOCIATIONS[object_type] if ids else ():
-            pending: list[dict[str, Any]] = [{"id": i} for i in ids]
+        for to_type in to_types if found else ():
+            pending: list[dict[str, Any]] = [{"id": i} for i in found]
             while pending:
                 chunk, pending = pending[:ASSOCIATION_READ_MAX], pending[ASSOCIATION_READ_MAX:]
                 body, used = self._records_request(
@@ -466,9 +475,7 @@ class HubSpotRecords:
                     following = ((result.get("paging") or {}).get("next") or {}).get("after")
                     if following:  # more than one page of associations for this record
                         pending.append({"id": from_id, "after": following})
-        return {i: tuple(Association(cast("ObjectType", t), to, p)
-                         for (t, to), p in sorted(links.items()))
-                for i, links in found.items()}, calls
+        return calls
 
     def _record(self, object_type: ObjectType, raw: dict[str, Any],
                 associations: tuple[Association, ...] | None) -> RemoteRecord:
