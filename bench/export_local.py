@@ -90,7 +90,8 @@ def child(args: argparse.Namespace) -> None:
         profiler.enable()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     result = pull_client(CLIENT, "hubspot", adapter, store, MappingRules(),
-                         object_types=(object_type,))  # type: ignore[arg-type]
+                         object_types=(object_type,),  # type: ignore[arg-type]
+                         concurrency=int(os.environ.get("BENCH_CONCURRENCY", "1")))
     wall = time.perf_counter() - wall0
     cpu = time.process_time() - cpu0
     if profiler is not None:

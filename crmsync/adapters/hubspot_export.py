@@ -35,13 +35,14 @@ import datetime as dt
 import gc
 import io
 import logging
+import multiprocessing
+import multiprocessing.reduction
 import operator
-import queue
 import tempfile
 import threading
 import time
 import zipfile
-from typing import IO, TYPE_CHECKING, Any, TypeVar, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from crmsync.adapters.http_policy import Reply, parse_body
@@ -55,8 +56,16 @@ from crmsync.adapters.hubspot_records import (
     _after_full,
     _merged,
     _time,
+    record_from_raw,
+    set_deal_status,
 )
-from crmsync.adapters.records import Association, PullCursor, RecordPage, RemoteRecord
+from crmsync.adapters.records import (
+    Association,
+    PullCursor,
+    RecordPage,
+    RemoteRecord,
+    read_ahead,
+)
 from crmsync.errors import FatalRemoteError, RemoteError
 
 if TYPE_CHECKING:
@@ -68,7 +77,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 2_500  # records per page committed from the file (one transaction each)
-READ_AHEAD = 1  # pages parsed ahead of the one being committed
 # The collector's thresholds while a file loads (`gc.set_threshold`): the young generation
 # every 100,000 allocations instead of 700, and the older ones after 2 runs of the one below
 # instead of 10, so cyclic garbage still reaches a full collection every few pages.
@@ -112,10 +120,17 @@ def full_by_export(adapter: HubSpotRecords, object_type: ObjectType, cursor: Pul
     state = dict(state, requested_at=requested.isoformat())
     with _loading(adapter), _download(adapter, str(task["result"]), object_type) as file, \
             _fewer_collections():
-        for page in _read_ahead(_pages(adapter, object_type, cursor, started=started,
-                                       state=state, file=file)):
-            yield page
-            gc.collect()  # each page leaves some cycles (see `_fewer_collections`)
+        pages: Iterator[RecordPage]
+        if _in_worker(adapter, object_type, file):
+            pages = _pages_from_worker(adapter, object_type, cursor, started=started,
+                                       state=state, file=file)
+        else:
+            pages = read_ahead(_pages(adapter, object_type, cursor, started=started,
+                                      state=state, file=file))
+        try:
+            yield from pages
+        finally:
+            cast("Generator[RecordPage, None, None]", pages).close()
     # Increments start from the export's request (HubSpot's clock) less the overlap: what
     # changed while it ran is read again. pass_started_at stays the pass's own marker.
     base = PullCursor(phase="full", pass_started_at=started,
@@ -245,54 +260,6 @@ def _download(adapter: HubSpotRecords, url: str, object_type: ObjectType) -> Ite
 
 # -- reading the file -----------------------------------------------------------------------
 
-_Item = TypeVar("_Item")
-
-
-def _read_ahead(items: Iterator[_Item], depth: int = READ_AHEAD) -> Iterator[_Item]:
-    """`items` in order, drawn by a thread up to `depth` ahead of the consumer: the next page
-    is parsed while the caller commits this one (the database drivers release the GIL while
-    the database works). Memory stays flat: at most `depth` pages wait. An error in `items`
-    is raised here, in order; stopping early (an error downstream, a SIGKILL aside) stops the
-    thread after the page it is on."""
-    ready: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    end = object()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if stop.is_set():
-                    return
-                ready.put((True, item))
-                if stop.is_set():
-                    return
-            ready.put((True, end))
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
-            ready.put((False, exc))
-
-    thread = threading.Thread(target=produce, name="crmsync-export-read-ahead", daemon=True)
-    thread.start()
-    try:
-        while True:
-            ok, item = ready.get()
-            if not ok:
-                raise item
-            if item is end:
-                return
-            yield item
-    finally:
-        stop.set()
-        # Unblock a producer waiting to put: after this it puts at most once more, into the
-        # room this made, and sees `stop`.
-        with contextlib.suppress(queue.Empty):
-            while True:
-                ready.get_nowait()
-        thread.join()
-        close = getattr(items, "close", None)
-        if close is not None:
-            close()
-
-
 # One export file is downloaded and loaded at a time in a process: loading is CPU-bound
 # (one core under the GIL), so object types loading side by side gain nothing and would each
 # hold pages in memory at once.
@@ -324,14 +291,16 @@ def _fewer_collections() -> Iterator[None]:
 
     A page is tens of thousands of fresh containers (rows, dicts, tuples) freed by reference
     counting, none in a cycle; at Python's default threshold (700 allocations) the collector
-    kept walking them and took a fifth of the load's CPU. Committing a page leaves some
-    cyclic garbage, so the loader collects once a page instead. Process-wide: the first of
-    concurrent loads sets it and the last one restores it."""
+    kept walking them and took a fifth of the load's CPU. What the process holds when the
+    load starts is frozen (`gc.freeze`), so the collections that still run walk only what
+    the load made. Process-wide: the first of concurrent loads sets it and the last one
+    restores it."""
     global _gc_users, _gc_threshold  # noqa: PLW0603 - one process-wide setting
     with _gc_lock:
         if _gc_users == 0:
             _gc_threshold = gc.get_threshold()
             gc.set_threshold(*GC_THRESHOLDS)
+            gc.freeze()  # what exists now is never garbage of the load: not walked again
         _gc_users += 1
     try:
         yield
@@ -340,11 +309,12 @@ def _fewer_collections() -> Iterator[None]:
             _gc_users -= 1
             if _gc_users == 0:
                 gc.set_threshold(*_gc_threshold)
+                gc.unfreeze()
 
 
 # -- parsing the file -----------------------------------------------------------------------
 
-def _partitions(file: IO[bytes]) -> Iterator[IO[bytes]]:
+def _partitions(file: IO[bytes]) -> Generator[IO[bytes], None, None]:
     """The file's CSV partitions in order: the members of a zip, or the file itself."""
     if file.read(4) != b"PK\x03\x04":
         file.seek(0)
@@ -357,9 +327,10 @@ def _partitions(file: IO[bytes]) -> Iterator[IO[bytes]]:
                 yield member
 
 
-def _pages(adapter: HubSpotRecords, object_type: ObjectType, cursor: PullCursor, *,
-           started: dt.datetime, state: dict[str, Any], file: IO[bytes]
-           ) -> Iterator[RecordPage]:
+def _parsed(object_type: ObjectType, file: IO[bytes], state: dict[str, Any], page_size: int
+            ) -> Iterator[tuple[dict[str, Any], _Layout, list[list[str]]]]:
+    """The file's rows from `state`'s partition and row on, `page_size` a page, each page
+    with the state a cursor saved after it resumes from, and its partition's layout."""
     first_partition, first_row = int(state["partition"]), int(state["row"])
     for number, part in enumerate(_partitions(file)):
         if number < first_partition:
@@ -375,18 +346,149 @@ def _pages(adapter: HubSpotRecords, object_type: ObjectType, cursor: PullCursor,
             if index < row or not values:  # before the resume point, or a blank line
                 continue
             batch.append(values)
-            if len(batch) == PAGE_SIZE:
+            if len(batch) == page_size:
                 row = index + 1
-                yield _page(adapter, object_type, cursor, started=started,
-                            state=dict(state, partition=number, row=row), layout=layout,
-                            rows=batch)
+                yield dict(state, partition=number, row=row), layout, batch
                 batch = []
         if batch:
-            yield _page(adapter, object_type, cursor, started=started,
-                        state=dict(state, partition=number, row=row + len(batch)),
-                        layout=layout, rows=batch)
+            yield dict(state, partition=number, row=row + len(batch)), layout, batch
         # The next partition from its first row (saved with the next page).
         state = dict(state, partition=number + 1, row=0)
+
+
+def _pages(adapter: HubSpotRecords, object_type: ObjectType, cursor: PullCursor, *,
+           started: dt.datetime, state: dict[str, Any], file: IO[bytes]
+           ) -> Iterator[RecordPage]:
+    for page_state, layout, rows in _parsed(object_type, file, state, PAGE_SIZE):
+        found, merged = _links_and_merges(object_type, layout, rows)
+        calls = _read_other_associations(adapter, object_type, found, layout.exported)
+        records = _records(object_type, layout, rows, found)
+        calls += adapter._deal_status(object_type, records)
+        yield RecordPage(object_type, tuple(records), _merged(object_type, merged),
+                         _cursor(cursor, started, page_state), calls=calls)
+
+
+# -- parsing in a worker process ------------------------------------------------------------
+# Loading is CPU-bound and Python runs one thread at a time: a big file is parsed, made into
+# records and prepared for the store (`RecordAdapter.pull`'s `page_preparer`) by a worker
+# process while this one commits, so a load uses two cores. Only what needs this process
+# stays here: API calls (deals' pipelines are read before the worker starts; a file that
+# lacks an owned association's column is loaded here, which reads them by batch/read).
+
+WORKER_MIN_BYTES = 4 << 20  # smaller files load in this process (a worker takes ~0.3 s to start)
+
+
+def _in_worker(adapter: HubSpotRecords, object_type: ObjectType, file: IO[bytes]) -> bool:
+    if getattr(adapter, "page_preparer", None) is None:
+        return False
+    size = file.seek(0, io.SEEK_END)
+    file.seek(0)
+    if size < getattr(adapter, "export_worker_min_bytes", WORKER_MIN_BYTES):
+        return False
+    header = _header(file)
+    file.seek(0)
+    if header is None:
+        return False
+    missing = set(OWNED_ASSOCIATIONS[object_type]) - _Layout(object_type, header).exported
+    return not missing
+
+
+def _header(file: IO[bytes]) -> list[str] | None:
+    """The first partition's header row (then the file is read from its start again)."""
+    with contextlib.closing(_partitions(file)) as parts:
+        for part in parts:
+            text = io.TextIOWrapper(part, encoding="utf-8", newline="")
+            try:
+                return next(csv.reader(text), None)
+            finally:
+                text.detach()  # the file stays open
+    return None
+
+
+def _pages_from_worker(adapter: HubSpotRecords, object_type: ObjectType, cursor: PullCursor,
+                       *, started: dt.datetime, state: dict[str, Any], file: IO[bytes]
+                       ) -> Generator[RecordPage, None, None]:
+    """The pages of `file` parsed and prepared by a worker process, one page ahead (its
+    pipe holds at most the page being sent): memory stays flat. An error in the worker is
+    raised here; stopping early, or this process dying, stops the worker."""
+    outcomes, calls = ({}, 0) if object_type != "deals" else adapter._stage_outcomes_for(None)
+    context = multiprocessing.get_context("spawn")  # no fork of a process running threads
+    receiver, sender = context.Pipe(duplex=False)
+    worker = context.Process(
+        target=_work, name=f"crmsync-export-{object_type}", daemon=True, args=(sender,),
+        kwargs={"file": _InheritedFile(file.fileno()), "object_type": object_type,
+                "state": state,
+                "page_size": PAGE_SIZE, "outcomes": outcomes,
+                "prepare": adapter.page_preparer})  # type: ignore[attr-defined]
+    worker.start()
+    sender.close()  # the worker's end: a worker that dies shows as EOF here
+    try:
+        while True:
+            try:
+                message = receiver.recv()
+            except EOFError:
+                raise RemoteError(adapter.crm, f"the worker reading the {object_type} export "
+                                  f"stopped (exit code {worker.exitcode})") from None
+            if message is None:
+                return
+            if isinstance(message, BaseException):
+                raise message
+            page_state, count, prepared = message
+            yield RecordPage(object_type, (), (), _cursor(cursor, started, page_state),
+                             calls=calls, prepared=prepared, count=count)
+            calls = 0
+    finally:
+        receiver.close()
+        worker.join(timeout=5)
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
+
+
+class _InheritedFile:
+    """An open file handed to a worker process as a file descriptor of its own: the file
+    has no name (a process killed mid-load leaves nothing behind). The two descriptors share
+    one read position, so this process leaves the file alone while the worker reads it."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _inherited_fd, (multiprocessing.reduction.DupFd(self.fd),)
+
+
+def _inherited_fd(duplicate: Any) -> int:
+    return int(duplicate.detach())
+
+
+def _work(sender: Any, *, file: int, object_type: ObjectType, state: dict[str, Any],
+          page_size: int, outcomes: dict[str, str | None],
+          prepare: Callable[[RecordPage], Any]) -> None:
+    """The worker process: each page of `file` (a descriptor), prepared, to `sender`."""
+    gc.set_threshold(*GC_THRESHOLDS)
+    gc.freeze()
+    try:
+        with open(file, "rb") as export:
+            export.seek(0)
+            for page_state, layout, rows in _parsed(object_type, export, state, page_size):
+                found, merged = _links_and_merges(object_type, layout, rows)
+                records = _records(object_type, layout, rows, found)
+                if object_type == "deals":
+                    set_deal_status(records, outcomes)
+                page = RecordPage(object_type, tuple(records), _merged(object_type, merged),
+                                  PullCursor())
+                sender.send((page_state, len(records), prepare(page)))
+        sender.send(None)
+    except BrokenPipeError:
+        return  # the loading process stopped (or died): nothing to tell
+    except BaseException as exc:  # noqa: BLE001 - raised in the loading process
+        with contextlib.suppress(Exception):
+            try:
+                sender.send(exc)
+            except Exception:  # noqa: BLE001 - an error that does not pickle: its words
+                sender.send(RuntimeError(f"{type(exc).__name__}: {exc}"))
+    finally:
+        sender.close()
 
 
 class _Layout:
@@ -445,16 +547,15 @@ def _picker(indexes: list[int]) -> Callable[[list[str | None]], tuple[str | None
     return lambda _cells: ()
 
 
-def _page(adapter: HubSpotRecords, object_type: ObjectType, cursor: PullCursor, *,
-          started: dt.datetime, state: dict[str, Any], layout: _Layout,
-          rows: list[list[str]]) -> RecordPage:
+def _links_and_merges(object_type: ObjectType, layout: _Layout, rows: list[list[str]]
+                      ) -> tuple[dict[str, dict[tuple[str, str], bool]], list[dict[str, Any]]]:
+    """Each row's associations in the file (record id → {(type, id): primary}), and the
+    rows that name records merged into them (as `_merged` reads them)."""
     found: dict[str, dict[tuple[str, str], bool]] = {}
     merged: list[dict[str, Any]] = []
-    records: list[tuple[str, list[str | None]]] = []
+    width, at, modified = layout.width, layout.merged, layout.modified
     for values in rows:
         record_id = values[0]
-        cells = layout.cells(values)
-        records.append((record_id, cells))
         links = found[record_id] = {}
         for i, to_type, primary in layout.links:
             if i < len(values) and values[i]:
@@ -462,32 +563,34 @@ def _page(adapter: HubSpotRecords, object_type: ObjectType, cursor: PullCursor, 
                     if to_id.strip():
                         key = (to_type, to_id.strip())
                         links[key] = links.get(key, False) or primary
-        if cells[layout.merged] is not None:
+        if at < width and at < len(values) and values[at]:
             merged.append({"id": record_id, "properties": {
-                MERGED: cells[layout.merged], MODIFIED[object_type]: cells[layout.modified]}})
-    calls = _read_other_associations(adapter, object_type, found, layout.exported)
-    out = [_record(adapter, object_type, layout, record_id=record_id, cells=cells,
-                   associations=tuple(Association(cast("ObjectType", t), i, p)
-                                      for (t, i), p in sorted(found[record_id].items())))
-           for record_id, cells in records]
-    calls += adapter._deal_status(object_type, out)
-    return RecordPage(object_type, tuple(out), _merged(object_type, merged),
-                      _cursor(cursor, started, state), calls=calls)
+                MERGED: values[at],
+                MODIFIED[object_type]: (values[modified] or None)
+                if modified < width and modified < len(values) else None}})
+    return found, merged
 
 
-def _record(adapter: HubSpotRecords, object_type: ObjectType, layout: _Layout, *,
-            record_id: str, cells: list[str | None],
-            associations: tuple[Association, ...]) -> RemoteRecord:
-    """The record `HubSpotRecords._record` makes of this row (deals, whose fields it
-    converts, go through it)."""
-    if object_type == "deals":
-        return adapter._record(object_type, {"id": record_id, "properties": dict(
-            zip(layout.all_names, layout.pick_all(cells), strict=True))}, associations)
-    return RemoteRecord(
-        object_type, record_id, _time(cells[layout.modified]) or _EPOCH,
-        dict(zip(layout.field_names, layout.pick_fields(cells), strict=True)),
-        dict(zip(layout.property_names, layout.pick_properties(cells), strict=True)),
-        associations)
+def _records(object_type: ObjectType, layout: _Layout, rows: list[list[str]],
+             found: dict[str, dict[tuple[str, str], bool]]) -> list[RemoteRecord]:
+    """The rows as records, with the associations in `found`; deals as
+    `hubspot_records.record_from_raw` makes them (their fields are converted)."""
+    out = []
+    for values in rows:
+        record_id = values[0]
+        cells = layout.cells(values)
+        associations = tuple(Association(cast("ObjectType", t), i, p)
+                             for (t, i), p in sorted(found[record_id].items()))
+        if object_type == "deals":
+            out.append(record_from_raw(object_type, {"id": record_id, "properties": dict(
+                zip(layout.all_names, layout.pick_all(cells), strict=True))}, associations))
+            continue
+        out.append(RemoteRecord(
+            object_type, record_id, _time(cells[layout.modified]) or _EPOCH,
+            dict(zip(layout.field_names, layout.pick_fields(cells), strict=True)),
+            dict(zip(layout.property_names, layout.pick_properties(cells), strict=True)),
+            associations))
+    return out
 
 
 def _read_other_associations(adapter: HubSpotRecords, object_type: ObjectType,

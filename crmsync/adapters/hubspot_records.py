@@ -479,21 +479,7 @@ class HubSpotRecords:
 
     def _record(self, object_type: ObjectType, raw: dict[str, Any],
                 associations: tuple[Association, ...] | None) -> RemoteRecord:
-        props: dict[str, Any] = raw.get("properties") or {}
-        sources = SOURCES[object_type]
-        fields: dict[str, Any] = {name: props.get(source) for name, source in sources.items()}
-        if object_type == "deals":
-            fields["amount"] = _decimal(fields["amount"])
-            close = _time(fields["close_date"])
-            fields["close_date"] = close.date() if close else None
-            fields["closed_at"] = close  # kept only for closed deals (`_deal_status`)
-            fields["stage_changed_at"] = _time(fields["stage_changed_at"])
-            fields["created_at"] = _time(fields["created_at"] or raw.get("createdAt"))
-        used = set(sources.values())
-        properties = {k: v for k, v in props.items() if k not in used and k not in
-                      _NOT_PROPERTIES}
-        return RemoteRecord(object_type, str(raw["id"]), _modified(object_type, raw), fields,
-                            properties, associations)
+        return record_from_raw(object_type, raw, associations)
 
     def _deal_status(self, object_type: ObjectType, records: list[RemoteRecord]) -> int:
         """Set deals' status from their stage; returns the calls spent reading pipelines.
@@ -503,11 +489,19 @@ class HubSpotRecords:
         """
         if object_type != "deals" or not records:
             return 0
+        known, calls = self._stage_outcomes_for(
+            {str(r.fields.get("stage_id")) for r in records})
+        set_deal_status(records, known)
+        return calls
+
+    def _stage_outcomes_for(self, stage_ids: set[str] | None
+                            ) -> tuple[dict[str, str | None], int]:
+        """Each deal stage's outcome (won, lost or None), reading the pipelines if they were
+        not read yet or (once more) if `stage_ids` names a stage not seen; and the calls."""
         calls = 0
         with _SHARED_STATE:  # concurrent slices of deals read the pipelines once
             known: dict[str, str | None] | None = getattr(self, "_stage_outcomes", None)
-            unknown = known is None or any(r.fields.get("stage_id") not in known
-                                           for r in records)
+            unknown = known is None or any(s not in known for s in stage_ids or ())
             reads = getattr(self, "_stage_reads", 0)
             if unknown and reads < 2:
                 known = {stage.id: stage.outcome
@@ -516,13 +510,7 @@ class HubSpotRecords:
                 self._stage_outcomes = known
                 self._stage_reads = reads + 1
                 calls = 1  # GET /crm/v3/pipelines/deals answers every pipeline at once
-        for record in records:
-            status = (known or {}).get(str(record.fields.get("stage_id"))) or "open"
-            fields = cast("dict[str, Any]", record.fields)
-            fields["status"] = status
-            if status == "open":
-                fields["closed_at"] = None
-        return calls
+        return known or {}, calls
 
     def _records_now(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.records_clock(), dt.UTC)
@@ -736,6 +724,39 @@ def _inline_associations(raw: Mapping[str, Any], owned: Iterable[ObjectType]
             key = (to_type, str(item["id"]))
             found[key] = found.get(key, False) or item.get("type") in PRIMARY_TYPE_NAMES
     return tuple(Association(cast("ObjectType", t), i, p) for (t, i), p in sorted(found.items()))
+
+
+def record_from_raw(object_type: ObjectType, raw: Mapping[str, Any],
+                    associations: tuple[Association, ...] | None) -> RemoteRecord:
+    """A HubSpot record (the v3 shape: `id`, `properties`) in domain terms; deals' `status`
+    is set apart (`set_deal_status`), from their pipelines."""
+    props: Mapping[str, Any] = raw.get("properties") or {}
+    sources = SOURCES[object_type]
+    fields: dict[str, Any] = {name: props.get(source) for name, source in sources.items()}
+    if object_type == "deals":
+        fields["amount"] = _decimal(fields["amount"])
+        close = _time(fields["close_date"])
+        fields["close_date"] = close.date() if close else None
+        fields["closed_at"] = close  # kept only for closed deals (`set_deal_status`)
+        fields["stage_changed_at"] = _time(fields["stage_changed_at"])
+        fields["created_at"] = _time(fields["created_at"] or raw.get("createdAt"))
+    used = set(sources.values())
+    properties = {k: v for k, v in props.items() if k not in used and k not in
+                  _NOT_PROPERTIES}
+    return RemoteRecord(object_type, str(raw["id"]), _modified(object_type, raw), fields,
+                        properties, associations)
+
+
+def set_deal_status(records: Iterable[RemoteRecord], outcomes: Mapping[str, str | None]
+                    ) -> None:
+    """Each deal's `status` from its stage's outcome (open where the stage has none or is
+    not known); an open deal has no `closed_at`."""
+    for record in records:
+        status = outcomes.get(str(record.fields.get("stage_id"))) or "open"
+        fields = cast("dict[str, Any]", record.fields)
+        fields["status"] = status
+        if status == "open":
+            fields["closed_at"] = None
 
 
 def _merged(object_type: ObjectType, raws: Iterable[Mapping[str, Any]]

@@ -28,6 +28,7 @@ What the adapters add (`hubspot_records.py`, `pipedrive_records.py`):
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import queue
 import threading
@@ -183,6 +184,15 @@ class RecordPage:
     cursor: PullCursor  # resume from here once this page is committed
     done: bool = False  # the pull has caught up: `cursor` is where the next run starts
     calls: int = 0  # API requests this page cost (for the run summary and the bench)
+    # What the engine's `page_preparer` made of the records, where the adapter ran it (in a
+    # worker process, beside the parsing); `records` is then empty.
+    prepared: Any = None
+    count: int | None = None  # records on the page when they travel only as `prepared`
+
+    @property
+    def size(self) -> int:
+        """How many records the page holds."""
+        return len(self.records) if self.count is None else self.count
 
 
 @runtime_checkable
@@ -211,6 +221,10 @@ class RecordAdapter(Protocol):
         listing that costs calls (HubSpot's archived list); removals the CRM reports for free
         (merged ids on a survivor, Pipedrive's deleted status) always come. The last page has
         `done` set. A paginator that sees the same page token twice raises `RemoteError`.
+
+        The engine may set `page_preparer` on the adapter first: a picklable function of a
+        page that makes its store rows. An adapter that parses pages in a worker process (a
+        HubSpot export file) runs it there and yields its answer as `RecordPage.prepared`.
         """
         ...
 
@@ -254,8 +268,19 @@ def ensure_last_done(pages: Iterator[RecordPage]) -> Iterator[RecordPage]:
         if close is not None:  # stopped early: a listing reading on threads stops them
             close()
     if pending is not None:
-        yield RecordPage(pending.object_type, pending.records, pending.removals,
-                         pending.cursor, done=True, calls=pending.calls)
+        yield dataclasses.replace(pending, done=True)
+
+
+def read_ahead(items: Iterator[T]) -> Iterator[T]:
+    """`items` in order, drawn one ahead on a thread of its own: the next one is made while
+    the consumer works on this one. Stopping early (closing this generator) stops the
+    thread after the item it is on."""
+    ahead = interleave([lambda: items], 1, buffer=1)
+    try:
+        for _, item in ahead:
+            yield item
+    finally:
+        ahead.close()
 
 
 class _Failed:

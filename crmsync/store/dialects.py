@@ -129,6 +129,16 @@ def bulk_insert(conn: Connection, table: Table, constants: Mapping[str, Any],
     return list(range(first, last + 1))
 
 
+def relaxed_commit(conn: Connection) -> None:
+    """This transaction's commit returns before PostgreSQL has flushed it to disk
+    (`synchronous_commit` off): for a pulled page and its cursor, which commit together, so a
+    server crash loses at most the last pages — read again by the next run — never half of
+    one, and a crash of crmsync itself loses nothing. Not for pushes: a lost push commit
+    would forget what the CRM made. SQLite's WAL with synchronous=NORMAL is alike already."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+
+
 def any_of(conn: Connection, column: Any, values: Sequence[Any]) -> Any:
     """`column IN values` as the dialect takes a long list best: one array parameter on
     PostgreSQL (a short statement the driver prepares once), `IN (?, …)` on SQLite."""

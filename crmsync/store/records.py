@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 import json
 import os
 import socket
@@ -32,6 +33,7 @@ from crmsync.store.dialects import (
     dialect_insert,
     in_chunk_size,
     refresh_statistics,
+    relaxed_commit,
     upsert,
 )
 from crmsync.store.schema import (
@@ -78,6 +80,12 @@ class RecordRow:
     properties: Mapping[str, Any]  # every other property, by name
     base: Mapping[str, Any]  # what the CRM said, JSON-ready: the merge base
     associations: tuple[AssociationRow, ...] | None = None  # None: not read on this page
+
+    @functools.cached_property
+    def json_texts(self) -> tuple[str, str]:
+        """The properties and the merge base as the store writes them (JSON text); worked
+        out once, so a thread that reads pages ahead can do it while a commit runs."""
+        return _json_texts(self)
 
 
 @dataclass(frozen=True)
@@ -128,8 +136,10 @@ Resolver = Callable[["RecordRow", LocalEdit], Resolution]
 
 # Which column identifies a record created on both sides (deals never match by name).
 MATCH_KEYS: dict[str, str] = {"contacts": "email_key", "companies": "domain_key"}
-# Rows a bulk load inserts into a table before its planner statistics are first refreshed.
+# Rows a bulk load inserts into a table before its planner statistics are first refreshed,
+# and how much it must grow before the next refresh.
 ANALYZE_AFTER = 2_000
+ANALYZE_GROWTH = 4
 # A queue row whose create was sent and whose answer is not recorded yet (`mark_in_flight`).
 IN_FLIGHT = "create sent; the CRM's answer was not recorded (the run stopped)"
 
@@ -278,6 +288,7 @@ class RecordStore:
         now = self.store.clock()
         unique = list({row.remote_id: row for row in rows}.values())
         with self.store.engine.begin() as conn:
+            relaxed_commit(conn)
             ids, created = self._write_records(conn, crm, object_type, rows=unique, now=now,
                                       pass_id=pass_id, outcome=outcome, resolve=resolve)
             keep: dict[int, set[str]] = {}
@@ -307,13 +318,17 @@ class RecordStore:
         return outcome
 
     def _count_inserted(self, table: Table, rows: int) -> None:
-        self._inserted[table.name] = self._inserted.get(table.name, 0) + rows
+        if table.name != associations.name:  # a load never looks associations up
+            self._inserted[table.name] = self._inserted.get(table.name, 0) + rows
 
     def _refresh_statistics(self) -> None:
-        """During a bulk load, each time a table has doubled (from `ANALYZE_AFTER` rows on):
-        a few ANALYZEs for a million rows, so lookups by remote id stay index lookups."""
+        """During a bulk load, each time a table the load looks records up in (links by
+        remote id, joined to their records) has grown `ANALYZE_GROWTH` times (from
+        `ANALYZE_AFTER` rows on): a few ANALYZEs for a million rows, so those lookups stay
+        index lookups."""
         grown = [name for name, count in self._inserted.items()
-                 if count >= max(ANALYZE_AFTER, self._sampled.get(name, 0))]
+                 if count >= max(ANALYZE_AFTER,
+                                 (ANALYZE_GROWTH - 1) * self._sampled.get(name, 0))]
         if not grown:
             return
         with self.store.engine.begin() as conn:
@@ -548,7 +563,7 @@ class RecordStore:
         unknown = [c for c in columns if c not in table.c]
         if unknown:
             raise StoreError(f"{object_type} has no column {unknown[0]!r}")
-        texts = [_json_texts(r) for r in rows]
+        texts = [r.json_texts for r in rows]
         record_ids = bulk_insert(
             conn, table, {"client": self.client, "stub": False, "created_at": now,
                           "updated_at": now},
@@ -610,7 +625,7 @@ class RecordStore:
                      .join(table, table.c.id == record_links.c.record_id)
                      .where(self._scope(record_links, crm, object_type),
                             any_of(conn, record_links.c.remote_id, chunk)))
-            for row in conn.execute(query):
+            for row in conn.execute(query).all():
                 gone = "stub" if row.stub else "deleted" if row.deleted_at is not None else ""
                 found[row.remote_id] = (row.record_id, row.base, gone, row.id)
         return found
@@ -623,7 +638,7 @@ class RecordStore:
             for remote_id, record_id in conn.execute(
                     select(record_links.c.remote_id, record_links.c.record_id)
                     .where(self._scope(record_links, crm, object_type),
-                           any_of(conn, record_links.c.remote_id, chunk))):
+                           any_of(conn, record_links.c.remote_id, chunk))).all():
                 found[remote_id] = record_id
         return found
 

@@ -14,7 +14,7 @@ With `concurrency` above 1 the object types are pulled at once, one thread each,
 adapter (and its one rate limiter). Every store access goes through one lock per store, so
 page commits never interleave (a contact page's company stubs and the company page that
 fills them in cannot race, on SQLite or PostgreSQL) and each page still commits with its
-cursor. Each type's next page is fetched while its current one is committed (`_read_ahead`).
+cursor. Each type's next page is fetched while its current one is committed (`read_ahead`).
 The first error stops the other types after the page they are committing; what they
 committed stays, and that first error is raised.
 
@@ -29,6 +29,7 @@ records it no longer lists (deleted and purged since) as `missing`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import threading
 import weakref
@@ -37,10 +38,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from crmsync.adapters.records import FieldDefinition, PullCursor, interleave
+from crmsync.adapters.records import FieldDefinition, PullCursor, read_ahead
 from crmsync.names import OBJECT_TYPES, ObjectType
-from crmsync.store.records import PageOutcome
-from crmsync.sync.mapping import MappingRules, record_row, removal_row
+from crmsync.store.records import PageOutcome, RecordRow, RemovalRow
+from crmsync.sync.mapping import MappingRules, prepare_page
 from crmsync.sync.reconcile import resolver
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ class TypeCounts:
     calls: int = 0
 
     def add(self, outcome: PageOutcome, page: RecordPage) -> None:
-        self.pulled += len(page.records)
+        self.pulled += page.size
         self.pages += 1
         self.calls += page.calls
         for name in PAGE_COUNTERS:
@@ -159,7 +160,7 @@ def pull_client(
                    on_page=report, now=clock(), removal_scan_interval=removal_scan_interval,
                    resolve=(resolver(object_type, rules, conflict_policy)
                             if conflict_policy is not None else None),
-                   store_lock=store_lock(store), stop=stop, read_ahead=concurrency > 1)
+                   store_lock=store_lock(store), stop=stop, overlap=concurrency > 1)
 
     workers = min(max(1, concurrency), len(object_types))
     if workers <= 1:
@@ -185,18 +186,6 @@ def pull_client(
     return result
 
 
-def _read_ahead(pages: Iterator[RecordPage]) -> Iterator[RecordPage]:
-    """`pages` read a page ahead on a thread of their own: the next page is on its way while
-    this one is committed (the cursor still only moves with commits: a page read ahead and
-    not committed is read again by the next run)."""
-    ahead = interleave([lambda: pages], 1, buffer=1)
-    try:
-        for _, page in ahead:
-            yield page
-    finally:
-        ahead.close()
-
-
 _STORE_LOCKS: weakref.WeakKeyDictionary[Store, threading.RLock] = weakref.WeakKeyDictionary()
 _STORE_LOCKS_GUARD = threading.Lock()
 
@@ -215,7 +204,7 @@ def _pull_type(records: RecordStore, adapter: RecordAdapter, *, crm: str,
                dry_run: bool, on_page: OnPage | None, now: dt.datetime,
                removal_scan_interval: dt.timedelta, resolve: Resolver | None = None,
                store_lock: AbstractContextManager[Any], stop: threading.Event,
-               read_ahead: bool = False) -> None:
+               overlap: bool = False) -> None:
     definitions = _field_definitions(records, adapter, crm, object_type, counts,
                                      refresh=full, dry_run=dry_run, now=now,
                                      store_lock=store_lock)
@@ -225,14 +214,14 @@ def _pull_type(records: RecordStore, adapter: RecordAdapter, *, crm: str,
     scan = (full or stored is None or stored.removals_scanned_at is None
             or now - stored.removals_scanned_at >= removal_scan_interval)
     phase = cursor.phase if cursor is not None else FULL_PHASE
+    adapter.page_preparer = functools.partial(prepare_page, rules)  # type: ignore[attr-defined]
     pages: Iterator[RecordPage] = adapter.pull(object_type, cursor, definitions,
                                                scan_removals=scan)
-    if read_ahead:
-        pages = _read_ahead(pages)
+    mapped: Iterator[_MappedPage] = _mapped(pages, rules)
+    if overlap:  # the next page is read and mapped while this one commits
+        mapped = read_ahead(mapped)
     try:
-        for page in pages:
-            rows = [record_row(r, rules) for r in page.records]
-            removals = [removal_row(r) for r in page.removals]
+        for page, rows, removals in mapped:
             in_full_pass = phase == FULL_PHASE
             pass_id = (page.cursor.pass_started_at.isoformat()
                        if in_full_pass and page.cursor.pass_started_at else None)
@@ -250,16 +239,28 @@ def _pull_type(records: RecordStore, adapter: RecordAdapter, *, crm: str,
                     counts.tombstoned += records.tombstone_unseen(crm, object_type, pass_id)
             log.info("%s %s: page %d %s (%d records, %d removals); %d pulled so far",
                      crm, object_type, counts.pages, "read" if dry_run else "committed",
-                     len(page.records), len(page.removals), counts.pulled)
+                     page.size, len(removals), counts.pulled)
             phase = page.cursor.phase
             if on_page is not None:
                 on_page(object_type, counts)
             if page.done or stop.is_set():  # another type failed: stop after this page
                 break
     finally:
-        close = getattr(pages, "close", None)
-        if close is not None:  # a generator reading on threads stops them
-            close()
+        for closable in (mapped, pages):
+            close = getattr(closable, "close", None)
+            if close is not None:  # a generator reading on threads stops them
+                close()
+
+
+_MappedPage = tuple["RecordPage", list[RecordRow], list[RemovalRow]]
+
+
+def _mapped(pages: Iterator[RecordPage], rules: MappingRules) -> Iterator[_MappedPage]:
+    """Each page with its store rows and removals: prepared by the adapter where it made
+    the page (`RecordPage.prepared`), or here."""
+    for page in pages:
+        prepared = page.prepared if page.prepared is not None else prepare_page(rules, page)
+        yield page, prepared.rows, prepared.removals
 
 
 def _field_definitions(records: RecordStore, adapter: RecordAdapter, crm: str,

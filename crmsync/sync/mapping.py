@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,9 +23,9 @@ from crmsync.keys import consent_value, domain_key, email_key
 from crmsync.store.records import AssociationRow, RecordRow, RemovalRow
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterator
 
-    from crmsync.adapters.records import RemoteRecord, RemoteRemoval
+    from crmsync.adapters.records import RecordPage, RemoteRecord, RemoteRemoval
 
 @dataclass(frozen=True)
 class StageKeys:
@@ -150,3 +152,69 @@ def record_row(record: RemoteRecord, rules: MappingRules) -> RecordRow:
 
 def removal_row(removal: RemoteRemoval) -> RemovalRow:
     return RemovalRow(removal.id, removal.reason, removal.removed_at, removal.merged_into)
+
+
+def prepare_page(rules: MappingRules, page: RecordPage) -> PreparedPage:
+    """A page's store rows and removals, with the rows' JSON worked out: what the engine
+    commits. An adapter that makes pages in a worker process (`RecordPage.prepared`) runs
+    this there, so only the commit is left to the process that holds the store."""
+    rows = [record_row(r, rules) for r in page.records]
+    for row in rows:
+        row.json_texts  # noqa: B018 - computed once, kept on the row
+    return PreparedPage(rows, [removal_row(r) for r in page.removals])
+
+
+class PreparedPage:
+    """`prepare_page`'s answer. Pickled compactly for the trip from a worker process: each
+    row as plain values and its JSON text (the properties and base come back as mappings
+    decoded from that text only if the store reads them: a first load never does)."""
+
+    def __init__(self, rows: list[RecordRow], removals: list[RemovalRow]) -> None:
+        self.rows = rows
+        self.removals = removals
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        names = sorted({name for row in self.rows for name in row.columns})
+        packed = [(row.remote_id, row.remote_modified_at,
+                   tuple([row.columns.get(name) for name in names]), row.json_texts,
+                   None if row.associations is None
+                   else tuple([tuple(a) for a in row.associations]))
+                  for row in self.rows]
+        return _unpack_page, (names, packed, self.removals)
+
+
+def _unpack_page(names: list[str], packed: list[tuple[Any, ...]],
+                 removals: list[RemovalRow]) -> PreparedPage:
+    rows = []
+    for remote_id, modified_at, values, texts, associations in packed:
+        row = RecordRow(remote_id, modified_at, dict(zip(names, values, strict=True)),
+                        JSONText(texts[0]), JSONText(texts[1]),
+                        None if associations is None
+                        else tuple([AssociationRow(*a) for a in associations]))
+        row.__dict__["json_texts"] = texts  # `RecordRow.json_texts`, already known
+        rows.append(row)
+    return PreparedPage(rows, removals)
+
+
+class JSONText(Mapping[str, Any]):
+    """A JSON object kept as its text, decoded the first time it is read."""
+
+    __slots__ = ("_decoded", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._decoded: dict[str, Any] | None = None
+
+    def _data(self) -> dict[str, Any]:
+        if self._decoded is None:
+            self._decoded = json.loads(self.text)
+        return self._decoded
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data())
+
+    def __len__(self) -> int:
+        return len(self._data())

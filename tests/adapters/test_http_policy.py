@@ -42,7 +42,8 @@ def test_pipedrive_headers_are_a_rolling_two_second_window() -> None:
     assert limit == RateLimit(remaining=3, limit=40, window_seconds=2.0, rolling=True)
     longer = PIPEDRIVE.read_rate_limit({
         "x-ratelimit-limit": "40", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "7"})
-    assert longer is not None and longer.window_seconds == 7.0
+    assert longer is not None
+    assert longer.window_seconds == 7.0
 
 
 def test_error_messages_in_each_crms_shape() -> None:

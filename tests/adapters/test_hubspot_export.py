@@ -16,7 +16,7 @@ import requests
 from crmsync.adapters import hubspot_export
 from crmsync.adapters.hubspot import HubSpotAdapter
 from crmsync.adapters.hubspot_records import OVERLAP
-from crmsync.adapters.records import PullCursor, RecordPage
+from crmsync.adapters.records import PullCursor, RecordPage, read_ahead
 from crmsync.sandbox import ManualClock, start_sandbox
 from crmsync.sandbox.clock import to_datetime
 from tests.adapters.record_sandbox import truth
@@ -196,7 +196,7 @@ def test_read_ahead_yields_in_order_and_raises_the_error_after_what_came_before(
 
     got: list[int] = []
     with pytest.raises(RuntimeError, match="file cut short"):
-        got.extend(hubspot_export._read_ahead(pages()))
+        got.extend(read_ahead(pages()))
     assert got == [0, 1, 2, 3, 4]
 
 
@@ -212,7 +212,7 @@ def test_read_ahead_stopped_early_stops_reading_and_closes_the_source() -> None:
         finally:
             closed.append(True)
 
-    ahead = hubspot_export._read_ahead(pages(), depth=1)
+    ahead = read_ahead(pages())
     assert [next(ahead), next(ahead)] == [0, 1]
     ahead.close()
     # At most the page waiting in the queue and the one being made were drawn past the two.
@@ -223,10 +223,12 @@ def test_read_ahead_stopped_early_stops_reading_and_closes_the_source() -> None:
 def test_fewer_collections_restores_the_threshold_when_the_last_load_ends() -> None:
     import gc
 
-    before = gc.get_threshold()
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
     with hubspot_export._fewer_collections():
         assert gc.get_threshold() == hubspot_export.GC_THRESHOLDS
+        assert gc.get_freeze_count() > frozen  # what existed before the load is not walked
         with hubspot_export._fewer_collections():  # a second type loading at once
             pass
         assert gc.get_threshold() == hubspot_export.GC_THRESHOLDS  # still loading
     assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0

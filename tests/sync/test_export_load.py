@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -57,10 +58,12 @@ def box() -> Iterator[tuple[SandboxServer, ManualClock]]:
 
 
 def _pull(server: SandboxServer, clock: ManualClock, store: Store, client: str,
-          strategy: str) -> None:
+          strategy: str, *, worker: bool = False) -> None:
     adapter = HubSpotAdapter(server.base_url, TOKEN, sleep=clock.advance, clock=clock,
                              max_retries=0)
     adapter.initial_load = strategy  # type: ignore[attr-defined]
+    # Every file parsed by a worker process, or every one in this process.
+    adapter.export_worker_min_bytes = 0 if worker else 1 << 62  # type: ignore[attr-defined]
     pull_client(client, "hubspot", adapter, store, RULES)  # type: ignore[arg-type]
     adapter.close()
 
@@ -98,13 +101,14 @@ def stored(store: Store, client: str) -> dict[str, Any]:
     return out
 
 
+@pytest.mark.parametrize("worker", [False, True], ids=["in-process", "worker-process"])
 def test_an_export_stores_exactly_what_the_list_api_stores(
         box: tuple[SandboxServer, ManualClock], store: Store,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, worker: bool) -> None:
     server, clock = box
     monkeypatch.setattr(hubspot_export, "PAGE_SIZE", 90)  # several pages per partition
     _pull(server, clock, store, "by_list", "list")
-    _pull(server, clock, store, "by_export", "export")
+    _pull(server, clock, store, "by_export", "export", worker=worker)
     assert len(server.app.account("hubspot", TOKEN)._exports) == 3  # type: ignore[attr-defined]
 
     by_list, by_export = stored(store, "by_list"), stored(store, "by_export")
@@ -136,7 +140,7 @@ CHILD = textwrap.dedent("""\
     from crmsync.sync.engine import pull_client
     from crmsync.sync.mapping import MappingRules
 
-    base, token, url, schema, stop_at = sys.argv[1:6]
+    base, token, url, schema, stop_at, worker = sys.argv[1:7]
     hubspot_export.PAGE_SIZE = 60
     real_insert, inserts = records.bulk_insert, 0
 
@@ -152,6 +156,7 @@ CHILD = textwrap.dedent("""\
     records.bulk_insert = bulk_insert
     adapter = HubSpotAdapter(base, token, max_retries=0)
     adapter.initial_load = "export"
+    adapter.export_worker_min_bytes = 0 if worker == "worker" else 1 << 62
     with open_store(url, schema=schema or None) as store:
         pull_client("acme", "hubspot", adapter, store, MappingRules(),
                     object_types=("contacts",))
@@ -176,14 +181,38 @@ def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[t
     engine.dispose()
 
 
-def _child(base: str, url: str, schema: str, stop_at: int) -> subprocess.Popen[str]:
+def _child(base: str, url: str, schema: str, stop_at: int, worker: str
+           ) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", CHILD, base, TOKEN, url, schema, str(stop_at)], cwd=ROOT,
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [sys.executable, "-c", CHILD, base, TOKEN, url, schema, str(stop_at), worker],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
+def _children(pid: int) -> list[int]:
+    """The processes `pid` started that are running (Linux's /proc)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _gone(pid: int, timeout: float) -> bool:
+    """Whether `pid` has exited within `timeout` seconds (it is not ours to wait for)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.05)  # polling for an exit, not timing anything
+    return False
+
+
+@pytest.mark.parametrize("worker", ["in-process", "worker"])
 def test_an_export_killed_mid_file_resumes_without_loss_or_duplicates(
-        sandbox: str, sandbox_server: Any, store_location: tuple[str, str]) -> None:
+        sandbox: str, sandbox_server: Any, store_location: tuple[str, str], worker: str) -> None:
     url, schema = store_location
     requests.post(f"{sandbox}/_sandbox/faults", timeout=10, json={
         "hubspot_export_base_seconds": 0, "hubspot_export_seconds_per_1000": 0,
@@ -192,15 +221,19 @@ def test_an_export_killed_mid_file_resumes_without_loss_or_duplicates(
         "crm": "hubspot", "token": TOKEN, "contacts": 500, "companies": 60, "deals": 0,
         "seed": 4}).raise_for_status()
     # A page's bulk inserts: records, links, (company stubs and their links,) associations.
-    process = _child(sandbox, url, schema, stop_at=12)
+    process = _child(sandbox, url, schema, stop_at=12, worker=worker)
     assert process.stdout is not None
     assert process.stdin is not None
     assert process.stdout.readline().strip() == "inside a page"
+    helpers = _children(process.pid)
+    assert bool(helpers) == (worker == "worker")  # the worker (and its resource tracker)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     process.stdout.close()
     process.stdin.close()
     assert process.returncode == -signal.SIGKILL
+    # A worker left behind by the killed process stops on its own (its pipe is broken).
+    assert all(_gone(pid, timeout=30) for pid in helpers)
 
     with open_store(url, schema=schema or None) as store:
         records = store.records("acme")
@@ -211,7 +244,7 @@ def test_an_export_killed_mid_file_resumes_without_loss_or_duplicates(
         before = len(records.remote_ids("hubspot", "contacts"))
         assert 0 < before < 500
 
-    rerun = _child(sandbox, url, schema, stop_at=0)
+    rerun = _child(sandbox, url, schema, stop_at=0, worker=worker)
     out, _ = rerun.communicate(timeout=120)
     assert rerun.returncode == 0
     assert out.strip() == "finished"
