@@ -40,11 +40,14 @@ def resolve(row: RecordRow, edit: LocalEdit, *, object_type: str, rules: Mapping
             policy: ConflictPolicy) -> Resolution:
     """Merge one pulled record with its local edit (see the module docstring)."""
     columns = [c for c in row.columns if c not in DERIVED]
-    remote = {**row.properties, **{c: row.columns[c] for c in columns}}
-    local = {**edit.properties, **{c: edit.columns.get(c) for c in columns}}
     base = base_values(object_type, edit.base, rules)
     if base is not None:
         base = {k: v for k, v in base.items() if k not in DERIVED}
+    # A pulled record leaves out properties without a value (`mapping.record_row`): one the
+    # base had and the pull lacks was emptied in the CRM.
+    emptied = dict.fromkeys(base or ())
+    remote = {**emptied, **row.properties, **{c: row.columns[c] for c in columns}}
+    local = {**edit.properties, **{c: edit.columns.get(c) for c in columns}}
     value_fields = {f for f in edit.fields if not f.startswith("associations:")}
     decisions = merge_fields(base, local, remote, value_fields, policy=policy,
                              local_at=edit.queued_at, remote_at=row.remote_modified_at)

@@ -6,6 +6,7 @@ Every check compares the store with the fake CRM's records (and the queue), not 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -101,6 +102,29 @@ def test_a_remote_edit_beside_a_local_one_merges_field_by_field(store: Store) ->
     assert row(store, "contacts", ann)["phone"] == "2"
     assert crm.records["contacts"]["2"].fields["first_name"] == "Anna"
     assert row(store, "contacts", ann)["first_name"] == "Anna"
+
+
+@pytest.mark.parametrize("cleared", [None, "absent"])
+def test_a_property_cleared_in_the_crm_beside_a_local_edit_is_cleared_in_the_store(
+        store: Store, cleared: str | None) -> None:
+    crm = FakeCrm()
+    started(store, crm)
+    ann = ids(store, crm, "contacts")["2"]
+    assert row(store, "contacts", ann)["properties"]["city"] == "Kyiv"
+    local.edit(store, "contacts", ann, first_name="Anna")
+    old = crm.records["contacts"]["2"]
+    # The CRM sends an emptied property as null, or (a pull that drops nulls) not at all.
+    properties = {k: v for k, v in old.properties.items() if k != "city"}
+    if cleared is None:
+        properties["city"] = None
+    crm.records["contacts"]["2"] = replace(old, properties=properties,
+                                           modified_at=crm.tick())
+    sync(store, crm)
+    assert row(store, "contacts", ann)["properties"].get("city") is None
+    assert row(store, "contacts", ann)["first_name"] == "Anna"
+    assert crm.records["contacts"]["2"].properties.get("city") is None  # not pushed back
+    assert crm.records["contacts"]["2"].fields["first_name"] == "Anna"
+    assert store.records("acme").failures() == []
 
 
 @pytest.mark.parametrize(("policy", "local_first", "winner"), [
