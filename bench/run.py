@@ -85,12 +85,12 @@ def child(args: argparse.Namespace) -> None:
     types = tuple(args.types.split(","))
     runs = ["initial", "incremental-1%", "no-change"] if not args.initial_only else ["initial"]
     for run in runs:
-        # The bench's own edits spend the same daily budget (a v2 update costs 5 tokens):
-        # the adapter sees that drop in its first answer, so it is taken out again.
+        # The bench's own edits spend the same daily budget (a v2 list page costs 10 tokens,
+        # an update 5): the adapter sees that drop in its first answer, so it is taken out.
         touch_tokens = 0
         if run == "incremental-1%":
-            touched = _touch_contacts(args.base, args.crm, args.token, 0.01)
-            touch_tokens = 5 * touched if args.crm == "pipedrive" else 0
+            touched, listed = _touch_contacts(args.base, args.crm, args.token, 0.01)
+            touch_tokens = 10 * listed + 5 * touched if args.crm == "pipedrive" else 0
         calls0, spent0, throttled0 = (_calls(args.base), adapter.policy.budget.spent,
                                       adapter.policy.throttled)
         loaded0 = getattr(adapter, "export_load_seconds", 0.0)
