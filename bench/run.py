@@ -6,6 +6,7 @@
     .venv/bin/python bench/run.py --json out.json      # keep the figures to compare runs
     .venv/bin/python bench/run.py --compare out.json   # ... and print the change against them
     .venv/bin/python bench/run.py --store postgresql   # the store on PostgreSQL (default SQLite)
+    .venv/bin/python bench/run.py --initial-only       # the initial pulls alone (no push)
 
 The sandbox runs in its own process with realistic settings: 100 ms ± 30 ms latency;
 HubSpot Professional (190 requests per 10 s, search 4 per second, 650k a day); Pipedrive's
@@ -84,12 +85,12 @@ def child(args: argparse.Namespace) -> None:
     types = tuple(args.types.split(","))
     runs = ["initial", "incremental-1%", "no-change"] if not args.initial_only else ["initial"]
     for run in runs:
-        # The bench's own edits spend the same daily budget (a v2 update costs 5 tokens):
-        # the adapter sees that drop in its first answer, so it is taken out again.
+        # The bench's own edits spend the same daily budget (a v2 list page costs 10 tokens,
+        # an update 5): the adapter sees that drop in its first answer, so it is taken out.
         touch_tokens = 0
         if run == "incremental-1%":
-            touched = _touch_contacts(args.base, args.crm, args.token, 0.01)
-            touch_tokens = 5 * touched if args.crm == "pipedrive" else 0
+            touched, listed = _touch_contacts(args.base, args.crm, args.token, 0.01)
+            touch_tokens = 10 * listed + 5 * touched if args.crm == "pipedrive" else 0
         calls0, spent0, throttled0 = (_calls(args.base), adapter.policy.budget.spent,
                                       adapter.policy.throttled)
         loaded0 = getattr(adapter, "export_load_seconds", 0.0)
@@ -264,7 +265,8 @@ def _parser() -> argparse.ArgumentParser:
     for hidden in ("--base", "--token", "--store-url", "--schema", "--initial-load",
                    "--types"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
-    parser.add_argument("--initial-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--initial-only", action="store_true",
+                        help="only the initial pull of each case (no increments, no push)")
     return parser
 
 
@@ -290,7 +292,7 @@ def main() -> None:
                            "--token", token, "--store-url", url, "--schema", schema,
                            "--initial-load", load, "--types", types, "--plan", args.plan,
                            "--concurrency", str(args.concurrency)]
-                if size >= 1_000_000:
+                if size >= 1_000_000 or args.initial_only:
                     command.append("--initial-only")
                 done = subprocess.run(command, capture_output=True, text=True, check=False,
                                       cwd=ROOT)
@@ -301,7 +303,7 @@ def main() -> None:
             for figures in found:  # printed before the push rows, which take a while
                 _print_row(rows, figures, (crm, load, size, types), args.store)
             # One push per CRM and size (HubSpot has two pull cases), not at 1M (a pull case).
-            if load == "list" and size < 1_000_000:
+            if load == "list" and size < 1_000_000 and not args.initial_only:
                 for figures in _push_rows(base, crm, token, size):
                     _print_row(rows, figures, (crm, load, size, types), args.store)
     if args.json:

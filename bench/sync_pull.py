@@ -37,8 +37,9 @@ def _calls(base: str) -> int:
     return int(requests.get(f"{base}/_sandbox/stats", timeout=30).json()["total"])
 
 
-def _touch_contacts(base: str, crm: str, token: str, share: float) -> int:
-    """Change `share` of the account's contacts through the CRM's own API."""
+def _touch_contacts(base: str, crm: str, token: str, share: float) -> tuple[int, int]:
+    """Change `share` of the account's contacts through the CRM's own API: (contacts
+    changed, list pages read to find them)."""
     if crm == "hubspot":
         headers = {"Authorization": f"Bearer {token}"}
         ids, after = [], None
@@ -57,10 +58,12 @@ def _touch_contacts(base: str, crm: str, token: str, share: float) -> int:
             requests.post(f"{base}/crm/v3/objects/contacts/batch/update",
                           json={"inputs": inputs}, headers=headers,
                           timeout=60).raise_for_status()
-        return len(chosen)
+        return len(chosen), -(-len(ids) // 100)
     headers = {"x-api-token": token}
     ids, cursor = [], None
+    pages = 0
     while True:
+        pages += 1
         params = {"limit": 500, **({"cursor": cursor} if cursor else {})}
         page = requests.get(f"{base}/api/v2/persons", params=params, headers=headers,
                             timeout=60).json()
@@ -72,7 +75,7 @@ def _touch_contacts(base: str, crm: str, token: str, share: float) -> int:
     for person_id in chosen:
         requests.patch(f"{base}/api/v2/persons/{person_id}", json={"name": "Changed Person"},
                        headers=headers, timeout=60).raise_for_status()
-    return len(chosen)
+    return len(chosen), pages
 
 
 def _drop_schema(url: str, schema: str) -> None:

@@ -23,10 +23,11 @@ What each way costs, in calls (limits in API-FACTS.md):
   any size are neither lost nor repeated. Unconfirmed: HubSpot orders records with one
   timestamp by id (the sandbox does); the resume rule `(ts, id) <= high water` relies on it.
 - **removals**: merged records come free as the survivor's `hs_merged_object_ids`. With
-  `scan_removals`, after an increment (a full pass reads live records only), the archived
-  list (`archived=true`, 100 a page) is read whole, since HubSpot lists archived records by id
-  and not by `archivedAt`: 1 call per 100 archived records; those archived since the last
-  scan are reported.
+  `scan_removals`, after an increment (a full pass reads live records only: the engine
+  tombstones what it did not list), the archived list (`archived=true`, 100 a page) is read
+  whole, since HubSpot lists archived records by id and not by `archivedAt`: 1 call per 100
+  archived records; those archived since the last scan are reported (the first scan after a
+  full pass reports every archived record, so those archived during the pass too).
 
 Requests go through `requests` and the adapter's `HttpPolicy` (one retry layer), not the SDK's
 generated APIs: these turn every record into model objects (slow at a million records), and

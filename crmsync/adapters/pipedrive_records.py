@@ -15,17 +15,21 @@ comes again only if it changed, so nothing is missed nor repeated at the boundar
 
 What each way costs, in calls (list = 10 tokens, `x-token-cost` in the v2 spec):
 
-- first load: 2 calls per 1,000 records (500 a page), nothing else; custom-field names come
-  from the field definitions the engine passes (or, without them, one paged read of
-  `/api/v1/{deal,person,organization}Fields` per type and adapter);
+- first load (and any full pass): 2 calls per 1,000 records (500 a page), nothing else — no
+  removal scan, whatever `scan_removals` says: what the pass does not list the engine
+  tombstones when it completes. Custom-field names come from the field definitions the
+  engine passes (or, without them, one paged read of `/api/v1/{deal,person,organization}
+  Fields` per type and adapter, 500 a page);
 - increment: 1 call per 500 changed records; nothing changed: exactly 1 call;
 - removals: deleted deals come free in the same listing (`status=open,won,lost,deleted`; v2
   keeps deleted deals listed for 30 days). Deleted persons and organizations do not show in
-  v2 lists: with `scan_removals`, `GET /v1/recents?since_timestamp=…&items=person` (or
-  `organization`) lists every change since the last scan, 500 a page (20 tokens a call): 1
-  call per 500 changes of the type since the last scan. Archived deals leave the `/deals`
-  listing: with `scan_removals`, `/api/v2/deals/archived` since the last scan reports them
-  (reason "archived"): 1 call per 500 deals archived since.
+  v2 lists: with `scan_removals`, after an increment, `GET /v1/recents?since_timestamp=…&
+  items=person` (or `organization`) lists every change since the last scan, 500 a page (20
+  tokens a call): 1 call per 500 changes of the type since the last scan. Archived deals
+  leave the `/deals` listing: with `scan_removals`, after an increment,
+  `/api/v2/deals/archived` since the last scan reports them (reason "archived", 20 tokens a
+  call): 1 call per 500 deals archived since. The first scan of either kind starts
+  `RECENTS_MARGIN` before the first pass began.
 """
 
 from __future__ import annotations
@@ -129,8 +133,11 @@ class PipedriveRecords:
                    fields: Sequence[FieldDefinition], *,
                    scan_removals: bool) -> Iterator[RecordPage]:
         if cursor.phase not in ("recents", "archived"):
+            full_pass = cursor.phase == "full"
             cursor = yield from self._pd_listing(object_type, cursor, fields)
-            if not scan_removals:
+            # A full pass needs no scan: the engine tombstones what it did not list, and the
+            # first scan after it starts where it began.
+            if full_pass or not scan_removals:
                 return
         if object_type == "deals":
             yield from self._pd_archived_deals(cursor)
@@ -144,7 +151,13 @@ class PipedriveRecords:
         """
         resuming = cursor.phase == "archived"
         token = cursor.token if resuming else None
-        since = cursor.extra.get("archived_since")
+        if resuming:
+            # A page token belongs to its query: the `updated_since` it was read with
+            # (cursors from before `archived_query_since` read with `archived_since`).
+            since = cursor.extra.get("archived_query_since",
+                                     cursor.extra.get("archived_since"))
+        else:
+            since = cursor.extra.get("archived_since") or _first_archived_since(cursor)
         newest = cursor.extra.get("archived_newest") if resuming else since
         # Ids already reported in the newest second: `updated_since` is inclusive.
         edge = set(cursor.extra.get("archived_edge") or ())
@@ -175,11 +188,12 @@ class PipedriveRecords:
             extra = dict(cursor.extra)
             extra["archived_edge"] = sorted(edge)
             if token:
-                extra.update(archived_newest=newest)
+                extra.update(archived_newest=newest, archived_query_since=since)
                 after = PullCursor("archived", token, cursor.high_water, cursor.high_water_id,
                                    cursor.pass_started_at, extra=extra)
             else:
                 extra.pop("archived_newest", None)
+                extra.pop("archived_query_since", None)
                 extra["archived_since"] = newest
                 after = PullCursor("incremental", None, cursor.high_water,
                                    cursor.high_water_id, cursor.pass_started_at, extra=extra)
@@ -387,6 +401,15 @@ class _Mapper:
         if isinstance(value, list):
             return [options.get(str(v), v) for v in value]
         return options.get(str(value), value)
+
+
+def _first_archived_since(cursor: PullCursor) -> str | None:
+    """Where the first archived-deals scan starts: a margin before the first pass began
+    (deals archived before it were never listed by it, so the store has none of them live);
+    None (every archived deal) when the cursor does not say when that was."""
+    if cursor.pass_started_at is None:
+        return None
+    return _rfc3339(cursor.pass_started_at - RECENTS_MARGIN)
 
 
 def _list_params(object_type: str, since: str | None, token: str | None) -> dict[str, Any]:

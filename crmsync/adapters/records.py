@@ -216,11 +216,14 @@ class RecordAdapter(Protocol):
         """Pages of records changed since `cursor` (everything when None), oldest first.
 
         A generator: nothing is collected. `fields` are the definitions the engine holds
-        (what to request, how to name custom fields). With `scan_removals` the pull also
-        reports records archived or deleted since the cursor where the CRM can only tell by a
-        listing that costs calls (HubSpot's archived list); removals the CRM reports for free
-        (merged ids on a survivor, Pipedrive's deleted status) always come. The last page has
-        `done` set. A paginator that sees the same page token twice raises `RemoteError`.
+        (what to request, how to name custom fields). With `scan_removals` an increment also
+        reports records archived or deleted since the last scan where the CRM can only tell
+        by a listing that costs calls (HubSpot's archived list, Pipedrive's recents and
+        archived deals); a full pass (cursor None or phase "full") never scans — the engine
+        tombstones what it did not list — and the first scan after it covers the time since
+        it began. Removals the CRM reports for free (merged ids on a survivor, Pipedrive's
+        deleted status) always come. The last page has `done` set. A paginator that sees the
+        same page token twice raises `RemoteError`.
 
         The engine may set `page_preparer` on the adapter first: a picklable function of a
         page that makes its store rows. An adapter that parses pages in a worker process (a

@@ -266,7 +266,8 @@ class RecordStore:
         cursor: Mapping[str, Any] | None,
         *,
         pass_id: str | None = None,
-        removals_scanned: bool = False,
+        pass_complete: bool = False,
+        removals_scanned_at: dt.datetime | None = None,
         failures: Sequence[tuple[str, str]] = (),
         resolve: Resolver | None = None,
     ) -> PageOutcome:
@@ -277,6 +278,12 @@ class RecordStore:
         `sync_failures` to be retried (their raw data is not lost: the CRM still has it and
         the cursor is held back by the engine). A record that comes through clears its
         failure. `cursor` None leaves the stored cursor as it is (a dry run never commits).
+
+        `pass_id` marks the rows as seen by that full pass; with `pass_complete` (the page
+        that ends the pass) the records the pass did not list are tombstoned in the same
+        transaction (`_tombstone_unseen`), so a crash cannot leave the cursor past the pass
+        with them still live. `removals_scanned_at` records when the type's removals were
+        last scanned (the engine spaces its scans by it).
 
         With `resolve` (two-way sync), a record with a queued local edit is merged instead of
         overwritten: `resolve` says which values the store keeps, what stays queued and which
@@ -306,13 +313,16 @@ class RecordStore:
                                  outcome=outcome)
             self._write_failures(conn, crm, object_type, rows=unique, failures=failures,
                                  now=now)
+            if pass_complete and pass_id is not None:
+                outcome.tombstoned += self._tombstone_unseen(conn, crm, object_type, pass_id,
+                                                             now)
             if cursor is not None:
                 values: dict[str, Any] = {
                     "client": self.client, "crm": crm, "object_type": object_type,
                     "cursor": dict(cursor), "updated_at": now,
                 }
-                if removals_scanned:
-                    values["removals_scanned_at"] = now
+                if removals_scanned_at is not None:
+                    values["removals_scanned_at"] = removals_scanned_at
                 conn.execute(upsert(conn, sync_cursors, values, ["client", "crm", "object_type"]))
         self._refresh_statistics()
         return outcome
@@ -767,25 +777,24 @@ class RecordStore:
                 set_={"error": reason, "last_seen": now,
                       "attempts": sync_failures.c.attempts + 1}))
 
-    def tombstone_unseen(self, crm: str, object_type: str, pass_id: str) -> int:
+    def _tombstone_unseen(self, conn: Connection, crm: str, object_type: str, pass_id: str,
+                          now: dt.datetime) -> int:
         """After a complete full pass: records the pass did not list are gone from the CRM
         (deleted and purged, so no listing reports them): tombstone them as `missing`."""
         table = RECORD_TABLES[object_type]
-        now = self.store.clock()
-        with self.store.engine.begin() as conn:
-            unseen = select(record_links.c.record_id).where(
+        unseen = select(record_links.c.record_id).where(
+            self._scope(record_links, crm, object_type),
+            record_links.c.removed_at.is_(None),
+            (record_links.c.seen_pass.is_(None)) | (record_links.c.seen_pass != pass_id))
+        ids = list(conn.scalars(
+            select(table.c.id).where(table.c.id.in_(unseen), table.c.deleted_at.is_(None),
+                                     table.c.stub.is_(False))))
+        for chunk in _chunks(ids):
+            conn.execute(update(table).where(table.c.id.in_(chunk)).values(
+                deleted_at=now, deleted_reason="missing", updated_at=now))
+            conn.execute(update(record_links).where(
                 self._scope(record_links, crm, object_type),
-                record_links.c.removed_at.is_(None),
-                (record_links.c.seen_pass.is_(None)) | (record_links.c.seen_pass != pass_id))
-            ids = list(conn.scalars(
-                select(table.c.id).where(table.c.id.in_(unseen), table.c.deleted_at.is_(None),
-                                         table.c.stub.is_(False))))
-            for chunk in _chunks(ids):
-                conn.execute(update(table).where(table.c.id.in_(chunk)).values(
-                    deleted_at=now, deleted_reason="missing", updated_at=now))
-                conn.execute(update(record_links).where(
-                    self._scope(record_links, crm, object_type),
-                    record_links.c.record_id.in_(chunk)).values(removed_at=now))
+                record_links.c.record_id.in_(chunk)).values(removed_at=now))
         return len(ids)
 
     # --- runs and failures ----------------------------------------------------------------------

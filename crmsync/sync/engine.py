@@ -20,10 +20,12 @@ committed stays, and that first error is raised.
 
 Field definitions are cached in the store and re-read when older than a day (or with --full),
 so a run with nothing changed costs one call per object type. Removals the CRM can only show
-through a listing that costs calls (HubSpot's archived records, Pipedrive's recents) are
-scanned at most every `removal_scan_interval` (the setting CRMSYNC_SYNC_REMOVAL_SCAN_MINUTES,
-default an hour; 0: every run) and on --full; a full pass that completes also tombstones
-records it no longer lists (deleted and purged since) as `missing`.
+through a listing that costs calls (HubSpot's archived records, Pipedrive's recents and
+archived deals) are scanned after increments, at most every `removal_scan_interval` (the
+setting CRMSYNC_SYNC_REMOVAL_SCAN_MINUTES, default an hour; 0: every run). A full pass (the
+first run, --full) scans nothing: the commit that completes it tombstones the records it did
+not list (deleted, archived or purged) as `missing`, and it counts as a scan made when it
+began — removals during the pass are the next scan's, due an interval after that start.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ if TYPE_CHECKING:
 
     from crmsync.adapters.records import RecordAdapter, RecordPage
     from crmsync.store import Store
-    from crmsync.store.records import RecordStore, Resolver
+    from crmsync.store.records import RecordStore, Resolver, StoredCursor
     from crmsync.sync.merge import ConflictPolicy
 
 log = logging.getLogger(__name__)
@@ -211,9 +213,11 @@ def _pull_type(records: RecordStore, adapter: RecordAdapter, *, crm: str,
     with store_lock:
         stored = None if full else records.cursor(crm, object_type)
     cursor = PullCursor.from_json(stored.cursor) if stored is not None else None
-    scan = (full or stored is None or stored.removals_scanned_at is None
-            or now - stored.removals_scanned_at >= removal_scan_interval)
     phase = cursor.phase if cursor is not None else FULL_PHASE
+    scan = _removal_scan_due(stored, phase, now, removal_scan_interval)
+    # A full pass that completes stands for a removal scan made when it began (this run's
+    # start, for a pass beginning now; a resumed one's start as its cursor recorded it).
+    pass_began = now if cursor is None else cursor.pass_started_at
     adapter.page_preparer = functools.partial(prepare_page, rules)  # type: ignore[attr-defined]
     pages: Iterator[RecordPage] = adapter.pull(object_type, cursor, definitions,
                                                scan_removals=scan)
@@ -225,18 +229,20 @@ def _pull_type(records: RecordStore, adapter: RecordAdapter, *, crm: str,
             in_full_pass = phase == FULL_PHASE
             pass_id = (page.cursor.pass_started_at.isoformat()
                        if in_full_pass and page.cursor.pass_started_at else None)
+            pass_complete = in_full_pass and page.cursor.phase != FULL_PHASE
+            scanned_at = (now if scan and page.done
+                          else min(now, pass_began) if pass_complete and pass_began else None)
             with store_lock:
                 if dry_run:
                     outcome = records.preview_page(crm, object_type, rows, removals)
                 else:
+                    # The pass listed everything the CRM has: what it did not list is gone
+                    # (tombstoned in the commit that ends the pass).
                     outcome = records.commit_page(
                         crm, object_type, rows, removals, page.cursor.to_json(),
-                        pass_id=pass_id, removals_scanned=scan and page.done,
-                        resolve=resolve)
+                        pass_id=pass_id, pass_complete=pass_complete and pass_id is not None,
+                        removals_scanned_at=scanned_at, resolve=resolve)
                 counts.add(outcome, page)
-                if in_full_pass and page.cursor.phase != FULL_PHASE and pass_id and not dry_run:
-                    # The full pass listed everything the CRM has: what it did not list is gone.
-                    counts.tombstoned += records.tombstone_unseen(crm, object_type, pass_id)
             log.info("%s %s: page %d %s (%d records, %d removals); %d pulled so far",
                      crm, object_type, counts.pages, "read" if dry_run else "committed",
                      page.size, len(removals), counts.pulled)
@@ -261,6 +267,21 @@ def _mapped(pages: Iterator[RecordPage], rules: MappingRules) -> Iterator[_Mappe
     for page in pages:
         prepared = page.prepared if page.prepared is not None else prepare_page(rules, page)
         yield page, prepared.rows, prepared.removals
+
+
+def _removal_scan_due(stored: StoredCursor | None, phase: str, now: dt.datetime,
+                     interval: dt.timedelta) -> bool:
+    """Whether this run's pull of a type also scans for removals (`scan_removals`).
+
+    Never during a full pass: the commit that completes it tombstones what it did not list
+    (`RecordStore.commit_page` with `pass_complete`), and on a first load the store has
+    nothing to tombstone. After it, a scan is due `interval` after the last one (or after
+    the full pass began).
+    """
+    if phase == FULL_PHASE or stored is None:
+        return False
+    scanned = stored.removals_scanned_at
+    return scanned is None or now - scanned >= interval
 
 
 def _field_definitions(records: RecordStore, adapter: RecordAdapter, crm: str,

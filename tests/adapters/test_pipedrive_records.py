@@ -1,5 +1,5 @@
-"""Pipedrive's removal scan through `/v1/recents` (which the sandbox does not serve yet), with
-`responses`: the request it makes, what it reads as a deletion, and its cursor."""
+"""Pipedrive's removal scans (`/v1/recents`, `/api/v2/deals/archived`) with `responses`: the
+requests they make, what they read as a removal, their cursors — and none after a full pass."""
 
 from __future__ import annotations
 
@@ -109,3 +109,42 @@ def test_a_cursor_returned_twice_raises(adapter: PipedriveAdapter) -> None:
     responses.get(f"{BASE}/api/v2/persons", json=envelope([person], next_cursor="abc"))
     with pytest.raises(RemoteError, match="second time"):
         list(adapter.pull("contacts", None, []))
+
+
+@responses.activate
+def test_a_full_pass_makes_no_removal_scan_even_when_asked(adapter: PipedriveAdapter) -> None:
+    listing = responses.get(f"{BASE}/api/v2/persons", json=envelope([], next_cursor=None))
+    # No other URL is registered: a scan request would fail the pull (ConnectionError).
+    pages = list(adapter.pull("contacts", None, [], scan_removals=True))
+    assert listing.call_count == 1
+    assert [p.calls for p in pages] == [1]
+    assert pages[-1].done
+    assert pages[-1].cursor.phase == "incremental"
+
+
+@responses.activate
+def test_the_first_archived_scan_starts_a_margin_before_the_first_pass(
+        adapter: PipedriveAdapter) -> None:
+    responses.get(f"{BASE}/api/v2/deals", json=envelope([], next_cursor=None))
+    url = f"{BASE}/api/v2/deals/archived"
+    # `responses` answers with these in turn: two pages.
+    responses.get(url, json=envelope([{"id": 4, "update_time": "2026-05-01T12:00:09Z"}],
+                                     next_cursor="next-page"))
+    responses.get(url, json=envelope([], next_cursor=None))
+    cursor = PullCursor(phase="incremental", high_water=HIGH, pass_started_at=HIGH)
+    pages = list(adapter.pull("deals", cursor, [], scan_removals=True))
+    sent = [c.request.params for c in responses.calls if c.request.url.startswith(url)]
+    assert [p.get("updated_since") for p in sent] == ["2026-05-01T11:59:00Z"] * 2
+    assert sent[1]["cursor"] == "next-page"
+    assert [(r.id, r.reason) for p in pages for r in p.removals] == [("4", "archived")]
+    assert pages[-1].cursor.extra["archived_since"] == "2026-05-01T12:00:09Z"
+    assert "archived_query_since" not in pages[-1].cursor.extra
+
+    # Resumed from the first page, the token is sent with the query it came from.
+    assert pages[1].cursor.phase == "archived"
+    responses.calls.reset()
+    again = list(adapter.pull("deals", pages[1].cursor, [], scan_removals=True))
+    [resumed] = [c.request.params for c in responses.calls]
+    assert resumed["updated_since"] == "2026-05-01T11:59:00Z"
+    assert resumed["cursor"] == "next-page"
+    assert again[-1].cursor.extra["archived_since"] == "2026-05-01T12:00:09Z"

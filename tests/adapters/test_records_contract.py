@@ -269,7 +269,7 @@ def test_deleted_deals_come_as_removals(adapter: Any, box: Sandbox, crm: str) ->
         assert [(r.id, r.reason) for p in pages for r in p.removals] == [(victim, "deleted")]
         assert sum(p.calls for p in pages) == 1
         # Archived deals leave /deals; the removal scan reads them from /deals/archived (the
-        # first scan reports every archived deal; later ones what was archived since).
+        # first scan what was archived since the first pass began; later ones since the last).
         pages = pull_all(adapter, "deals", pages[-1].cursor, scan_removals=True)
         shelved = sorted(truth(box, crm, "deals"), key=int)[5]
         box.pipedrive("PATCH", f"/deals/{shelved}", {"is_archived": True})
