@@ -11,19 +11,20 @@ two pushes through `push_client`, with `CRMSYNC_SYNC_CONCURRENCY` requests in fl
 - **push-update**: `size` contacts edited locally (their last name): HubSpot batch updates
   of 100, Pipedrive one PATCH per record;
 - **push-create**: `size` new contacts created locally: HubSpot batch upserts by email of
-  100, Pipedrive a search by email then a POST per record.
+  100, Pipedrive a POST per record, each looked for first in one listing of the persons
+  changed since the pull (the push-update's among them; read again every 10 s).
 
 Each row has the pull rows' columns: calls (the sandbox's count), calls and Pipedrive tokens
 per 1,000 pushed records, the achieved rate as a share of the allowed rate, 429s, wall time
 against the floor (calls ÷ allowed rate), CPU per record, peak RSS. Pipedrive's person search
-has its own window (10 per 2 s), so a create's floor is also bound by it: `search_floor_s`
-(searches ÷ 5 per s) says how far; the slower of the two floors is the real one.
+has its own window (10 per 2 s): a create that searches (no finished pull to go by) is also
+bound by it, and `search_floor_s` (searches ÷ 5 per s) says how far; the slower of the two
+floors is the real one.
 
 `BENCH_PUSH_MAX` (or `BENCH_PUSH_MAX_PIPEDRIVE`, `_HUBSPOT`) caps the records pushed per run
-(Pipedrive at 10k takes many minutes per run: one request per record at 20 per second, and
-its creates are bound by the search window, 5 per second). The
-growth plan's daily token budget (60,000 a seat) would not cover 10k creates (25 tokens
-each), so the hook gives the account the seats the push needs.
+(Pipedrive at 10k takes many minutes per run: one request per record at 20 per second). The
+growth plan's daily token budget (60,000 a seat) would not cover 10k creates (5 tokens each,
+25 with a search), so the hook gives the account the seats the push needs.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ BENCH = Path(__file__).resolve().parent
 CONSENT_FIELD = "marketing_consent"  # the consent field the sandbox seeds
 HUBSPOT_PER_10S = 190
 PIPEDRIVE_BURST = {"lite": 20, "growth": 40, "premium": 100, "ultimate": 120}
-PIPEDRIVE_TOKENS = {"update": 5, "create": 25}  # a PATCH; a search (20) and a POST (5)
+PIPEDRIVE_TOKENS = {"update": 5, "create": 25}  # a PATCH; a POST (5), at most a search (20)
 TOKENS_PER_SEAT = 30_000
 
 

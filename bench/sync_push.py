@@ -11,7 +11,8 @@ API calls:
 - **update**: `--changed` contacts edited locally (`Store.local`): push calls per 1,000
   changed records (HubSpot batch update of 100: target ≤ 11) and per record (Pipedrive: 1);
 - **create**: `--changed` new contacts created locally (HubSpot batch upsert by email;
-  Pipedrive looks for the person by email before it creates: 2 calls a record);
+  Pipedrive looks for the person by email before it creates, in one listing of the persons
+  changed since the run's pull: 1 call a record, plus that listing);
 - **echo**: the run after each push pulls back the records the push changed (their
   modification time moved), finds them equal to the base, and pushes nothing;
 - **no change**: a two-way run with nothing changed anywhere: at most one call per object

@@ -101,6 +101,7 @@ class PipedriveAdapter(PipedriveRecords, PipedriveWrites):
         self._session = session or TokenSession()
         self._session.headers["x-api-token"] = secret
         self._session.headers["Accept"] = "application/json"
+        self._clock = clock
         self.policy = policy or HttpPolicy(
             PIPEDRIVE, max_retries=max_retries, sleep=sleep, clock=clock, secrets=[secret]
         )

@@ -39,7 +39,7 @@ import hashlib
 import json
 import re
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeGuard, cast
 from urllib.parse import urlsplit
 
 from crmsync.adapters.http_policy import Reply, parse_body
@@ -212,7 +212,7 @@ class PipedriveRecords:
         guard.check(token)
         high, high_id = cursor.high_water, cursor.high_water_id
         # A page token belongs to its query: resuming, the query is the one it came from.
-        since = cursor.extra.get("since") if token else _rfc3339(high - OVERLAP) if high else None
+        since = cursor.extra.get("since") if token else next_since(cursor)
         seen: dict[str, list[str]] = dict(cursor.extra.get("seen") or {})
         phase = cursor.phase if cursor.phase in ("full", "incremental") else "incremental"
         # When the first pass began: where the first removal scan starts.
@@ -410,6 +410,22 @@ def _first_archived_since(cursor: PullCursor) -> str | None:
     if cursor.pass_started_at is None:
         return None
     return _rfc3339(cursor.pass_started_at - RECENTS_MARGIN)
+
+
+def listing_finished(cursor: PullCursor | None) -> TypeGuard[PullCursor]:
+    """Whether the pull that left `cursor` has read its listing to the end: every record
+    changed up to the cursor's high-water mark is in the store (a removal scan may still be
+    under way)."""
+    if cursor is None or cursor.phase == "full":
+        return False
+    return cursor.phase != "incremental" or not cursor.token
+
+
+def next_since(cursor: PullCursor) -> str | None:
+    """The `updated_since` the increment after `cursor` reads from (None: everything — the
+    pull has not seen a record yet)."""
+    high = cursor.high_water
+    return _rfc3339(high - OVERLAP) if high is not None else None
 
 
 def _list_params(object_type: str, since: str | None, token: str | None) -> dict[str, Any]:

@@ -9,12 +9,29 @@ shared `HttpPolicy`. What each write costs, in calls:
   names only one of `first_name` / `last_name` also reads the person (v2 writes a person's
   `name` whole);
 - create: persons and organizations are **looked for first** so that a create whose answer
-  was lost, or a record that already exists, is never duplicated: a person by email
-  (`GET /api/v2/persons/search?term=…&fields=email&exact_match=true`), an organization by
-  its domain custom field when the account has one (a custom field named `domain`, as the
-  pull names it) or else by exact name; found, it is updated instead. 2 calls (search costs
-  20 tokens). Deals are never matched (DESIGN.md, identity): 1 call; the policy's
-  `find_existing` still guards a create retried after an answer that may have been lost;
+  was lost, or a record that already exists, is never duplicated: a person by email, an
+  organization by its domain custom field when the account has one (a custom field named
+  `domain`, as the pull names it) and the write a domain, or else by exact name (not
+  case-sensitive); found, it is updated instead. Deals are never matched (DESIGN.md,
+  identity): 1 call. Where the record is looked for:
+
+  - in a push after a pull (`after_pull`, what `crmsync sync` does): in **one listing of
+    what changed since the pull** — `GET /api/v2/{persons|organizations}?updated_since=`
+    the type's pull high-water mark less the pull's overlap, 500 a call (10 tokens), read
+    when the push's first create of the type asks, read again from where it reached once
+    it is `REFRESH_SECONDS` old, and kept up to date with every record the push writes.
+    What changed before that time is in the store already: the pull linked it to the
+    local record it matches (contacts by email, companies by domain, a create whose answer
+    a killed run lost by name too), or else it is a store record of its own (the push
+    holds back a contact whose email a linked contact has). A create is then **1 call**,
+    plus about 1 listing per `REFRESH_SECONDS` of creates;
+  - otherwise (no pull of the type finished its listing, `write` called alone, a company
+    matched by name while seeding `sync --to`, whose creates are not marked in flight), by
+    a search: `GET /api/v2/{persons|organizations}/search?term=…&fields=email|custom_fields
+    |name&exact_match=true` (20 tokens, its own window of 10 per 2 s): 2 calls;
+
+  either way the policy's `find_existing` searches before it retries a create whose answer
+  may have been lost (rare). A record found but deleted since it was listed is created;
 - the field definitions (`/api/v1/{deal,person,organization}Fields`), read once per type and
   adapter (shared with the pull): custom fields are written under their 40-character keys
   and option labels as option ids.
@@ -29,12 +46,22 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from crmsync.adapters.http_policy import Reply, parse_body
-from crmsync.adapters.pipedrive_records import ENTITY, _Mapper, _time
-from crmsync.adapters.records import RemoteRecord, WriteResult
+from crmsync.adapters.pipedrive_records import (
+    ENTITY,
+    OVERLAP,
+    PAGE_LIMIT,
+    _Mapper,
+    _rfc3339,
+    _time,
+    listing_finished,
+    next_since,
+)
+from crmsync.adapters.records import RemoteRecord, TokenGuard, WriteResult
 from crmsync.errors import (
     FatalRemoteError,
     RemoteError,
@@ -44,10 +71,10 @@ from crmsync.errors import (
 from crmsync.keys import consent_value
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
-    from crmsync.adapters.records import FieldDefinition, RecordWrite
-    from crmsync.names import ObjectType
+    from crmsync.adapters.records import FieldDefinition, PullCursor, RecordWrite
+    from crmsync.names import MonotonicClock, ObjectType
 
 READ_IDS = 100  # v2 lists take up to 100 `ids` (openapi-v2.yaml, `ids`)
 # Search endpoints have a burst window of their own (10 per 2 s, not the plan's 40): paced
@@ -55,6 +82,10 @@ READ_IDS = 100  # v2 lists take up to 100 `ids` (openapi-v2.yaml, `ids`)
 SEARCH_BUCKET = "search"
 _DEFINITIONS_LOCK = threading.Lock()  # one read of a type's field definitions, whatever thread
 DOMAIN_FIELD = "domain"  # the custom field (by the pull's name) that holds a company domain
+# How old the listing of records changed since the pull may grow before a create reads what
+# changed after it: a record made in the CRM by someone else while a push runs is seen by
+# the creates sent from then on (a listing of 500 a call: about 1 call in 200 creates).
+REFRESH_SECONDS = 10.0
 # Top-level v2 body fields a property of that name is written to (POST/PATCH request bodies
 # in openapi-v2.yaml), beyond those the canonical fields and associations set.
 WRITABLE: dict[str, frozenset[str]] = {
@@ -78,6 +109,7 @@ class PipedriveWrites:
     domain_field: str = DOMAIN_FIELD
     # No batch writes: a push sends one record a call, several calls at once.
     records_per_request: int = 1
+    _clock: MonotonicClock
 
     # -- the interface ------------------------------------------------------------------------
 
@@ -87,6 +119,24 @@ class PipedriveWrites:
         Pipedrive unreachable after retries raises while nothing was written yet; after
         that, the writes not sent fail with the reason instead, so no result is lost.
         """
+        return self._pd_write_all(object_type, writes, None)
+
+    def after_pull(self, pulled: Mapping[ObjectType, PullCursor | None], *,
+                   seeding: bool = False) -> PipedrivePush:
+        """This adapter's writes for one push after a pull (`PullAwareWriter`): persons and
+        organizations whose pull finished its listing are looked for in what changed since
+        (see the module docstring); the others as `write` does."""
+        changed = {
+            object_type: _Changed(
+                next_since(cursor), list_since=self._pd_lister(object_type),
+                keys=self._pd_keys(object_type), clock=self._clock,
+                by_name=not seeding)
+            for object_type, cursor in pulled.items()
+            if object_type in MATCHED and listing_finished(cursor)}
+        return PipedrivePush(self, changed)
+
+    def _pd_write_all(self, object_type: ObjectType, writes: Sequence[RecordWrite],
+                      changed: _Changed | None) -> list[WriteResult]:
         results: list[WriteResult] = []
         halted: RemoteError | None = None
         if writes:
@@ -94,7 +144,7 @@ class PipedriveWrites:
         for write in writes:
             if halted is None:
                 try:
-                    results.append(self._pd_write_one(object_type, write))
+                    results.append(self._pd_write_one(object_type, write, changed))
                     continue
                 except RetriableRemoteError as exc:
                     if not any(r.ok for r in results):
@@ -136,7 +186,8 @@ class PipedriveWrites:
 
     # -- one record ---------------------------------------------------------------------------
 
-    def _pd_write_one(self, object_type: ObjectType, write: RecordWrite) -> WriteResult:
+    def _pd_write_one(self, object_type: ObjectType, write: RecordWrite,
+                      changed: _Changed | None) -> WriteResult:
         entity = ENTITY[object_type]
         try:
             if write.object_type != object_type:
@@ -144,13 +195,18 @@ class PipedriveWrites:
             if write.op != "create" and not write.remote_id:
                 raise _RefusedError(f"cannot {write.op} a record without its Pipedrive id")
             if write.op == "archive":
-                return self._pd_delete(entity, write)
+                result = self._pd_delete(entity, write)
+                if changed is not None:
+                    changed.forget(str(write.remote_id))
+                return result
             body = self._pd_body(object_type, write)
             if write.op == "update":
                 raw = self._pd_send("PATCH", f"/{entity}/{write.remote_id}", body,
                                     what=f"update {entity} {write.remote_id}")
             else:
-                raw = self._pd_create(object_type, write, body)
+                raw = self._pd_create(object_type, write, body, changed)
+            if changed is not None:  # later creates of this push meet it as it now is
+                changed.saw(raw)
         except _RefusedError as exc:
             return WriteResult(write.key, ok=False, remote_id=write.remote_id, error=str(exc))
         except FatalRemoteError as exc:
@@ -164,24 +220,51 @@ class PipedriveWrites:
                            modified_at=record.modified_at, record=record)
 
     def _pd_create(self, object_type: ObjectType, write: RecordWrite,
-                   body: dict[str, Any]) -> dict[str, Any]:
+                   body: dict[str, Any], changed: _Changed | None) -> dict[str, Any]:
         entity = ENTITY[object_type]
-        look = self._pd_finder(object_type, write)
-        found = look() if look is not None else None
+        match = self._pd_match(object_type, write)
+
+        def look() -> str | None:
+            return None if match is None else self._pd_search(entity, match.term, match.field)
+
+        if match is None:
+            found = None
+        elif changed is not None and changed.covers(match):
+            found = changed.find(match.key)
+        else:
+            found = look()
         if found is not None:  # already there (an earlier answer lost, or made in the CRM)
-            return self._pd_send("PATCH", f"/{entity}/{found}", body,
-                                 what=f"update {entity} {found} (found before creating)")
+            raw = self._pd_update_found(entity, found, body)
+            if raw is not None:
+                return raw
+            if changed is not None:  # deleted since it was listed: the create is still due
+                changed.forget(found)
         if object_type == "contacts" and "name" not in body:
             body["name"] = str(write.fields.get("email") or "")  # v2 needs a person's name
 
         def find_existing() -> dict[str, Any] | None:
-            again = look() if look is not None else None
+            # After an answer that may have been lost, a search: the listing cannot have
+            # seen what this very request made (rare: the policy asks only then).
+            again = look()
             if again is None:
                 return None
             return self._pd_send("GET", f"/{entity}/{again}", None, what=f"read {entity}")
 
         return self._pd_send("POST", f"/{entity}", body, what=f"create {entity[:-1]}",
-                             find_existing=find_existing if look is not None else None)
+                             find_existing=find_existing if match is not None else None)
+
+    def _pd_update_found(self, entity: str, found: str, body: dict[str, Any]
+                         ) -> dict[str, Any] | None:
+        """PATCH the record a create found; None when it turns out deleted (v2 answers a
+        deleted record until it is purged, flagged `is_deleted`; 404 after)."""
+        try:
+            raw = self._pd_send("PATCH", f"/{entity}/{found}", body,
+                                what=f"update {entity} {found} (found before creating)")
+        except FatalRemoteError as exc:
+            if exc.status != 404:
+                raise
+            return None
+        return None if raw.get("is_deleted") else raw
 
     def _pd_delete(self, entity: str, write: RecordWrite) -> WriteResult:
         try:
@@ -192,25 +275,69 @@ class PipedriveWrites:
                 raise
         return WriteResult(write.key, ok=True, remote_id=write.remote_id)
 
-    def _pd_finder(self, object_type: ObjectType,
-                   write: RecordWrite) -> Callable[[], str | None] | None:
-        """How to look for the record a create would make (None: never matched)."""
-        entity = ENTITY[object_type]
+    def _pd_match(self, object_type: ObjectType, write: RecordWrite) -> _Match | None:
+        """What a create is matched on (None: never matched): a person by email; an
+        organization by its domain custom field when the account has one and the write a
+        domain, else by exact name."""
         if object_type == "contacts":
             email = str(write.fields.get("email") or "").strip()
-            if not email:
-                return None
-            return lambda: self._pd_search(entity, email, "email")
+            return _Match("email", email, "email") if email else None
         if object_type == "companies":
             domain = str(write.fields.get("domain") or "").strip()
-            has_domain_field = any(d.custom and d.name == self.domain_field
-                                   for d in self._pd_fields(object_type))
-            if domain and has_domain_field:
-                return lambda: self._pd_search(entity, domain, "custom_fields")
+            if domain and self._pd_domain_definition() is not None:
+                return _Match("domain", domain, "custom_fields")
             name = str(write.fields.get("name") or "").strip()
             if name:
-                return lambda: self._pd_search(entity, name, "name")
+                return _Match("name", name, "name")
         return None
+
+    def _pd_domain_definition(self) -> FieldDefinition | None:
+        return next((d for d in self._pd_fields("companies")
+                     if d.custom and d.name == self.domain_field), None)
+
+    def _pd_keys(self, object_type: ObjectType) -> Callable[[Mapping[str, Any]], set[str]]:
+        """The match keys (`_Match.key`) a raw person or organization answers to."""
+        if object_type == "contacts":
+            return lambda raw: {k for e in raw.get("emails") or []
+                                if (k := _match_key("email", e.get("value")))}
+
+        def organization(raw: Mapping[str, Any]) -> set[str]:
+            keys = {_match_key("name", raw.get("name"))}
+            definition = self._pd_domain_definition()
+            if definition is not None:
+                custom = raw.get("custom_fields") or {}
+                keys.add(_match_key("domain", custom.get(definition.remote_key)))
+            return {k for k in keys if k}
+
+        return organization
+
+    def _pd_lister(self, object_type: ObjectType
+                   ) -> Callable[[str | None], Iterator[dict[str, Any]]]:
+        """Every person or organization changed since a time (`GET /api/v2/{entity}
+        ?updated_since=…`, 500 a call; everything when None)."""
+        entity = ENTITY[object_type]
+        url = f"{self._api}/{entity}"  # type: ignore[attr-defined]
+
+        def changed_since(since: str | None) -> Iterator[dict[str, Any]]:
+            params: dict[str, Any] = {"limit": PAGE_LIMIT, "sort_by": "update_time",
+                                      "sort_direction": "asc"}
+            if since:
+                params["updated_since"] = since
+            definition = self._pd_domain_definition() if object_type == "companies" else None
+            if definition is not None:  # the one custom field a match needs: a smaller answer
+                params["custom_fields"] = definition.remote_key
+            guard = TokenGuard(self.crm, f"list {entity} changed since {since}")
+            while True:
+                body = self._pd_get(url, params=params,  # type: ignore[attr-defined]
+                                    what=f"list {entity} changed since {since or 'ever'}")
+                yield from body.get("data") or []
+                token = (body.get("additional_data") or {}).get("next_cursor") or None
+                guard.check(token)
+                if token is None:
+                    return
+                params["cursor"] = token
+
+        return changed_since
 
     def _pd_search(self, entity: str, term: str, field: str) -> str | None:
         url = f"{self._api}/{entity}/search"  # type: ignore[attr-defined]
@@ -285,8 +412,7 @@ class PipedriveWrites:
 
     def _pd_domain(self, domain: Any, body: dict[str, Any]) -> None:
         # The pull reads a company's domain from the `domain` custom field, else the website.
-        definition = next((d for d in self._pd_fields("companies")
-                           if d.custom and d.name == self.domain_field), None)
+        definition = self._pd_domain_definition()
         if definition is not None:
             body.setdefault("custom_fields", {})[definition.remote_key] = domain or None
         else:
@@ -307,6 +433,129 @@ class PipedriveWrites:
                                  find_existing=finder)
         data: dict[str, Any] = envelope.get("data") or {}
         return data
+
+
+class PipedrivePush:
+    """`PipedriveAdapter`'s writes for one push after a pull (`PipedriveWrites.after_pull`):
+    creates look for their record in what changed since the pull; the adapter does the rest
+    (its pacing, caches and session)."""
+
+    records_per_request: int = 1
+
+    def __init__(self, adapter: PipedriveWrites, changed: Mapping[ObjectType, _Changed]
+                 ) -> None:
+        self.crm = adapter.crm
+        self._adapter = adapter
+        self._changed = dict(changed)
+
+    def write(self, object_type: ObjectType, writes: Sequence[RecordWrite]) -> list[WriteResult]:
+        """As `PipedriveWrites.write`."""
+        return self._adapter._pd_write_all(object_type, writes,
+                                           self._changed.get(object_type))
+
+    def read(self, object_type: ObjectType, remote_ids: Sequence[str]) -> list[RemoteRecord]:
+        """As `PipedriveWrites.read`."""
+        return self._adapter.read(object_type, remote_ids)
+
+
+MATCHED: frozenset[str] = frozenset({"contacts", "companies"})  # deals are never matched
+
+
+@dataclass(frozen=True)
+class _Match:
+    """What a create is matched on: `term` searched in `field`, or `key` looked up."""
+
+    kind: str  # email | domain | name
+    term: str
+    field: str  # the search's `fields`
+
+    @property
+    def key(self) -> str:
+        return _match_key(self.kind, self.term) or ""
+
+
+def _match_key(kind: str, value: Any) -> str | None:
+    # Exact, as the search's `exact_match`, but not case-sensitive (as it is not).
+    text = str(value or "").strip().lower()
+    return f"{kind}:{text}" if text else None
+
+
+class _Changed:
+    """Persons or organizations changed in the account since the pull, by match key.
+
+    Listed when a create first asks (a push without creates costs nothing), listed again
+    from where that listing reached once it is `REFRESH_SECONDS` old, and told of every
+    record this push writes (its own creates included: a second create of one identity
+    finds the first). Creates run on several threads: one lock guards the map, and a
+    create that finds it stale waits for the listing.
+    """
+
+    def __init__(self, since: str | None, *,
+                 list_since: Callable[[str | None], Iterator[Mapping[str, Any]]],
+                 keys: Callable[[Mapping[str, Any]], set[str]], clock: MonotonicClock,
+                 by_name: bool = True) -> None:
+        self._since = since
+        self._list_since = list_since
+        self._keys_of = keys
+        self._clock = clock
+        # Seeding (`sync --to`): creates are not marked in flight, so one whose answer a
+        # killed run lost is linked by the next pull only by email or domain, not by name.
+        self._by_name = by_name
+        self._lock = threading.Lock()
+        self._ids: dict[str, set[int]] = {}
+        self._keys: dict[int, set[str]] = {}
+        self._listed_at: float | None = None
+
+    def covers(self, match: _Match) -> bool:
+        """Whether a create matched so may trust the map (else: a search)."""
+        return self._by_name or match.kind != "name"
+
+    def find(self, key: str) -> str | None:
+        """The oldest record (lowest id) that answers to `key`, as the search's tie rule."""
+        with self._lock:
+            now = self._clock()
+            if self._listed_at is None or now - self._listed_at >= REFRESH_SECONDS:
+                self._relist()
+                self._listed_at = now  # when it started: records made during it are re-read
+            ids = self._ids.get(key)
+            return str(min(ids)) if ids else None
+
+    def saw(self, raw: Mapping[str, Any]) -> None:
+        """A record as this push's write left it."""
+        with self._lock:
+            self._put(raw)
+
+    def forget(self, remote_id: str) -> None:
+        """A record deleted."""
+        with self._lock:
+            self._put({"id": remote_id, "is_deleted": True})
+
+    def _relist(self) -> None:
+        newest: dt.datetime | None = None
+        for raw in self._list_since(self._since):
+            self._put(raw)
+            when = _time(raw.get("update_time"))
+            if when is not None and (newest is None or when > newest):
+                newest = when
+        if newest is not None:
+            # `update_time` has one-second resolution and a write may commit late: the next
+            # listing starts OVERLAP before the newest one seen (as the pull's increments).
+            since = _rfc3339(newest - OVERLAP)
+            self._since = max(since, self._since or since)
+
+    def _put(self, raw: Mapping[str, Any]) -> None:
+        record_id = int(raw["id"])
+        for key in self._keys.pop(record_id, ()):
+            ids = self._ids[key]
+            ids.discard(record_id)
+            if not ids:
+                del self._ids[key]
+        if raw.get("is_deleted"):
+            return
+        keys = self._keys_of(raw)
+        self._keys[record_id] = keys
+        for key in keys:
+            self._ids.setdefault(key, set()).add(record_id)
 
 
 def _deal(fields: Mapping[str, Any], body: dict[str, Any]) -> None:

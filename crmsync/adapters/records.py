@@ -425,3 +425,23 @@ class RecordWriter(Protocol):
     def read(self, object_type: ObjectType, remote_ids: Sequence[str]) -> list[RemoteRecord]:
         """The records as the CRM holds them now (batch read where the CRM has one)."""
         ...
+
+
+@runtime_checkable
+class PullAwareWriter(Protocol):
+    """A writer whose creates get cheaper when it knows how far the store's pull reaches.
+
+    Pipedrive has no upsert: a create must first look for the record it would make. What the
+    pull read up to its cursor is in the store already (and pulled contacts and companies are
+    linked to local records that match them, creates whose answer was lost included), so only
+    what changed in the CRM since needs looking at — one listing instead of a search per
+    record.
+    """
+
+    def after_pull(self, pulled: Mapping[ObjectType, PullCursor | None], *,
+                   seeding: bool = False) -> RecordWriter:
+        """The writer for one push that follows the pull that left `pulled` (the store's
+        cursor per object type; None: never pulled). `seeding`: the push also creates
+        records the store never queued (`sync --to`), whose creates are not marked in
+        flight, so the next pull cannot link them by name."""
+        ...

@@ -13,7 +13,10 @@ failed one keeps its queue row (attempts + 1, last error) and a `sync_failures` 
 retried next run and makes the run `partial` (exit 3). A run killed between the CRM's answer
 and the commit re-pushes on the next run: updates are idempotent, and creates are not
 repeated because the pull before the push links the record the CRM now has (contacts by
-email, companies by domain) and the writer upserts/looks before it creates.
+email, companies by domain, creates marked in flight by name too) and the writer
+upserts/looks before it creates. A writer that can use it is told where the store's pull
+of each type stands (`PullAwareWriter`): Pipedrive then looks for a create's record in one
+listing of what changed since, not with a search per record.
 
 Writes go out concurrently (`PushRules.concurrency` requests in flight, all paced by the
 writer's one rate limiter): a batch's calls (HubSpot's batches of 100, Pipedrive's single
@@ -38,7 +41,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from crmsync.adapters.records import Association, RecordWrite, WriteResult
+from crmsync.adapters.records import (
+    Association,
+    PullAwareWriter,
+    PullCursor,
+    RecordWrite,
+    WriteResult,
+)
 from crmsync.errors import RemoteError, RetriableRemoteError
 from crmsync.keys import email_key
 from crmsync.names import OBJECT_TYPES, ObjectType
@@ -173,6 +182,7 @@ def push_client(
     """
     result = PushResult(rules.crm)
     records = store.records(client)
+    writer = _after_pull(writer, records, rules.crm, object_types, seeding=seed)
     with _Sender(rules.concurrency) as sender:
         for object_type in object_types:
             counts = result.counts[object_type] = PushCounts()
@@ -192,6 +202,19 @@ def push_client(
             # records' associations point at these.
             line.drain()
     return result
+
+
+def _after_pull(writer: RecordWriter, records: RecordStore, crm: str,
+                object_types: Sequence[ObjectType], *, seeding: bool) -> RecordWriter:
+    """The writer for this push, told how far the store's pull of each type reaches (a
+    Pipedrive create then looks only at what changed in the CRM since, not a search each)."""
+    if not isinstance(writer, PullAwareWriter):
+        return writer
+    pulled: dict[ObjectType, PullCursor | None] = {}
+    for object_type in object_types:
+        stored = records.cursor(crm, object_type)
+        pulled[object_type] = PullCursor.from_json(stored.cursor) if stored else None
+    return writer.after_pull(pulled, seeding=seeding)
 
 
 # --- concurrent writes ------------------------------------------------------------------------
