@@ -76,7 +76,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 2_500  # records per page committed from the file (one transaction each)
+PAGE_SIZE = 5_000  # records per page committed from the file (one transaction each)
 # The collector's thresholds while a file loads (`gc.set_threshold`): the young generation
 # every 100,000 allocations instead of 700, and the older ones after 2 runs of the one below
 # instead of 10, so cyclic garbage still reaches a full collection every few pages.
