@@ -10,6 +10,9 @@ The list API needs 10 calls per 1,000 records; an export needs a handful for any
 
 The file is streamed to a temporary file, then read partition by partition through a `csv`
 reader over a text wrapper, `PAGE_SIZE` records a page — memory stays flat whatever its size.
+Loading is CPU-bound and Python runs one thread at a time, so a big file (`WORKER_MIN_BYTES`)
+is parsed, made into records and prepared for the store by a worker process, one page ahead,
+while this process commits: a load uses two cores.
 Each page's cursor carries the export's id, partition and next row, so a run killed mid-file
 asks for the task's status again (a fresh result URL) and resumes at that row without a new
 export while HubSpot still has the file. When the file is read, increments take over from
@@ -66,7 +69,7 @@ from crmsync.adapters.records import (
     RemoteRecord,
     read_ahead,
 )
-from crmsync.errors import FatalRemoteError, RemoteError
+from crmsync.errors import CrmsyncError, FatalRemoteError, RemoteError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator
@@ -120,15 +123,17 @@ def full_by_export(adapter: HubSpotRecords, object_type: ObjectType, cursor: Pul
     state = dict(state, requested_at=requested.isoformat())
     with _loading(adapter), _download(adapter, str(task["result"]), object_type) as file, \
             _fewer_collections():
-        pages: Iterator[RecordPage]
+        pages: Iterator[RecordPage] | None = None
         if _in_worker(adapter, object_type, file):
             pages = _pages_from_worker(adapter, object_type, cursor, started=started,
                                        state=state, file=file)
-        else:
+        if pages is None:
             pages = read_ahead(_pages(adapter, object_type, cursor, started=started,
                                       state=state, file=file))
         try:
-            yield from pages
+            for page in pages:
+                yield page
+                gc.collect()  # the cycles a page commit leaves (see `_fewer_collections`)
         finally:
             cast("Generator[RecordPage, None, None]", pages).close()
     # Increments start from the export's request (HubSpot's clock) less the overlap: what
@@ -291,10 +296,12 @@ def _fewer_collections() -> Iterator[None]:
 
     A page is tens of thousands of fresh containers (rows, dicts, tuples) freed by reference
     counting, none in a cycle; at Python's default threshold (700 allocations) the collector
-    kept walking them and took a fifth of the load's CPU. What the process holds when the
-    load starts is frozen (`gc.freeze`), so the collections that still run walk only what
-    the load made. Process-wide: the first of concurrent loads sets it and the last one
-    restores it."""
+    kept walking them and took a fifth of the load's CPU. A page's commit leaves some cyclic
+    garbage (the database driver's), which the loader collects once a page: without that
+    RSS grew with the load (~250 MB at a million rows on PostgreSQL). What the process holds
+    when the load starts is frozen (`gc.freeze`), so those collections walk only what the
+    load made. Process-wide: the first of concurrent loads sets it and the last one restores
+    it."""
     global _gc_users, _gc_threshold  # noqa: PLW0603 - one process-wide setting
     with _gc_lock:
         if _gc_users == 0:
@@ -407,28 +414,45 @@ def _header(file: IO[bytes]) -> list[str] | None:
 
 def _pages_from_worker(adapter: HubSpotRecords, object_type: ObjectType, cursor: PullCursor,
                        *, started: dt.datetime, state: dict[str, Any], file: IO[bytes]
-                       ) -> Generator[RecordPage, None, None]:
+                       ) -> Generator[RecordPage, None, None] | None:
     """The pages of `file` parsed and prepared by a worker process, one page ahead (its
     pipe holds at most the page being sent): memory stays flat. An error in the worker is
-    raised here; stopping early, or this process dying, stops the worker."""
+    raised here; stopping early, or this process dying, stops the worker. None when no
+    worker process can be started here (the file is then loaded in this process)."""
     outcomes, calls = ({}, 0) if object_type != "deals" else adapter._stage_outcomes_for(None)
     context = multiprocessing.get_context("spawn")  # no fork of a process running threads
     receiver, sender = context.Pipe(duplex=False)
     worker = context.Process(
         target=_work, name=f"crmsync-export-{object_type}", daemon=True, args=(sender,),
         kwargs={"file": _InheritedFile(file.fileno()), "object_type": object_type,
-                "state": state,
-                "page_size": PAGE_SIZE, "outcomes": outcomes,
+                "state": state, "page_size": PAGE_SIZE, "outcomes": outcomes,
                 "prepare": adapter.page_preparer})  # type: ignore[attr-defined]
-    worker.start()
+    try:
+        worker.start()
+    except (OSError, RuntimeError) as exc:  # no processes (a sandboxed or frozen runtime)
+        receiver.close()
+        sender.close()
+        log.warning("%s export loaded in this process: no worker process (%s)",
+                    object_type, exc)
+        return None
     sender.close()  # the worker's end: a worker that dies shows as EOF here
+    return _received(adapter, object_type, cursor, started=started, worker=worker,
+                     receiver=receiver, calls=calls)
+
+
+def _received(adapter: HubSpotRecords, object_type: ObjectType, cursor: PullCursor, *,
+              started: dt.datetime, worker: Any, receiver: Any, calls: int
+              ) -> Generator[RecordPage, None, None]:
     try:
         while True:
             try:
                 message = receiver.recv()
             except EOFError:
-                raise RemoteError(adapter.crm, f"the worker reading the {object_type} export "
-                                  f"stopped (exit code {worker.exitcode})") from None
+                worker.join(timeout=5)
+                raise CrmsyncError(
+                    f"the process reading the {object_type} export stopped (exit code "
+                    f"{worker.exitcode})", hint="Run the sync again: it resumes after the "
+                    "last page stored (out of memory? see the system log)") from None
             if message is None:
                 return
             if isinstance(message, BaseException):

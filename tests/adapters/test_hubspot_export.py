@@ -8,6 +8,7 @@ of several.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -17,6 +18,7 @@ from crmsync.adapters import hubspot_export
 from crmsync.adapters.hubspot import HubSpotAdapter
 from crmsync.adapters.hubspot_records import OVERLAP
 from crmsync.adapters.records import PullCursor, RecordPage, read_ahead
+from crmsync.errors import CrmsyncError
 from crmsync.sandbox import ManualClock, start_sandbox
 from crmsync.sandbox.clock import to_datetime
 from tests.adapters.record_sandbox import truth
@@ -232,3 +234,52 @@ def test_fewer_collections_restores_the_threshold_when_the_last_load_ends() -> N
         assert gc.get_threshold() == hubspot_export.GC_THRESHOLDS  # still loading
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+# -- the parsing worker process ---------------------------------------------------------------
+
+def _die(page: RecordPage) -> None:
+    """A page preparer that kills the worker process (as the system's OOM killer would)."""
+    os._exit(3)
+
+
+def _refuse(page: RecordPage) -> None:
+    raise ValueError(f"a page of {page.size} records refused")
+
+
+def _count(page: RecordPage) -> int:
+    return page.size
+
+
+def _worker_adapter(server: SandboxServer, clock: ManualClock, preparer: Any) -> HubSpotAdapter:
+    adapter = adapter_for(server, clock)
+    adapter.export_worker_min_bytes = 0  # type: ignore[attr-defined]
+    adapter.page_preparer = preparer  # type: ignore[attr-defined]
+    return adapter
+
+
+def test_the_worker_prepares_every_page_and_the_cursors_follow_the_file(
+        box: tuple[SandboxServer, ManualClock]) -> None:
+    server, clock = box
+    pages = pull(_worker_adapter(server, clock, _count), "contacts")
+    loaded = [p for p in pages if p.prepared is not None]
+    assert len(loaded) > 1  # several partitions of 70 rows
+    assert all(p.records == () and p.prepared == p.size for p in loaded)
+    assert sum(p.size for p in loaded) == len(sandbox_records(server, TOKEN, "contacts"))
+    rows = [(p.cursor.extra["export"]["partition"], p.cursor.extra["export"]["row"])
+            for p in loaded]
+    assert rows == sorted(rows)
+
+
+def test_a_worker_that_dies_stops_the_load_with_a_clear_error(
+        box: tuple[SandboxServer, ManualClock]) -> None:
+    server, clock = box
+    with pytest.raises(CrmsyncError, match=r"stopped \(exit code 3\).*Run the sync again"):
+        pull(_worker_adapter(server, clock, _die), "contacts")
+
+
+def test_an_error_in_the_worker_is_raised_in_the_loading_process(
+        box: tuple[SandboxServer, ManualClock]) -> None:
+    server, clock = box
+    with pytest.raises(ValueError, match="records refused"):
+        pull(_worker_adapter(server, clock, _refuse), "contacts")
