@@ -84,6 +84,7 @@ PAGE_SIZE = 5_000  # records per page committed from the file (one transaction e
 # every 100,000 allocations instead of 700, and the older ones after 2 runs of the one below
 # instead of 10, so cyclic garbage still reaches a full collection every few pages.
 GC_THRESHOLDS = (100_000, 2, 2)
+COLLECT_EVERY = 8  # pages committed between two full collections
 EXPORT_MIN_RECORDS = 20_000  # `auto`: below this the list API's few calls cost less
 POLL_FIRST, POLL_GROWTH, POLL_MAX = 2.0, 1.5, 30.0  # seconds between status polls
 POLL_MAX_SECONDS = 6 * 3600.0  # give up waiting for one export after this long
@@ -131,9 +132,10 @@ def full_by_export(adapter: HubSpotRecords, object_type: ObjectType, cursor: Pul
             pages = read_ahead(_pages(adapter, object_type, cursor, started=started,
                                       state=state, file=file))
         try:
-            for page in pages:
+            for number, page in enumerate(pages, 1):
                 yield page
-                gc.collect()  # the cycles a page commit leaves (see `_fewer_collections`)
+                if number % COLLECT_EVERY == 0:  # the cycles commits leave (`_fewer_collections`)
+                    gc.collect()
         finally:
             cast("Generator[RecordPage, None, None]", pages).close()
     # Increments start from the export's request (HubSpot's clock) less the overlap: what
@@ -297,11 +299,12 @@ def _fewer_collections() -> Iterator[None]:
     A page is tens of thousands of fresh containers (rows, dicts, tuples) freed by reference
     counting, none in a cycle; at Python's default threshold (700 allocations) the collector
     kept walking them and took a fifth of the load's CPU. A page's commit leaves some cyclic
-    garbage (the database driver's), which the loader collects once a page: without that
-    RSS grew with the load (~250 MB at a million rows on PostgreSQL). What the process holds
-    when the load starts is frozen (`gc.freeze`), so those collections walk only what the
-    load made. Process-wide: the first of concurrent loads sets it and the last one restores
-    it."""
+    garbage (the database driver's), which the loader collects every `COLLECT_EVERY` pages:
+    without that RSS grew with the load (~250 MB at a million rows on PostgreSQL), and a
+    collection every page walked the pages in flight each time (a tenth of the CPU). What the
+    process holds when the load starts is frozen (`gc.freeze`), so collections walk only what
+    the load made. Process-wide: the first of concurrent loads sets it and the last one
+    restores it."""
     global _gc_users, _gc_threshold  # noqa: PLW0603 - one process-wide setting
     with _gc_lock:
         if _gc_users == 0:
