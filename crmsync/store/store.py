@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import create_engine, event, make_url, text
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from crmsync.errors import StoreError
@@ -166,7 +166,7 @@ def open_store(url: str, *, schema: str | None = None, clock: WallClock = _utcno
         if schema is not None and engine.dialect.name == "postgresql":
             with engine.begin() as conn:
                 conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-        migrate(engine, MIGRATIONS)
+        _migrate(engine)
     except SQLAlchemyError as exc:
         hint = _STORE_HINT
         if parsed.get_backend_name() == "postgresql":
@@ -186,6 +186,26 @@ def open_store(url: str, *, schema: str | None = None, clock: WallClock = _utcno
                   else str(exc))
         raise StoreError(f"cannot open the store at {shown}: {reason}", hint=_STORE_HINT) from None
     return Store(engine, clock=clock)
+
+
+SQLITE_OPEN_ATTEMPTS = 8  # a store another process is creating this very moment
+
+
+def _migrate(engine: Engine) -> None:
+    """`migrate`, tried again (after 0.05 s, then twice as long, up to ~6 s in all) when SQLite
+    says the database is locked: a process that opens a new store while another creates it
+    can be refused at once (switching the file to WAL, a read that must become a write)
+    instead of waiting out the busy timeout. Every migration step is idempotent."""
+    for attempt in range(SQLITE_OPEN_ATTEMPTS):
+        try:
+            migrate(engine, MIGRATIONS)
+            return
+        except OperationalError as exc:
+            locked = "locked" in str(exc.orig) or "busy" in str(exc.orig)
+            if engine.dialect.name != "sqlite" or not locked \
+                    or attempt == SQLITE_OPEN_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05 * 2 ** attempt)
 
 
 def _reason(exc: SQLAlchemyError) -> str:

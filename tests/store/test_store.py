@@ -128,3 +128,52 @@ def test_sqlite_in_memory_works() -> None:
     store.provisioning("acme", "hubspot").record_pipeline("sales", "p1", "Sales")
     assert store.provisioning("acme", "hubspot").known_ids().pipelines == {"sales": "p1"}
     store.close()
+
+
+def _locked_first(times: int, message: str = "database is locked") -> tuple[list[int], object]:
+    """A `migrate` that SQLite refuses `times` times before it runs the real one."""
+    from sqlalchemy.exc import OperationalError
+
+    from crmsync.store import store as store_module
+
+    calls: list[int] = []
+    real = store_module.migrate
+
+    def migrate(engine: object, migrations: object) -> object:
+        calls.append(1)
+        if len(calls) <= times:
+            raise OperationalError("PRAGMA journal_mode=WAL", {}, Exception(message))
+        return real(engine, migrations)  # type: ignore[arg-type]
+
+    return calls, migrate
+
+
+def test_a_store_another_process_is_creating_is_opened_after_it_is_unlocked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from crmsync.store import store as store_module
+
+    calls, migrate = _locked_first(2)
+    waits: list[float] = []
+    monkeypatch.setattr(store_module, "migrate", migrate)
+    monkeypatch.setattr(store_module.time, "sleep", waits.append)
+    with open_store(f"sqlite:///{tmp_path / 'new.db'}") as opened:
+        assert opened.schema_version() >= 4
+    assert len(calls) == 3
+    assert waits == [0.05, 0.1]
+
+
+def test_a_store_that_stays_locked_or_fails_otherwise_is_a_store_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from crmsync.store import store as store_module
+
+    monkeypatch.setattr(store_module.time, "sleep", lambda _seconds: None)
+    calls, migrate = _locked_first(99)
+    monkeypatch.setattr(store_module, "migrate", migrate)
+    with pytest.raises(StoreError, match="database is locked"):
+        open_store(f"sqlite:///{tmp_path / 'locked.db'}")
+    assert len(calls) == store_module.SQLITE_OPEN_ATTEMPTS
+    calls, migrate = _locked_first(99, "disk I/O error")
+    monkeypatch.setattr(store_module, "migrate", migrate)
+    with pytest.raises(StoreError, match="disk I/O error"):
+        open_store(f"sqlite:///{tmp_path / 'broken.db'}")
+    assert len(calls) == 1  # not a lock: not tried again
