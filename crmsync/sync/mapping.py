@@ -158,13 +158,13 @@ def removal_row(removal: RemoteRemoval) -> RemovalRow:
 
 
 def prepare_page(rules: MappingRules, page: RecordPage) -> PreparedPage:
-    """A page's store rows and removals, with the rows' JSON worked out: what the engine
-    commits. An adapter that makes pages in a worker process (`RecordPage.prepared`) runs
-    this there, so only the commit is left to the process that holds the store."""
-    rows = [record_row(r, rules) for r in page.records]
-    for row in rows:
-        row.json_texts  # noqa: B018 - computed once, kept on the row
-    return PreparedPage(rows, [removal_row(r) for r in page.removals])
+    """A page's store rows and removals: what the engine commits. An adapter that makes
+    pages in a worker process (`RecordPage.prepared`) runs this there; pickling the page
+    works out the rows' JSON there too, so only the commit is left to the process that holds
+    the store. (In this process a row's JSON is worked out only if it is inserted: an update
+    or an unchanged record never needs it.)"""
+    return PreparedPage([record_row(r, rules) for r in page.records],
+                        [removal_row(r) for r in page.removals])
 
 
 class PreparedPage:
