@@ -22,7 +22,7 @@ import os
 import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
 from sqlalchemy import and_, bindparam, delete, func, insert, select, tuple_, update
 
@@ -86,6 +86,134 @@ class RecordRow:
         """The properties and the merge base as the store writes them (JSON text); worked
         out once, so a thread that reads pages ahead can do it while a commit runs."""
         return _json_texts(self)
+
+
+class JSONText(Mapping[str, Any]):
+    """A JSON object kept as its text, decoded the first time it is read."""
+
+    __slots__ = ("_decoded", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._decoded: dict[str, Any] | None = None
+
+    def _data(self) -> dict[str, Any]:
+        if self._decoded is None:
+            self._decoded = json.loads(self.text)
+        return self._decoded
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data())
+
+    def __len__(self) -> int:
+        return len(self._data())
+
+
+class PackedRows(Sequence[RecordRow]):
+    """A page's rows as parallel lists, as a worker process sends them
+    (`mapping.PreparedPage`): the records a page creates are inserted straight from these
+    lists, with no `RecordRow` apiece (a first load is nothing else); a row the store must
+    compare or merge is read as a `RecordRow`, made on demand."""
+
+    __slots__ = ("associations", "bases", "modified", "names", "properties", "remote_ids",
+                 "values")
+
+    def __init__(self, names: Sequence[str], *, remote_ids: list[str],
+                 modified: list[dt.datetime | None], values: list[tuple[Any, ...]],
+                 properties: list[str], bases: list[str],
+                 associations: list[tuple[tuple[str, str, bool], ...] | None]) -> None:
+        self.names = names  # the typed columns each of `values` holds, in order
+        self.remote_ids = remote_ids
+        self.modified = modified
+        self.values = values
+        self.properties = properties  # JSON text
+        self.bases = bases  # JSON text
+        self.associations = associations  # (to type, to remote id, primary) per row
+
+    def __len__(self) -> int:
+        return len(self.remote_ids)
+
+    @overload
+    def __getitem__(self, index: int) -> RecordRow: ...
+    @overload
+    def __getitem__(self, index: slice) -> PackedRows: ...
+    def __getitem__(self, index: int | slice) -> RecordRow | PackedRows:
+        if isinstance(index, slice):
+            return self.take(range(len(self))[index])
+        associations = self.associations[index]
+        row = RecordRow(self.remote_ids[index], self.modified[index],
+                        dict(zip(self.names, self.values[index], strict=True)),
+                        JSONText(self.properties[index]), JSONText(self.bases[index]),
+                        None if associations is None
+                        else tuple([AssociationRow(*a) for a in associations]))
+        row.__dict__["json_texts"] = (self.properties[index], self.bases[index])
+        return row
+
+    def take(self, indexes: Sequence[int]) -> PackedRows:
+        """These rows at `indexes`, in that order."""
+        def pick(items: list[Any]) -> list[Any]:
+            return [items[i] for i in indexes]
+        return PackedRows(self.names, remote_ids=pick(self.remote_ids),
+                          modified=pick(self.modified), values=pick(self.values),
+                          properties=pick(self.properties), bases=pick(self.bases),
+                          associations=pick(self.associations))
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[RecordRow]) -> PackedRows:
+        if isinstance(rows, PackedRows):
+            return rows
+        names = sorted({name for row in rows for name in row.columns})
+        texts = [row.json_texts for row in rows]
+        return cls(names, remote_ids=[row.remote_id for row in rows],
+                   modified=[row.remote_modified_at for row in rows],
+                   values=[tuple([row.columns.get(name) for name in names]) for row in rows],
+                   properties=[text[0] for text in texts], bases=[text[1] for text in texts],
+                   associations=[None if row.associations is None
+                                 else tuple([(a.to_type, a.to_remote_id, a.primary)
+                                             for a in row.associations])
+                                 for row in rows])
+
+    def column(self, name: str) -> list[Any]:
+        """Every row's value of the typed column `name` (None where it has none)."""
+        if name not in self.names:
+            return [None] * len(self)
+        at = list(self.names).index(name)
+        return [values[at] for values in self.values]
+
+
+def _remote_ids(rows: Sequence[RecordRow]) -> list[str]:
+    return rows.remote_ids if isinstance(rows, PackedRows) else [r.remote_id for r in rows]
+
+
+def _take(rows: Sequence[RecordRow], indexes: Sequence[int]) -> Sequence[RecordRow]:
+    if len(indexes) == len(rows):
+        return rows
+    return rows.take(indexes) if isinstance(rows, PackedRows) else [rows[i] for i in indexes]
+
+
+def _column(rows: Sequence[RecordRow], name: str) -> list[Any]:
+    return rows.column(name) if isinstance(rows, PackedRows) else [r.columns.get(name)
+                                                                   for r in rows]
+
+
+def _owned_associations(rows: Sequence[RecordRow]
+                        ) -> list[tuple[str, Sequence[tuple[str, str, bool]]]]:
+    """(remote id, associations) of the rows that carry theirs."""
+    if isinstance(rows, PackedRows):
+        return [(rid, a) for rid, a in zip(rows.remote_ids, rows.associations, strict=True)
+                if a is not None]
+    return [(r.remote_id, r.associations) for r in rows if r.associations is not None]
+
+
+def _unique(rows: Sequence[RecordRow]) -> Sequence[RecordRow]:
+    """The rows with one per remote id: the last, where the first was."""
+    last = {remote_id: i for i, remote_id in enumerate(_remote_ids(rows))}
+    if isinstance(rows, PackedRows) or len(last) < len(rows):
+        return _take(rows, list(last.values()))
+    return list(rows)
 
 
 @dataclass(frozen=True)
@@ -293,7 +421,7 @@ class RecordStore:
         """
         outcome = PageOutcome()
         now = self.store.clock()
-        unique = list({row.remote_id: row for row in rows}.values())
+        unique = _unique(rows)
         with self.store.engine.begin() as conn:
             relaxed_commit(conn)
             ids, created = self._write_records(conn, crm, object_type, rows=unique, now=now,
@@ -350,7 +478,7 @@ class RecordStore:
                      removals: Sequence[RemovalRow]) -> PageOutcome:
         """What `commit_page` would do with the page, writing nothing (a dry run)."""
         outcome = PageOutcome()
-        unique = list({row.remote_id: row for row in rows}.values())
+        unique = _unique(rows)
         with self.store.engine.connect() as conn:
             existing = self._links(conn, crm, object_type, [r.remote_id for r in unique])
             gone = self._links(conn, crm, object_type, [r.remote_id for r in removals])
@@ -375,8 +503,9 @@ class RecordStore:
         """Store ids by remote id of the rows, and those of the records created here."""
         table = RECORD_TABLES[object_type]
         new_ids: list[int] = []
-        existing = self._links(conn, crm, object_type, [r.remote_id for r in rows])
-        fresh = [r for r in rows if r.remote_id not in existing]
+        remote_ids = _remote_ids(rows)
+        existing = self._links(conn, crm, object_type, remote_ids)
+        fresh = _take(rows, [i for i, rid in enumerate(remote_ids) if rid not in existing])
         ids = {remote_id: link[0] for remote_id, link in existing.items()}
         edits: dict[int, dict[str, Any]] = {}
         if resolve is not None:
@@ -386,22 +515,23 @@ class RecordStore:
                 # base (local edits since then go out). Otherwise the two sides never
                 # agreed: no base, and the merge treats differing fields as conflicts.
                 echoed = self._in_flight(conn, object_type, list(matched.values()))
+                fresh_ids = _remote_ids(fresh)
                 conn.execute(insert(record_links), [
                     {**self._link_values(crm, object_type, r, record_id=matched[r.remote_id],
                                          now=now, pass_id=pass_id),
                      **({} if matched[r.remote_id] in echoed else {"base": None})}
-                    for r in fresh if r.remote_id in matched])
+                    for r in (fresh[i] for i, rid in enumerate(fresh_ids) if rid in matched)])
                 existing.update(self._links(conn, crm, object_type, list(matched)))
                 ids.update(matched)
                 outcome.linked += len(matched)
-                fresh = [r for r in fresh if r.remote_id not in matched]
+                fresh = _take(fresh, [i for i, rid in enumerate(fresh_ids)
+                                      if rid not in matched])
             edits = self._local_edits(conn, object_type, [link[0] for link in existing.values()])
-        known = [r for r in rows if r.remote_id in existing]
+        known = [rows[i] for i, rid in enumerate(remote_ids) if rid in existing]
         if fresh:
             new_ids = self._insert_fresh(conn, crm, object_type, fresh, now=now,
                                          pass_id=pass_id)
-            ids.update({r.remote_id: record_id for r, record_id in zip(fresh, new_ids,
-                                                                        strict=True)})
+            ids.update(zip(_remote_ids(fresh), new_ids, strict=True))
             outcome.created += len(fresh)
         if known:
             changed = [r for r in known if existing[r.remote_id][1] != _jsonable(r.base)
@@ -505,12 +635,12 @@ class RecordStore:
         taken: set[int] = set()
         searches = [(MATCH_KEYS[object_type], False)] if object_type in MATCH_KEYS else []
         searches.append(("name" if object_type != "contacts" else "email_key", True))
+        remote_ids = _remote_ids(rows)
         for key, only_in_flight in searches:
             wanted: dict[str, str] = {}
-            for row in rows:
-                value = row.columns.get(key)
-                if value and row.remote_id not in matched:
-                    wanted.setdefault(value, row.remote_id)
+            for remote_id, value in zip(remote_ids, _column(rows, key), strict=True):
+                if value and remote_id not in matched:
+                    wanted.setdefault(value, remote_id)
             for chunk in _chunks(list(wanted)):
                 query = select(table.c.id, table.c[key]).where(
                     table.c.client == self.client, table.c[key].in_(chunk),
@@ -569,26 +699,32 @@ class RecordStore:
                       ) -> list[int]:
         """New records and their links, in two bulk inserts; their store ids in order."""
         table = RECORD_TABLES[object_type]
-        columns = sorted({c for r in rows for c in r.columns})
+        if isinstance(rows, PackedRows):
+            columns = list(rows.names)
+            values = [(*row, text) for row, text in zip(rows.values, rows.properties,
+                                                        strict=True)]
+            links = list(zip(rows.remote_ids, rows.modified, rows.bases, strict=True))
+        else:
+            columns = sorted({c for r in rows for c in r.columns})
+            texts = [r.json_texts for r in rows]
+            values = [(*[r.columns.get(c) for c in columns], text[0])
+                      for r, text in zip(rows, texts, strict=True)]
+            links = [(r.remote_id, r.remote_modified_at, text[1])
+                     for r, text in zip(rows, texts, strict=True)]
         unknown = [c for c in columns if c not in table.c]
         if unknown:
             raise StoreError(f"{object_type} has no column {unknown[0]!r}")
-        texts = [r.json_texts for r in rows]
         record_ids = bulk_insert(
             conn, table, {"client": self.client, "stub": False, "created_at": now,
                           "updated_at": now},
-            [*columns, "properties"],
-            [(*[r.columns.get(c) for c in columns], text[0])
-             for r, text in zip(rows, texts, strict=True)],
-            json_columns=_PROPERTIES, ids=True)
+            [*columns, "properties"], values, json_columns=_PROPERTIES, ids=True)
         self._count_inserted(table, len(rows))
         self._count_inserted(record_links, len(rows))
         bulk_insert(
             conn, record_links, {"client": self.client, "crm": crm, "object_type": object_type,
                                  "seen_pass": pass_id, "pulled_at": now},
-            ["remote_id", "record_id", "remote_modified_at", "base"],
-            [(r.remote_id, record_id, r.remote_modified_at, text[1])
-             for r, record_id, text in zip(rows, record_ids, texts, strict=True)],
+            ["remote_id", "remote_modified_at", "base", "record_id"],
+            [(*link, record_id) for link, record_id in zip(links, record_ids, strict=True)],
             json_columns=_BASE)
         return record_ids
 
@@ -670,16 +806,15 @@ class RecordStore:
                             created: frozenset[int] = frozenset()) -> None:
         """Replace the owners' associations with the rows'. `created`: store ids inserted
         by this transaction, which cannot have any yet (nothing to delete)."""
-        owners = [r for r in rows if r.associations is not None]
+        owners = _owned_associations(rows)
         if not owners:
             return
         keep = keep or {}
         targets: dict[str, dict[str, int]] = {}
         for to_type in OWNED_ASSOCIATIONS[object_type]:
-            remote = [a.to_remote_id for r in owners for a in r.associations or ()
-                      if a.to_type == to_type]
+            remote = [to_id for _, links in owners for (t, to_id, _) in links if t == to_type]
             targets[to_type] = self._resolve(conn, crm, to_type, remote, now) if remote else {}
-        owner_ids = [ids[r.remote_id] for r in owners]
+        owner_ids = [ids[remote_id] for remote_id, _ in owners]
         kept = {(owner, to_type) for owner, names in keep.items() for to_type in names}
         for chunk in _chunks([o for o in owner_ids if o not in keep and o not in created],
                              in_chunk_size(conn)):
@@ -693,15 +828,15 @@ class RecordStore:
                 associations.c.from_type == object_type, associations.c.from_id == owner,
                 associations.c.to_type.not_in(sorted(keep[owner]))))
         primary: dict[tuple[int, str, int], bool] = {}  # (from id, to type, to id)
-        for row in owners:
-            owner = ids[row.remote_id]
-            for assoc in row.associations or ():
-                if assoc.to_type not in targets:
+        for remote_id, links in owners:
+            owner = ids[remote_id]
+            for to_type, to_id, is_primary in links:
+                if to_type not in targets:
                     continue  # not an association this side owns
-                if kept and (owner, assoc.to_type) in kept:
+                if kept and (owner, to_type) in kept:
                     continue  # changed locally: the push sends the local set
-                key = (owner, assoc.to_type, targets[assoc.to_type][assoc.to_remote_id])
-                primary[key] = assoc.primary or primary.get(key, False)
+                key = (owner, to_type, targets[to_type][to_id])
+                primary[key] = is_primary or primary.get(key, False)
         bulk_insert(conn, associations, {"client": self.client, "from_type": object_type,
                                          "crm": crm, "updated_at": now},
                     ["from_id", "to_type", "to_id", "is_primary"],
@@ -764,7 +899,7 @@ class RecordStore:
                      sync_failures.c.direction == "pull")
         # Mostly there are none to clear: one probe instead of a delete per chunk of ids.
         recorded = conn.execute(select(sync_failures.c.id).where(scope).limit(1)).first()
-        done = [r.remote_id for r in rows] if recorded is not None else []
+        done = _remote_ids(rows) if recorded is not None else []
         for chunk in _chunks(done, in_chunk_size(conn)):
             conn.execute(delete(sync_failures).where(
                 scope, any_of(conn, sync_failures.c.record_key, chunk)))

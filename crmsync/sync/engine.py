@@ -258,7 +258,7 @@ def _pull_type(records: RecordStore, adapter: RecordAdapter, *, crm: str,
                 close()
 
 
-_MappedPage = tuple["RecordPage", list[RecordRow], list[RemovalRow]]
+_MappedPage = tuple["RecordPage", Sequence[RecordRow], list[RemovalRow]]
 
 
 def _mapped(pages: Iterator[RecordPage], rules: MappingRules) -> Iterator[_MappedPage]:

@@ -15,17 +15,20 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import json
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from crmsync.keys import consent_value, domain_key, email_key
-from crmsync.store.records import AssociationRow, RecordRow, RemovalRow
+from crmsync.store.records import (
+    AssociationRow,
+    PackedRows,
+    RecordRow,
+    RemovalRow,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Mapping, Sequence
 
     from crmsync.adapters.records import RecordPage, RemoteRecord, RemoteRemoval
 
@@ -168,56 +171,13 @@ def prepare_page(rules: MappingRules, page: RecordPage) -> PreparedPage:
 
 
 class PreparedPage:
-    """`prepare_page`'s answer. Pickled compactly for the trip from a worker process: each
-    row as plain values and its JSON text (the properties and base come back as mappings
-    decoded from that text only if the store reads them: a first load never does)."""
+    """`prepare_page`'s answer. Pickled compactly for the trip from a worker process: the
+    rows as `store.records.PackedRows` (parallel lists of plain values and JSON text), which
+    a first load inserts as they are."""
 
-    def __init__(self, rows: list[RecordRow], removals: list[RemovalRow]) -> None:
+    def __init__(self, rows: Sequence[RecordRow], removals: list[RemovalRow]) -> None:
         self.rows = rows
         self.removals = removals
 
     def __reduce__(self) -> tuple[Any, ...]:
-        names = sorted({name for row in self.rows for name in row.columns})
-        packed = [(row.remote_id, row.remote_modified_at,
-                   tuple([row.columns.get(name) for name in names]), row.json_texts,
-                   None if row.associations is None
-                   else tuple([tuple(a) for a in row.associations]))
-                  for row in self.rows]
-        return _unpack_page, (names, packed, self.removals)
-
-
-def _unpack_page(names: list[str], packed: list[tuple[Any, ...]],
-                 removals: list[RemovalRow]) -> PreparedPage:
-    rows = []
-    for remote_id, modified_at, values, texts, associations in packed:
-        row = RecordRow(remote_id, modified_at, dict(zip(names, values, strict=True)),
-                        JSONText(texts[0]), JSONText(texts[1]),
-                        None if associations is None
-                        else tuple([AssociationRow(*a) for a in associations]))
-        row.__dict__["json_texts"] = texts  # `RecordRow.json_texts`, already known
-        rows.append(row)
-    return PreparedPage(rows, removals)
-
-
-class JSONText(Mapping[str, Any]):
-    """A JSON object kept as its text, decoded the first time it is read."""
-
-    __slots__ = ("_decoded", "text")
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self._decoded: dict[str, Any] | None = None
-
-    def _data(self) -> dict[str, Any]:
-        if self._decoded is None:
-            self._decoded = json.loads(self.text)
-        return self._decoded
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data())
-
-    def __len__(self) -> int:
-        return len(self._data())
+        return PreparedPage, (PackedRows.from_rows(self.rows), self.removals)
