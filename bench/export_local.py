@@ -90,6 +90,7 @@ def child(args: argparse.Namespace) -> None:
 
         profiler = cProfile.Profile()
         profiler.enable()
+    server0 = _postgres_cpu()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = pull_client(CLIENT, "hubspot", adapter, store, MappingRules(),
@@ -99,6 +100,7 @@ def child(args: argparse.Namespace) -> None:
     children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the parsing worker, joined
     worker_cpu = (children.ru_utime + children.ru_stime
                   - children0.ru_utime - children0.ru_stime)
+    server_cpu = _postgres_cpu() - server0
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(args.profile)
@@ -108,11 +110,28 @@ def child(args: argparse.Namespace) -> None:
         "pages": result.total("pages"), "seconds": round(wall, 2),
         "records_per_s": round(pulled / wall) if wall else None,
         "cpu_s": round(cpu, 2), "worker_cpu_s": round(worker_cpu, 2),
+        "server_cpu_s": round(server_cpu, 2) if args.schema else None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "stored": len(records.remote_ids("hubspot", object_type)),
     }), flush=True)
     adapter.close()
     store.close()
+
+
+def _postgres_cpu() -> float:
+    """CPU seconds the PostgreSQL server's processes on this machine have used (Linux; 0
+    elsewhere): the server shares the machine's cores with the load."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text(encoding="utf-8", errors="replace").rsplit(")", 1)
+        except OSError:
+            continue  # the process ended meanwhile
+        if "(postgres" in fields[0]:
+            values = fields[1].split()
+            total += int(values[11]) + int(values[12])  # utime, stime
+    return total / ticks
 
 
 def _drop_schema(schema: str) -> None:
@@ -149,7 +168,7 @@ def measure(base: str, token: str, task: str, *, object_type: str, store: str,
 
 
 HEADER = (f"{'store':<10}{'type':<10}{'records':>10}{'assocs':>10}{'seconds':>9}"
-          f"{'records/s':>11}{'CPU s':>8}{'worker':>8}{'peak RSS':>10}")
+          f"{'records/s':>11}{'CPU s':>8}{'worker':>8}{'server':>8}{'peak RSS':>10}")
 
 
 def main() -> None:
@@ -193,6 +212,7 @@ def main() -> None:
                 print(f"{store:<10}{args.types:<10}{row['records']:>10,}"
                       f"{row['associations']:>10,}{row['seconds']:>9}"
                       f"{row['records_per_s']:>11,}{row['cpu_s']:>8}{row['worker_cpu_s']:>8}"
+                      f"{row['server_cpu_s'] if row['server_cpu_s'] is not None else '-':>8}"
                       f"{row['peak_rss_mb']:>7} MB", flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2), encoding="utf-8")

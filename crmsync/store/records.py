@@ -14,12 +14,14 @@ that the record's own page later fills in, so object types can be pulled in any 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import decimal
 import functools
 import json
 import os
 import socket
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, overload
@@ -347,6 +349,7 @@ class RecordStore:
         # and how many it had inserted then (`_refresh_statistics`).
         self._inserted: dict[str, int] = {}
         self._sampled: dict[str, int] = {}
+        self._held = threading.local()  # this thread's `one_transaction`, while open
 
     # --- cursors and field definitions --------------------------------------------------------
 
@@ -385,6 +388,26 @@ class RecordStore:
 
     # --- the page commit ------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def one_transaction(self) -> Iterator[None]:
+        """The pages this thread commits inside (`commit_page`) share one transaction,
+        committed when the block ends and rolled back if it raises.
+
+        For a bulk load: each page inserts into indexes at random places (emails, association
+        targets), and a commit writes every B-tree page it dirtied; committing a group of
+        pages at once writes each of those pages once for the group. Every page still writes
+        its cursor with its records, so a crash re-reads the group, no more."""
+        if getattr(self._held, "conn", None) is not None:
+            yield
+            return
+        with self.store.engine.begin() as conn:
+            self._held.conn = conn
+            try:
+                yield
+            finally:
+                self._held.conn = None
+        self._refresh_statistics()
+
     def commit_page(
         self,
         crm: str,
@@ -422,7 +445,9 @@ class RecordStore:
         outcome = PageOutcome()
         now = self.store.clock()
         unique = _unique(rows)
-        with self.store.engine.begin() as conn:
+        held: Connection | None = getattr(self._held, "conn", None)
+        with (self.store.engine.begin() if held is None
+              else contextlib.nullcontext(held)) as conn:
             relaxed_commit(conn)
             ids, created = self._write_records(conn, crm, object_type, rows=unique, now=now,
                                       pass_id=pass_id, outcome=outcome, resolve=resolve)
@@ -452,7 +477,8 @@ class RecordStore:
                 if removals_scanned_at is not None:
                     values["removals_scanned_at"] = removals_scanned_at
                 conn.execute(upsert(conn, sync_cursors, values, ["client", "crm", "object_type"]))
-        self._refresh_statistics()
+        if held is None:
+            self._refresh_statistics()
         return outcome
 
     def _count_inserted(self, table: Table, rows: int) -> None:
@@ -1204,19 +1230,24 @@ def _json_default(value: Any) -> Any:
 # What SQLAlchemy's JSON type writes (`json.dumps`), with `_jsonable`'s dates and decimals,
 # without the blanks after separators: a bulk load writes every record's JSON twice (its
 # properties, its merge base) and these are bytes it need not write. Read back the same.
-_JSON = json.JSONEncoder(default=_json_default, separators=(",", ":")).encode
+json_text = json.JSONEncoder(default=_json_default, separators=(",", ":")).encode
 _PROPERTIES = frozenset({"properties"})
 _BASE = frozenset({"base"})
+
+
+def base_text(fields_text: str, properties_text: str) -> str:
+    """The JSON text of a merge base made of these fields and properties (JSON text)."""
+    return f'{{"fields":{fields_text},"properties":{properties_text}}}'
 
 
 def _json_texts(row: RecordRow) -> tuple[str, str]:
     """The row's properties and merge base as JSON text; a base that holds the row's own
     properties (as `mapping.record_row` makes it) reuses their text."""
-    properties = _JSON(row.properties)
+    properties = json_text(row.properties)
     base = row.base
     if len(base) == 2 and "fields" in base and base.get("properties") is row.properties:
-        return properties, f'{{"fields":{_JSON(base["fields"])},"properties":{properties}}}'
-    return properties, _JSON(base)
+        return properties, base_text(json_text(base["fields"]), properties)
+    return properties, json_text(base)
 
 
 def _merged_base(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,9 @@ not pulled yet become stubs), the loop is:
         store.commit_page(rows, removals, page.cursor)   # one transaction
 
 so the cursor never runs ahead of the data it covers, and a run killed anywhere resumes from
-the last committed page; re-reading a page is harmless (upserts keyed on the CRM's id).
+the last committed page; re-reading a page is harmless (upserts keyed on the CRM's id). Bulk
+pages (an export file's, `GROUP_MIN_PAGE` records and more) commit a few at a time in one
+transaction (`_CommitGroup`): still each with its cursor, so a crash re-reads the group.
 
 With `concurrency` above 1 the object types are pulled at once, one thread each, sharing the
 adapter (and its one rate limiter). Every store access goes through one lock per store, so
@@ -30,10 +32,13 @@ began — removals during the pass are the next scan's, due an interval after th
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import logging
+import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -43,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from crmsync.adapters.records import FieldDefinition, PullCursor, read_ahead
 from crmsync.names import OBJECT_TYPES, ObjectType
 from crmsync.store.records import PageOutcome, RecordRow, RemovalRow
-from crmsync.sync.mapping import MappingRules, prepare_page
+from crmsync.sync.mapping import MappingRules, pack_page, prepare_page
 from crmsync.sync.reconcile import resolver
 
 if TYPE_CHECKING:
@@ -57,6 +62,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FIELD_DEFINITIONS_MAX_AGE = dt.timedelta(hours=24)
+# Bulk pages (an export file's) commit a group at a time (`_CommitGroup`).
+GROUP_MIN_PAGE = 2_000  # records on a page that make it a bulk page
+GROUP_RECORDS = 20_000
+GROUP_SECONDS = 5.0
 REMOVAL_SCAN_INTERVAL = dt.timedelta(hours=1)
 FULL_PHASE = "full"
 
@@ -218,12 +227,13 @@ def _pull_type(records: RecordStore, adapter: RecordAdapter, *, crm: str,
     # A full pass that completes stands for a removal scan made when it began (this run's
     # start, for a pass beginning now; a resumed one's start as its cursor recorded it).
     pass_began = now if cursor is None else cursor.pass_started_at
-    adapter.page_preparer = functools.partial(prepare_page, rules)  # type: ignore[attr-defined]
+    adapter.page_preparer = functools.partial(pack_page, rules)  # type: ignore[attr-defined]
     pages: Iterator[RecordPage] = adapter.pull(object_type, cursor, definitions,
                                                scan_removals=scan)
     mapped: Iterator[_MappedPage] = _mapped(pages, rules)
     if overlap:  # the next page is read and mapped while this one commits
         mapped = read_ahead(mapped)
+    group = _CommitGroup(records, store_lock, counts, crm=crm, dry_run=dry_run)
     try:
         for page, rows, removals in mapped:
             in_full_pass = phase == FULL_PHASE
@@ -232,6 +242,8 @@ def _pull_type(records: RecordStore, adapter: RecordAdapter, *, crm: str,
             pass_complete = in_full_pass and page.cursor.phase != FULL_PHASE
             scanned_at = (now if scan and page.done
                           else min(now, pass_began) if pass_complete and pass_began else None)
+            if not dry_run and page.size >= GROUP_MIN_PAGE:
+                group.join()
             with store_lock:
                 if dry_run:
                     outcome = records.preview_page(crm, object_type, rows, removals)
@@ -242,20 +254,86 @@ def _pull_type(records: RecordStore, adapter: RecordAdapter, *, crm: str,
                         crm, object_type, rows, removals, page.cursor.to_json(),
                         pass_id=pass_id, pass_complete=pass_complete and pass_id is not None,
                         removals_scanned_at=scanned_at, resolve=resolve)
-                counts.add(outcome, page)
-            log.info("%s %s: page %d %s (%d records, %d removals); %d pulled so far",
-                     crm, object_type, counts.pages, "read" if dry_run else "committed",
-                     page.size, len(removals), counts.pulled)
+                group.add(outcome, page)
             phase = page.cursor.phase
+            if page.done or stop.is_set() or group.due():
+                group.commit()
             if on_page is not None:
                 on_page(object_type, counts)
             if page.done or stop.is_set():  # another type failed: stop after this page
                 break
+        group.commit()
+    except BaseException:
+        group.abandon()
+        raise
     finally:
         for closable in (mapped, pages):
             close = getattr(closable, "close", None)
             if close is not None:  # a generator reading on threads stops them
                 close()
+
+
+class _CommitGroup:
+    """Pages committed to the store, one at a time or — bulk pages (`GROUP_MIN_PAGE` records
+    and more: an export file's) — a group at a time in one transaction
+    (`RecordStore.one_transaction`), up to `GROUP_RECORDS` records or `GROUP_SECONDS`. The
+    store lock is held from a group's first page to its commit: no other thread's page can
+    wait on the group's write locks while the group waits for the lock. A page counts (in
+    the type's counts and the log) once it is committed; an error rolls the group back, and
+    the next run reads its pages again."""
+
+    def __init__(self, records: RecordStore, store_lock: AbstractContextManager[Any],
+                 counts: TypeCounts, *, crm: str, dry_run: bool) -> None:
+        self._records = records
+        self._crm = crm
+        self._done = "read" if dry_run else "committed"
+        self._store_lock = store_lock
+        self._counts = counts
+        self._held: contextlib.ExitStack | None = None
+        self._pending: list[tuple[PageOutcome, RecordPage]] = []
+        self._records_held = 0
+        self._opened = 0.0
+
+    def join(self) -> None:
+        """The next pages go into the open group, or a new one."""
+        if self._held is None:
+            with contextlib.ExitStack() as opening:  # nothing stays held if opening fails
+                opening.enter_context(self._store_lock)
+                opening.enter_context(self._records.one_transaction())
+                self._held = opening.pop_all()
+            self._records_held, self._opened = 0, time.monotonic()
+
+    def add(self, outcome: PageOutcome, page: RecordPage) -> None:
+        self._pending.append((outcome, page))
+        self._records_held += page.size
+        if self._held is None:
+            self._counted()
+
+    def due(self) -> bool:
+        return self._held is not None and (
+            self._records_held >= GROUP_RECORDS
+            or time.monotonic() - self._opened >= GROUP_SECONDS)
+
+    def commit(self) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            held.close()
+            self._counted()
+
+    def abandon(self) -> None:
+        """Roll the open group back (an error is on its way up)."""
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._pending.clear()
+            held.__exit__(*sys.exc_info())
+
+    def _counted(self) -> None:
+        for outcome, page in self._pending:
+            self._counts.add(outcome, page)
+            log.info("%s %s: page %d %s (%d records, %d tombstoned); %d pulled so far",
+                     self._crm, page.object_type, self._counts.pages, self._done, page.size,
+                     outcome.tombstoned, self._counts.pulled)
+        self._pending.clear()
 
 
 _MappedPage = tuple["RecordPage", Sequence[RecordRow], list[RemovalRow]]

@@ -26,6 +26,7 @@ from crmsync.adapters.hubspot import HubSpotAdapter
 from crmsync.sandbox import ManualClock, start_sandbox
 from crmsync.store import open_store
 from crmsync.store.schema import RECORD_TABLES, associations, record_links
+from crmsync.sync import engine
 from crmsync.sync.engine import pull_client
 from crmsync.sync.mapping import MappingRules
 from tests.adapters.record_sandbox import truth
@@ -101,12 +102,16 @@ def stored(store: Store, client: str) -> dict[str, Any]:
     return out
 
 
-@pytest.mark.parametrize("worker", [False, True], ids=["in-process", "worker-process"])
+@pytest.mark.parametrize(("worker", "grouped"), [(False, False), (True, False), (True, True)],
+                         ids=["in-process", "worker-process", "worker-group-commits"])
 def test_an_export_stores_exactly_what_the_list_api_stores(
         box: tuple[SandboxServer, ManualClock], store: Store,
-        monkeypatch: pytest.MonkeyPatch, worker: bool) -> None:
+        monkeypatch: pytest.MonkeyPatch, worker: bool, grouped: bool) -> None:
     server, clock = box
     monkeypatch.setattr(hubspot_export, "PAGE_SIZE", 90)  # several pages per partition
+    if grouped:  # the export's pages committed three at a time (`engine._CommitGroup`)
+        monkeypatch.setattr(engine, "GROUP_MIN_PAGE", 90)
+        monkeypatch.setattr(engine, "GROUP_RECORDS", 270)
     _pull(server, clock, store, "by_list", "list")
     _pull(server, clock, store, "by_export", "export", worker=worker)
     assert len(server.app.account("hubspot", TOKEN)._exports) == 3  # type: ignore[attr-defined]
@@ -137,11 +142,14 @@ CHILD = textwrap.dedent("""\
     from crmsync.adapters import hubspot_export
     from crmsync.adapters.hubspot import HubSpotAdapter
     from crmsync.store import open_store, records
+    from crmsync.sync import engine
     from crmsync.sync.engine import pull_client
     from crmsync.sync.mapping import MappingRules
 
     base, token, url, schema, stop_at, worker = sys.argv[1:7]
     hubspot_export.PAGE_SIZE = 60
+    if worker == "worker-grouped":  # pages committed three at a time
+        engine.GROUP_MIN_PAGE, engine.GROUP_RECORDS = 60, 180
     real_insert, inserts = records.bulk_insert, 0
 
     def bulk_insert(*args, **kwargs):
@@ -156,7 +164,7 @@ CHILD = textwrap.dedent("""\
     records.bulk_insert = bulk_insert
     adapter = HubSpotAdapter(base, token, max_retries=0)
     adapter.initial_load = "export"
-    adapter.export_worker_min_bytes = 0 if worker == "worker" else 1 << 62
+    adapter.export_worker_min_bytes = 1 << 62 if worker == "in-process" else 0
     with open_store(url, schema=schema or None) as store:
         pull_client("acme", "hubspot", adapter, store, MappingRules(),
                     object_types=("contacts",))
@@ -210,7 +218,7 @@ def _gone(pid: int, timeout: float) -> bool:
     return False
 
 
-@pytest.mark.parametrize("worker", ["in-process", "worker"])
+@pytest.mark.parametrize("worker", ["in-process", "worker", "worker-grouped"])
 def test_an_export_killed_mid_file_resumes_without_loss_or_duplicates(
         sandbox: str, sandbox_server: Any, store_location: tuple[str, str], worker: str) -> None:
     url, schema = store_location
@@ -221,12 +229,14 @@ def test_an_export_killed_mid_file_resumes_without_loss_or_duplicates(
         "crm": "hubspot", "token": TOKEN, "contacts": 500, "companies": 60, "deals": 0,
         "seed": 4}).raise_for_status()
     # A page's bulk inserts: records, links, (company stubs and their links,) associations.
-    process = _child(sandbox, url, schema, stop_at=12, worker=worker)
+    # Grouped: inside the second group (a page makes three to five).
+    process = _child(sandbox, url, schema, stop_at=12 if worker != "worker-grouped" else 20,
+                     worker=worker)
     assert process.stdout is not None
     assert process.stdin is not None
     assert process.stdout.readline().strip() == "inside a page"
     helpers = _children(process.pid)
-    assert bool(helpers) == (worker == "worker")  # the worker (and its resource tracker)
+    assert bool(helpers) == (worker != "in-process")  # the worker (and its resource tracker)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     process.stdout.close()

@@ -24,6 +24,7 @@ from crmsync.adapters.registry import create_adapter
 from crmsync.errors import BudgetExhaustedError, FatalRemoteError
 from crmsync.settings import Settings
 from crmsync.store import open_store
+from crmsync.sync import engine
 from crmsync.sync.engine import pull_client
 from crmsync.sync.mapping import MappingRules
 from tests.adapters.record_sandbox import truth
@@ -75,9 +76,14 @@ def store_image(store: Store, client: str, crm: str) -> dict[str, Any]:
     return image
 
 
-@pytest.mark.parametrize("crm", ["hubspot", "pipedrive"])
+@pytest.mark.parametrize(("crm", "grouped"), [("hubspot", False), ("pipedrive", False),
+                                             ("hubspot", True)])
 def test_types_in_parallel_land_the_same_store_as_one_after_another(
-        store: Store, sandbox: str, seed_sandbox: Callable[..., Any], crm: str) -> None:
+        store: Store, sandbox: str, seed_sandbox: Callable[..., Any], crm: str, grouped: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    if grouped:  # each type's pages committed several at a time, the store lock held
+        monkeypatch.setattr(engine, "GROUP_MIN_PAGE", 1)
+        monkeypatch.setattr(engine, "GROUP_RECORDS", 250)
     seed_sandbox(crm, contacts=1100, companies=300, deals=700)
     one, four = _adapter(sandbox, crm, 1), _adapter(sandbox, crm, 4)
     try:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from crmsync.adapters.records import Association
+from crmsync.sync import engine
 from crmsync.sync.engine import pull_client
 from crmsync.sync.mapping import MappingRules, StageKeys
 from tests.sync.fake_records import CrashError, FakeCrm
@@ -141,9 +142,13 @@ def test_merged_record_points_at_its_survivor(store: Store) -> None:
     assert (row.deleted_reason, row.merged_into) == ("merged", ids["1"])
 
 
+@pytest.mark.parametrize("grouped", [False, True], ids=["page-commits", "group-commits"])
 @pytest.mark.parametrize("crash_after", [0, 1, 2, 4, 5])
 def test_a_pull_killed_between_pages_resumes_without_loss_or_duplicates(
-        store: Store, crash_after: int) -> None:
+        store: Store, crash_after: int, grouped: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if grouped:  # every page a bulk page, two to a transaction
+        monkeypatch.setattr(engine, "GROUP_MIN_PAGE", 1)
+        monkeypatch.setattr(engine, "GROUP_RECORDS", 6)
     crm = FakeCrm()
     _account(crm, people=10)
     crm.fail_after_pages = crash_after
@@ -184,3 +189,26 @@ def test_field_definitions_are_cached_between_runs(store: Store) -> None:
     assert crm.field_calls == 3
     pull_client("acme", crm.crm, crm, store, RULES, full=True)  # type: ignore[arg-type]
     assert crm.field_calls == 6
+
+
+def test_grouped_pages_commit_together_and_an_error_rolls_back_only_the_open_group(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "GROUP_MIN_PAGE", 1)
+    monkeypatch.setattr(engine, "GROUP_RECORDS", 6)  # two pages of three a transaction
+    crm = FakeCrm()
+    _account(crm, people=12)
+    # Companies (one page), contacts 1-3 and 4-6 (a group), 7-9, then the error.
+    crm.fail_after_pages = 4
+    with pytest.raises(CrashError):
+        pull_client("acme", crm.crm, crm, store, RULES, object_types=("companies", "contacts"))
+    records = store.records("acme")
+    # The companies' page and the first contacts' group committed; the open group (contacts
+    # 7-9) was rolled back with its cursor.
+    assert len(list(records.live("companies"))) == 2
+    assert sorted(records.remote_ids(crm.crm, "contacts")) == sorted(str(n) for n in range(1, 7))
+    cursor = records.cursor(crm.crm, "contacts")
+    assert cursor is not None
+    crm.fail_after_pages = None
+    result = pull_client("acme", crm.crm, crm, store, RULES)
+    assert result.counts["contacts"].created == 6  # the rest, once
+    _assert_store_matches(store, crm)
