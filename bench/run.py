@@ -285,6 +285,8 @@ def main() -> None:
                           timeout=10).raise_for_status()
             token = f"bench-{crm}-{load}-{size}"
             counts = {t: (size if t in types else 0) for t in ("contacts", "companies", "deals")}
+            if types == "contacts":  # the 1M case: contacts with their company associations
+                counts["companies"] = size // 10
             requests.post(f"{base}/_sandbox/seed", timeout=3600, json={
                 "crm": crm, "token": token, "seed": 1, **counts}).raise_for_status()
             with _store_url(args.store, args.postgres_url) as (url, schema):
