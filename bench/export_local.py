@@ -10,8 +10,9 @@ child process over a fresh store (a SQLite file, or a PostgreSQL schema dropped 
 whose cursor already names that export task, as a run resumed after the export finished
 would hold it: `pull_client` asks the task's status once (a fresh result URL), downloads the
 file and streams it into the store. Printed per run: records, seconds, records per second,
-CPU seconds of the loading process and of its parsing worker (a file above
-`WORKER_MIN_BYTES` is parsed by a worker process), and the loading process's peak RSS.
+CPU seconds of the loading process, of its parsing worker (a file above
+`WORKER_MIN_BYTES` is parsed by a worker process) and, on PostgreSQL, of the server's
+processes on this machine, and the loading process's peak RSS.
 Seeded contacts carry company associations (and deals contacts and companies), so
 association rows and stubs are part of the work.
 """
