@@ -165,6 +165,7 @@ class PackedRows(Sequence[RecordRow]):
 
     @classmethod
     def from_rows(cls, rows: Sequence[RecordRow]) -> PackedRows:
+        """`rows` packed (a page prepared in one process, pickled for another)."""
         if isinstance(rows, PackedRows):
             return rows
         names = sorted({name for row in rows for name in row.columns})
@@ -191,6 +192,8 @@ def _remote_ids(rows: Sequence[RecordRow]) -> list[str]:
 
 
 def _take(rows: Sequence[RecordRow], indexes: Sequence[int]) -> Sequence[RecordRow]:
+    """The rows at `indexes`, which pick some of them in their order (so all of them are
+    `rows` itself)."""
     if len(indexes) == len(rows):
         return rows
     return rows.take(indexes) if isinstance(rows, PackedRows) else [rows[i] for i in indexes]

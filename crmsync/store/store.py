@@ -127,14 +127,17 @@ def _engine(url: URL, schema: str | None) -> Engine:
                 cursor.execute("PRAGMA synchronous=NORMAL")
                 # A big load inserts into indexes at random places (emails, associations'
                 # targets): every page commit rewrites thousands of their B-tree pages. So:
-                # a page cache that holds many of them (48 MB at most, filled only as pages
-                # are read; the default 2 MB re-read and spilled them mid-transaction;
-                # 64 MB was ~6% faster at a million and put the sync at 198 MB), and the
-                # WAL checkpointed every ~400 MB rather than every ~40 MB (a page rewritten
-                # by many commits reaches the database file once per checkpoint), truncated
-                # back to 64 MB after. (A million contacts, the store's part alone: 71–80 s
-                # before, 48–56 s with both.)
-                cursor.execute("PRAGMA cache_size=-49152")
+                # a 32 MB page cache per connection (filled only as pages are read; the
+                # default 2 MB re-read and spilled them mid-transaction) but 32 MB for all of
+                # the process's connections together (`soft_heap_limit` is process-wide:
+                # object types pulled at once each hold a pooled connection; 48 MB each put
+                # three types at 214 MB of RSS), and the WAL checkpointed every ~400 MB
+                # rather than every ~40 MB (a page rewritten by many commits reaches the
+                # database file once per checkpoint), truncated back to 64 MB after. (A
+                # million contacts, the store's part alone: 71–80 s before, 48–56 s after,
+                # with a 64 MB cache; 32 MB loads as fast within this machine's noise.)
+                cursor.execute("PRAGMA cache_size=-32768")
+                cursor.execute("PRAGMA soft_heap_limit=33554432")
                 cursor.execute("PRAGMA wal_autocheckpoint=100000")
                 cursor.execute("PRAGMA journal_size_limit=67108864")
             cursor.close()
