@@ -116,7 +116,7 @@ class JSONText(Mapping[str, Any]):
 
 class PackedRows(Sequence[RecordRow]):
     """A page's rows as parallel lists, as a worker process sends them
-    (`mapping.PreparedPage`): the records a page creates are inserted straight from these
+    (`mapping.pack_page`): the records a page creates are inserted straight from these
     lists, with no `RecordRow` apiece (a first load is nothing else); a row the store must
     compare or merge is read as a `RecordRow`, made on demand."""
 
@@ -126,14 +126,14 @@ class PackedRows(Sequence[RecordRow]):
     def __init__(self, names: Sequence[str], *, remote_ids: list[str],
                  modified: list[dt.datetime | None], values: list[tuple[Any, ...]],
                  properties: list[str], bases: list[str],
-                 associations: list[tuple[tuple[str, str, bool], ...] | None]) -> None:
+                 associations: list[tuple[AssociationRow, ...] | None]) -> None:
         self.names = names  # the typed columns each of `values` holds, in order
         self.remote_ids = remote_ids
         self.modified = modified
         self.values = values
         self.properties = properties  # JSON text
         self.bases = bases  # JSON text
-        self.associations = associations  # (to type, to remote id, primary) per row
+        self.associations = associations
 
     def __len__(self) -> int:
         return len(self.remote_ids)
@@ -145,12 +145,10 @@ class PackedRows(Sequence[RecordRow]):
     def __getitem__(self, index: int | slice) -> RecordRow | PackedRows:
         if isinstance(index, slice):
             return self.take(range(len(self))[index])
-        associations = self.associations[index]
         row = RecordRow(self.remote_ids[index], self.modified[index],
                         dict(zip(self.names, self.values[index], strict=True)),
                         JSONText(self.properties[index]), JSONText(self.bases[index]),
-                        None if associations is None
-                        else tuple([AssociationRow(*a) for a in associations]))
+                        self.associations[index])
         row.__dict__["json_texts"] = (self.properties[index], self.bases[index])
         return row
 
@@ -162,22 +160,6 @@ class PackedRows(Sequence[RecordRow]):
                           modified=pick(self.modified), values=pick(self.values),
                           properties=pick(self.properties), bases=pick(self.bases),
                           associations=pick(self.associations))
-
-    @classmethod
-    def from_rows(cls, rows: Sequence[RecordRow]) -> PackedRows:
-        """`rows` packed (a page prepared in one process, pickled for another)."""
-        if isinstance(rows, PackedRows):
-            return rows
-        names = sorted({name for row in rows for name in row.columns})
-        texts = [row.json_texts for row in rows]
-        return cls(names, remote_ids=[row.remote_id for row in rows],
-                   modified=[row.remote_modified_at for row in rows],
-                   values=[tuple([row.columns.get(name) for name in names]) for row in rows],
-                   properties=[text[0] for text in texts], bases=[text[1] for text in texts],
-                   associations=[None if row.associations is None
-                                 else tuple([(a.to_type, a.to_remote_id, a.primary)
-                                             for a in row.associations])
-                                 for row in rows])
 
     def column(self, name: str) -> list[Any]:
         """Every row's value of the typed column `name` (None where it has none)."""
@@ -205,7 +187,7 @@ def _column(rows: Sequence[RecordRow], name: str) -> list[Any]:
 
 
 def _owned_associations(rows: Sequence[RecordRow]
-                        ) -> list[tuple[str, Sequence[tuple[str, str, bool]]]]:
+                        ) -> list[tuple[str, tuple[AssociationRow, ...]]]:
     """(remote id, associations) of the rows that carry theirs."""
     if isinstance(rows, PackedRows):
         return [(rid, a) for rid, a in zip(rows.remote_ids, rows.associations, strict=True)
@@ -216,9 +198,7 @@ def _owned_associations(rows: Sequence[RecordRow]
 def _unique(rows: Sequence[RecordRow]) -> Sequence[RecordRow]:
     """The rows with one per remote id: the last, where the first was."""
     last = {remote_id: i for i, remote_id in enumerate(_remote_ids(rows))}
-    if isinstance(rows, PackedRows) or len(last) < len(rows):
-        return _take(rows, list(last.values()))
-    return list(rows)
+    return _take(rows, list(last.values()))
 
 
 @dataclass(frozen=True)

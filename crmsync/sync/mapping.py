@@ -140,21 +140,29 @@ def _columns(record: RemoteRecord, rules: MappingRules) -> dict[str, Any]:
     }
 
 
+def _stored_properties(record: RemoteRecord) -> dict[str, Any]:
+    """The record's properties that have a value (the others are not stored)."""
+    return {name: value for name, value in record.properties.items() if value is not None}
+
+
+def _association_rows(record: RemoteRecord) -> tuple[AssociationRow, ...] | None:
+    if record.associations is None:
+        return None
+    return tuple([AssociationRow(a.to_type, a.to_id, a.primary) for a in record.associations])
+
+
 def record_row(record: RemoteRecord, rules: MappingRules) -> RecordRow:
     """The store row for one remote record."""
     # One copy serves as the row's properties and its base's (the store then writes their
     # JSON once); nothing mutates either.
-    properties = {name: value for name, value in record.properties.items()
-                  if value is not None}
+    properties = _stored_properties(record)
     return RecordRow(
         remote_id=record.id,
         remote_modified_at=record.modified_at,
         columns=_columns(record, rules),
         properties=properties,
         base={"fields": dict(record.fields), "properties": properties},
-        associations=(None if record.associations is None
-                      else tuple([AssociationRow(a.to_type, a.to_id, a.primary)
-                                  for a in record.associations])),
+        associations=_association_rows(record),
     )
 
 
@@ -163,11 +171,9 @@ def removal_row(removal: RemoteRemoval) -> RemovalRow:
 
 
 def prepare_page(rules: MappingRules, page: RecordPage) -> PreparedPage:
-    """A page's store rows and removals: what the engine commits. An adapter that makes
-    pages in a worker process (`RecordPage.prepared`) runs this there; pickling the page
-    works out the rows' JSON there too, so only the commit is left to the process that holds
-    the store. (In this process a row's JSON is worked out only if it is inserted: an update
-    or an unchanged record never needs it.)"""
+    """A page's store rows and removals: what the engine commits. A row's JSON is worked out
+    only if it is inserted (an update or an unchanged record never needs it). A page made in
+    a worker process is prepared there by `pack_page` instead."""
     return PreparedPage([record_row(r, rules) for r in page.records],
                         [removal_row(r) for r in page.removals])
 
@@ -180,8 +186,7 @@ def pack_page(rules: MappingRules, page: RecordPage) -> PreparedPage:
     columns = [_columns(record, rules) for record in records]
     # `_columns` names one type's columns in one order.
     names = list(columns[0]) if columns else []
-    properties = [json_text({name: value for name, value in record.properties.items()
-                             if value is not None}) for record in records]
+    properties = [json_text(_stored_properties(record)) for record in records]
     return PreparedPage(PackedRows(
         names, remote_ids=[record.id for record in records],
         modified=[record.modified_at for record in records],
@@ -189,19 +194,14 @@ def pack_page(rules: MappingRules, page: RecordPage) -> PreparedPage:
         properties=properties,
         bases=[base_text(json_text(record.fields), text)
                for record, text in zip(records, properties, strict=True)],
-        associations=[None if record.associations is None
-                      else tuple([(a.to_type, a.to_id, a.primary) for a in record.associations])
-                      for record in records]), [removal_row(r) for r in page.removals])
+        associations=[_association_rows(record) for record in records]),
+        [removal_row(r) for r in page.removals])
 
 
 class PreparedPage:
-    """`prepare_page`'s answer. Pickled compactly for the trip from a worker process: the
-    rows as `store.records.PackedRows` (parallel lists of plain values and JSON text), which
-    a first load inserts as they are."""
+    """`prepare_page`'s or `pack_page`'s answer: the rows the engine commits, and the
+    removals."""
 
     def __init__(self, rows: Sequence[RecordRow], removals: list[RemovalRow]) -> None:
         self.rows = rows
         self.removals = removals
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return PreparedPage, (PackedRows.from_rows(self.rows), self.removals)

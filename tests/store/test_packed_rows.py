@@ -69,12 +69,6 @@ def test_pack_page_makes_the_rows_prepare_page_makes_and_they_survive_pickling()
         assert len(packed) == len(plain)
         for packed_row, plain_row in zip(packed, plain, strict=True):
             _same_row(packed_row, plain_row)
-        # A page prepared in-process pickles to the same packed rows.
-        repacked = pickle.loads(pickle.dumps(prepare_page(RULES, _page(records)))).rows
-        assert isinstance(repacked, PackedRows)
-        assert repacked.remote_ids == packed.remote_ids
-        assert repacked.properties == packed.properties
-        assert repacked.bases == packed.bases
     contacts = pack_page(RULES, _page([_contact(n) for n in range(1, 6)])).rows
     assert isinstance(contacts, PackedRows)
     assert contacts.column("email_key") == [f"person{n}@example.com" for n in range(1, 6)]
