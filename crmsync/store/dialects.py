@@ -3,6 +3,7 @@ writes of a whole page in one round trip."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sqlite3
 from typing import TYPE_CHECKING, Any
@@ -88,6 +89,10 @@ def bulk_insert(conn: Connection, table: Table, constants: Mapping[str, Any],
     processors = _processors(conn, table, names, json_columns)
     const_values = tuple(p(v) if p else v for p, v in
                          zip(processors[len(columns):], constants.values(), strict=True))
+    postgres = conn.dialect.name == "postgresql"
+    if postgres:  # COPY sends text: a constant date written out once, not once per row
+        const_values = tuple(v.isoformat() if isinstance(v, dt.date) else v
+                             for v in const_values)
     per_row = [(i, p) for i, p in enumerate(processors[:len(columns)]) if p is not None]
     if per_row:
         processed: list[tuple[Any, ...]] = []
@@ -100,7 +105,7 @@ def bulk_insert(conn: Connection, table: Table, constants: Mapping[str, Any],
         processed = [(*row, *const_values) for row in rows]
     name = _qualified(conn, table)
     quote = conn.dialect.identifier_preparer.quote
-    if conn.dialect.name == "postgresql":
+    if postgres:
         new_ids: list[int] = []
         if ids:
             sequence = conn.exec_driver_sql(

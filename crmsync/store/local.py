@@ -52,7 +52,7 @@ from sqlalchemy import and_, bindparam, delete, insert, select, update
 from crmsync.errors import CrmsyncError, RecordError
 from crmsync.keys import domain_key, email_key
 from crmsync.store.dialects import dialect_insert
-from crmsync.store.records import OWNED_ASSOCIATIONS
+from crmsync.store.records import OWNED_ASSOCIATIONS, keep_merge_bases
 from crmsync.store.schema import RECORD_TABLES, associations, local_changes
 
 if TYPE_CHECKING:
@@ -539,6 +539,8 @@ class LocalRecords:
             for target, record_id in zip(fresh, ids, strict=True):
                 target.record_id = record_id
         if changed:
+            keep_merge_bases(conn, self.client, object_type,
+                             [t.record_id for t in changed if t.record_id is not None])
             change = (update(table).where(table.c.id == bindparam("_id"))
                       .values({c: bindparam(c) for c in [*writable, "properties", "updated_at"]}))
             conn.execute(change, [{"_id": t.record_id, **{c: t.columns.get(c) for c in writable},

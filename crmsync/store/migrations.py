@@ -24,7 +24,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy.schema import CreateIndex, CreateTable, DropIndex
 
 from crmsync.store.dialects import insert_ignore
 from crmsync.store.schema import record_tables, schema_version, two_way_tables
@@ -105,6 +105,16 @@ def _v4_two_way(conn: Connection) -> None:
         _create(conn, table)
 
 
+def _v5_links_by_record(conn: Connection) -> None:
+    # A record's links whatever their CRM (`records.keep_merge_bases`): the old index put the
+    # CRM before the record id.
+    before = record_tables(MetaData())["record_links"]  # a copy the old index is made on
+    conn.execute(DropIndex(Index("ix_record_links_record", before.c.client, before.c.crm,
+                                 before.c.object_type, before.c.record_id), if_exists=True))
+    for index in record_tables(MetaData())["record_links"].indexes:
+        conn.execute(CreateIndex(index, if_not_exists=True))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "provisioning state: remote ids of pipelines and stages", _v1_provisioning_state),
     Migration(2, "crm accounts the ids belong to; leases per client and CRM",
@@ -113,6 +123,7 @@ MIGRATIONS: tuple[Migration, ...] = (
               _v3_records),
     Migration(4, "two-way sync: local changes waiting to be pushed, resolved conflicts",
               _v4_two_way),
+    Migration(5, "record links by record whatever the CRM", _v5_links_by_record),
 )
 
 

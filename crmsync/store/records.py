@@ -72,6 +72,11 @@ class AssociationRow(NamedTuple):
     primary: bool = False
 
 
+# An association as `PackedRows` carries it: (to type, to remote id, primary). A plain
+# tuple pickles in a fraction of a named one's time, and a page holds one per link.
+AssociationTuple = tuple[str, str, bool]
+
+
 @dataclass(frozen=True)
 class RecordRow:
     """One remote record as the store keeps it."""
@@ -120,19 +125,19 @@ class PackedRows(Sequence[RecordRow]):
     lists, with no `RecordRow` apiece (a first load is nothing else); a row the store must
     compare or merge is read as a `RecordRow`, made on demand."""
 
-    __slots__ = ("associations", "bases", "modified", "names", "properties", "remote_ids",
+    __slots__ = ("associations", "fields", "modified", "names", "properties", "remote_ids",
                  "values")
 
     def __init__(self, names: Sequence[str], *, remote_ids: list[str],
                  modified: list[dt.datetime | None], values: list[tuple[Any, ...]],
-                 properties: list[str], bases: list[str],
-                 associations: list[tuple[AssociationRow, ...] | None]) -> None:
+                 properties: list[str], fields: list[str],
+                 associations: list[tuple[AssociationTuple, ...] | None]) -> None:
         self.names = names  # the typed columns each of `values` holds, in order
         self.remote_ids = remote_ids
         self.modified = modified
         self.values = values
         self.properties = properties  # JSON text
-        self.bases = bases  # JSON text
+        self.fields = fields  # JSON text: the merge base's fields (its properties are these)
         self.associations = associations
 
     def __len__(self) -> int:
@@ -145,11 +150,13 @@ class PackedRows(Sequence[RecordRow]):
     def __getitem__(self, index: int | slice) -> RecordRow | PackedRows:
         if isinstance(index, slice):
             return self.take(range(len(self))[index])
+        properties = JSONText(self.properties[index])
+        links = self.associations[index]
         row = RecordRow(self.remote_ids[index], self.modified[index],
-                        dict(zip(self.names, self.values[index], strict=True)),
-                        JSONText(self.properties[index]), JSONText(self.bases[index]),
-                        self.associations[index])
-        row.__dict__["json_texts"] = (self.properties[index], self.bases[index])
+                        dict(zip(self.names, self.values[index], strict=True)), properties,
+                        {"fields": JSONText(self.fields[index]), "properties": properties},
+                        None if links is None else tuple(AssociationRow(*a) for a in links))
+        row.__dict__["json_texts"] = (self.properties[index], own_base_text(self.fields[index]))
         return row
 
     def take(self, indexes: Sequence[int]) -> PackedRows:
@@ -158,7 +165,7 @@ class PackedRows(Sequence[RecordRow]):
             return [items[i] for i in indexes]
         return PackedRows(self.names, remote_ids=pick(self.remote_ids),
                           modified=pick(self.modified), values=pick(self.values),
-                          properties=pick(self.properties), bases=pick(self.bases),
+                          properties=pick(self.properties), fields=pick(self.fields),
                           associations=pick(self.associations))
 
     def column(self, name: str) -> list[Any]:
@@ -187,7 +194,7 @@ def _column(rows: Sequence[RecordRow], name: str) -> list[Any]:
 
 
 def _owned_associations(rows: Sequence[RecordRow]
-                        ) -> list[tuple[str, tuple[AssociationRow, ...]]]:
+                        ) -> list[tuple[str, tuple[AssociationTuple, ...]]]:
     """(remote id, associations) of the rows that carry theirs."""
     if isinstance(rows, PackedRows):
         return [(rid, a) for rid, a in zip(rows.remote_ids, rows.associations, strict=True)
@@ -556,9 +563,13 @@ class RecordStore:
                 outcome.created += filled
                 outcome.restored += restored
                 outcome.updated += len(plain) - restored - filled
+                keep_merge_bases(conn, self.client, object_type,
+                                 [ids[r.remote_id] for r in plain], except_crm=crm)
                 self._overwrite(conn, table, plain, ids, now)
             if edited:
                 assert resolve is not None
+                keep_merge_bases(conn, self.client, object_type,
+                                 [ids[r.remote_id] for r in edited], except_crm=crm)
                 self._merge_edited(conn, crm, object_type, rows=edited, existing=existing,
                                    edits=edits, resolve=resolve, now=now, outcome=outcome)
             link_update = (update(record_links).where(record_links.c.id == bindparam("_link"))
@@ -712,7 +723,8 @@ class RecordStore:
             columns = list(rows.names)
             values = [(*row, text) for row, text in zip(rows.values, rows.properties,
                                                         strict=True)]
-            links = list(zip(rows.remote_ids, rows.modified, rows.bases, strict=True))
+            links = list(zip(rows.remote_ids, rows.modified,
+                             [own_base_text(fields) for fields in rows.fields], strict=True))
         else:
             columns = sorted({c for r in rows for c in r.columns})
             texts = [r.json_texts for r in rows]
@@ -776,13 +788,14 @@ class RecordStore:
         for chunk in _chunks(list(dict.fromkeys(remote_ids)), in_chunk_size(conn)):
             query = (select(record_links.c.remote_id, record_links.c.record_id,
                             record_links.c.base, record_links.c.id,
-                            table.c.stub, table.c.deleted_at)
+                            table.c.stub, table.c.deleted_at, table.c.properties)
                      .join(table, table.c.id == record_links.c.record_id)
                      .where(self._scope(record_links, crm, object_type),
                             any_of(conn, record_links.c.remote_id, chunk)))
             for row in conn.execute(query).all():
                 gone = "stub" if row.stub else "deleted" if row.deleted_at is not None else ""
-                found[row.remote_id] = (row.record_id, row.base, gone, row.id)
+                found[row.remote_id] = (row.record_id, _full_base(row.base, row.properties),
+                                        gone, row.id)
         return found
 
     def _record_ids(self, conn: Connection, crm: str, object_type: str,
@@ -1122,10 +1135,14 @@ class RecordStore:
                     if base is not None:
                         # A HubSpot answer carries only the properties it was sent: merged
                         # onto the base, so the fields it did not name keep their base.
-                        old = conn.execute(select(record_links.c.base).where(
-                            self._scope(record_links, crm, object_type),
-                            record_links.c.remote_id == item.remote_id)).scalar()
-                        base = _merged_base(old, base)
+                        table = RECORD_TABLES[object_type]
+                        old = conn.execute(
+                            select(record_links.c.base, table.c.properties)
+                            .join(table, table.c.id == record_links.c.record_id)
+                            .where(self._scope(record_links, crm, object_type),
+                                   record_links.c.remote_id == item.remote_id)).first()
+                        base = _merged_base(_full_base(*old) if old is not None else None,
+                                            base)
                     conn.execute(upsert(conn, record_links, {
                         "client": self.client, "crm": crm, "object_type": object_type,
                         "remote_id": item.remote_id, "record_id": item.record_id,
@@ -1211,26 +1228,62 @@ def _json_default(value: Any) -> Any:
 
 
 # What SQLAlchemy's JSON type writes (`json.dumps`), with `_jsonable`'s dates and decimals,
-# without the blanks after separators: a bulk load writes every record's JSON twice (its
-# properties, its merge base) and these are bytes it need not write. Read back the same.
+# without the blanks after separators: bytes a bulk load need not write. Read back the same.
 json_text = json.JSONEncoder(default=_json_default, separators=(",", ":")).encode
 _PROPERTIES = frozenset({"properties"})
 _BASE = frozenset({"base"})
 
 
-def base_text(fields_text: str, properties_text: str) -> str:
-    """The JSON text of a merge base made of these fields and properties (JSON text)."""
-    return f'{{"fields":{fields_text},"properties":{properties_text}}}'
+def own_base_text(fields_text: str) -> str:
+    """The JSON text of a merge base made of these fields (JSON text) and the properties its
+    record holds: see `_full_base`."""
+    return f'{{"fields":{fields_text}}}'
 
 
 def _json_texts(row: RecordRow) -> tuple[str, str]:
     """The row's properties and merge base as JSON text; a base that holds the row's own
-    properties (as `mapping.record_row` makes it) reuses their text."""
+    properties (as `mapping.record_row` makes it) is written without them (`own_base_text`)."""
     properties = json_text(row.properties)
     base = row.base
     if len(base) == 2 and "fields" in base and base.get("properties") is row.properties:
-        return properties, base_text(json_text(base["fields"]), properties)
+        return properties, own_base_text(json_text(base["fields"]))
     return properties, json_text(base)
+
+
+# A merge base is {"fields": …, "properties": …}. A record created by a pull has, in its one
+# link, a base without "properties" (`own_base_text`): they are the record's own `properties`,
+# as pulled, so a first load writes them once, not twice. Whatever changes a record's
+# properties keeps the other bases it has first (`keep_merge_bases`), and every base read
+# goes through `_full_base`.
+
+
+def _full_base(base: Any, record_properties: Any) -> Any:
+    """The stored `base` with its properties: the record's own where it does not hold them."""
+    if isinstance(base, dict) and "properties" not in base:
+        return {**base, "properties": record_properties or {}}
+    return base
+
+
+def keep_merge_bases(conn: Connection, client: str, object_type: str,
+                     record_ids: Iterable[int], *, except_crm: str | None = None) -> None:
+    """Before these records' properties change: the links whose base holds no properties of
+    its own (see `_full_base`) are given the record's current ones, so they keep the base
+    they stand for. `except_crm`: the link the caller rewrites with its new base anyway."""
+    table = RECORD_TABLES[object_type]
+    for chunk in _chunks(sorted(set(record_ids)), in_chunk_size(conn)):
+        query = (select(record_links.c.id, record_links.c.base, table.c.properties)
+                 .join(table, table.c.id == record_links.c.record_id)
+                 .where(record_links.c.client == client,
+                        record_links.c.object_type == object_type,
+                        any_of(conn, record_links.c.record_id, chunk)))
+        if except_crm is not None:
+            query = query.where(record_links.c.crm != except_crm)
+        kept = [{"_link": link_id, "base": _full_base(base, properties)}
+                for link_id, base, properties in conn.execute(query)
+                if isinstance(base, dict) and "properties" not in base]
+        if kept:
+            conn.execute(update(record_links).where(record_links.c.id == bindparam("_link"))
+                         .values(base=bindparam("base")), kept)
 
 
 def _merged_base(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:

@@ -166,7 +166,8 @@ def record_tables(md: MetaData) -> dict[str, Table]:
             Column("removed_at", tz),
             UniqueConstraint("client", "crm", "object_type", "remote_id",
                              name="uq_record_links_remote"),
-            Index("ix_record_links_record", "client", "crm", "object_type", "record_id"),
+            # By record whatever the CRM: a record's links, one per CRM (migration 5).
+            Index("ix_record_links_by_record", "client", "object_type", "record_id"),
         ),
         # Between store records, whichever CRM reported them. `from` is the owning side
         # (contact→company, deal→contact, deal→company).

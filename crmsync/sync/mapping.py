@@ -25,7 +25,6 @@ from crmsync.store.records import (
     PackedRows,
     RecordRow,
     RemovalRow,
-    base_text,
     json_text,
 )
 
@@ -186,15 +185,15 @@ def pack_page(rules: MappingRules, page: RecordPage) -> PreparedPage:
     columns = [_columns(record, rules) for record in records]
     # `_columns` names one type's columns in one order.
     names = list(columns[0]) if columns else []
-    properties = [json_text(_stored_properties(record)) for record in records]
     return PreparedPage(PackedRows(
         names, remote_ids=[record.id for record in records],
         modified=[record.modified_at for record in records],
         values=[tuple(values.values()) for values in columns],
-        properties=properties,
-        bases=[base_text(json_text(record.fields), text)
-               for record, text in zip(records, properties, strict=True)],
-        associations=[_association_rows(record) for record in records]),
+        properties=[json_text(_stored_properties(record)) for record in records],
+        fields=[json_text(record.fields) for record in records],
+        associations=[None if record.associations is None
+                      else tuple([(a.to_type, a.to_id, a.primary) for a in record.associations])
+                      for record in records]),
         [removal_row(r) for r in page.removals])
 
 

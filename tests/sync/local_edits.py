@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import insert, select, update
 
 from crmsync.store.local import WRITABLE_FIELDS
-from crmsync.store.records import RECORD_TABLES
+from crmsync.store.records import RECORD_TABLES, keep_merge_bases
 from crmsync.store.schema import local_changes
 from crmsync.sync.mapping import domain_key, email_key
 
@@ -68,6 +68,7 @@ def edit(store: Store, object_type: str, record_id: int, *, when: dt.datetime | 
     columns, properties = _split(object_type, values)
     with store.engine.begin() as conn:
         current = conn.execute(select(table.c.properties).where(table.c.id == record_id)).one()
+        keep_merge_bases(conn, CLIENT, object_type, [record_id])
         conn.execute(update(table).where(table.c.id == record_id).values(
             **columns, properties={**current.properties, **properties},
             updated_at=when or store.clock()))
