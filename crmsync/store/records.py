@@ -72,7 +72,7 @@ class AssociationRow(NamedTuple):
     primary: bool = False
 
 
-# An association as `PackedRows` carries it: (to type, to remote id, primary). A plain
+# An association as a pulled row carries it: (to type, to remote id, primary). A plain
 # tuple pickles in a fraction of a named one's time, and a page holds one per link.
 AssociationTuple = tuple[str, str, bool]
 
@@ -86,7 +86,7 @@ class RecordRow:
     columns: Mapping[str, Any]  # the object type's typed columns
     properties: Mapping[str, Any]  # every other property, by name
     base: Mapping[str, Any]  # what the CRM said, JSON-ready: the merge base
-    associations: tuple[AssociationRow, ...] | None = None  # None: not read on this page
+    associations: tuple[AssociationTuple, ...] | None = None  # None: not read on this page
 
     @functools.cached_property
     def json_texts(self) -> tuple[str, str]:
@@ -151,11 +151,10 @@ class PackedRows(Sequence[RecordRow]):
         if isinstance(index, slice):
             return self.take(range(len(self))[index])
         properties = JSONText(self.properties[index])
-        links = self.associations[index]
         row = RecordRow(self.remote_ids[index], self.modified[index],
                         dict(zip(self.names, self.values[index], strict=True)), properties,
                         {"fields": JSONText(self.fields[index]), "properties": properties},
-                        None if links is None else tuple(AssociationRow(*a) for a in links))
+                        self.associations[index])
         row.__dict__["json_texts"] = (self.properties[index], own_base_text(self.fields[index]))
         return row
 
@@ -292,7 +291,7 @@ class PushedRecord:
     dequeue: bool = True  # False: nothing was queued for it (`sync --to`)
     # The owning side's associations as the CRM now holds them, when the write set them
     # (they replace the store's, as a pull's would: a Pipedrive deal's one person is primary).
-    associations: tuple[AssociationRow, ...] | None = None
+    associations: tuple[AssociationTuple, ...] | None = None
 
 
 @dataclass
@@ -555,6 +554,9 @@ class RecordStore:
             outcome.unchanged += len(known) - len(changed)
             plain = [r for r in changed if existing[r.remote_id][0] not in edits]
             edited = [r for r in changed if existing[r.remote_id][0] in edits]
+            # Their properties change: the record's other bases (another CRM's) keep theirs.
+            keep_merge_bases(conn, self.client, object_type,
+                             [ids[r.remote_id] for r in changed], except_crm=crm)
             if plain:
                 # A stub filled in (a record first seen as an association's target, its
                 # own type pulled later or concurrently) is created; a deleted one restored.
@@ -563,13 +565,9 @@ class RecordStore:
                 outcome.created += filled
                 outcome.restored += restored
                 outcome.updated += len(plain) - restored - filled
-                keep_merge_bases(conn, self.client, object_type,
-                                 [ids[r.remote_id] for r in plain], except_crm=crm)
                 self._overwrite(conn, table, plain, ids, now)
             if edited:
                 assert resolve is not None
-                keep_merge_bases(conn, self.client, object_type,
-                                 [ids[r.remote_id] for r in edited], except_crm=crm)
                 self._merge_edited(conn, crm, object_type, rows=edited, existing=existing,
                                    edits=edits, resolve=resolve, now=now, outcome=outcome)
             link_update = (update(record_links).where(record_links.c.id == bindparam("_link"))
@@ -1106,6 +1104,7 @@ class RecordStore:
         failures_scope = and_(sync_failures.c.client == self.client, sync_failures.c.crm == crm,
                               sync_failures.c.object_type == object_type,
                               sync_failures.c.direction == "push")
+        table = RECORD_TABLES[object_type]
         with self.store.engine.begin() as conn:
             for item in pushed:
                 queue = and_(local_changes.c.client == self.client,
@@ -1135,7 +1134,6 @@ class RecordStore:
                     if base is not None:
                         # A HubSpot answer carries only the properties it was sent: merged
                         # onto the base, so the fields it did not name keep their base.
-                        table = RECORD_TABLES[object_type]
                         old = conn.execute(
                             select(record_links.c.base, table.c.properties)
                             .join(table, table.c.id == record_links.c.record_id)

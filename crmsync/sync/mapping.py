@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from crmsync.keys import consent_value, domain_key, email_key
 from crmsync.store.records import (
-    AssociationRow,
+    AssociationTuple,
     PackedRows,
     RecordRow,
     RemovalRow,
@@ -144,10 +144,10 @@ def _stored_properties(record: RemoteRecord) -> dict[str, Any]:
     return {name: value for name, value in record.properties.items() if value is not None}
 
 
-def _association_rows(record: RemoteRecord) -> tuple[AssociationRow, ...] | None:
+def _association_rows(record: RemoteRecord) -> tuple[AssociationTuple, ...] | None:
     if record.associations is None:
         return None
-    return tuple([AssociationRow(a.to_type, a.to_id, a.primary) for a in record.associations])
+    return tuple([(a.to_type, a.to_id, a.primary) for a in record.associations])
 
 
 def record_row(record: RemoteRecord, rules: MappingRules) -> RecordRow:
@@ -191,9 +191,7 @@ def pack_page(rules: MappingRules, page: RecordPage) -> PreparedPage:
         values=[tuple(values.values()) for values in columns],
         properties=[json_text(_stored_properties(record)) for record in records],
         fields=[json_text(record.fields) for record in records],
-        associations=[None if record.associations is None
-                      else tuple([(a.to_type, a.to_id, a.primary) for a in record.associations])
-                      for record in records]),
+        associations=[_association_rows(record) for record in records]),
         [removal_row(r) for r in page.removals])
 
 
