@@ -30,7 +30,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import requests
 
@@ -38,6 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sandbox_process import sandbox_process
 
 ROOT = Path(__file__).resolve().parents[1]
+# As `crmsync sync` pulls: two-way, local records matched and local edits merged, with the
+# blueprint's default conflict policy.
+CONFLICT_POLICY: Final = "remote_wins"
 POSTGRES_URL = os.environ.get("CRMSYNC_TEST_POSTGRES_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 CLIENT = "bench"
@@ -95,7 +98,8 @@ def child(args: argparse.Namespace) -> None:
     cpu0, wall0 = time.process_time(), time.perf_counter()
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = pull_client(CLIENT, "hubspot", adapter, store, MappingRules(),
-                         object_types=(object_type,))  # type: ignore[arg-type]
+                         object_types=(object_type,),  # type: ignore[arg-type]
+                         conflict_policy=CONFLICT_POLICY)
     wall = time.perf_counter() - wall0
     cpu = time.process_time() - cpu0
     children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the parsing worker, joined

@@ -36,7 +36,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import requests
 
@@ -48,6 +48,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
+# As `crmsync sync` pulls: two-way, local records matched and local edits merged, with the
+# blueprint's default conflict policy.
+CONFLICT_POLICY: Final = "remote_wins"
 HUBSPOT_PER_10S = 190
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BURST = {"lite": 20, "growth": 40, "premium": 100, "ultimate": 120}
@@ -97,7 +100,8 @@ def child(args: argparse.Namespace) -> None:
         cpu0, wall0 = time.process_time(), time.perf_counter()
         result = pull_client("bench", args.crm, adapter, store, MappingRules(),
                              object_types=types,  # type: ignore[arg-type]
-                             concurrency=settings.sync_concurrency)
+                             concurrency=settings.sync_concurrency,
+                             conflict_policy=CONFLICT_POLICY)
         wall = time.perf_counter() - wall0
         cpu = time.process_time() - cpu0
         calls = _calls(args.base) - calls0

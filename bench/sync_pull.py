@@ -25,12 +25,15 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import requests
 from sandbox_process import sandbox_process
 
 ROOT = Path(__file__).resolve().parents[1]
+# As `crmsync sync` pulls: two-way, local records matched and local edits merged, with the
+# blueprint's default conflict policy.
+CONFLICT_POLICY: Final = "remote_wins"
 
 
 def _calls(base: str) -> int:
@@ -107,7 +110,8 @@ def child(args: argparse.Namespace) -> None:
         before_calls = _calls(args.base)
         cpu0 = time.process_time()
         wall0 = time.perf_counter()
-        result = pull_client("bench", crm, adapter, store, MappingRules())  # type: ignore[arg-type]
+        result = pull_client("bench", crm, adapter, store, MappingRules(),  # type: ignore[arg-type]
+                             conflict_policy=CONFLICT_POLICY)
         wall = time.perf_counter() - wall0
         cpu = time.process_time() - cpu0
         calls = _calls(args.base) - before_calls

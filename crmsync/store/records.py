@@ -26,9 +26,20 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
-from sqlalchemy import and_, bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 
 from crmsync.errors import StoreError
+from crmsync.store.bulk_load import defer_indexes
 from crmsync.store.dialects import (
     any_of,
     bulk_insert,
@@ -378,9 +389,10 @@ class RecordStore:
     # --- the page commit ------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def one_transaction(self) -> Iterator[None]:
+    def one_transaction(self, *, bulk: bool = False) -> Iterator[None]:
         """The pages this thread commits inside (`commit_page`) share one transaction,
-        committed when the block ends and rolled back if it raises.
+        committed when the block ends and rolled back if it raises. `bulk`: a group of a
+        first load's pages, which may drop indexes built again when it ends (`bulk_load`).
 
         For a bulk load: each page inserts into indexes at random places (emails, association
         targets), and a commit writes every B-tree page it dirtied; committing a group of
@@ -390,6 +402,8 @@ class RecordStore:
             yield
             return
         with self.store.engine.begin() as conn:
+            if bulk:
+                defer_indexes(self.store, conn)
             self._held.conn = conn
             try:
                 yield
@@ -442,9 +456,11 @@ class RecordStore:
                                       pass_id=pass_id, outcome=outcome, resolve=resolve)
             keep: dict[int, set[str]] = {}
             if resolve is not None:
-                # Associations changed locally and not pushed yet are not overwritten.
-                for record_id, edit in self._local_edits(conn, object_type,
-                                                         list(ids.values())).items():
+                # Associations changed locally and not pushed yet are not overwritten (a
+                # record this page created has none).
+                for record_id, edit in self._local_edits(
+                        conn, object_type,
+                        [i for i in ids.values() if i not in created]).items():
                     names = {f.split(":", 1)[1] for f in edit["fields"] or ()
                              if f.startswith("associations:")}
                     if names:
@@ -644,8 +660,12 @@ class RecordStore:
         if not rows:
             return {}
         table = RECORD_TABLES[object_type]
-        linked = select(record_links.c.record_id).where(
-            self._scope(record_links, crm, object_type))
+        # Per candidate found by its key, an index lookup of its links: a `NOT IN` of every
+        # record the CRM has a link for made each query read them all (a million-record
+        # first load: quadratic).
+        unlinked = ~exists().where(
+            record_links.c.client == self.client, record_links.c.object_type == object_type,
+            record_links.c.record_id == table.c.id, record_links.c.crm == crm)
         in_flight = select(local_changes.c.record_id).where(
             local_changes.c.client == self.client, local_changes.c.object_type == object_type,
             local_changes.c.last_error == IN_FLIGHT)
@@ -659,14 +679,17 @@ class RecordStore:
             for remote_id, value in zip(remote_ids, _column(rows, key), strict=True):
                 if value and remote_id not in matched:
                     wanted.setdefault(value, remote_id)
-            for chunk in _chunks(list(wanted)):
-                query = select(table.c.id, table.c[key]).where(
-                    table.c.client == self.client, table.c[key].in_(chunk),
-                    table.c.deleted_at.is_(None), table.c.stub.is_(False),
-                    table.c.id.not_in(linked)).order_by(table.c.id)
+            for chunk in _chunks(list(wanted), in_chunk_size(conn)):
+                # Live and not a stub is checked here: in the query, SQLite chose the index
+                # on (client, deleted_at) over the key's and read every live record.
+                query = select(table.c.id, table.c[key], table.c.deleted_at, table.c.stub).where(
+                    table.c.client == self.client, any_of(conn, table.c[key], chunk),
+                    unlinked).order_by(table.c.id)
                 if only_in_flight:
                     query = query.where(table.c.id.in_(in_flight))
                 for found in conn.execute(query):
+                    if found.deleted_at is not None or found.stub:
+                        continue
                     remote_id = wanted[found[1]]
                     if remote_id not in matched and found[0] not in taken:
                         matched[remote_id] = found[0]
@@ -676,12 +699,12 @@ class RecordStore:
     def _in_flight(self, conn: Connection, object_type: str, record_ids: Sequence[int]
                    ) -> set[int]:
         found: set[int] = set()
-        for chunk in _chunks(list(record_ids)):
+        for chunk in _chunks(list(record_ids), in_chunk_size(conn)):
             found.update(conn.scalars(select(local_changes.c.record_id).where(
                 local_changes.c.client == self.client,
                 local_changes.c.object_type == object_type,
                 local_changes.c.last_error == IN_FLIGHT,
-                local_changes.c.record_id.in_(chunk))))
+                any_of(conn, local_changes.c.record_id, chunk))))
         return found
 
     def mark_in_flight(self, object_type: str, record_ids: Sequence[int]) -> None:
@@ -699,13 +722,13 @@ class RecordStore:
         """record id → its queued local change and current row, for those that have one."""
         table = RECORD_TABLES[object_type]
         found: dict[int, dict[str, Any]] = {}
-        for chunk in _chunks(list(dict.fromkeys(record_ids))):
+        for chunk in _chunks(list(dict.fromkeys(record_ids)), in_chunk_size(conn)):
             query = (select(local_changes.c.record_id, local_changes.c.op,
                             local_changes.c.fields, local_changes.c.queued_at, table)
                      .join(table, table.c.id == local_changes.c.record_id)
                      .where(local_changes.c.client == self.client,
                             local_changes.c.object_type == object_type,
-                            local_changes.c.record_id.in_(chunk)))
+                            any_of(conn, local_changes.c.record_id, chunk)))
             for row in conn.execute(query):
                 data = dict(row._mapping)
                 found[row.record_id] = {"op": data["op"], "fields": data["fields"],

@@ -14,6 +14,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from crmsync.errors import StoreError
+from crmsync.store.bulk_load import restore_indexes
 from crmsync.store.migrations import MIGRATIONS, applied_versions, migrate
 
 if TYPE_CHECKING:
@@ -210,6 +211,7 @@ def _migrate(engine: Engine) -> None:
     for attempt in range(SQLITE_OPEN_ATTEMPTS):
         try:
             migrate(engine, MIGRATIONS)
+            restore_indexes(engine)  # a first load killed before it built them
             return
         except OperationalError as exc:
             locked = "locked" in str(exc.orig) or "busy" in str(exc.orig)

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from crmsync.adapters.records import FieldDefinition, PullCursor, read_ahead
 from crmsync.names import OBJECT_TYPES, ObjectType
+from crmsync.store.bulk_load import bulk_load
 from crmsync.store.records import PageOutcome, RecordRow, RemovalRow
 from crmsync.sync.mapping import MappingRules, pack_page, prepare_page
 from crmsync.sync.reconcile import resolver
@@ -234,43 +235,44 @@ def _pull_type(records: RecordStore, adapter: RecordAdapter, *, crm: str,
     if overlap:  # the next page is read and mapped while this one commits
         mapped = read_ahead(mapped)
     group = _CommitGroup(records, store_lock, counts, crm=crm, dry_run=dry_run)
-    try:
-        for page, rows, removals in mapped:
-            in_full_pass = phase == FULL_PHASE
-            pass_id = (page.cursor.pass_started_at.isoformat()
-                       if in_full_pass and page.cursor.pass_started_at else None)
-            pass_complete = in_full_pass and page.cursor.phase != FULL_PHASE
-            scanned_at = (now if scan and page.done
-                          else min(now, pass_began) if pass_complete and pass_began else None)
-            if not dry_run and page.size >= GROUP_MIN_PAGE:
-                group.join()
-            with store_lock:
-                if dry_run:
-                    outcome = records.preview_page(crm, object_type, rows, removals)
-                else:
-                    # The pass listed everything the CRM has: what it did not list is gone
-                    # (tombstoned in the commit that ends the pass).
-                    outcome = records.commit_page(
-                        crm, object_type, rows, removals, page.cursor.to_json(),
-                        pass_id=pass_id, pass_complete=pass_complete and pass_id is not None,
-                        removals_scanned_at=scanned_at, resolve=resolve)
-                group.add(outcome, page)
-            phase = page.cursor.phase
-            if page.done or stop.is_set() or group.due():
-                group.commit()
-            if on_page is not None:
-                on_page(object_type, counts)
-            if page.done or stop.is_set():  # another type failed: stop after this page
-                break
-        group.commit()
-    except BaseException:
-        group.abandon()
-        raise
-    finally:
-        for closable in (mapped, pages):
-            close = getattr(closable, "close", None)
-            if close is not None:  # a generator reading on threads stops them
-                close()
+    with bulk_load(records.store, store_lock):  # indexes a first load defers: built at its end
+        try:
+            for page, rows, removals in mapped:
+                in_full_pass = phase == FULL_PHASE
+                pass_id = (page.cursor.pass_started_at.isoformat()
+                           if in_full_pass and page.cursor.pass_started_at else None)
+                pass_complete = in_full_pass and page.cursor.phase != FULL_PHASE
+                scanned_at = (now if scan and page.done
+                              else min(now, pass_began) if pass_complete and pass_began else None)
+                if not dry_run and page.size >= GROUP_MIN_PAGE:
+                    group.join()
+                with store_lock:
+                    if dry_run:
+                        outcome = records.preview_page(crm, object_type, rows, removals)
+                    else:
+                        # The pass listed everything the CRM has: what it did not list is gone
+                        # (tombstoned in the commit that ends the pass).
+                        outcome = records.commit_page(
+                            crm, object_type, rows, removals, page.cursor.to_json(),
+                            pass_id=pass_id, pass_complete=pass_complete and pass_id is not None,
+                            removals_scanned_at=scanned_at, resolve=resolve)
+                    group.add(outcome, page)
+                phase = page.cursor.phase
+                if page.done or stop.is_set() or group.due():
+                    group.commit()
+                if on_page is not None:
+                    on_page(object_type, counts)
+                if page.done or stop.is_set():  # another type failed: stop after this page
+                    break
+            group.commit()
+        except BaseException:
+            group.abandon()
+            raise
+        finally:
+            for closable in (mapped, pages):
+                close = getattr(closable, "close", None)
+                if close is not None:  # a generator reading on threads stops them
+                    close()
 
 
 class _CommitGroup:
@@ -299,7 +301,7 @@ class _CommitGroup:
         if self._held is None:
             with contextlib.ExitStack() as opening:  # nothing stays held if opening fails
                 opening.enter_context(self._store_lock)
-                opening.enter_context(self._records.one_transaction())
+                opening.enter_context(self._records.one_transaction(bulk=True))
                 self._held = opening.pop_all()
             self._records_held, self._opened = 0, time.monotonic()
 
