@@ -1040,17 +1040,20 @@ class RecordStore:
         create there), as unqueued changes naming every field."""
         table = RECORD_TABLES[object_type]
         last = 0
-        linked = select(record_links.c.record_id).where(
-            self._scope(record_links, crm, object_type))
-        queued = select(local_changes.c.record_id).where(
-            local_changes.c.client == self.client, local_changes.c.object_type == object_type)
+        # Index lookups per record (`NOT EXISTS`): a `NOT IN` of every linked record was
+        # read again for each batch.
+        linked = exists().where(
+            record_links.c.client == self.client, record_links.c.object_type == object_type,
+            record_links.c.record_id == table.c.id, record_links.c.crm == crm)
+        queued = exists().where(
+            local_changes.c.client == self.client, local_changes.c.object_type == object_type,
+            local_changes.c.record_id == table.c.id)
         while True:
             with self.store.engine.connect() as conn:
                 rows = [dict(r._mapping) for r in conn.execute(
                     select(table).where(table.c.client == self.client,
                                         table.c.deleted_at.is_(None), table.c.stub.is_(False),
-                                        table.c.id > last, table.c.id.not_in(linked),
-                                        table.c.id.not_in(queued))
+                                        table.c.id > last, ~linked, ~queued)
                     .order_by(table.c.id).limit(batch))]
             if rows:
                 yield [QueuedChange(record_id=r["id"], op="upsert", fields=frozenset(),

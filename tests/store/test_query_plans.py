@@ -90,3 +90,25 @@ def test_a_page_commit_never_reads_a_whole_table(tmp_path: Path, two_way: bool) 
     assert outcome.linked == int(two_way)
     assert (records.remote_ids("hubspot", "contacts")["9999"] == local_id) is two_way
     store.close()
+
+
+def test_listing_the_records_another_crm_lacks_looks_each_one_up(tmp_path: Path) -> None:
+    """`sync --to`'s listing, a batch at a time: each record's links and queue row by
+    index, not every link of the CRM read again for each batch (a `NOT IN` list)."""
+    store = open_store(f"sqlite:///{tmp_path / 'plans.db'}")
+    records = store.records("acme")
+    records.commit_page("hubspot", "contacts", pack_page(RULES, _page(0, 250)).rows, [],
+                        {"phase": "full"})
+    records.commit_page("pipedrive", "contacts", pack_page(RULES, _page(0, 50)).rows, [],
+                        {"phase": "full"})
+    batches: list[list[Any]] = []
+    steps = _plans(store, lambda: batches.extend(records.unlinked("pipedrive", "contacts",
+                                                                  batch=100)))
+    # HubSpot's 250, not Pipedrive's own 50 (no matching by email without two-way sync).
+    assert [len(b) for b in batches] == [100, 100, 50]
+    hubspot_ids = set(records.remote_ids("hubspot", "contacts").values())
+    assert {c.record_id for b in batches for c in b} == hubspot_ids
+    assert steps
+    for statement, step in steps:
+        assert "LIST SUBQUERY" not in step, f"{step}\n  in {statement}"
+    store.close()
