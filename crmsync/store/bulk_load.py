@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 DEFERRED_INDEXES = tuple(sorted((i for i in associations.indexes if i.name == "ix_associations_to"),
                                 key=lambda i: str(i.name)))
+SORT_CACHE_KIB = 4096  # SQLite's page cache while it builds a deferred index
 
 
 class _Loads:
@@ -100,7 +101,18 @@ def restore_indexes(engine: Engine) -> None:
             schema=conn.schema_for_object(index.table))]  # type: ignore[arg-type]
         if not missing:
             return
-        if conn.dialect.name == "postgresql":
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # SQLite sorts the keys in memory up to the page cache's size; a smaller cache
+            # for the build (spilling sorted runs to temporary files) keeps the load's peak
+            # memory where its pages left it.
+            cache = conn.exec_driver_sql("PRAGMA cache_size").scalar_one()
+            conn.exec_driver_sql(f"PRAGMA cache_size={-SORT_CACHE_KIB}")
+        else:
             conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
-        for index in missing:
-            conn.execute(CreateIndex(index, if_not_exists=True))
+        try:
+            for index in missing:
+                conn.execute(CreateIndex(index, if_not_exists=True))
+        finally:
+            if sqlite:
+                conn.exec_driver_sql(f"PRAGMA cache_size={int(cache)}")
