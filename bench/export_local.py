@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/export_local.py [--sizes 100000 1000000] [--store sqlite postgres]
                                            [--types contacts] [--profile OUT.prof] [--json OUT]
+                                           [--concurrency 4]
 
 HubSpot's own time to build the file is not ours, so it is left out: the sandbox runs in its
 own process with an export processing time of 0, and for each size the export is requested
@@ -9,8 +10,10 @@ and waited for until COMPLETE *before* the clock starts. Each measured run is th
 child process over a fresh store (a SQLite file, or a PostgreSQL schema dropped afterwards)
 whose cursor already names that export task, as a run resumed after the export finished
 would hold it: `pull_client` asks the task's status once (a fresh result URL), downloads the
-file and streams it into the store. Printed per run: records, seconds, records per second,
-CPU seconds of the loading process, of its parsing worker (a file above
+file and streams it into the store, as `crmsync sync` would (two-way, `--concurrency` 4 by
+default, so the next page is received while one is stored). Printed per run: records,
+seconds, records per second, CPU seconds of the loading process, of its parsing worker (a
+file above
 `WORKER_MIN_BYTES` is parsed by a worker process) and, on PostgreSQL, of the server's
 processes on this machine, and the loading process's peak RSS.
 Seeded contacts carry company associations (and deals contacts and companies), so
@@ -99,7 +102,7 @@ def child(args: argparse.Namespace) -> None:
     children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = pull_client(CLIENT, "hubspot", adapter, store, MappingRules(),
                          object_types=(object_type,),  # type: ignore[arg-type]
-                         conflict_policy=CONFLICT_POLICY)
+                         conflict_policy=CONFLICT_POLICY, concurrency=int(args.concurrency))
     wall = time.perf_counter() - wall0
     cpu = time.process_time() - cpu0
     children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the parsing worker, joined
@@ -149,13 +152,14 @@ def _drop_schema(schema: str) -> None:
 
 
 def measure(base: str, token: str, task: str, *, object_type: str, store: str,
-            profile: Path | None) -> dict[str, Any]:
+            profile: Path | None, concurrency: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         store_url, schema = f"sqlite:///{tmp}/bench.db", None
         if store == "postgres":
             store_url, schema = POSTGRES_URL, f"bench_{uuid.uuid4().hex[:10]}"
         command = [sys.executable, __file__, "--child", "--base", base, "--token", token,
-                   "--task", task, "--types", object_type, "--store-url", store_url]
+                   "--task", task, "--types", object_type, "--store-url", store_url,
+                   "--concurrency", str(concurrency)]
         if schema:
             command += ["--schema", schema]
         if profile:
@@ -184,6 +188,9 @@ def main() -> None:
     parser.add_argument("--types", default="contacts", choices=["contacts", "companies", "deals"])
     parser.add_argument("--profile", type=Path, help="cProfile the runs into OUT-STORE-SIZE")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--concurrency", type=int, default=4,
+                        help="CRMSYNC_SYNC_CONCURRENCY (default 4, as crmsync sync's; above 1 "
+                             "the next page is received while this one is stored)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     for hidden in ("--base", "--token", "--task", "--store-url", "--schema"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
@@ -211,7 +218,7 @@ def main() -> None:
                 profile = (args.profile.with_name(f"{args.profile.stem}-{store}-{size}.prof")
                            if args.profile else None)
                 figures = measure(base, token, task, object_type=args.types, store=store,
-                                  profile=profile)
+                                  profile=profile, concurrency=args.concurrency)
                 row = {"store": store, "type": args.types, "size": size, **figures}
                 rows.append(row)
                 print(f"{store:<10}{args.types:<10}{row['records']:>10,}"

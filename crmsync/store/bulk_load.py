@@ -1,8 +1,8 @@
 """Indexes a first load builds once, at its end, instead of row by row.
 
 A page's associations point at their targets (companies, contacts) in random order, and
-inserting a million of them one by one into the B-tree by target cost a fifth of the store's
-part of a first load. That index serves queries only (no constraint), so while a load
+inserting a million of them one by one into the B-tree by target cost a tenth to a fifth of
+the store's part of a first load. That index serves queries only (no constraint), so while a load
 fills an empty associations table it is dropped, and it is built again in one sort when
 the store's last load in this process ends — or, if the process was killed first, when the
 store is next opened (`restore_indexes`, called by `open_store`): a store without it is
@@ -29,8 +29,10 @@ if TYPE_CHECKING:
 
     from crmsync.store.store import Store
 
-DEFERRED_INDEXES = tuple(sorted((i for i in associations.indexes if i.name == "ix_associations_to"),
-                                key=lambda i: str(i.name)))
+DEFERRED_INDEXES = tuple(i for i in associations.indexes if i.name == "ix_associations_to")
+# Arbitrary constant: the PostgreSQL advisory lock a load takes to drop them (see
+# `defer_indexes`).
+DEFER_LOCK_ID = 0x63726D74
 SORT_CACHE_KIB = 4096  # SQLite's page cache while it builds a deferred index
 
 
@@ -78,14 +80,21 @@ def bulk_load(store: Store, store_lock: contextlib.AbstractContextManager[Any]
 
 
 def defer_indexes(store: Store, conn: Connection) -> None:
-    """Inside a group of bulk pages' transaction: drop the deferred indexes if a load is
-    under way and the associations table is empty. Decided once per run of loads: the
-    drop commits (or rolls back, leaving the index) with the group."""
+    """Inside a group of bulk pages' transaction, before its pages: drop the deferred
+    indexes if a load is under way and the associations table is empty. Decided once per
+    run of loads. On PostgreSQL the drop commits or rolls back with the group, and a load
+    that finds another process dropping them at the same moment leaves them be (two
+    drops, each waiting for the other's lock on the table, would deadlock); SQLite's
+    driver runs the drop on its own, so a group rolled back leaves them dropped until the
+    load ends."""
     loads = _loads(store)
     with loads.lock:
         if loads.running == 0 or loads.decided:
             return
         loads.decided = True
+    if conn.dialect.name == "postgresql" and not conn.execute(
+            text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": DEFER_LOCK_ID}).scalar():
+        return
     if conn.execute(select(exists().select_from(associations))).scalar():
         return
     for index in DEFERRED_INDEXES:

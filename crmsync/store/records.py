@@ -270,6 +270,8 @@ MATCH_KEYS: dict[str, str] = {"contacts": "email_key", "companies": "domain_key"
 # and how much it must grow before the next refresh.
 ANALYZE_AFTER = 2_000
 ANALYZE_GROWTH = 4
+# The `policy` of a conflict recorded for a local edit to a record the CRM removed.
+REMOVED_POLICY = "removed_remotely"
 # A queue row whose create was sent and whose answer is not recorded yet (`mark_in_flight`).
 IN_FLIGHT = "create sent; the CRM's answer was not recorded (the run stopped)"
 
@@ -473,7 +475,7 @@ class RecordStore:
                                  now=now)
             if pass_complete and pass_id is not None:
                 outcome.tombstoned += self._tombstone_unseen(conn, crm, object_type, pass_id,
-                                                             now)
+                                                             now=now, outcome=outcome)
             if cursor is not None:
                 values: dict[str, Any] = {
                     "client": self.client, "crm": crm, "object_type": object_type,
@@ -899,6 +901,9 @@ class RecordStore:
         todo = [r for r in removals if r.remote_id in existing and not existing[r.remote_id][2]]
         if not todo:
             return
+        outcome.conflicts += self._note_lost_edits(
+            conn, crm, object_type, {existing[r.remote_id][0]: existing[r.remote_id][1]
+                                     for r in todo}, now)
         conn.execute(
             update(table).where(table.c.id == bindparam("_id")).values(
                 deleted_at=bindparam("deleted_at"), deleted_reason=bindparam("reason"),
@@ -917,6 +922,49 @@ class RecordStore:
                 self._follow_merge(conn, object_type, existing[removal.remote_id][0],
                                    survivors[removal.merged_into])
         outcome.tombstoned += len(todo)
+
+    def _note_lost_edits(self, conn: Connection, crm: str, object_type: str,
+                         bases: Mapping[int, Any], now: dt.datetime) -> int:
+        """Records the CRM removed (by store id, with their merge bases) whose local edit
+        is still queued: the removal wins (the record is tombstoned and the edit is not
+        pushed), so each edited field is recorded as a conflict the CRM won, with the local
+        value that is not sent (`crmsync sync` counts them). How many were recorded."""
+        edits = {record_id: edit for record_id, edit in
+                 self._local_edits(conn, object_type, list(bases)).items()
+                 if edit["op"] == "upsert" and edit["fields"]}
+        noted = []
+        for record_id, edit in edits.items():
+            row, base = edit["row"], bases[record_id] or {}
+            for name in sorted(edit["fields"]):
+                if name in row and name not in ("properties", "id"):
+                    local, was = row[name], (base.get("fields") or {}).get(name)
+                elif name.startswith("associations:"):
+                    local = was = None
+                else:
+                    local = (row.get("properties") or {}).get(name)
+                    was = (base.get("properties") or {}).get(name)
+                noted.append({
+                    "client": self.client, "crm": crm, "object_type": object_type,
+                    "record_id": record_id, "field": name, "base_value": _jsonable(was),
+                    "local_value": _jsonable(local), "remote_value": None,
+                    "policy": REMOVED_POLICY, "winner": "remote", "resolved_at": now})
+        if noted:
+            conn.execute(insert(conflicts), noted)
+        return len(noted)
+
+    def _bases(self, conn: Connection, crm: str, object_type: str, record_ids: Sequence[int]
+               ) -> dict[int, Any]:
+        """store id → this CRM's merge base, for those linked to it."""
+        table = RECORD_TABLES[object_type]
+        found: dict[int, Any] = {}
+        for chunk in _chunks(list(record_ids), in_chunk_size(conn)):
+            for row in conn.execute(
+                    select(record_links.c.record_id, record_links.c.base, table.c.properties)
+                    .join(table, table.c.id == record_links.c.record_id)
+                    .where(self._scope(record_links, crm, object_type),
+                           any_of(conn, record_links.c.record_id, chunk))):
+                found[row.record_id] = _full_base(row.base, row.properties)
+        return found
 
     def _follow_merge(self, conn: Connection, object_type: str, loser: int, survivor: int
                       ) -> None:
@@ -956,7 +1004,7 @@ class RecordStore:
                       "attempts": sync_failures.c.attempts + 1}))
 
     def _tombstone_unseen(self, conn: Connection, crm: str, object_type: str, pass_id: str,
-                          now: dt.datetime) -> int:
+                          *, now: dt.datetime, outcome: PageOutcome) -> int:
         """After a complete full pass: records the pass did not list are gone from the CRM
         (deleted and purged, so no listing reports them): tombstone them as `missing`."""
         table = RECORD_TABLES[object_type]
@@ -968,6 +1016,8 @@ class RecordStore:
             select(table.c.id).where(table.c.id.in_(unseen), table.c.deleted_at.is_(None),
                                      table.c.stub.is_(False))))
         for chunk in _chunks(ids):
+            outcome.conflicts += self._note_lost_edits(
+                conn, crm, object_type, self._bases(conn, crm, object_type, chunk), now)
             conn.execute(update(table).where(table.c.id.in_(chunk)).values(
                 deleted_at=now, deleted_reason="missing", updated_at=now))
             conn.execute(update(record_links).where(

@@ -182,6 +182,25 @@ def test_a_remote_delete_tombstones_even_with_a_local_edit_queued(store: Store) 
     assert company not in {r["id"] for r in store.records("acme").live("companies")}
 
 
+def test_a_local_edit_to_a_record_the_crm_deleted_is_recorded_not_pushed(store: Store) -> None:
+    crm = FakeCrm()
+    started(store, crm)
+    ann = ids(store, crm, "contacts")["2"]
+    local.edit(store, "contacts", ann, phone="L", city="Lviv")
+    crm.remove("contacts", "2")
+    result = sync(store, crm)
+    assert ids(store, crm, "contacts") == {}
+    assert "2" not in crm.records["contacts"]  # the removal wins: nothing recreated
+    assert result.total("created") == 0
+    assert local.queue(store) == {}
+    with store.engine.connect() as conn:
+        logged = sorted((c.record_id, c.field, c.base_value, c.local_value, c.remote_value,
+                         c.policy, c.winner) for c in conn.execute(select(conflicts)))
+    # What the consultant changed, kept where they can see it (and counted by the pull).
+    assert logged == [(ann, "city", "Kyiv", "Lviv", None, "removed_remotely", "remote"),
+                      (ann, "phone", "1", "L", None, "removed_remotely", "remote")]
+
+
 def test_a_record_created_on_both_sides_becomes_one(store: Store) -> None:
     crm = FakeCrm()
     started(store, crm)
