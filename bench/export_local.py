@@ -13,9 +13,8 @@ would hold it: `pull_client` asks the task's status once (a fresh result URL), d
 file and streams it into the store, as `crmsync sync` would (two-way, `--concurrency` 4 by
 default, so the next page is received while one is stored). Printed per run: records,
 seconds, records per second, CPU seconds of the loading process, of its parsing worker (a
-file above
-`WORKER_MIN_BYTES` is parsed by a worker process) and, on PostgreSQL, of the server's
-processes on this machine, and the loading process's peak RSS.
+file above `WORKER_MIN_BYTES` is parsed by a worker process) and, on PostgreSQL, of the
+server's processes on this machine, and the loading process's peak RSS.
 Seeded contacts carry company associations (and deals contacts and companies), so
 association rows and stubs are part of the work.
 """
