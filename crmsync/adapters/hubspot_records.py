@@ -16,7 +16,9 @@ What each way costs, in calls (limits in API-FACTS.md):
 - **increment**: `POST …/search` on the modification date (`lastmodifieddate` for contacts,
   `hs_lastmodifieddate` otherwise), `GTE` the high-water mark, ascending, 200 a page: 5 calls
   per 1,000 changed records plus one v4 `batch/read` per owned association type and page.
-  Nothing changed: exactly 1 call. Records modified in the last `SEARCH_LAG` wait for the
+  Nothing changed: exactly 1 call (records read again that the store holds at the same
+  modification time, the engine's `stored_versions`, are left out before that read).
+  Records modified in the last `SEARCH_LAG` wait for the
   next run (the search index trails writes). Search answers at most `SEARCH_CAP` results per
   query: before paging past it the query restarts from the last timestamp seen, first reading
   that timestamp's records by id (`EQ ts`, `hs_object_id GT last`, sorted by id) so ties of
@@ -337,13 +339,25 @@ class HubSpotRecords:
                     guard.reset()  # a new query: its offsets are its own
                 guard.check(token)
                 gathered += raws
-            page, more = self._search_page(object_type, gathered)
+            page, more = self._search_page(object_type, self._changed(object_type, gathered))
             after = PullCursor(phase="incremental", token=token, high_water=high,
                                high_water_id=high_id, pass_started_at=cursor.pass_started_at,
                                extra=dict(cursor.extra, query=query))
             yield replace_page(page, after, calls + more)
             if finished:
                 return after
+
+    def _changed(self, object_type: ObjectType, raws: list[dict[str, Any]]
+                 ) -> list[dict[str, Any]]:
+        """The search's records less those the store holds at this very modification time
+        (the engine's `stored_versions`): read again unchanged — the first increment after a
+        full pass reads what changed from just before the pass began — they would cost an
+        association read each page, and a run with nothing changed more than its search."""
+        stored_versions = getattr(self, "stored_versions", None)
+        if stored_versions is None or not raws:
+            return raws
+        held = stored_versions(object_type, [str(raw["id"]) for raw in raws])
+        return [raw for raw in raws if held.get(str(raw["id"])) != _modified(object_type, raw)]
 
     def _search_step(self, object_type: ObjectType, query: Mapping[str, Any],
                      names: list[str], token: str | None

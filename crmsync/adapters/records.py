@@ -228,6 +228,10 @@ class RecordAdapter(Protocol):
         The engine may set `page_preparer` on the adapter first: a picklable function of a
         page that makes its store rows. An adapter that parses pages in a worker process (a
         HubSpot export file) runs it there and yields its answer as `RecordPage.prepared`.
+        It may also set `stored_versions(object_type, remote_ids)`: remote id → the
+        modification time of the version the store holds. An adapter that would spend calls
+        on a record it reads again (HubSpot's association reads for a search's records) may
+        leave out those whose time is the stored one: the store has them as they are.
         """
         ...
 

@@ -1263,6 +1263,28 @@ class RecordStore:
                 return
             last = rows[-1]["id"]
 
+    def remote_versions(self, crm: str, object_type: str, remote_ids: Sequence[str]
+                        ) -> dict[str, dt.datetime]:
+        """remote id → the CRM's modification time of the version the store holds, for
+        those of `remote_ids` it holds live (not stubs, not removed)."""
+        table = RECORD_TABLES[object_type]
+        found: dict[str, dt.datetime] = {}
+        held: Connection | None = getattr(self._held, "conn", None)  # this thread's group
+        with (self.store.engine.connect() if held is None
+              else contextlib.nullcontext(held)) as conn:
+            for chunk in _chunks(list(dict.fromkeys(remote_ids)), in_chunk_size(conn)):
+                for row in conn.execute(
+                        select(record_links.c.remote_id, record_links.c.remote_modified_at)
+                        .join(table, table.c.id == record_links.c.record_id)
+                        .where(self._scope(record_links, crm, object_type),
+                               any_of(conn, record_links.c.remote_id, chunk),
+                               record_links.c.removed_at.is_(None),
+                               table.c.deleted_at.is_(None), table.c.stub.is_(False))):
+                    when = _aware(row.remote_modified_at)
+                    if when is not None:
+                        found[row.remote_id] = when
+        return found
+
     def remote_ids(self, crm: str, object_type: str, *, live_only: bool = True) -> dict[str, int]:
         """remote id → store id of this CRM's records of the type."""
         table = RECORD_TABLES[object_type]

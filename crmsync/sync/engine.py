@@ -67,6 +67,7 @@ FIELD_DEFINITIONS_MAX_AGE = dt.timedelta(hours=24)
 GROUP_MIN_PAGE = 2_000  # records on a page that make it a bulk page
 GROUP_RECORDS = 20_000
 GROUP_SECONDS = 5.0
+STORED_VERSIONS_WAIT = 1.0  # seconds an adapter's thread waits for the store (`_stored_versions`)
 REMOVAL_SCAN_INTERVAL = dt.timedelta(hours=1)
 FULL_PHASE = "full"
 
@@ -174,11 +175,26 @@ def pull_client(
                             if conflict_policy is not None else None),
                    store_lock=store_lock(store), stop=stop, overlap=concurrency > 1)
 
+    # What the store holds, for the adapter to skip reading it again (`RecordAdapter.pull`);
+    # taken off again after, so the adapter holds no store between runs.
+    adapter.stored_versions = functools.partial(  # type: ignore[attr-defined]
+        _stored_versions, records, crm, store_lock(store))
+    try:
+        _pull_types(pull, object_types, concurrency, progress, stop)
+    finally:
+        adapter.stored_versions = None  # type: ignore[attr-defined]
+    return result
+
+
+def _pull_types(pull: Callable[[ObjectType], None], object_types: Sequence[ObjectType],
+                concurrency: int, progress: threading.Lock, stop: threading.Event) -> None:
+    """Each type's pull, `concurrency` at a time; the first error is raised once every type
+    has stopped."""
     workers = min(max(1, concurrency), len(object_types))
     if workers <= 1:
         for object_type in object_types:
             pull(object_type)
-        return result
+        return
     errors: list[BaseException] = []
 
     def guarded(object_type: ObjectType) -> None:
@@ -195,14 +211,13 @@ def pull_client(
             future.exception()  # wait for every type: none is left writing when we return
     if errors:
         raise errors[0]
-    return result
 
 
 _STORE_LOCKS: weakref.WeakKeyDictionary[Store, threading.RLock] = weakref.WeakKeyDictionary()
 _STORE_LOCKS_GUARD = threading.Lock()
 
 
-def store_lock(store: Store) -> AbstractContextManager[Any]:
+def store_lock(store: Store) -> threading.RLock:
     """The lock every pull thread takes to use `store` (one per store, in this process)."""
     with _STORE_LOCKS_GUARD:
         lock = _STORE_LOCKS.get(store)
@@ -273,6 +288,20 @@ def _pull_type(records: RecordStore, adapter: RecordAdapter, *, crm: str,
                 close = getattr(closable, "close", None)
                 if close is not None:  # a generator reading on threads stops them
                     close()
+
+
+def _stored_versions(records: RecordStore, crm: str, lock: threading.RLock,
+                     object_type: str, remote_ids: Sequence[str]) -> dict[str, dt.datetime]:
+    """The adapter's `stored_versions` (`RecordAdapter.pull`), called from its thread. If
+    the store stays locked (a group of bulk pages holds it from its first page to its
+    commit, and may be waiting for the very page this thread is reading), it answers
+    nothing: the adapter then reads those records whole, as without it."""
+    if not lock.acquire(timeout=STORED_VERSIONS_WAIT):
+        return {}
+    try:
+        return records.remote_versions(crm, object_type, remote_ids)
+    finally:
+        lock.release()
 
 
 class _CommitGroup:

@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import requests
 
 from crmsync.adapters import hubspot_records
 from crmsync.adapters.hubspot import HubSpotAdapter
@@ -23,10 +24,14 @@ from crmsync.adapters.records import (
     RecordPage,
 )
 from crmsync.errors import FatalRemoteError, RemoteError
+from crmsync.store import open_store
+from crmsync.sync.engine import pull_client
+from crmsync.sync.mapping import MappingRules
 
 from .record_sandbox import LAG, TOKEN, Sandbox, truth
 
 if TYPE_CHECKING:
+    from pathlib import Path
 
     from crmsync.names import ObjectType
 
@@ -477,3 +482,73 @@ def test_hubspot_merge_reports_the_merged_id_with_its_survivor(
     assert [(r.id, r.reason, r.merged_into) for p in pages for r in p.removals] == [
         (merged, "merged", survivor)]
     adapter.close()
+
+
+def test_hubspot_records_read_again_unchanged_cost_no_association_read(
+        adapter: Any, box: Sandbox, crm: str) -> None:
+    """The first increment after a full pass reads again what changed from just before the
+    pass began; records the store holds at that very modification time (the engine's
+    `stored_versions`) are left out, so that run costs its search alone."""
+    if crm != "hubspot":
+        pytest.skip("HubSpot reads a search's associations in a call of their own")
+    box.seed(crm, contacts=30, companies=10, deals=40)
+    for deal_id in truth(box, crm, "deals"):  # modified as the pass begins
+        box.hubspot("PATCH", f"/crm/v3/objects/deals/{deal_id}",
+                    {"properties": {"description": "touched"}})
+    full = pull_all(adapter, "deals")
+    held = {r.id: r.modified_at for page in full for r in page.records}
+    box.clock.advance(LAG)
+    again = pull_all(adapter, "deals", PullCursor.from_json(full[-1].cursor.to_json()))
+    assert sorted(ids(again), key=int) == sorted(held, key=int)  # without the store's word
+    assert sum(p.calls for p in again) > 1  # its search and the deals' association reads
+    edited = sorted(held, key=int)[::8]
+    for deal_id in edited:
+        box.hubspot("PATCH", f"/crm/v3/objects/deals/{deal_id}",
+                    {"properties": {"dealname": f"Renamed {deal_id}"}})
+    box.clock.advance(LAG)
+    asked: list[list[str]] = []
+
+    def stored_versions(object_type: str, remote_ids: list[str]) -> dict[str, Any]:
+        asked.append(remote_ids)
+        return {i: held[i] for i in remote_ids if i in held}
+
+    adapter.stored_versions = stored_versions
+    cursor = PullCursor.from_json(full[-1].cursor.to_json())
+    pages = pull_all(adapter, "deals", cursor)
+    assert sorted(ids(pages), key=int) == edited  # changed since: read, with associations
+    expected = {k: v for k, v in truth(box, crm, "deals").items() if k in edited}
+    assert seen(pages, "deals") == expected
+    assert asked
+    for deal_id in edited:
+        held[deal_id] = next(r.modified_at for p in pages for r in p.records if r.id == deal_id)
+    box.clock.advance(LAG)
+    quiet = pull_all(adapter, "deals", cursor)  # the same handover, nothing new since
+    assert ids(quiet) == []
+    assert sum(p.calls for p in quiet) == 1
+
+
+def test_hubspot_first_sync_increment_costs_one_search_per_type(
+        adapter: Any, box: Sandbox, crm: str, tmp_path: Path) -> None:
+    """Through the engine: records touched just before the first pull are in the next
+    run's search again, and the store's versions keep that run to its searches."""
+    if crm != "hubspot":
+        pytest.skip("HubSpot reads a search's associations in a call of their own")
+    box.seed(crm, contacts=30, companies=10, deals=40)
+    for object_type, prop in (("contacts", "jobtitle"), ("deals", "description")):
+        for record_id in truth(box, crm, object_type):
+            box.hubspot("PATCH", f"/crm/v3/objects/{object_type}/{record_id}",
+                        {"properties": {prop: "touched"}})
+    with open_store(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        first = pull_client("acme", crm, adapter, store, MappingRules(),
+                            conflict_policy="remote_wins", concurrency=3)
+        assert first.total("pulled") == 80
+        assert adapter.stored_versions is None  # the adapter keeps no store between runs
+        box.clock.advance(LAG)
+        before = requests.get(f"{box.url}/_sandbox/stats", timeout=10).json()["by_route"]
+        again = pull_client("acme", crm, adapter, store, MappingRules(),
+                            conflict_policy="remote_wins", concurrency=3)
+        after = requests.get(f"{box.url}/_sandbox/stats", timeout=10).json()["by_route"]
+    spent = {route: n - before.get(route, 0) for route, n in after.items()
+             if n != before.get(route, 0)}
+    assert spent == {"POST /crm/v3/objects/{objectType}/search": 3}
+    assert again.total("pulled") == 0
