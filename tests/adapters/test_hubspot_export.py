@@ -283,3 +283,18 @@ def test_an_error_in_the_worker_is_raised_in_the_loading_process(
     server, clock = box
     with pytest.raises(ValueError, match="records refused"):
         pull(_worker_adapter(server, clock, _refuse), "contacts")
+
+
+def test_a_file_parsed_in_this_process_comes_in_smaller_pages(
+        box: tuple[SandboxServer, ManualClock], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its record objects live in the loading process until stored (several types' at
+    once), so its pages are `IN_PROCESS_PAGE_SIZE`, not the worker's `PAGE_SIZE`."""
+    server, clock = box
+    monkeypatch.setattr(hubspot_export, "PAGE_SIZE", 90)
+    monkeypatch.setattr(hubspot_export, "IN_PROCESS_PAGE_SIZE", 20)
+    adapter = adapter_for(server, clock)
+    pages = pull(adapter, "contacts")
+    assert pulled(pages) == sandbox_records(server, TOKEN, "contacts")
+    sizes = [len(p.records) for p in pages if p.cursor.phase == "full"]
+    assert max(sizes) == 20
+    assert len(sizes) > 3
