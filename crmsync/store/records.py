@@ -902,8 +902,8 @@ class RecordStore:
         if not todo:
             return
         outcome.conflicts += self._note_lost_edits(
-            conn, crm, object_type, {existing[r.remote_id][0]: existing[r.remote_id][1]
-                                     for r in todo}, now)
+            conn, crm, object_type, [existing[r.remote_id][0] for r in todo], now,
+            bases={existing[r.remote_id][0]: existing[r.remote_id][1] for r in todo})
         conn.execute(
             update(table).where(table.c.id == bindparam("_id")).values(
                 deleted_at=bindparam("deleted_at"), deleted_reason=bindparam("reason"),
@@ -924,17 +924,23 @@ class RecordStore:
         outcome.tombstoned += len(todo)
 
     def _note_lost_edits(self, conn: Connection, crm: str, object_type: str,
-                         bases: Mapping[int, Any], now: dt.datetime) -> int:
-        """Records the CRM removed (by store id, with their merge bases) whose local edit
-        is still queued: the removal wins (the record is tombstoned and the edit is not
-        pushed), so each edited field is recorded as a conflict the CRM won, with the local
-        value that is not sent (`crmsync sync` counts them). How many were recorded."""
+                         record_ids: Sequence[int], now: dt.datetime, *,
+                         bases: Mapping[int, Any] | None = None) -> int:
+        """Records the CRM removed (by store id) whose local edit is still queued: the
+        removal wins (the record is tombstoned and the edit is not pushed), so each edited
+        field is recorded as a conflict the CRM won, with the local value that is not sent
+        (`crmsync sync` counts them). `bases`: their merge bases where the caller has them
+        (else read, for the edited ones only). How many were recorded."""
         edits = {record_id: edit for record_id, edit in
-                 self._local_edits(conn, object_type, list(bases)).items()
+                 self._local_edits(conn, object_type, record_ids).items()
                  if edit["op"] == "upsert" and edit["fields"]}
+        if not edits:
+            return 0
+        if bases is None:
+            bases = self._bases(conn, crm, object_type, list(edits))
         noted = []
         for record_id, edit in edits.items():
-            row, base = edit["row"], bases[record_id] or {}
+            row, base = edit["row"], bases.get(record_id) or {}
             for name in sorted(edit["fields"]):
                 if name in row and name not in ("properties", "id"):
                     local, was = row[name], (base.get("fields") or {}).get(name)
@@ -1016,8 +1022,7 @@ class RecordStore:
             select(table.c.id).where(table.c.id.in_(unseen), table.c.deleted_at.is_(None),
                                      table.c.stub.is_(False))))
         for chunk in _chunks(ids):
-            outcome.conflicts += self._note_lost_edits(
-                conn, crm, object_type, self._bases(conn, crm, object_type, chunk), now)
+            outcome.conflicts += self._note_lost_edits(conn, crm, object_type, chunk, now)
             conn.execute(update(table).where(table.c.id.in_(chunk)).values(
                 deleted_at=now, deleted_reason="missing", updated_at=now))
             conn.execute(update(record_links).where(
